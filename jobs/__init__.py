@@ -1,0 +1,1 @@
+"""What the RQ workers and the scheduler run."""

@@ -1,0 +1,117 @@
+"""`flask worker` (a pool of RQ worker slots) and `flask scheduler` (cron fires and the sweeper)."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+from flask import Flask, current_app
+
+log = logging.getLogger("workflows")
+
+SCHEDULER_TICK_SEC = 0.2
+SWEEP_EVERY_SEC = 2.0
+
+
+def register(app: Flask) -> None:
+    @app.cli.command("worker")
+    @click.option("--slots", type=int, default=None, help="concurrent runs (default WORKER_SLOTS)")
+    def worker(slots: int | None):
+        """Run WORKER_SLOTS run slots plus one notification slot; restart any that dies."""
+        slots = slots or current_app.config["WORKER_SLOTS"]
+        _configure_logging()
+        Supervisor([["runs"]] * slots + [["notify"]]).run()
+
+    @app.cli.command("worker-slot")
+    @click.option("--queue", "queues", multiple=True, default=["runs"])
+    def worker_slot(queues: tuple[str, ...]):
+        """One RQ worker slot (what `flask worker` starts N of)."""
+        from rq import SimpleWorker
+
+        from webapp.connections import get_redis
+
+        from .queues import queue
+        _configure_logging()
+        redis = get_redis()
+        worker = SimpleWorker([queue(q) for q in queues], connection=redis)
+        with current_app.app_context():
+            worker.work(logging_level="WARNING", with_scheduler=False)
+
+    @app.cli.command("scheduler")
+    def scheduler():
+        """Fire cron schedules and sweep runs, forever (several may run: fires stay exactly-once)."""
+        from webapp.extensions import db
+
+        from .schedule import fire_due, repair_next_run_at
+        from .sweeper import sweep
+        _configure_logging()
+        stopping = []
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+        repair_next_run_at()
+        last_sweep = 0.0
+        log.info("scheduler started")
+        while not stopping:
+            started = time.monotonic()
+            try:
+                fire_due()
+                if started - last_sweep >= SWEEP_EVERY_SEC:
+                    last_sweep = started
+                    sweep()
+            except Exception:
+                log.exception("scheduler tick failed")
+                db.session.rollback()
+            finally:
+                db.session.remove()
+            time.sleep(max(0.0, SCHEDULER_TICK_SEC - (time.monotonic() - started)))
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+class Supervisor:
+    """Keeps one child process per slot alive; stops them all on SIGTERM or SIGINT."""
+
+    def __init__(self, slot_queues: list[list[str]]):
+        self.slot_queues = slot_queues
+        self.children: dict[int, subprocess.Popen] = {}
+        self.stopping = False
+
+    def _spawn(self, index: int) -> None:
+        args = [sys.executable, "-m", "flask", "--app", "wsgi", "worker-slot"]
+        for q in self.slot_queues[index]:
+            args += ["--queue", q]
+        self.children[index] = subprocess.Popen(args)
+
+    def _stop(self, *_):
+        self.stopping = True
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        for i in range(len(self.slot_queues)):
+            self._spawn(i)
+        log.info("worker started with %d run slots", len(self.slot_queues) - 1)
+        while not self.stopping:
+            for i, child in list(self.children.items()):
+                if child.poll() is not None and not self.stopping:
+                    log.warning("worker slot %d exited with %s; restarting", i, child.returncode)
+                    time.sleep(0.5)
+                    self._spawn(i)
+            time.sleep(0.5)
+        # Runs in flight are not lost: their containers keep running and the sweeper re-attaches
+        # them when a worker is back. So stop promptly rather than wait out long runs.
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for child in self.children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()

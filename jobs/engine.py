@@ -1,0 +1,93 @@
+"""Talking to the Docker engine: image policy, pulls with credentials, container settings."""
+from __future__ import annotations
+
+import hashlib
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from flask import current_app
+
+from webapp.services.registry import registry_host  # noqa: F401  (re-exported for the runner)
+
+LABEL_RUN = "workflows.run"
+LABEL_INSTANCE = "workflows.instance"
+
+
+class RunFailure(Exception):
+    """A failure before or around the container that ends the run with a sentence, not a trace."""
+
+
+def instance_id() -> str:
+    """Labels this installation's containers, so that a reaper never touches another's."""
+    return hashlib.sha1(current_app.config["SQLALCHEMY_DATABASE_URI"].encode()).hexdigest()[:12]
+
+
+def split_tag(image: str) -> tuple[str, str | None, str | None]:
+    """(repository, tag, digest) of a reference."""
+    ref, _, digest = image.partition("@")
+    last = ref.rsplit("/", 1)[-1]
+    tag = None
+    if ":" in last:
+        ref, tag = ref.rsplit(":", 1)
+    return ref, tag, digest or None
+
+
+def always_pull(image: str) -> bool:
+    _, tag, digest = split_tag(image)
+    return digest is None and tag in (None, "latest")
+
+
+def local_image(api: docker.APIClient, image: str) -> dict | None:
+    try:
+        return api.inspect_image(image)
+    except ImageNotFound:
+        return None
+    except NotFound:
+        return None
+
+
+def pull(api: docker.APIClient, image: str, auth: dict | None, on_progress=None) -> None:
+    """Pull, raising RunFailure with the registry's own words when it refuses."""
+    repo, tag, digest = split_tag(image)
+    target = f"{repo}@{digest}" if digest else repo
+    try:
+        for item in api.pull(target, tag=None if digest else (tag or "latest"), stream=True,
+                             decode=True, auth_config=auth):
+            if isinstance(item, dict) and item.get("error"):
+                raise RunFailure(_sentence(item.get("error")))
+            if on_progress:
+                on_progress()
+    except APIError as e:
+        raise RunFailure(_sentence(e.explanation or str(e))) from None
+    except DockerException as e:
+        raise RunFailure(_sentence(str(e))) from None
+
+
+def digest_of(info: dict | None, image: str) -> str | None:
+    if not info:
+        return None
+    repo = split_tag(image)[0]
+    for item in info.get("RepoDigests") or []:
+        name, _, digest = item.partition("@")
+        if name == repo or name.endswith("/" + repo):
+            return digest
+    digests = info.get("RepoDigests") or []
+    if digests:
+        return digests[0].partition("@")[2]
+    return info.get("Id")
+
+
+def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None):
+    return api.create_host_config(
+        privileged=False,
+        security_opt=["no-new-privileges"],
+        pids_limit=current_app.config["CONTAINER_PIDS_LIMIT"],
+        mem_limit=f"{memory_mb}m" if memory_mb else None,
+        nano_cpus=int(cpus * 1e9) if cpus else None,
+        init=False,
+    )
+
+
+def _sentence(text) -> str:
+    text = str(text or "unknown error").strip().replace("\n", " ")
+    return text[:500]

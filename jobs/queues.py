@@ -1,0 +1,39 @@
+"""RQ queues and the one way runs are handed to workers."""
+from __future__ import annotations
+
+from flask import current_app
+from rq import Queue
+
+from webapp.connections import get_redis
+
+RUNS = "runs"
+NOTIFY = "notify"
+# A run's job must outlive the run: pull time plus the container's own timeout, plus slack.
+PULL_ALLOWANCE_SEC = 900
+
+
+def queue(name: str = RUNS) -> Queue:
+    return Queue(name, connection=get_redis())
+
+
+def enqueue_run(run_public_id: str, timeout_sec: int) -> None:
+    queue(RUNS).enqueue(
+        "jobs.tasks.execute_run", run_public_id,
+        job_id=f"run-{run_public_id}-{_nonce()}",
+        job_timeout=timeout_sec + PULL_ALLOWANCE_SEC,
+        result_ttl=300, failure_ttl=86400,
+        description=f"run {run_public_id}",
+    )
+
+
+def enqueue_notification(event_id: int) -> None:
+    queue(NOTIFY).enqueue("jobs.tasks.deliver_event", event_id, job_timeout=600, result_ttl=300)
+
+
+def _nonce() -> str:
+    import secrets
+    return secrets.token_hex(4)
+
+
+def is_configured() -> bool:
+    return bool(current_app.config.get("REDIS_URL"))

@@ -1,0 +1,125 @@
+"""Keeps every run moving: hands over due runs, fails stale queued runs, recovers runs whose
+worker died, and removes containers nobody owns. Idempotent; safe to run from several processes."""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from docker.errors import NotFound
+from sqlalchemy import update
+
+from webapp.connections import get_docker, get_redis
+from webapp.extensions import db
+from webapp.models import Run
+from webapp.models.base import utcnow
+from webapp.services import lifecycle
+from webapp.services.runs import hand_over
+
+from . import engine
+from .queues import RUNS, queue
+from .runner import lease_key, resume_run
+
+log = logging.getLogger(__name__)
+
+NO_WORKER = "no worker picked up the run within its timeout"
+
+
+def sweep() -> dict:
+    counts = {"handed": hand_over_due(), "stale": fail_stale_queued(), "recovered": recover_lost()}
+    counts["requeued"] = requeue_lost_queue_entries()
+    counts["reaped"] = reap_containers()
+    return counts
+
+
+def hand_over_due() -> int:
+    now = utcnow()
+    runs = (db.session.query(Run).filter(Run.status == "queued", Run.enqueued_at.is_(None),
+                                         Run.due_at <= now).order_by(Run.due_at).limit(500).all())
+    for run in runs:
+        hand_over(run)
+    return len(runs)
+
+
+def fail_stale_queued() -> int:
+    now = utcnow()
+    count = 0
+    for run in db.session.query(Run).filter(Run.status == "queued", Run.due_at <= now).all():
+        if run.due_at + timedelta(seconds=run.timeout_sec) <= now:
+            if lifecycle.complete(run, "failed", error=NO_WORKER):
+                count += 1
+    return count
+
+
+_missing_since: dict[int, float] = {}
+LEASE_ABSENT_SEC = 7  # more than two lease renewals: a live worker (even after a Redis flush) renews
+
+
+def recover_lost() -> int:
+    """Running runs whose lease stays absent: re-attach, complete from the exit code, or fail."""
+    redis = get_redis()
+    count = 0
+    now = time.monotonic()
+    running = db.session.query(Run).filter(Run.status == "running").all()
+    for run in running:
+        if redis.exists(lease_key(run.public_id)):
+            _missing_since.pop(run.id, None)
+            continue
+        first = _missing_since.setdefault(run.id, now)
+        if now - first < LEASE_ABSENT_SEC:
+            continue
+        _missing_since.pop(run.id, None)
+        count += 1
+        recover(run)
+    for run_id in set(_missing_since) - {r.id for r in running}:
+        _missing_since.pop(run_id, None)
+    return count
+
+
+def recover(run: Run) -> None:
+    if run.container_id is None:
+        lifecycle.complete(run, "failed", error="worker lost")
+        return
+    try:
+        state = get_docker().api.inspect_container(run.container_id)["State"]
+    except NotFound:
+        lifecycle.complete(run, "failed", error="worker lost")
+        return
+    if state.get("Running"):
+        if get_redis().set(f"run:{run.public_id}:resuming", "1", nx=True, ex=LEASE_ABSENT_SEC * 2):
+            queue(RUNS).enqueue("jobs.tasks.resume_run", run.public_id,
+                                job_timeout=run.timeout_sec + 900, result_ttl=300, at_front=True)
+    else:
+        resume_run(run.public_id)
+
+
+def reap_containers() -> int:
+    """Remove this installation's containers whose run is finished or unknown."""
+    api = get_docker().api
+    removed = 0
+    for c in api.containers(all=True, filters={"label": f"{engine.LABEL_INSTANCE}={engine.instance_id()}"}):
+        public_id = (c.get("Labels") or {}).get(engine.LABEL_RUN)
+        run = db.session.query(Run).filter_by(public_id=public_id).first()
+        if run is not None and not run.terminal:
+            continue
+        if run is not None and run.finished_at and utcnow() - run.finished_at < timedelta(seconds=30):
+            continue  # its worker is removing it right now
+        try:
+            api.remove_container(c["Id"], force=True)
+            removed += 1
+        except NotFound:
+            pass
+    return removed
+
+
+def requeue_lost_queue_entries() -> int:
+    """After Redis lost its data: queued runs marked as handed over but absent from the queue."""
+    q = queue(RUNS)
+    if q.count > 0:
+        return 0
+    marked = db.session.execute(
+        update(Run).where(Run.status == "queued", Run.enqueued_at.is_not(None),
+                          Run.enqueued_at < utcnow() - timedelta(seconds=30))
+        .values(enqueued_at=None)).rowcount
+    db.session.commit()
+    return marked

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Brings this machine to the state the product needs. Idempotent: a second run takes seconds.
+#   scripts/setup.sh main   - Python env, Docker engine, Redis, the local demo image
+#   scripts/setup.sh test   - main, plus PostgreSQL, a local registry with htpasswd auth, Chromium
+# Quiet on success; on failure it says exactly what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE="${1:-main}"
+VAR="$PWD/var"
+mkdir -p "$VAR"
+LOG="$VAR/setup.log"
+: >"$LOG"
+
+die() { echo "setup: $*" >&2; exit 1; }
+quiet() { "$@" >>"$LOG" 2>&1 || { tail -n 30 "$LOG" >&2; die "failed: $*"; }; }
+
+MAIN_PKGS=(docker.io redis-server busybox-static)
+TEST_PKGS=(docker-registry apache2-utils postgresql chromium)
+declare -A PKG_BIN=(
+  [docker.io]=dockerd [redis-server]=redis-server [busybox-static]=busybox
+  [docker-registry]=docker-registry [apache2-utils]=htpasswd [postgresql]=pg_ctlcluster
+  [chromium]=chromium
+)
+
+install_missing() {
+  local missing=()
+  for pkg in "$@"; do
+    command -v "${PKG_BIN[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    die "missing ${missing[*]} (commands: $(for p in "${missing[@]}"; do printf '%s ' "${PKG_BIN[$p]}"; done)); install them, or run this as root on Debian"
+  fi
+  quiet apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive quiet apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() {  # wait_for SECONDS COMMAND...
+  local limit=$1; shift
+  for _ in $(seq 1 $((limit * 4))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.25; done
+  return 1
+}
+
+python_env() {
+  [ -x .venv/bin/python ] || quiet python3 -m venv .venv
+  if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then
+    quiet .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+    touch .venv/.installed
+  fi
+}
+
+docker_engine() {
+  if ! docker info >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || die "the Docker engine is not answering and only root can start dockerd"
+    nohup dockerd >"$VAR/dockerd.log" 2>&1 &
+    wait_for 60 docker info || { tail -n 20 "$VAR/dockerd.log" >&2; die "dockerd did not start"; }
+  fi
+}
+
+redis() {
+  local url="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+  local port
+  port=$(python3 -c "import sys,urllib.parse as u; print(u.urlparse(sys.argv[1]).port or 6379)" "$url")
+  if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
+    quiet redis-server --daemonize yes --port "$port" --bind 127.0.0.1 --dir "$VAR" \
+      --save '' --appendonly no --logfile "$VAR/redis.log"
+    wait_for 20 redis-cli -p "$port" ping || die "redis-server did not start on port $port"
+  fi
+}
+
+# A tiny image built from Debian's busybox-static: nothing can be pulled from the internet here.
+local_image() {
+  local ref=$1
+  docker image inspect "$ref" >/dev/null 2>&1 && return 0
+  local root
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/tmp"
+  cp "$(command -v busybox)" "$root/bin/busybox"
+  for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
+  tar -C "$root" -c . | quiet docker import \
+    -c 'CMD ["/bin/sh","-c","echo hello from the image CMD"]' -c 'ENV PATH=/bin' - "$ref"
+  rm -rf "$root"
+}
+
+postgres() {
+  local ver
+  ver=$(ls /usr/lib/postgresql | sort -n | tail -n 1)
+  pg_lsclusters -h | grep -q "^$ver main" || quiet pg_createcluster "$ver" main
+  pg_lsclusters -h | grep -q "^$ver main .* online" || quiet pg_ctlcluster "$ver" main start
+  wait_for 30 su postgres -c "psql -qAtc 'select 1'" || die "PostgreSQL did not start"
+  su postgres -c "psql -qAtc \"select 1 from pg_roles where rolname='workflows'\"" | grep -q 1 ||
+    quiet su postgres -c "psql -qc \"create role workflows login createdb password 'workflows'\""
+}
+
+registry() {
+  # A private registry on 127.0.0.1:5001 with htpasswd auth (user tester / password tester-pw).
+  local dir="$VAR/registry"
+  mkdir -p "$dir/data"
+  [ -f "$dir/htpasswd" ] || quiet htpasswd -Bbc "$dir/htpasswd" tester tester-pw
+  cat >"$dir/config.yml" <<EOF
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:5001
+auth:
+  htpasswd:
+    realm: workflows-test
+    path: $dir/htpasswd
+EOF
+  if ! port_open 5001; then
+    nohup docker-registry serve "$dir/config.yml" >"$VAR/registry.log" 2>&1 &
+    wait_for 20 port_open 5001 || die "docker-registry did not start"
+  fi
+}
+
+install_missing "${MAIN_PKGS[@]}"
+python_env
+docker_engine
+redis
+local_image workflows.local/busybox:1
+if [ "$MODE" = test ]; then
+  install_missing "${TEST_PKGS[@]}"
+  postgres
+  registry
+fi

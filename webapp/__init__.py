@@ -1,0 +1,105 @@
+"""Workflows: durable container tasks on a Docker engine."""
+from __future__ import annotations
+
+from flask import Flask, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+from . import config
+from .extensions import csrf, db, limiter, login_manager, migrate, sock
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, template_folder=str(config.ROOT / "templates"),
+                static_folder=str(config.ROOT / "static"))
+    app.config.update(config.from_env())
+    app.config.update(
+        RATELIMIT_STORAGE_URI=app.config["REDIS_URL"],
+        RATELIMIT_HEADERS_ENABLED=True,
+        RATELIMIT_HEADER_LIMIT="RateLimit-Limit",
+        RATELIMIT_HEADER_REMAINING="RateLimit-Remaining",
+        RATELIMIT_HEADER_RESET="RateLimit-Reset",
+        RATELIMIT_HEADER_RETRY_AFTER_VALUE="delta-seconds",
+        RATELIMIT_KEY_PREFIX="workflows",
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        SOCK_SERVER_OPTIONS={"ping_interval": 25},
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.json.sort_keys = False
+    app.config["SESSION_COOKIE_SECURE"] = app.config["BASE_URL"].startswith("https://")
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    sock.init_app(app)
+    csrf.init_app(app)
+
+    from .api import bp as api_bp
+    from .api.auth import authenticate_api_request
+    # Registered before the limiter's own hook, so an unauthenticated call never spends a team's quota.
+    from .live import authorize_stream
+    app.before_request(authenticate_api_request)
+    app.before_request(authorize_stream)
+    limiter.init_app(app)
+    csrf.exempt(api_bp)  # bearer keys carry no cookie; session calls rely on SameSite=Lax cookies
+    app.register_blueprint(api_bp)
+
+    from .health import bp as health_bp
+    app.register_blueprint(health_bp)
+    from .dashboard import bp as dashboard_bp
+    app.register_blueprint(dashboard_bp)
+
+    _register_api_errors(app)
+    from .cli import register as register_cli
+    register_cli(app)
+    from jobs.cli import register as register_job_cli
+    register_job_cli(app)
+    return app
+
+
+def _register_api_errors(app: Flask) -> None:
+    from .api import errors
+    from .schemas import SchemaError
+    from .services.errors import ServiceError
+
+    def api_only(handler, fallback=None):
+        def wrapped(e):
+            if request.path.startswith("/api/") or request.path == "/healthz":
+                return handler(e)
+            if fallback is not None:
+                return fallback(e)
+            return e
+        return wrapped
+
+    app.register_error_handler(errors.ApiError, errors.handle_api_error)
+    app.register_error_handler(SchemaError, errors.handle_schema_error)
+    app.register_error_handler(ServiceError, api_only(errors.handle_service_error, _page_service_error))
+    app.register_error_handler(HTTPException, api_only(errors.handle_http_error))
+    app.register_error_handler(Exception, api_only(errors.handle_unexpected, _reraise))
+
+
+def _page_service_error(e):
+    from flask import abort
+    abort(e.status)
+
+
+def _reraise(e):
+    if isinstance(e, HTTPException):
+        return e
+    raise e
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record):
+    """WAL and a busy timeout, so that web, worker and scheduler processes share one SQLite file."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=15000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()

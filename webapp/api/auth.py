@@ -1,0 +1,40 @@
+"""Who calls the API: a Bearer hs_live_/hs_test_ key, or a logged-in member's session."""
+from __future__ import annotations
+
+from flask import g, request
+from flask_login import current_user
+
+from ..services import keys
+from ..services.access import Principal
+from .errors import ApiError
+
+PUBLIC_ENDPOINTS = {"api.openapi_json", "api.openapi_page"}
+
+
+def principal_from_request() -> Principal:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "use Authorization: Bearer hs_live_... or hs_test_...")
+        key = keys.authenticate(token.strip())
+        if key is None:
+            raise ApiError(401, "unknown or revoked API key", "invalid_api_key")
+        return Principal(team_ids=frozenset({key.team_id}), scope=key.scope, mode=key.mode, key_id=key.id)
+    if current_user.is_authenticated:
+        return Principal(team_ids=frozenset(current_user.team_ids), user_id=current_user.id)
+    raise ApiError(401, "authentication required: a Bearer API key or a session", "unauthorized")
+
+
+def authenticate_api_request() -> None:
+    """Runs before the rate limiter, so that only a team's own authenticated calls count."""
+    if request.blueprint != "api" or request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    g.principal = principal_from_request()
+    team_id = (request.view_args or {}).get("team_id")
+    if team_id is not None and team_id not in g.principal.team_ids:
+        raise ApiError(404, "not found", "not_found")
+
+
+def team_rate_key() -> str:
+    return f"team:{(request.view_args or {}).get('team_id')}"

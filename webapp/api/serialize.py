@@ -1,0 +1,38 @@
+"""The JSON shapes of the contract."""
+from __future__ import annotations
+
+from ..models import Run, RunLogChunk, Workflow
+from ..models.base import isoformat
+from ..services.runs import run_url
+
+
+def workflow_json(wf: Workflow) -> dict:
+    return {
+        "id": wf.public_id, "teamId": wf.team_id, "projectId": wf.project_id,
+        "environmentId": wf.environment_id, "name": wf.name, "image": wf.image,
+        "command": wf.command, "env": wf.env or {}, "schedule": wf.schedule,
+        "timeoutSec": wf.timeout_sec, "maxRetries": wf.max_retries,
+        "nextRunAt": isoformat(wf.next_run_at), "createdAt": isoformat(wf.created_at),
+        "updatedAt": isoformat(wf.updated_at), "timezone": wf.timezone,
+        "concurrencyPolicy": wf.concurrency_policy, "retryBackoffSec": wf.retry_backoff_sec,
+        "memoryMb": wf.memory_mb, "cpus": wf.cpus,
+    }
+
+
+def run_json(run: Run) -> dict:
+    return {
+        "id": run.public_id, "workflowId": run.workflow.public_id, "teamId": run.team_id,
+        "trigger": run.trigger, "attempt": run.attempt,
+        "retryOf": run.retry_of.public_id if run.retry_of_id else None,
+        "status": run.status, "exitCode": run.exit_code, "error": run.error,
+        "env": run.env or {}, "image": run.image, "command": run.command,
+        "imageDigest": run.image_digest, "scheduledFor": isoformat(run.scheduled_for),
+        "queuedAt": isoformat(run.queued_at), "notBefore": isoformat(run.due_at),
+        "startedAt": isoformat(run.started_at), "finishedAt": isoformat(run.finished_at),
+        "durationMs": run.duration_ms, "cancelRequested": run.cancel_requested_at is not None,
+        "url": run_url(run),
+    }
+
+
+def line_json(line: RunLogChunk) -> dict:
+    return {"stream": line.stream, "text": line.text, "ts": isoformat(line.ts), "seq": line.seq}

@@ -1,0 +1,63 @@
+"""`flask users create` and `flask keys create`: scripting-friendly output (spec section 8)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from flask import Flask
+
+from .services.errors import ServiceError
+
+
+def register(app: Flask) -> None:
+    @app.cli.group("users")
+    def users():
+        """Manage users."""
+
+    @users.command("create")
+    @click.argument("email")
+    @click.option("--password", required=True)
+    @click.option("--team", "team_name", required=True, help="team name; created with a project 'default' if new")
+    def create_user(email: str, password: str, team_name: str):
+        """Create a user; prints {"userId", "teamId", "projectId", "environmentId"}."""
+        from .services.teams import create_user as create
+        try:
+            user, team, project = create(email, password, team_name)
+        except ServiceError as e:
+            click.echo(f"error: {e.message}", err=True)
+            sys.exit(1)
+        click.echo(json.dumps({"userId": user.id, "teamId": team.id, "projectId": project.id,
+                               "environmentId": project.production.id}))
+
+    @app.cli.command("first-start-hint")
+    def first_start_hint():
+        """Say how to create the first user when the database has none."""
+        from .extensions import db
+        from .models import User
+        if db.session.query(User.id).first() is None:
+            click.echo("No users yet. Create one (and its team) with:\n"
+                       "  .venv/bin/flask --app wsgi users create you@example.com --password 'a-long-password' --team acme\n"
+                       "then an API key with:\n"
+                       "  .venv/bin/flask --app wsgi keys create --team 1 --scope full")
+
+    @app.cli.group("keys")
+    def keys():
+        """Manage API keys."""
+
+    @keys.command("create")
+    @click.option("--team", "team_id", type=int, required=True)
+    @click.option("--scope", type=click.Choice(["full", "read"]), required=True)
+    @click.option("--mode", type=click.Choice(["live", "test"]), default="live", show_default=True)
+    @click.option("--name", default="cli")
+    def create_key(team_id: int, scope: str, mode: str, name: str):
+        """Create an API key; the key is printed alone on the last line, and never again."""
+        from .services.keys import create_key as create
+        try:
+            key, raw = create(team_id, scope, mode, name)
+        except ServiceError as e:
+            click.echo(f"error: {e.message}", err=True)
+            sys.exit(1)
+        click.echo(f"# {scope} {mode} key for team {team_id} (id {key.id}); store it now, it is not shown again",
+                   err=True)
+        click.echo(raw)

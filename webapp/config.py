@@ -1,0 +1,67 @@
+"""One Config, read from the environment with strict parsing."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET = "dev-only-insecure-secret-key"
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _int(name: str, default: int, low: int = 0, high: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def from_env() -> dict:
+    env = os.environ.get("WORKFLOWS_ENV", "development")
+    secret = os.environ.get("SECRET_KEY") or DEV_SECRET
+    if env == "production" and (secret == DEV_SECRET or len(secret) < 16):
+        raise ConfigError("SECRET_KEY must be set to a real secret (16+ chars) in production")
+    port = _int("PORT", 5000, 1, 65535)
+    return {
+        "ENV_NAME": env,
+        "SECRET_KEY": secret,
+        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL")
+        or f"sqlite:///{ROOT / 'var' / 'workflows.sqlite'}",
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "BASE_URL": os.environ.get("BASE_URL", f"http://127.0.0.1:{port}").rstrip("/"),
+        "DOCKER_HOST": os.environ.get("DOCKER_HOST") or None,
+        "WORKER_SLOTS": _int("WORKER_SLOTS", 4, 1, 256),
+        "LOG_CAP_BYTES": _int("LOG_CAP_BYTES", 10 * 1024 * 1024, 2 * 1024 * 1024),
+        "LOG_TAIL_BYTES": 1024 * 1024,
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "TRIGGER_RATE_LIMIT": os.environ.get("TRIGGER_RATE_LIMIT", "30 per minute"),
+        "CONTAINER_PIDS_LIMIT": _int("CONTAINER_PIDS_LIMIT", 512, 16),
+        "SMTP_HOST": os.environ.get("SMTP_HOST", "127.0.0.1"),
+        "SMTP_PORT": _int("SMTP_PORT", 25, 1, 65535),
+        "SMTP_USER": os.environ.get("SMTP_USER", ""),
+        "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
+        "SMTP_FROM": os.environ.get("SMTP_FROM", "workflows@localhost"),
+        "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "WTF_CSRF_TIME_LIMIT": None,
+    }

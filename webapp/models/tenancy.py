@@ -1,0 +1,94 @@
+"""Teams, users, memberships, projects, environments and API keys."""
+from __future__ import annotations
+
+from flask_login import UserMixin
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..extensions import db
+from .base import utcnow
+
+
+class Team(db.Model):
+    __tablename__ = "teams"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(100), nullable=False, unique=True)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+
+    projects = db.relationship("Project", back_populates="team", order_by="Project.id")
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    id = db.Column(db.Integer, primary_key=True)
+    email = db.Column(db.String(254), nullable=False, unique=True)
+    password_hash = db.Column(db.String(255), nullable=False)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+
+    memberships = db.relationship("Membership", back_populates="user")
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)  # scrypt
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def team_ids(self) -> set[int]:
+        return {m.team_id for m in self.memberships}
+
+
+class Membership(db.Model):
+    __tablename__ = "memberships"
+    user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    role = db.Column(db.String(20), nullable=False, default="owner")
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+
+    user = db.relationship("User", back_populates="memberships")
+    team = db.relationship("Team")
+
+
+class Project(db.Model):
+    __tablename__ = "projects"
+    id = db.Column(db.Integer, primary_key=True)
+    team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), nullable=False, index=True)
+    name = db.Column(db.String(100), nullable=False)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+
+    team = db.relationship("Team", back_populates="projects")
+    environments = db.relationship("Environment", back_populates="project", order_by="Environment.id")
+    __table_args__ = (db.UniqueConstraint("team_id", "name"),)
+
+    @property
+    def production(self) -> "Environment":
+        return next(e for e in self.environments if e.name == "Production")
+
+
+class Environment(db.Model):
+    __tablename__ = "environments"
+    id = db.Column(db.Integer, primary_key=True)
+    project_id = db.Column(db.Integer, db.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False, index=True)
+    name = db.Column(db.String(100), nullable=False)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+
+    project = db.relationship("Project", back_populates="environments")
+    __table_args__ = (db.UniqueConstraint("project_id", "name"),)
+
+    @property
+    def is_production(self) -> bool:
+        return self.name == "Production"
+
+
+class ApiKey(db.Model):
+    __tablename__ = "api_keys"
+    id = db.Column(db.Integer, primary_key=True)
+    team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), nullable=False, index=True)
+    name = db.Column(db.String(100), nullable=False, default="")
+    # The first characters of the key, shown in lists and used to find the row; never the key.
+    prefix = db.Column(db.String(24), nullable=False, index=True)
+    key_hash = db.Column(db.String(64), nullable=False, unique=True)
+    scope = db.Column(db.String(10), nullable=False)  # full | read
+    mode = db.Column(db.String(10), nullable=False)  # live | test
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    last_used_at = db.Column(db.DateTime, nullable=True)
+    revoked_at = db.Column(db.DateTime, nullable=True)

@@ -1,0 +1,103 @@
+"""Workflows, their runs and the runs' captured output."""
+from __future__ import annotations
+
+from ..extensions import db
+from .base import JSON, utcnow
+
+TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
+STATUSES = ("queued", "running") + TERMINAL
+TRIGGERS = ("schedule", "manual", "retry")
+
+
+class Workflow(db.Model):
+    __tablename__ = "workflows"
+    id = db.Column(db.Integer, primary_key=True)
+    public_id = db.Column(db.String(32), nullable=False, unique=True)
+    team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), nullable=False)
+    project_id = db.Column(db.Integer, db.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False)
+    environment_id = db.Column(db.Integer, db.ForeignKey("environments.id"), nullable=False)
+    name = db.Column(db.String(100), nullable=False)
+    image = db.Column(db.String(512), nullable=False)
+    command = db.Column(JSON, nullable=True)
+    env = db.Column(JSON, nullable=False, default=dict)
+    schedule = db.Column(db.String(200), nullable=True)
+    timezone = db.Column(db.String(64), nullable=False, default="UTC")
+    concurrency_policy = db.Column(db.String(10), nullable=False, default="allow")
+    timeout_sec = db.Column(db.Integer, nullable=False, default=3600)
+    max_retries = db.Column(db.Integer, nullable=False, default=0)
+    retry_backoff_sec = db.Column(db.Integer, nullable=False, default=5)
+    memory_mb = db.Column(db.Integer, nullable=True)
+    cpus = db.Column(db.Float, nullable=True)
+    next_run_at = db.Column(db.DateTime, nullable=True, index=True)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    updated_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    # Deleted workflows keep their rows so that run history and in-flight runs stay whole.
+    deleted_at = db.Column(db.DateTime, nullable=True)
+
+    project = db.relationship("Project")
+    environment = db.relationship("Environment")
+    __table_args__ = (db.Index("ix_workflows_project_live", "project_id", "deleted_at"),)
+
+
+class Run(db.Model):
+    __tablename__ = "runs"
+    id = db.Column(db.Integer, primary_key=True)
+    public_id = db.Column(db.String(32), nullable=False, unique=True)
+    team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), nullable=False)
+    workflow_id = db.Column(db.Integer, db.ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False)
+    trigger = db.Column(db.String(10), nullable=False)
+    attempt = db.Column(db.Integer, nullable=False, default=1)
+    retry_of_id = db.Column(db.Integer, db.ForeignKey("runs.id"), nullable=True)
+    status = db.Column(db.String(10), nullable=False, default="queued")
+    exit_code = db.Column(db.Integer, nullable=True)
+    error = db.Column(db.Text, nullable=True)
+    env = db.Column(JSON, nullable=False, default=dict)
+    # What the run executes, fixed when it is fired: later edits of the workflow do not change it.
+    image = db.Column(db.String(512), nullable=False)
+    command = db.Column(JSON, nullable=True)
+    timeout_sec = db.Column(db.Integer, nullable=False)
+    memory_mb = db.Column(db.Integer, nullable=True)
+    cpus = db.Column(db.Float, nullable=True)
+    image_digest = db.Column(db.String(200), nullable=True)
+    scheduled_for = db.Column(db.DateTime, nullable=True)
+    queued_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    # When the run may start: queued_at, or later for a retry waiting out its backoff.
+    due_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    # Set when the run was handed to the queue; the scheduler hands over due runs that lack it.
+    enqueued_at = db.Column(db.DateTime, nullable=True)
+    started_at = db.Column(db.DateTime, nullable=True)
+    finished_at = db.Column(db.DateTime, nullable=True)
+    duration_ms = db.Column(db.Integer, nullable=True)
+    container_id = db.Column(db.String(80), nullable=True)
+    worker_name = db.Column(db.String(200), nullable=True)
+    cancel_requested_at = db.Column(db.DateTime, nullable=True)
+    # Bytes of container output read so far, per stream: where a re-attached reader resumes.
+    stdout_bytes = db.Column(db.BigInteger, nullable=False, default=0)
+    stderr_bytes = db.Column(db.BigInteger, nullable=False, default=0)
+    log_bytes = db.Column(db.BigInteger, nullable=False, default=0)
+    log_dropped_bytes = db.Column(db.BigInteger, nullable=False, default=0)
+
+    workflow = db.relationship("Workflow")
+    retry_of = db.relationship("Run", remote_side=[id])
+    __table_args__ = (
+        db.Index("ix_runs_workflow_newest", "workflow_id", "id"),  # scanned backwards: newest first
+        db.UniqueConstraint("workflow_id", "scheduled_for", name="uq_runs_workflow_scheduled_for"),
+        db.Index("ix_runs_status_due", "status", "due_at"),
+    )
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class RunLogChunk(db.Model):
+    """One line (or unterminated tail) of a run's output, in order, with its stream and time."""
+
+    __tablename__ = "run_log_chunks"
+    id = db.Column(db.BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
+    run_id = db.Column(db.Integer, db.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False)
+    seq = db.Column(db.Integer, nullable=False)
+    stream = db.Column(db.String(6), nullable=False)  # stdout | stderr | system
+    text = db.Column(db.Text, nullable=False)
+    ts = db.Column(db.DateTime, nullable=False)
+    __table_args__ = (db.UniqueConstraint("run_id", "seq", name="uq_run_log_chunks_run_seq"),)

@@ -1,0 +1,227 @@
+"""Request schemas: every limit of the contract, in one place, shared by the API and the dashboard.
+
+The same pydantic models produce the OpenAPI document. Violations become a field -> message map.
+"""
+from __future__ import annotations
+
+import re
+from typing import Annotated, ClassVar, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .services import cron
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:localhost|(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*)(?::[0-9]{1,5})?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+IMAGE_REF = re.compile(rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
+                       rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
+
+MAX_ARGS, MAX_ARG_LEN, MAX_ENV_VALUE = 64, 1024, 4096
+
+
+def image_problem(ref: str) -> str | None:
+    if not ref or len(ref) > 512:
+        return "an image reference is 1 to 512 characters"
+    m = IMAGE_REF.match(ref)
+    if not m:
+        return "not a Docker image reference (repo[:tag][@digest], optional registry host)"
+    first = ref.split("/", 1)[0]
+    if "/" in ref and m.group("domain") is None and first != first.lower():
+        return "repository names are lowercase"
+    if len(m.group("path")) + len(m.group("domain") or "") > 255:
+        return "the repository name is longer than 255 characters"
+    return None
+
+
+def _check_command(v):
+    if v is None:
+        return v
+    if len(v) > MAX_ARGS:
+        raise ValueError(f"at most {MAX_ARGS} args")
+    for arg in v:
+        if len(arg) > MAX_ARG_LEN:
+            raise ValueError(f"each arg is at most {MAX_ARG_LEN} characters")
+    return v
+
+
+def _check_env(v):
+    if v is None:
+        return v
+    for key, value in v.items():
+        if not ENV_NAME.match(key):
+            raise ValueError(f"{key[:40]!r} is not a valid environment variable name")
+        if len(value) > MAX_ENV_VALUE:
+            raise ValueError(f"the value of {key[:40]} is longer than {MAX_ENV_VALUE} characters")
+    return v
+
+
+def _check_name(v):
+    if v is not None and not v.strip():
+        raise ValueError("must not be blank")
+    return v
+
+
+def _check_image(v):
+    if v is not None:
+        problem = image_problem(v)
+        if problem:
+            raise ValueError(problem)
+    return v
+
+
+def _check_schedule(v):
+    if v is not None:
+        problem = cron.validate(v)
+        if problem:
+            raise ValueError(problem)
+    return v
+
+
+def _check_timezone(v):
+    if v is not None:
+        problem = cron.validate_timezone(v)
+        if problem:
+            raise ValueError(problem)
+    return v
+
+
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+TimeoutSec = Annotated[int, Field(ge=1, le=86400)]
+MaxRetries = Annotated[int, Field(ge=0, le=10)]
+BackoffSec = Annotated[int, Field(ge=0, le=3600)]
+MemoryMb = Annotated[int, Field(ge=6, le=1048576)]
+Cpus = Annotated[float, Field(ge=0.01, le=256)]
+Policy = Literal["allow", "forbid", "replace"]
+Env = dict[str, str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _WorkflowFields(_Strict):
+    _v_command = field_validator("command", check_fields=False)(_check_command)
+    _v_env = field_validator("env", check_fields=False)(_check_env)
+    _v_name = field_validator("name", check_fields=False)(_check_name)
+    _v_image = field_validator("image", check_fields=False)(_check_image)
+    _v_schedule = field_validator("schedule", check_fields=False)(_check_schedule)
+    _v_tz = field_validator("timezone", check_fields=False)(_check_timezone)
+
+
+class WorkflowCreate(_WorkflowFields):
+    projectId: int
+    environmentId: Optional[int] = None
+    name: Name
+    image: str
+    command: Optional[list[str]] = None
+    env: Env = Field(default_factory=dict)
+    schedule: Optional[str] = None
+    timeoutSec: TimeoutSec = 3600
+    maxRetries: MaxRetries = 0
+    timezone: str = "UTC"
+    concurrencyPolicy: Policy = "allow"
+    retryBackoffSec: BackoffSec = 5
+    memoryMb: Optional[MemoryMb] = None
+    cpus: Optional[Cpus] = None
+
+
+class WorkflowUpdate(_WorkflowFields):
+    """Every field optional; only the fields present change. `env` replaces the whole map."""
+
+    name: Optional[Name] = None
+    image: Optional[str] = None
+    command: Optional[list[str]] = None
+    env: Optional[Env] = None
+    schedule: Optional[str] = None
+    timeoutSec: Optional[TimeoutSec] = None
+    maxRetries: Optional[MaxRetries] = None
+    timezone: Optional[str] = None
+    concurrencyPolicy: Optional[Policy] = None
+    retryBackoffSec: Optional[BackoffSec] = None
+    memoryMb: Optional[MemoryMb] = None
+    cpus: Optional[Cpus] = None
+
+    # Fields that may be set to null: the rest must have a value when present.
+    NULLABLE: ClassVar[frozenset] = frozenset({"command", "schedule", "memoryMb", "cpus"})
+
+
+class TriggerBody(_Strict):
+    env: Env = Field(default_factory=dict)
+    _v_env = field_validator("env")(_check_env)
+
+
+class RegistryCredentialCreate(_Strict):
+    registry: Annotated[str, Field(min_length=1, max_length=255, pattern=rf"^{_DOMAIN}$")]
+    username: Annotated[str, Field(min_length=1, max_length=255)]
+    password: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class SchemaError(Exception):
+    """A request that breaks the schema: `fields` maps each bad field to a sentence."""
+
+    def __init__(self, fields: dict[str, str], message: str = "the request is not valid"):
+        super().__init__(message)
+        self.fields = fields
+        self.message = message
+
+
+_MESSAGES = {
+    "missing": "required",
+    "extra_forbidden": "unknown field",
+    "int_type": "must be a whole number",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "list_type": "must be an array of strings",
+    "dict_type": "must be an object of strings",
+    "bool_type": "must be true or false",
+    "model_type": "the body must be a JSON object",
+    "literal_error": None,
+    "string_too_short": None,
+    "string_too_long": None,
+    "greater_than_equal": None,
+    "less_than_equal": None,
+}
+
+
+def _message(err: dict) -> str:
+    kind = err["type"]
+    if kind == "value_error":
+        return str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
+    if _MESSAGES.get(kind):
+        return _MESSAGES[kind]
+    ctx = err.get("ctx") or {}
+    if kind == "string_too_short":
+        return f"at least {ctx.get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le')}"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}"
+    return err["msg"]
+
+
+def parse(model: type[BaseModel], data) -> BaseModel:
+    """Validate `data` against `model`, or raise SchemaError naming every bad field."""
+    if not isinstance(data, dict):
+        raise SchemaError({"body": "the body must be a JSON object"})
+    try:
+        obj = model.model_validate(data)
+    except ValidationError as e:
+        fields: dict[str, str] = {}
+        for err in e.errors():
+            loc = err["loc"]
+            field = str(loc[0]) if loc else "body"
+            fields.setdefault(field, _message(err))
+        raise SchemaError(fields) from None
+    if isinstance(obj, WorkflowUpdate):
+        nulls = {f: "must not be null" for f in obj.model_fields_set
+                 if getattr(obj, f) is None and f not in WorkflowUpdate.NULLABLE}
+        if nulls:
+            raise SchemaError(nulls)
+    return obj

@@ -1,0 +1,35 @@
+"""Who is calling, and what they may touch. Other teams' things are NotFound, never Forbidden."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import Forbidden, NotFound
+
+
+@dataclass(frozen=True)
+class Principal:
+    team_ids: frozenset[int]
+    scope: str = "full"  # full | read
+    mode: str | None = None  # live | test for API keys, None for a member's session
+    user_id: int | None = None
+    key_id: int | None = None
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"key:{self.key_id}" if self.key_id else f"user:{self.user_id}"
+
+
+def require_team(principal: Principal, team_id: int) -> None:
+    if team_id not in principal.team_ids:
+        raise NotFound("not found")
+
+
+def require_write(principal: Principal) -> None:
+    if principal.scope != "full":
+        raise Forbidden("this API key is read-only")
+
+
+def require_environment_access(principal: Principal, is_production: bool) -> None:
+    if principal.mode == "test" and is_production:
+        raise Forbidden("hs_test_ keys may not act on Production workflows")

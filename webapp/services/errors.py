@@ -1,0 +1,28 @@
+"""Errors the service layer raises; the API turns them into JSON, the dashboard into messages."""
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+
+class Invalid(ServiceError):
+    status, code = 400, "validation_error"
+
+
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class Forbidden(ServiceError):
+    status, code = 403, "forbidden"
+
+
+class Conflict(ServiceError):
+    status, code = 409, "conflict"

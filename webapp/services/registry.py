@@ -1,0 +1,56 @@
+"""Registry credentials of a project: the password is write-only."""
+from __future__ import annotations
+
+from ..extensions import db
+from ..models import RegistryCredential
+from ..schemas import RegistryCredentialCreate
+from .access import Principal, require_write
+from .errors import Conflict, NotFound
+from .workflows import get_project
+
+DOCKER_HUB = "docker.io"
+
+
+def registry_host(image: str) -> str:
+    """The registry an image reference names; Docker Hub when it names none."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return DOCKER_HUB
+
+
+def list_credentials(principal: Principal, team_id: int, project_id: int) -> list[RegistryCredential]:
+    project = get_project(principal, team_id, project_id)
+    return (db.session.query(RegistryCredential).filter_by(project_id=project.id)
+            .order_by(RegistryCredential.id).all())
+
+
+def create_credential(principal: Principal, team_id: int, project_id: int,
+                      body: RegistryCredentialCreate) -> RegistryCredential:
+    project = get_project(principal, team_id, project_id)
+    require_write(principal)
+    if db.session.query(RegistryCredential).filter_by(project_id=project.id, registry_host=body.registry).first():
+        raise Conflict(f"this project already has a credential for {body.registry}; delete it first")
+    cred = RegistryCredential(team_id=team_id, project_id=project.id, registry_host=body.registry,
+                              username=body.username, password=body.password)
+    db.session.add(cred)
+    db.session.commit()
+    return cred
+
+
+def delete_credential(principal: Principal, team_id: int, project_id: int, cred_id: int) -> None:
+    project = get_project(principal, team_id, project_id)
+    require_write(principal)
+    cred = db.session.get(RegistryCredential, cred_id)
+    if cred is None or cred.project_id != project.id:
+        raise NotFound("no such registry credential")
+    db.session.delete(cred)
+    db.session.commit()
+
+
+def auth_for_image(project_id: int, image: str) -> dict | None:
+    cred = (db.session.query(RegistryCredential)
+            .filter_by(project_id=project_id, registry_host=registry_host(image)).first())
+    if cred is None:
+        return None
+    return {"username": cred.username, "password": cred.password}

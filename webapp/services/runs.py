@@ -1,0 +1,143 @@
+"""Runs: fire, trigger, retry, cancel, list and read, with the contract's rules."""
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import update
+
+from ..connections import get_redis
+from ..extensions import db
+from ..models import Run, RunLogChunk, Workflow
+from ..models.base import new_public_id, utcnow
+from .access import Principal, require_environment_access, require_team, require_write
+from .errors import Conflict, Invalid, NotFound
+from .workflows import get_workflow
+
+MAX_PAGE = 100
+
+
+def cancel_key(public_id: str) -> str:
+    return f"run:{public_id}:cancel"
+
+
+def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: Run | None = None,
+         scheduled_for: datetime | None = None, due_at: datetime | None = None,
+         commit: bool = True) -> Run:
+    """Make the run row of one fire, and hand it to the workers when it is due now."""
+    now = utcnow()
+    run = Run(public_id=new_public_id("run_"), team_id=wf.team_id, workflow_id=wf.id,
+              trigger=trigger, attempt=attempt, retry_of_id=retry_of.id if retry_of else None,
+              status="queued", env=env, image=wf.image, command=wf.command,
+              timeout_sec=wf.timeout_sec, memory_mb=wf.memory_mb, cpus=wf.cpus,
+              scheduled_for=scheduled_for, queued_at=now, due_at=due_at or now)
+    run.workflow = wf
+    db.session.add(run)
+    if commit:
+        db.session.commit()
+        if run.due_at <= now:
+            hand_over(run)
+    return run
+
+
+def hand_over(run: Run) -> None:
+    """Enqueue a due run. If Redis is away the scheduler's sweep enqueues it later."""
+    from jobs.queues import enqueue_run
+    try:
+        enqueue_run(run.public_id, run.timeout_sec)
+    except Exception:
+        current_app.logger.exception("could not enqueue %s; the scheduler will", run.public_id)
+        return
+    db.session.execute(update(Run).where(Run.id == run.id).values(enqueued_at=utcnow()))
+    db.session.commit()
+
+
+def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: dict) -> Run:
+    wf = get_workflow(principal, team_id, public_id, write=True)
+    return fire(wf, "manual", {**(wf.env or {}), **env})
+
+
+def get_run(principal: Principal, team_id: int, public_id: str) -> Run:
+    require_team(principal, team_id)
+    run = db.session.query(Run).filter_by(public_id=public_id).first()
+    if run is None or run.team_id != team_id:
+        raise NotFound("no such run")
+    require_environment_access(principal, run.workflow.environment.is_production)
+    return run
+
+
+def retry_run(principal: Principal, team_id: int, public_id: str) -> Run:
+    """A manual re-fire of a terminal run with the same env: a fresh attempt chain."""
+    run = get_run(principal, team_id, public_id)
+    require_write(principal)
+    if not run.terminal:
+        raise Conflict(f"the run is {run.status}; only a finished run can be retried")
+    if run.workflow.deleted_at is not None:
+        raise Conflict("the workflow was deleted")
+    return fire(run.workflow, "retry", dict(run.env), retry_of=run)
+
+
+def cancel_run(principal: Principal, team_id: int, public_id: str) -> Run:
+    run = get_run(principal, team_id, public_id)
+    require_write(principal)
+    return request_cancel(run)
+
+
+def request_cancel(run: Run) -> Run:
+    """Queued: cancelled now, before any container exists. Running: the owning worker stops it."""
+    if run.terminal:
+        raise Conflict(f"the run is already {run.status}")
+    now = utcnow()
+    done = db.session.execute(
+        update(Run).where(Run.id == run.id, Run.status == "queued")
+        .values(status="cancelled", finished_at=now, cancel_requested_at=now)
+    ).rowcount
+    db.session.commit()
+    if not done:
+        db.session.execute(update(Run).where(Run.id == run.id, Run.cancel_requested_at.is_(None))
+                           .values(cancel_requested_at=now))
+        db.session.commit()
+        get_redis().set(cancel_key(run.public_id), "1", ex=7 * 86400)
+    else:
+        from jobs.livelog import publish_end
+        publish_end(run.public_id, "cancelled")
+    db.session.refresh(run)
+    return run
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        value = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid("cursor is not valid", {"cursor": "not a cursor this API gave out"}) from None
+    return value
+
+
+def _encode_cursor(run_id: int) -> str:
+    return base64.urlsafe_b64encode(str(run_id).encode()).decode().rstrip("=")
+
+
+def list_runs(principal: Principal, team_id: int, public_id: str, limit: int = 20,
+              cursor: str | None = None) -> tuple[list[Run], str | None]:
+    """Newest first. The cursor is the last id seen, so runs that arrive later never shift a page."""
+    wf = get_workflow(principal, team_id, public_id)
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid("limit is 1 to 100", {"limit": f"1 to {MAX_PAGE}"})
+    query = db.session.query(Run).filter(Run.workflow_id == wf.id)
+    if cursor:
+        query = query.filter(Run.id < _decode_cursor(cursor))
+    runs = query.order_by(Run.id.desc()).limit(limit + 1).all()
+    more = len(runs) > limit
+    runs = runs[:limit]
+    return runs, (_encode_cursor(runs[-1].id) if more else None)
+
+
+def log_lines(run: Run, after_seq: int = -1) -> list[RunLogChunk]:
+    return (db.session.query(RunLogChunk).filter(RunLogChunk.run_id == run.id, RunLogChunk.seq > after_seq)
+            .order_by(RunLogChunk.seq).all())
+
+
+def run_url(run: Run) -> str:
+    return f"{current_app.config['BASE_URL']}/runs/{run.public_id}"

@@ -1,0 +1,39 @@
+"""Users, teams and their default project."""
+from __future__ import annotations
+
+from ..extensions import db
+from ..models import Environment, Membership, Project, Team, User
+from .errors import Invalid
+
+
+def create_project(team: Team, name: str) -> Project:
+    project = Project(team=team, name=name)
+    db.session.add(project)
+    db.session.add(Environment(project=project, name="Production"))
+    return project
+
+
+def create_user(email: str, password: str, team_name: str) -> tuple[User, Team, Project]:
+    """Create a user in `team_name`; a new team gets a project `default` with its Production env."""
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 254:
+        raise Invalid("not an email address", {"email": "not an email address"})
+    if len(password) < 8:
+        raise Invalid("the password is too short", {"password": "at least 8 characters"})
+    if not team_name.strip() or len(team_name) > 100:
+        raise Invalid("a team name is 1 to 100 characters", {"team": "1 to 100 characters"})
+    if db.session.query(User).filter_by(email=email).first():
+        raise Invalid("a user with this email exists", {"email": "already registered"})
+    team = db.session.query(Team).filter_by(name=team_name).first()
+    if team is None:
+        team = Team(name=team_name)
+        db.session.add(team)
+        project = create_project(team, "default")
+    else:
+        project = team.projects[0]
+    user = User(email=email)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.add(Membership(user=user, team=team, role="owner"))
+    db.session.commit()
+    return user, team, project

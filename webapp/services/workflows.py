@@ -1,0 +1,100 @@
+"""Workflows: create, read, update, delete, with the tenancy and key rules of the contract."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..extensions import db
+from ..models import Environment, Project, Workflow
+from ..models.base import new_public_id, utcnow
+from ..schemas import WorkflowCreate, WorkflowUpdate
+from . import cron
+from .access import Principal, require_environment_access, require_team, require_write
+from .errors import Invalid, NotFound
+
+# API field -> model attribute, for the fields a workflow body may carry.
+FIELDS = {
+    "name": "name", "image": "image", "command": "command", "env": "env", "schedule": "schedule",
+    "timeoutSec": "timeout_sec", "maxRetries": "max_retries", "timezone": "timezone",
+    "concurrencyPolicy": "concurrency_policy", "retryBackoffSec": "retry_backoff_sec",
+    "memoryMb": "memory_mb", "cpus": "cpus",
+}
+
+
+def get_project(principal: Principal, team_id: int, project_id: int) -> Project:
+    require_team(principal, team_id)
+    project = db.session.get(Project, project_id)
+    if project is None or project.team_id != team_id:
+        raise NotFound("no such project")
+    return project
+
+
+def list_workflows(principal: Principal, team_id: int, project_id: int) -> list[Workflow]:
+    project = get_project(principal, team_id, project_id)
+    query = (db.session.query(Workflow).filter(Workflow.project_id == project.id,
+                                               Workflow.deleted_at.is_(None)).order_by(Workflow.id))
+    workflows = query.all()
+    if principal.mode == "test":
+        workflows = [w for w in workflows if not w.environment.is_production]
+    return workflows
+
+
+def get_workflow(principal: Principal, team_id: int, public_id: str, *, write: bool = False) -> Workflow:
+    require_team(principal, team_id)
+    wf = db.session.query(Workflow).filter_by(public_id=public_id).first()
+    if wf is None or wf.team_id != team_id or wf.deleted_at is not None:
+        raise NotFound("no such workflow")
+    if write:
+        require_write(principal)
+    require_environment_access(principal, wf.environment.is_production)
+    return wf
+
+
+def compute_next_run_at(wf: Workflow, after: datetime | None = None) -> datetime | None:
+    if not wf.schedule or wf.deleted_at is not None:
+        return None
+    return cron.next_instant(wf.schedule, wf.timezone, after or utcnow())
+
+
+def create_workflow(principal: Principal, team_id: int, project_id: int, body: WorkflowCreate) -> Workflow:
+    project = get_project(principal, team_id, project_id)
+    require_write(principal)
+    if body.projectId != project.id:
+        raise Invalid("projectId must equal the project in the path",
+                      {"projectId": "must equal the project in the path"})
+    if body.environmentId is None:
+        environment = project.production
+    else:
+        environment = db.session.get(Environment, body.environmentId)
+        if environment is None or environment.project_id != project.id:
+            raise Invalid("environmentId is not an environment of this project",
+                          {"environmentId": "not an environment of this project"})
+    require_environment_access(principal, environment.is_production)
+    now = utcnow()
+    wf = Workflow(public_id=new_public_id("wf_"), team_id=team_id, project_id=project.id,
+                  environment_id=environment.id, created_at=now, updated_at=now)
+    for api_name, attr in FIELDS.items():
+        setattr(wf, attr, getattr(body, api_name))
+    wf.environment = environment
+    wf.next_run_at = compute_next_run_at(wf, now)
+    db.session.add(wf)
+    db.session.commit()
+    return wf
+
+
+def update_workflow(principal: Principal, team_id: int, public_id: str, body: WorkflowUpdate) -> Workflow:
+    wf = get_workflow(principal, team_id, public_id, write=True)
+    for api_name in body.model_fields_set:
+        setattr(wf, FIELDS[api_name], getattr(body, api_name))
+    wf.updated_at = utcnow()
+    if body.model_fields_set & {"schedule", "timezone"}:
+        wf.next_run_at = compute_next_run_at(wf)
+    db.session.commit()
+    return wf
+
+
+def delete_workflow(principal: Principal, team_id: int, public_id: str) -> None:
+    """In-flight runs continue; no new fires from now on (next_run_at cleared in the same commit)."""
+    wf = get_workflow(principal, team_id, public_id, write=True)
+    wf.deleted_at = utcnow()
+    wf.next_run_at = None
+    db.session.commit()
