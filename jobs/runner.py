@@ -24,8 +24,6 @@ from .logsink import LogSink
 
 log = logging.getLogger(__name__)
 
-LEASE_TTL_SEC = 15
-LEASE_EVERY_SEC = 3
 STOP_GRACE_SEC = 10
 POLL_SEC = 0.1
 
@@ -39,20 +37,22 @@ class Lease:
 
     def __init__(self, public_id: str, owner: str):
         self.key, self.owner = lease_key(public_id), owner
+        self.ttl = current_app.config["RUN_LEASE_TTL_SEC"]
+        self.every = self.ttl / 5
         self.redis = get_redis()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
     def acquire(self) -> bool:
-        return bool(self.redis.set(self.key, self.owner, nx=True, ex=LEASE_TTL_SEC))
+        return bool(self.redis.set(self.key, self.owner, nx=True, ex=self.ttl))
 
     def start(self) -> None:
         self._thread.start()
 
     def _beat(self) -> None:
-        while not self._stop.wait(LEASE_EVERY_SEC):
+        while not self._stop.wait(self.every):
             try:
-                self.redis.set(self.key, self.owner, ex=LEASE_TTL_SEC)
+                self.redis.set(self.key, self.owner, ex=self.ttl)
             except Exception:
                 log.warning("could not renew the lease %s", self.key)
 

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 from docker.errors import NotFound
+from flask import current_app
 from sqlalchemy import update
 
 from webapp.connections import get_docker, get_redis
@@ -52,7 +53,11 @@ def fail_stale_queued() -> int:
 
 
 _missing_since: dict[int, float] = {}
-LEASE_ABSENT_SEC = 7  # more than two lease renewals: a live worker (even after a Redis flush) renews
+
+
+def lease_absent_sec() -> float:
+    """More than two lease renewals: a live worker renews even after Redis lost its data."""
+    return current_app.config["RUN_LEASE_TTL_SEC"] / 2
 
 
 def recover_lost() -> int:
@@ -66,7 +71,7 @@ def recover_lost() -> int:
             _missing_since.pop(run.id, None)
             continue
         first = _missing_since.setdefault(run.id, now)
-        if now - first < LEASE_ABSENT_SEC:
+        if now - first < lease_absent_sec():
             continue
         _missing_since.pop(run.id, None)
         count += 1
@@ -86,7 +91,7 @@ def recover(run: Run) -> None:
         lifecycle.complete(run, "failed", error="worker lost")
         return
     if state.get("Running"):
-        if get_redis().set(f"run:{run.public_id}:resuming", "1", nx=True, ex=LEASE_ABSENT_SEC * 2):
+        if get_redis().set(f"run:{run.public_id}:resuming", "1", nx=True, ex=int(lease_absent_sec() * 2) + 1):
             queue(RUNS).enqueue("jobs.tasks.resume_run", run.public_id,
                                 job_timeout=run.timeout_sec + 900, result_ttl=300, at_front=True)
     else:

@@ -55,6 +55,8 @@ def from_env() -> dict:
         "LOG_TAIL_BYTES": 1024 * 1024,
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "TRIGGER_RATE_LIMIT": os.environ.get("TRIGGER_RATE_LIMIT", "30 per minute"),
+        # How long a dead worker's run goes unnoticed: its lease lapses after this many seconds.
+        "RUN_LEASE_TTL_SEC": _int("RUN_LEASE_TTL_SEC", 15, 2, 600),
         "CONTAINER_PIDS_LIMIT": _int("CONTAINER_PIDS_LIMIT", 512, 16),
         "SMTP_HOST": os.environ.get("SMTP_HOST", "127.0.0.1"),
         "SMTP_PORT": _int("SMTP_PORT", 25, 1, 65535),

@@ -1,0 +1,226 @@
+"""One fixture world on real services: a real database (SQLite file or PostgreSQL), a real Redis
+(db 15), the real Docker engine. alice owns team A, bob is in team A too, charlie owns team B."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_IMAGE = "workflows.local/busybox:1"
+
+_db = os.environ.get("TEST_DATABASE_URL", "sqlite")
+if _db == "sqlite":
+    _db = f"sqlite:///{tempfile.mkdtemp(prefix='workflows-test-')}/test.sqlite"
+os.environ.update(
+    DATABASE_URL=_db,
+    REDIS_URL=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    SECRET_KEY="test-secret-key-0123456789abcdef",
+    BASE_URL="http://127.0.0.1:5999",
+    WORKER_SLOTS="2",
+    LOG_LEVEL="WARNING",
+)
+sys.path.insert(0, str(ROOT))
+
+from webapp import create_app  # noqa: E402
+from webapp.connections import get_docker, get_redis  # noqa: E402
+from webapp.extensions import db as _db_ext  # noqa: E402
+
+
+def _upgrade(app) -> None:
+    from flask_migrate import upgrade
+    with app.app_context():
+        upgrade()
+
+
+@pytest.fixture(scope="session")
+def app():
+    app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False})
+    _upgrade(app)
+    yield app
+
+
+def _clean(app) -> None:
+    with app.app_context():
+        _db_ext.session.remove()
+        tables = [t.name for t in reversed(_db_ext.metadata.sorted_tables)] + ["alembic_version"]
+        engine = _db_ext.engine
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                names = ", ".join(t for t in tables if t != "alembic_version")
+                conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+            else:
+                for t in tables:
+                    if t != "alembic_version":
+                        conn.exec_driver_sql(f"DELETE FROM {t}")
+        get_redis().flushdb()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(app):
+    _clean(app)
+    yield
+    with app.app_context():
+        _db_ext.session.remove()
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield
+        _db_ext.session.remove()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@dataclass
+class Member:
+    email: str
+    password: str
+    user_id: int
+    team_id: int
+    project_id: int
+    environment_id: int
+    full: str
+    read: str
+    test: str
+
+    def h(self, which: str = "full") -> dict:
+        return {"Authorization": f"Bearer {getattr(self, which)}"}
+
+
+def make_member(app, email: str, team: str) -> Member:
+    from webapp.services.keys import create_key
+    from webapp.services.teams import create_user
+    with app.app_context():
+        user, t, project = create_user(email, "password-" + email, team)
+        full = create_key(t.id, "full", "live")[1]
+        read = create_key(t.id, "read", "live")[1]
+        test = create_key(t.id, "full", "test")[1]
+        m = Member(email, "password-" + email, user.id, t.id, project.id, project.production.id, full, read, test)
+        _db_ext.session.remove()
+        return m
+
+
+@pytest.fixture
+def alice(app):
+    return make_member(app, "alice@example.test", "team-a")
+
+
+@pytest.fixture
+def bob(app, alice):
+    return make_member(app, "bob@example.test", "team-a")
+
+
+@pytest.fixture
+def charlie(app):
+    return make_member(app, "charlie@example.test", "team-b")
+
+
+def wf_body(member: Member, **over) -> dict:
+    body = {"projectId": member.project_id, "name": "job", "image": TEST_IMAGE,
+            "command": ["sh", "-c", "echo hi"], "timeoutSec": 60}
+    body.update(over)
+    return body
+
+
+def create_wf(client, member: Member, **over) -> dict:
+    r = client.post(f"/api/projects/{member.team_id}/{member.project_id}/workflows",
+                    json=wf_body(member, **over), headers=member.h())
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+@pytest.fixture
+def docker_api(app):
+    with app.app_context():
+        return get_docker().api
+
+
+# -- real processes: workers and schedulers, as `make run` starts them ------------------------
+class Processes:
+    def __init__(self):
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
+        e = dict(os.environ)
+        e.update(env or {})
+        p = subprocess.Popen([str(ROOT / ".venv/bin/flask"), "--app", "wsgi", *args], cwd=ROOT, env=e,
+                             start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def kill(self, p: subprocess.Popen, sig=signal.SIGKILL) -> None:
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+        p.wait(10)
+
+    def stop_all(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                self.kill(p, signal.SIGTERM)
+
+
+@pytest.fixture
+def procs():
+    ps = Processes()
+    yield ps
+    ps.stop_all()
+
+
+@pytest.fixture
+def worker(procs):
+    """A worker pool (2 run slots) and a scheduler, like `make run` has."""
+    procs.start("worker", "--slots", "2")
+    procs.start("scheduler")
+    time.sleep(1.5)
+    return procs
+
+
+def wait_for(predicate, timeout: float = 30, every: float = 0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def wait_status(client, member: Member, run_id: str, statuses=("succeeded", "failed", "cancelled", "timed_out"),
+                timeout: float = 60) -> dict:
+    def check():
+        r = client.get(f"/api/workflows/{member.team_id}/workflows/runs/{run_id}", headers=member.h())
+        body = r.get_json()
+        return body if body["status"] in statuses else None
+    return wait_for(check, timeout)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No container of the suite may outlive it."""
+    try:
+        app = create_app()
+        with app.app_context():
+            api = get_docker().api
+            from jobs.engine import LABEL_INSTANCE, instance_id
+            left = api.containers(all=True, filters={"label": f"{LABEL_INSTANCE}={instance_id()}"})
+        if left:
+            print(f"\n{len(left)} containers left behind by the suite")
+            session.exitstatus = 1
+            for c in left:
+                api.remove_container(c["Id"], force=True)
+    except Exception as e:  # the engine is part of the suite: not reaching it is a failure
+        print(f"\ncould not check for leftover containers: {e}")
+        session.exitstatus = 1

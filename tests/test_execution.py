@@ -1,0 +1,179 @@
+"""Runs on the real Docker engine, through real worker and scheduler processes."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+
+from conftest import TEST_IMAGE, create_wf, wait_for, wait_status
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def base(m):
+    return f"/api/workflows/{m.team_id}/workflows"
+
+
+def fire(client, m, **wf_fields):
+    env = wf_fields.pop("trigger_env", None)
+    wf = create_wf(client, m, **wf_fields)
+    r = client.post(f"{base(m)}/{wf['id']}/trigger", json={"env": env or {}}, headers=m.h())
+    assert r.status_code == 202
+    return wf, r.get_json()
+
+
+def logs(client, m, run_id):
+    return client.get(f"{base(m)}/runs/{run_id}/logs", headers=m.h()).get_json()
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.rstrip("Z"))
+
+
+def test_success_with_stdout_and_stderr_apart(client, alice):
+    _, run = fire(client, alice, command=["sh", "-c", "echo out-1; echo err-1 >&2; echo out-2"])
+    done = wait_status(client, alice, run["id"])
+    assert done["status"] == "succeeded" and done["exitCode"] == 0 and done["error"] is None
+    assert done["startedAt"] and done["finishedAt"] and done["durationMs"] >= 0
+    assert done["imageDigest"].startswith("sha256:")
+    lines = logs(client, alice, run["id"])["lines"]
+    assert [(l["stream"], l["text"]) for l in lines if l["stream"] == "stdout"] == [("stdout", "out-1"), ("stdout", "out-2")]
+    assert [(l["stream"], l["text"]) for l in lines if l["stream"] == "stderr"] == [("stderr", "err-1")]
+    assert all(l["ts"].endswith("Z") for l in lines)
+    text = client.get(f"{base(alice)}/runs/{run['id']}/logs?format=text", headers=alice.h()).get_data(as_text=True)
+    assert "out-1\n" in text and "err-1\n" in text
+
+
+@pytest.mark.parametrize("code", [1, 3, 42])
+def test_exit_codes_fail_the_run(client, alice, code):
+    _, run = fire(client, alice, command=["sh", "-c", f"echo bye; exit {code}"])
+    done = wait_status(client, alice, run["id"])
+    assert (done["status"], done["exitCode"], done["error"]) == ("failed", code, None)
+
+
+def test_env_is_merged_and_reaches_the_container(client, alice):
+    _, run = fire(client, alice, env={"A": "stored", "B": "stored"}, trigger_env={"B": "given", "C": "x y"},
+                  command=["sh", "-c", 'echo "A=$A B=$B C=$C"'])
+    done = wait_status(client, alice, run["id"])
+    assert done["env"] == {"A": "stored", "B": "given", "C": "x y"}
+    assert logs(client, alice, run["id"])["lines"][0]["text"] == "A=stored B=given C=x y"
+
+
+def test_null_command_runs_the_image_cmd(client, alice):
+    _, run = fire(client, alice, command=None)
+    assert wait_status(client, alice, run["id"])["status"] == "succeeded"
+    assert [l["text"] for l in logs(client, alice, run["id"])["lines"]] == ["hello from the image CMD"]
+
+
+def test_a_missing_image_fails_with_a_sentence(client, alice):
+    _, run = fire(client, alice, image="127.0.0.1:5001/nothing/here:1")
+    done = wait_status(client, alice, run["id"])
+    assert done["status"] == "failed" and done["exitCode"] is None
+    assert done["error"].startswith("could not pull the image 127.0.0.1:5001/nothing/here:1")
+    assert "Traceback" not in done["error"]
+
+
+def test_a_bad_command_fails_with_a_sentence(client, alice):
+    _, run = fire(client, alice, command=["/no/such/binary"])
+    done = wait_status(client, alice, run["id"])
+    assert done["status"] == "failed"
+    assert done["error"] or done["exitCode"] not in (None, 0)
+
+
+def test_timeout_kills_the_container(client, alice):
+    _, run = fire(client, alice, command=["sh", "-c", "echo start; sleep 60"], timeoutSec=2)
+    done = wait_status(client, alice, run["id"], timeout=30)
+    assert done["status"] == "timed_out"
+    took = (ts(done["finishedAt"]) - ts(done["startedAt"])).total_seconds()
+    assert 2 <= took <= 4, took
+    assert "timeout" in done["error"]
+
+
+def test_retry_chain_on_the_engine(client, alice):
+    wf, run = fire(client, alice, command=["sh", "-c", "echo attempt; exit 7"], maxRetries=2, retryBackoffSec=0)
+
+    def chain():
+        runs = client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
+        return runs if len(runs) == 3 and all(r["status"] == "failed" for r in runs) else None
+    runs = wait_for(chain, 60)[::-1]
+    assert [r["attempt"] for r in runs] == [1, 2, 3]
+    assert [r["trigger"] for r in runs] == ["manual", "retry", "retry"]
+    assert [r["retryOf"] for r in runs] == [None, runs[0]["id"], runs[1]["id"]]
+    assert all(r["exitCode"] == 7 for r in runs)
+    time.sleep(1)
+    assert len(client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]) == 3
+
+
+def test_retry_waits_out_its_backoff(client, alice):
+    wf, run = fire(client, alice, command=["sh", "-c", "exit 1"], maxRetries=1, retryBackoffSec=2)
+    wait_status(client, alice, run["id"])
+    runs = wait_for(lambda: (client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
+                             if len(client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]) == 2
+                             else None), 20)
+    retry = wait_status(client, alice, runs[0]["id"])
+    first = client.get(f"{base(alice)}/runs/{run['id']}", headers=alice.h()).get_json()
+    waited = (ts(retry["startedAt"]) - ts(first["finishedAt"])).total_seconds()
+    assert 1.5 <= waited <= 6, waited
+
+
+def test_cancel_a_running_run(client, alice):
+    _, run = fire(client, alice, command=["sh", "-c", "trap 'echo got TERM; exit 143' TERM; echo up; sleep 60 & wait"],
+                  maxRetries=3)
+    wait_for(lambda: logs(client, alice, run["id"])["lines"], 30)
+    r = client.post(f"{base(alice)}/runs/{run['id']}/cancel", headers=alice.h())
+    assert r.status_code == 202 and r.get_json()["cancelRequested"] is True
+    done = wait_status(client, alice, run["id"], timeout=20)
+    assert done["status"] == "cancelled"
+    assert "got TERM" in [l["text"] for l in logs(client, alice, run["id"])["lines"]]
+    time.sleep(1)
+    runs = client.get(f"{base(alice)}/{done['workflowId']}/runs", headers=alice.h()).get_json()["runs"]
+    assert len(runs) == 1  # never retried
+
+
+def test_cancel_kills_a_container_that_ignores_sigterm_after_the_grace(client, alice):
+    _, run = fire(client, alice, command=["sh", "-c", "trap '' TERM; echo up; while true; do sleep 1; done"])
+    wait_for(lambda: logs(client, alice, run["id"])["lines"], 30)
+    asked = time.monotonic()
+    client.post(f"{base(alice)}/runs/{run['id']}/cancel", headers=alice.h())
+    done = wait_status(client, alice, run["id"], timeout=30)
+    assert done["status"] == "cancelled"
+    assert 9 <= time.monotonic() - asked <= 16
+
+
+def test_container_settings_are_safe(client, alice, docker_api):
+    _, run = fire(client, alice, command=["sh", "-c", "sleep 3"], memoryMb=64, cpus=0.5)
+
+    def container():
+        found = docker_api.containers(filters={"label": f"workflows.run={run['id']}"})
+        return found[0] if found else None
+    c = wait_for(container, 20)
+    info = docker_api.inspect_container(c["Id"])
+    hc = info["HostConfig"]
+    assert hc["Privileged"] is False and not info["Mounts"]
+    assert "no-new-privileges" in hc["SecurityOpt"]
+    assert hc["PidsLimit"] and hc["PidsLimit"] > 0
+    assert hc["Memory"] == 64 * 1024 * 1024 and hc["NanoCpus"] == 500_000_000
+    wait_status(client, alice, run["id"])
+    wait_for(lambda: not docker_api.containers(all=True, filters={"label": f"workflows.run={run['id']}"}), 10)
+
+
+def test_a_workflow_deleted_mid_run_finishes_its_run(client, alice):
+    wf, run = fire(client, alice, command=["sh", "-c", "sleep 2; echo finished"], maxRetries=2)
+    wait_status(client, alice, run["id"], statuses=("running",), timeout=20)
+    assert client.delete(f"{base(alice)}/{wf['id']}", headers=alice.h()).status_code == 204
+    done = wait_status(client, alice, run["id"])
+    assert done["status"] == "succeeded"
+    assert logs(client, alice, run["id"])["lines"][-1]["text"] == "finished"
+
+
+def test_image_tag_policy_uses_the_local_copy_when_the_pull_fails(client, alice, docker_api):
+    docker_api.tag(TEST_IMAGE, "127.0.0.1:5001/nowhere/busybox", "latest")
+    try:
+        _, run = fire(client, alice, image="127.0.0.1:5001/nowhere/busybox:latest", command=["sh", "-c", "echo ran"])
+        done = wait_status(client, alice, run["id"])
+        assert done["status"] == "succeeded"
+        lines = logs(client, alice, run["id"])["lines"]
+        assert lines[0]["stream"] == "system" and "running the local copy" in lines[0]["text"]
+    finally:
+        docker_api.remove_image("127.0.0.1:5001/nowhere/busybox:latest")

@@ -1,0 +1,156 @@
+"""The foundation: CLI output, key hashing, encrypted credentials, migrations, health."""
+from __future__ import annotations
+
+import json
+import re
+
+from sqlalchemy import text
+
+from webapp import create_app
+from webapp.extensions import db
+from webapp.models import ApiKey, RegistryCredential
+
+
+def test_users_create_prints_one_json_line(app):
+    result = app.test_cli_runner().invoke(
+        args=["users", "create", "dana@example.test", "--password", "long-enough-pw", "--team", "ops"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    info = json.loads(lines[0])
+    assert list(info) == ["userId", "teamId", "projectId", "environmentId"]
+    assert all(isinstance(v, int) for v in info.values())
+    with app.app_context():
+        from webapp.models import Environment, Project
+        project = db.session.get(Project, info["projectId"])
+        assert project.name == "default" and project.team_id == info["teamId"]
+        assert db.session.get(Environment, info["environmentId"]).name == "Production"
+
+
+def test_users_create_joins_an_existing_team(app):
+    runner = app.test_cli_runner()
+    first = json.loads(runner.invoke(args=["users", "create", "a1@example.test", "--password", "pw-123456",
+                                           "--team", "shared"]).stdout)
+    second = json.loads(runner.invoke(args=["users", "create", "a2@example.test", "--password", "pw-123456",
+                                            "--team", "shared"]).stdout)
+    assert first["teamId"] == second["teamId"] and first["projectId"] == second["projectId"]
+    assert first["userId"] != second["userId"]
+
+
+def test_users_create_rejects_a_duplicate_email(app, alice):
+    result = app.test_cli_runner().invoke(
+        args=["users", "create", alice.email, "--password", "pw-123456", "--team", "x"])
+    assert result.exit_code == 1
+    assert "already registered" in result.stderr or "exists" in result.stderr
+
+
+def test_keys_create_prints_the_key_alone_on_the_last_line(app, alice):
+    runner = app.test_cli_runner()
+    for scope, mode in (("full", "live"), ("read", "live"), ("full", "test")):
+        result = runner.invoke(args=["keys", "create", "--team", str(alice.team_id), "--scope", scope,
+                                     "--mode", mode])
+        assert result.exit_code == 0, result.output
+        last = result.stdout.strip().splitlines()[-1]
+        assert re.fullmatch(rf"hs_{mode}_[A-Za-z0-9_-]{{32,}}", last), last
+
+
+def test_keys_create_for_an_unknown_team_fails(app):
+    result = app.test_cli_runner().invoke(args=["keys", "create", "--team", "999", "--scope", "full"])
+    assert result.exit_code == 1
+
+
+def test_a_key_is_never_stored_in_clear(app, alice, client):
+    with app.app_context():
+        rows = db.session.execute(text("select * from api_keys")).mappings().all()
+        dump = json.dumps([{k: str(v) for k, v in r.items()} for r in rows])
+    for key in (alice.full, alice.read, alice.test):
+        assert key not in dump
+        assert key[16:] not in dump  # not even the secret part after the prefix
+    assert client.get(f"/api/projects/{alice.team_id}/{alice.project_id}/workflows",
+                      headers=alice.h()).status_code == 200
+
+
+def test_a_revoked_key_is_refused(app, alice, client):
+    with app.app_context():
+        from webapp.services.keys import revoke
+        key = db.session.query(ApiKey).filter_by(team_id=alice.team_id, scope="full", mode="live").first()
+        revoke(alice.team_id, key.id)
+    r = client.get(f"/api/projects/{alice.team_id}/{alice.project_id}/workflows", headers=alice.h())
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_key_use_is_recorded(app, alice, client):
+    client.get(f"/api/projects/{alice.team_id}/{alice.project_id}/workflows", headers=alice.h())
+    with app.app_context():
+        used = db.session.query(ApiKey).filter(ApiKey.last_used_at.is_not(None)).count()
+    assert used == 1
+
+
+def test_registry_password_is_encrypted_at_rest(app, alice, client):
+    r = client.post(f"/api/projects/{alice.team_id}/{alice.project_id}/registry-credentials",
+                    json={"registry": "registry.example.test", "username": "u", "password": "hunter2-secret"},
+                    headers=alice.h())
+    assert r.status_code == 201
+    assert "password" not in r.get_json()
+    with app.app_context():
+        raw = db.session.execute(text("select password from registry_credentials")).scalar_one()
+        assert b"hunter2-secret" not in bytes(raw)
+        assert db.session.query(RegistryCredential).one().password == "hunter2-secret"
+
+
+def test_migrations_create_the_same_schema_as_the_models(app):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    with app.app_context():
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+    assert diff == [], diff
+
+
+def test_sqlite_runs_in_wal_mode(app):
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            return
+        assert db.session.execute(text("pragma journal_mode")).scalar() == "wal"
+        assert db.session.execute(text("pragma busy_timeout")).scalar() >= 5000
+
+
+def test_healthz_reports_each_part(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["database"]["ok"] and body["redis"]["ok"] and body["docker"]["ok"]
+
+
+def test_healthz_is_503_when_the_engine_is_down(tmp_path):
+    app = create_app({"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    r = app.test_client().get("/healthz")
+    assert r.status_code == 503
+    body = r.get_json()
+    assert body["docker"]["ok"] is False and body["database"]["ok"] and body["redis"]["ok"]
+
+
+def test_healthz_is_503_when_redis_is_down():
+    app = create_app({"REDIS_URL": "redis://127.0.0.1:1/0"})
+    r = app.test_client().get("/healthz")
+    assert r.status_code == 503 and r.get_json()["redis"]["ok"] is False
+
+
+def test_production_refuses_the_default_secret(monkeypatch):
+    import pytest
+
+    from webapp.config import ConfigError
+    monkeypatch.setenv("WORKFLOWS_ENV", "production")
+    monkeypatch.delenv("SECRET_KEY")
+    with pytest.raises(ConfigError):
+        create_app()
+
+
+def test_bad_numbers_in_config_are_refused(monkeypatch):
+    import pytest
+
+    from webapp.config import ConfigError
+    monkeypatch.setenv("WORKER_SLOTS", "many")
+    with pytest.raises(ConfigError):
+        create_app()
