@@ -5,6 +5,7 @@ close stores a notice of the bytes dropped between them. Memory stays bounded wh
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -16,7 +17,11 @@ from webapp.extensions import db
 from webapp.models import Run, RunLogChunk
 from webapp.models.base import isoformat, utcnow
 
+from webapp.connections import get_redis
+
 from .livelog import publish_lines
+
+log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024  # a longer line without a newline is stored in pieces of this size
 LIVE_TEXT_MAX = 16 * 1024  # bounds Redis memory in a flood; the stored line is whole
@@ -47,6 +52,7 @@ class LogSink:
     def __init__(self, run: Run, cap_bytes: int, tail_bytes: int, *, next_seq: int = 0,
                  stored_bytes: int = 0, stream_bytes: dict | None = None):
         self.run_id, self.public_id = run.id, run.public_id
+        self.redis = get_redis()  # made here: feed() runs on the reader thread, outside the app context
         self.head_budget = max(0, cap_bytes - tail_bytes)
         self.tail_budget = tail_bytes
         self.stored = stored_bytes
@@ -113,9 +119,9 @@ class LogSink:
             live, self.live = self.live, []
         if live:
             try:
-                publish_lines(self.public_id, live)
+                publish_lines(self.public_id, live, redis=self.redis)
             except Exception:  # live viewers are a courtesy; the database is the record
-                pass
+                log.warning("could not publish live lines of %s", self.public_id, exc_info=True)
 
     def due(self) -> bool:
         return len(self.pending) >= BATCH_LINES or (

@@ -1,0 +1,103 @@
+"""No run is lost or stuck: workers killed with -9 mid-run, stale queued runs, leftover containers."""
+from __future__ import annotations
+
+import time
+
+from conftest import create_wf, wait_for, wait_status
+
+# Short leases so that a dead worker is noticed in seconds rather than the production 15 s.
+FAST = {"RUN_LEASE_TTL_SEC": "3"}
+
+
+def base(m):
+    return f"/api/workflows/{m.team_id}/workflows"
+
+
+def fire(client, m, **fields):
+    wf = create_wf(client, m, **fields)
+    return client.post(f"{base(m)}/{wf['id']}/trigger", headers=m.h()).get_json()
+
+
+def lines(client, m, run_id):
+    return [l["text"] for l in client.get(f"{base(m)}/runs/{run_id}/logs", headers=m.h()).get_json()["lines"]
+            if l["stream"] != "system"]
+
+
+COUNT_TO_12 = "for i in $(seq 1 12); do echo line-$i; sleep 0.5; done; exit 4"
+EXPECTED = [f"line-{i}" for i in range(1, 13)]
+
+
+def test_a_killed_worker_is_reattached_to_its_running_container(client, alice, procs):
+    worker = procs.start("worker", "--slots", "1", env=FAST)
+    procs.start("scheduler", env=FAST)
+    run = fire(client, alice, command=["sh", "-c", COUNT_TO_12], timeoutSec=120)
+    wait_for(lambda: len(lines(client, alice, run["id"])) >= 2, 30)
+    procs.kill(worker)  # kill -9 of the pool and its slots, mid-run
+    procs.start("worker", "--slots", "1", env=FAST)
+    done = wait_status(client, alice, run["id"], timeout=60)
+    assert (done["status"], done["exitCode"]) == ("failed", 4)
+    assert lines(client, alice, run["id"]) == EXPECTED  # every line, exactly once, in order
+
+
+def test_a_run_whose_container_exited_meanwhile_is_completed_from_its_exit_code(client, alice, procs):
+    worker = procs.start("worker", "--slots", "1", env=FAST)
+    scheduler = procs.start("scheduler", env=FAST)
+    run = fire(client, alice, command=["sh", "-c", "echo before; sleep 2; echo after; exit 0"], timeoutSec=120)
+    wait_for(lambda: lines(client, alice, run["id"]), 30)
+    procs.kill(worker)
+    procs.kill(scheduler)
+    time.sleep(4)  # the container exits while nobody watches
+    procs.start("scheduler", env=FAST)
+    done = wait_status(client, alice, run["id"], timeout=30)
+    assert (done["status"], done["exitCode"]) == ("succeeded", 0)
+    assert lines(client, alice, run["id"]) == ["before", "after"]
+
+
+def test_a_run_whose_container_is_gone_fails_with_worker_lost(client, alice, procs, docker_api):
+    worker = procs.start("worker", "--slots", "1", env=FAST)
+    scheduler = procs.start("scheduler", env=FAST)
+    run = fire(client, alice, command=["sh", "-c", "echo up; sleep 60"], timeoutSec=120)
+    wait_for(lambda: lines(client, alice, run["id"]), 30)
+    procs.kill(worker)
+    procs.kill(scheduler)
+    for c in docker_api.containers(all=True, filters={"label": f"workflows.run={run['id']}"}):
+        docker_api.remove_container(c["Id"], force=True)
+    procs.start("scheduler", env=FAST)
+    done = wait_status(client, alice, run["id"], timeout=30)
+    assert (done["status"], done["error"]) == ("failed", "worker lost")
+
+
+def test_queued_runs_nobody_picks_up_fail_after_their_timeout(client, alice, procs):
+    procs.start("scheduler")  # no worker at all
+    run = fire(client, alice, timeoutSec=2, maxRetries=0)
+    done = wait_status(client, alice, run["id"], timeout=20)
+    assert done["status"] == "failed"
+    assert done["error"] == "no worker picked up the run within its timeout"
+    assert done["startedAt"] is None
+
+
+def test_a_run_queued_while_redis_was_away_is_handed_over_later(app, client, alice, procs):
+    from webapp.extensions import db
+    from webapp.models import Run
+    wf = create_wf(client, alice, command=["sh", "-c", "echo late"])
+    with app.app_context():
+        from webapp.services.runs import fire as fire_run
+        from webapp.models import Workflow
+        row = db.session.query(Workflow).filter_by(public_id=wf["id"]).one()
+        run = fire_run(row, "manual", {}, commit=False)  # the row exists; the enqueue never happened
+        db.session.commit()
+        run_id = run.public_id
+        assert db.session.query(Run).filter_by(public_id=run_id).one().enqueued_at is None
+    procs.start("worker", "--slots", "1")
+    procs.start("scheduler")
+    assert wait_status(client, alice, run_id, timeout=30)["status"] == "succeeded"
+
+
+def test_containers_of_finished_runs_are_reaped(app, client, alice, procs, docker_api):
+    from webapp.connections import get_docker
+    with app.app_context():
+        from jobs.engine import LABEL_INSTANCE, LABEL_RUN, instance_id
+        labels = {LABEL_RUN: "run_unknownrun", LABEL_INSTANCE: instance_id()}
+        get_docker().api.create_container("workflows.local/busybox:1", command=["true"], labels=labels)
+    procs.start("scheduler")
+    wait_for(lambda: not docker_api.containers(all=True, filters={"label": "workflows.run=run_unknownrun"}), 20)
