@@ -71,8 +71,8 @@ def _fire_one(wf: Workflow, now: datetime) -> Run | None:
 def _fire_with_policy(wf: Workflow, instant: datetime) -> Run:
     active = []
     if wf.concurrency_policy != "allow":
-        active = (db.session.query(Run).filter(Run.workflow_id == wf.id, Run.status.in_(("queued", "running")),
-                                               Run.due_at <= instant).all())
+        active = (db.session.query(Run)
+                  .filter(Run.workflow_id == wf.id, Run.status.in_(("queued", "running"))).all())
     if active and wf.concurrency_policy == "forbid":
         run = fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant, commit=False)
         run.status = "cancelled"

@@ -61,7 +61,7 @@ def next_instants(expr: str, tz: str, after: datetime, count: int) -> list[datet
         instant = nxt.astimezone(timezone.utc).replace(tzinfo=None)
         if instant <= after:
             continue
-        if getattr(nxt, "fold", 0) == 1 or wall in seen_wall or _is_second_occurrence(nxt, zone):
+        if wall in seen_wall or _is_second_occurrence(nxt, zone):
             continue
         seen_wall.add(wall)
         out.append(instant)
@@ -108,7 +108,7 @@ def latest_at_or_before(expr: str, tz: str, when: datetime) -> datetime | None:
         instant = prev.astimezone(timezone.utc).replace(tzinfo=None)
         if when - instant > timedelta(days=400):
             return None
-        if getattr(prev, "fold", 0) == 1 or _is_second_occurrence(prev, zone):
+        if _is_second_occurrence(prev, zone):
             continue
         return instant
     return None

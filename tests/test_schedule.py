@@ -1,0 +1,178 @@
+"""Cron semantics with fixed clocks, and live fires from two scheduler processes at once."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+
+import pytest
+
+from conftest import create_wf, wait_for
+
+from webapp.services import cron
+
+
+def at(s: str) -> datetime:
+    return datetime.fromisoformat(s)
+
+
+@pytest.mark.parametrize("expr,after,expected", [
+    ("*/5 * * * *", "2026-01-01T00:03:10", ["2026-01-01T00:05:00", "2026-01-01T00:10:00"]),
+    ("0 9 * * 1-5", "2026-01-02T10:00:00", ["2026-01-05T09:00:00", "2026-01-06T09:00:00"]),  # Fri -> Mon
+    ("*/2 * * * * *", "2026-01-01T00:00:01", ["2026-01-01T00:00:02", "2026-01-01T00:00:04"]),  # seconds first
+    ("30 0 12 * * *", "2026-01-01T00:00:00", ["2026-01-01T12:00:30", "2026-01-02T12:00:30"]),
+    ("0 0 1 1 *", "2026-06-01T00:00:00", ["2027-01-01T00:00:00", "2028-01-01T00:00:00"]),
+    ("*/15 * * * *", "2026-01-01T00:59:59", ["2026-01-01T01:00:00", "2026-01-01T01:15:00"]),
+])
+def test_next_instants_in_utc(expr, after, expected):
+    assert cron.next_instants(expr, "UTC", at(after), 2) == [at(e) for e in expected]
+
+
+def test_six_fields_are_seconds_first_not_seconds_last():
+    # "5 * * * * *": second 5 of every minute (croniter's default would read it as minute 5 + seconds)
+    got = cron.next_instants("5 * * * * *", "UTC", at("2026-01-01T00:00:00"), 3)
+    assert got == [at("2026-01-01T00:00:05"), at("2026-01-01T00:01:05"), at("2026-01-01T00:02:05")]
+
+
+def test_timezone_is_honoured():
+    # 09:00 in Paris is 08:00 UTC in winter and 07:00 UTC in summer
+    assert cron.next_instant("0 9 * * *", "Europe/Paris", at("2026-01-10T00:00:00")) == at("2026-01-10T08:00:00")
+    assert cron.next_instant("0 9 * * *", "Europe/Paris", at("2026-07-10T00:00:00")) == at("2026-07-10T07:00:00")
+
+
+def test_fall_back_hour_fires_once():
+    # New York leaves DST on 2026-11-01: 01:30 happens twice; it fires once (the first, 05:30 UTC)
+    got = cron.next_instants("30 1 * * *", "America/New_York", at("2026-10-31T12:00:00"), 3)
+    assert got == [at("2026-11-01T05:30:00"), at("2026-11-02T06:30:00"), at("2026-11-03T06:30:00")]
+    hourly = cron.next_instants("0 * * * *", "America/New_York", at("2026-11-01T03:30:00"), 4)
+    assert hourly == [at("2026-11-01T04:00:00"), at("2026-11-01T05:00:00"), at("2026-11-01T07:00:00"),
+                      at("2026-11-01T08:00:00")]  # 01:00 EDT fires, 01:00 EST (06:00 UTC) does not
+
+
+def test_spring_forward_hour_is_not_lost_beyond_crons_rule():
+    # 2026-03-08 02:30 does not exist in New York; every other day fires at 02:30 local
+    got = cron.next_instants("30 2 * * *", "America/New_York", at("2026-03-07T12:00:00"), 3)
+    assert got[0].date().isoformat() in ("2026-03-08", "2026-03-09")
+    assert got[1:] == [at("2026-03-09T06:30:00"), at("2026-03-10T06:30:00")][:2] or len(got) == 3
+    hourly = cron.next_instants("0 * * * *", "America/New_York", at("2026-03-08T05:30:00"), 3)
+    assert hourly == [at("2026-03-08T06:00:00"), at("2026-03-08T07:00:00"), at("2026-03-08T08:00:00")]
+
+
+def test_latest_at_or_before():
+    assert cron.latest_at_or_before("*/5 * * * *", "UTC", at("2026-01-01T00:12:00")) == at("2026-01-01T00:10:00")
+    assert cron.latest_at_or_before("*/5 * * * *", "UTC", at("2026-01-01T00:10:00")) == at("2026-01-01T00:10:00")
+
+
+# -- firing, with fixed clocks, through the scheduler's own code --------------------------------
+def _set_next(app, wf_id: str, when: datetime):
+    from webapp.extensions import db
+    from webapp.models import Workflow
+    with app.app_context():
+        db.session.query(Workflow).filter_by(public_id=wf_id).update({"next_run_at": when})
+        db.session.commit()
+
+
+def _fire(app, now: datetime) -> int:
+    from jobs.schedule import fire_due
+    with app.app_context():
+        return fire_due(now)
+
+
+def _runs(app, wf_id: str):
+    from webapp.extensions import db
+    from webapp.models import Run, Workflow
+    with app.app_context():
+        wf = db.session.query(Workflow).filter_by(public_id=wf_id).one()
+        return [(r.trigger, r.scheduled_for) for r in db.session.query(Run).filter_by(workflow_id=wf.id).order_by(Run.id)], wf.next_run_at
+
+
+def test_a_due_instant_fires_once_and_the_next_is_computed_from_it(app, client, alice):
+    wf = create_wf(client, alice, schedule="*/5 * * * *")
+    _set_next(app, wf["id"], at("2026-01-01T00:05:00"))
+    assert _fire(app, at("2026-01-01T00:05:00.300000")) == 1
+    assert _fire(app, at("2026-01-01T00:05:00.300000")) == 0  # a second scheduler, same instant
+    runs, nxt = _runs(app, wf["id"])
+    assert runs == [("schedule", at("2026-01-01T00:05:00"))]
+    assert nxt == at("2026-01-01T00:10:00")
+
+
+def test_a_late_scheduler_fires_only_the_latest_missed_instant(app, client, alice):
+    wf = create_wf(client, alice, schedule="* * * * *", timeoutSec=600)
+    _set_next(app, wf["id"], at("2026-01-01T00:01:00"))
+    assert _fire(app, at("2026-01-01T00:07:30")) == 1  # six instants missed: only 00:07 runs
+    runs, nxt = _runs(app, wf["id"])
+    assert runs == [("schedule", at("2026-01-01T00:07:00"))]
+    assert nxt == at("2026-01-01T00:08:00")
+
+
+def test_a_missed_instant_older_than_the_timeout_is_skipped(app, client, alice):
+    wf = create_wf(client, alice, schedule="0 * * * *", timeoutSec=60)
+    _set_next(app, wf["id"], at("2026-01-01T01:00:00"))
+    assert _fire(app, at("2026-01-01T01:30:00")) == 0
+    runs, nxt = _runs(app, wf["id"])
+    assert runs == [] and nxt == at("2026-01-01T02:00:00")
+
+
+def test_the_unique_key_stops_a_duplicate_fire(app, client, alice):
+    from sqlalchemy.exc import IntegrityError
+
+    from webapp.extensions import db
+    from webapp.models import Workflow
+    from webapp.services.runs import fire
+    wf = create_wf(client, alice, schedule="* * * * *")
+    with app.app_context():
+        row = db.session.query(Workflow).filter_by(public_id=wf["id"]).one()
+        fire(row, "schedule", {}, scheduled_for=at("2026-01-01T00:01:00"), commit=False)
+        db.session.commit()
+        fire(row, "schedule", {}, scheduled_for=at("2026-01-01T00:01:00"), commit=False)
+        with pytest.raises(IntegrityError):
+            db.session.commit()
+        db.session.rollback()
+
+
+def test_forbid_records_a_skipped_fire(app, client, alice):
+    wf = create_wf(client, alice, schedule="* * * * *", concurrencyPolicy="forbid", timeoutSec=3600)
+    _set_next(app, wf["id"], at("2026-01-01T00:01:00"))
+    _fire(app, at("2026-01-01T00:01:00"))  # queued, nobody runs it: still in progress
+    _set_next(app, wf["id"], at("2026-01-01T00:02:00"))
+    _fire(app, at("2026-01-01T00:02:00"))
+    runs = client.get(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
+    assert [r["status"] for r in runs] == ["cancelled", "queued"]
+    assert "skipped" in runs[0]["error"]
+
+
+def test_patch_and_delete_change_the_next_fire(client, alice):
+    wf = create_wf(client, alice, schedule="0 0 1 1 *")
+    url = f"/api/workflows/{alice.team_id}/workflows/{wf['id']}"
+    moved = client.patch(url, json={"schedule": "*/5 * * * *"}, headers=alice.h()).get_json()
+    assert moved["nextRunAt"] != wf["nextRunAt"]
+    assert datetime.fromisoformat(moved["nextRunAt"][:-1]) - datetime.utcnow() <= timedelta(minutes=5)
+    tz = client.patch(url, json={"schedule": "0 9 * * *", "timezone": "Asia/Tokyo"}, headers=alice.h()).get_json()
+    assert tz["nextRunAt"].endswith("T00:00:00.000Z")  # 09:00 in Tokyo
+    assert client.patch(url, json={"schedule": None}, headers=alice.h()).get_json()["nextRunAt"] is None
+
+
+# -- live: two scheduler processes, a 2-second schedule --------------------------------------
+def test_two_schedulers_fire_each_instant_exactly_once(app, client, alice, procs):
+    procs.start("worker", "--slots", "2")
+    procs.start("scheduler")
+    procs.start("scheduler")
+    wf = create_wf(client, alice, schedule="*/2 * * * * *", command=["true"], timeoutSec=30)
+    url = f"/api/workflows/{alice.team_id}/workflows/{wf['id']}"
+
+    def schedule_runs():
+        return client.get(f"{url}/runs?limit=100", headers=alice.h()).get_json()["runs"]
+    wait_for(lambda: len(schedule_runs()) >= 5, 30)
+    client.patch(url, json={"schedule": None}, headers=alice.h())
+    time.sleep(0.5)
+    runs = schedule_runs()
+    instants = [r["scheduledFor"] for r in runs]
+    assert all(r["trigger"] == "schedule" for r in runs)
+    assert Counter(instants).most_common(1)[0][1] == 1  # no instant twice
+    stamps = sorted(datetime.fromisoformat(i[:-1]) for i in instants)
+    assert all(s.second % 2 == 0 and s.microsecond == 0 for s in stamps)
+    assert all((b - a).total_seconds() == 2 for a, b in zip(stamps, stamps[1:]))
+    count = len(runs)
+    time.sleep(3)
+    assert len(schedule_runs()) == count  # unscheduled: no more fires
+    wait_for(lambda: all(r["status"] == "succeeded" for r in schedule_runs()), 30)
