@@ -1,1 +1,228 @@
-"""OpenAPI document (filled in below)."""
+"""GET /api/openapi.json: the OpenAPI 3.1 document, built from the same pydantic models that
+validate requests; GET /api/docs renders it with a vendored Swagger UI."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from flask import current_app, jsonify, render_template_string, url_for
+from pydantic import BaseModel, Field
+
+from ..schemas import RegistryCredentialCreate, TriggerBody, WorkflowCreate, WorkflowUpdate
+from . import bp
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+
+
+class Workflow(BaseModel):
+    id: str
+    teamId: int
+    projectId: int
+    environmentId: int
+    name: str
+    image: str
+    command: Optional[list[str]]
+    env: dict[str, str]
+    schedule: Optional[str]
+    timeoutSec: int
+    maxRetries: int
+    nextRunAt: Optional[str]
+    createdAt: str
+    updatedAt: str
+    timezone: str
+    concurrencyPolicy: Literal["allow", "forbid", "replace"]
+    retryBackoffSec: int
+    memoryMb: Optional[int]
+    cpus: Optional[float]
+
+
+class Run(BaseModel):
+    id: str
+    workflowId: str
+    teamId: int
+    trigger: Literal["schedule", "manual", "retry"]
+    attempt: int
+    retryOf: Optional[str]
+    status: Status
+    exitCode: Optional[int]
+    error: Optional[str]
+    env: dict[str, str]
+    image: str
+    command: Optional[list[str]]
+    imageDigest: Optional[str]
+    scheduledFor: Optional[str]
+    queuedAt: str
+    notBefore: str
+    startedAt: Optional[str]
+    finishedAt: Optional[str]
+    durationMs: Optional[int]
+    cancelRequested: bool
+    url: str
+
+
+class WorkflowList(BaseModel):
+    workflows: list[Workflow]
+
+
+class RunList(BaseModel):
+    runs: list[Run]
+    nextCursor: Optional[str]
+
+
+class LogLine(BaseModel):
+    stream: Literal["stdout", "stderr", "system"]
+    text: str
+    ts: str
+    seq: int
+
+
+class Logs(BaseModel):
+    runId: str
+    lines: list[LogLine]
+    truncated: bool
+    droppedBytes: int
+
+
+class RegistryCredential(BaseModel):
+    id: int
+    projectId: int
+    registry: str
+    username: str
+    createdAt: str
+
+
+class RegistryCredentialList(BaseModel):
+    registryCredentials: list[RegistryCredential]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    fields: Optional[dict[str, str]] = None
+
+
+class Error(BaseModel):
+    error: ErrorBody
+
+
+MODELS = [Workflow, Run, WorkflowList, RunList, LogLine, Logs, RegistryCredential, RegistryCredentialList,
+          ErrorBody, Error, WorkflowCreate, WorkflowUpdate, TriggerBody, RegistryCredentialCreate]
+
+TEAM = {"name": "teamId", "in": "path", "required": True, "schema": {"type": "integer"}}
+PROJECT = {"name": "projectId", "in": "path", "required": True, "schema": {"type": "integer"}}
+WORKFLOW = {"name": "workflowId", "in": "path", "required": True, "schema": {"type": "string"}}
+RUN = {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}}
+CRED = {"name": "credentialId", "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str) -> dict:
+    return {"content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _errors(*codes: int) -> dict:
+    text = {400: "invalid request", 401: "missing or bad credentials", 403: "not allowed for this key",
+            404: "not found (or another team's)", 409: "conflict with the run's status",
+            413: "body over 1 MiB", 415: "body is not JSON", 429: "rate limited"}
+    return {str(c): {"description": text[c], **_json("Error")} for c in codes}
+
+
+def _op(summary: str, params: list, ok: tuple[str, str | None], errors: tuple[int, ...],
+        body: str | None = None, body_required: bool = True) -> dict:
+    code, model = ok
+    op = {"summary": summary, "parameters": params,
+          "responses": {code: {"description": summary, **(_json(model) if model else {})}, **_errors(*errors)}}
+    if body:
+        op["requestBody"] = {"required": body_required, **_json(body)}
+    return op
+
+
+def document() -> dict:
+    components = {}
+    for model in MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            components[name] = sub
+        components[model.__name__] = schema
+    read = (401, 403, 404)
+    write = (400, 401, 403, 404, 413, 415)
+    runs_params = [TEAM, WORKFLOW,
+                   {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                   {"name": "cursor", "in": "query", "schema": {"type": "string"}}]
+    logs_params = [TEAM, RUN, {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "text"]}}]
+    paths = {
+        "/api/projects/{teamId}/{projectId}/workflows": {
+            "get": _op("List the project's workflows", [TEAM, PROJECT], ("200", "WorkflowList"), read),
+            "post": _op("Create a workflow", [TEAM, PROJECT], ("201", "Workflow"), write, "WorkflowCreate"),
+        },
+        "/api/workflows/{teamId}/workflows/{workflowId}": {
+            "get": _op("Get a workflow", [TEAM, WORKFLOW], ("200", "Workflow"), read),
+            "patch": _op("Update a workflow", [TEAM, WORKFLOW], ("200", "Workflow"), write, "WorkflowUpdate"),
+            "delete": _op("Delete a workflow", [TEAM, WORKFLOW], ("204", None), read),
+        },
+        "/api/workflows/{teamId}/workflows/{workflowId}/trigger": {
+            "post": _op("Fire a workflow now", [TEAM, WORKFLOW], ("202", "Run"), write + (429,), "TriggerBody",
+                        body_required=False),
+        },
+        "/api/workflows/{teamId}/workflows/{workflowId}/runs": {
+            "get": _op("List runs, newest first", runs_params, ("200", "RunList"), (400,) + read),
+        },
+        "/api/workflows/{teamId}/workflows/runs/{runId}": {
+            "get": _op("Get a run", [TEAM, RUN], ("200", "Run"), read),
+        },
+        "/api/workflows/{teamId}/workflows/runs/{runId}/logs": {
+            "get": _op("A run's captured output", logs_params, ("200", "Logs"), read),
+        },
+        "/api/workflows/{teamId}/workflows/runs/{runId}/cancel": {
+            "post": _op("Cancel a queued or running run", [TEAM, RUN], ("202", "Run"), read + (409,)),
+        },
+        "/api/workflows/{teamId}/workflows/runs/{runId}/retry": {
+            "post": _op("Re-fire a finished run", [TEAM, RUN], ("202", "Run"), read + (409, 429)),
+        },
+        "/api/projects/{teamId}/{projectId}/registry-credentials": {
+            "get": _op("List registry credentials", [TEAM, PROJECT], ("200", "RegistryCredentialList"), read),
+            "post": _op("Add a registry credential", [TEAM, PROJECT], ("201", "RegistryCredential"),
+                        write + (409,), "RegistryCredentialCreate"),
+        },
+        "/api/projects/{teamId}/{projectId}/registry-credentials/{credentialId}": {
+            "delete": _op("Delete a registry credential", [TEAM, PROJECT, CRED], ("204", None), read),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Workflows API", "version": "1.0.0",
+                 "description": "Durable container tasks. Live logs: GET .../runs/{runId}/logs/stream "
+                                "upgrades to a websocket (same authentication)."},
+        "servers": [{"url": current_app.config["BASE_URL"]}],
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "hs_live_… or hs_test_… API key"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "session"},
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(document())
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>API · Workflows</title>
+<link rel="stylesheet" href="{{ css }}"></head>
+<body><div id="ui"></div><script src="{{ js }}"></script>
+<script>SwaggerUIBundle({url: "{{ spec }}", dom_id: "#ui"});</script></body></html>"""
+
+
+@bp.get("/docs")
+def openapi_page():
+    return render_template_string(
+        PAGE, css=url_for("static", filename="vendor/swagger-ui-5.35.0.css"),
+        js=url_for("static", filename="vendor/swagger-ui-5.35.0-bundle.js"),
+        spec=url_for("api.openapi_json"))
