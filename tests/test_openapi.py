@@ -1,0 +1,49 @@
+"""schemathesis against /api/openapi.json: no 5xx, and every response matches its documented schema."""
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                               status_code_conformance)
+
+from conftest import create_wf, make_member
+
+from webapp import create_app
+
+app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False})
+schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, status_code_conformance]
+
+
+@pytest.fixture
+def world():
+    member = make_member(app, "fuzz@example.test", "fuzz")
+    client = app.test_client()
+    wf = create_wf(client, member)
+    run = client.post(f"/api/workflows/{member.team_id}/workflows/{wf['id']}/trigger", headers=member.h()).get_json()
+    return member, wf["id"], run["id"]
+
+
+def test_the_document_is_openapi_3_1(client):
+    doc = client.get("/api/openapi.json").get_json()
+    assert doc["openapi"] == "3.1.0"
+    assert len(doc["paths"]) == 10
+    assert client.get("/api/docs").status_code == 200
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_fuzz(case, world):
+    member, wf_id, run_id = world
+    params = case.path_parameters or {}
+    if "teamId" in params:
+        params["teamId"] = member.team_id
+    if "projectId" in params:
+        params["projectId"] = member.project_id
+    if "workflowId" in params and hash(str(case.body)) % 2 == 0:
+        params["workflowId"] = wf_id
+    if "runId" in params and hash(str(case.query)) % 2 == 0:
+        params["runId"] = run_id
+    case.call_and_validate(headers=member.h(), checks=CHECKS)
