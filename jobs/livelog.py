@@ -9,7 +9,8 @@ import json
 
 from webapp.connections import get_redis
 
-STREAM_MAXLEN = 5000  # several persisted batches: the stream always overlaps the database
+STREAM_MAXLEN = 2000  # entries (batches of lines): always more than the database lags behind
+ENTRY_LINES = 200
 KEEP_AFTER_END_SEC = 3600
 
 
@@ -18,14 +19,15 @@ def stream_key(public_id: str) -> str:
 
 
 def publish_lines(public_id: str, lines: list[tuple[int, str, str, str]], redis=None) -> None:
-    """lines: (seq, stream, text, ts iso)."""
+    """lines: (seq, stream, text, ts iso). One stream entry holds a batch of lines (a flood makes
+    thousands of lines a second; one entry each would cost Redis more than the lines are worth)."""
     if not lines:
         return
     r = redis or get_redis()
     pipe = r.pipeline(transaction=False)
     key = stream_key(public_id)
-    for seq, stream, text, ts in lines:
-        pipe.xadd(key, {"seq": seq, "stream": stream, "text": text, "ts": ts},
+    for start in range(0, len(lines), ENTRY_LINES):
+        pipe.xadd(key, {"lines": json.dumps(lines[start:start + ENTRY_LINES])},
                   maxlen=STREAM_MAXLEN, approximate=True)
     pipe.expire(key, 7 * 86400)
     pipe.execute()
@@ -41,12 +43,13 @@ def publish_end(public_id: str, status: str, redis=None) -> None:
         pass
 
 
-def decode(fields: dict) -> dict:
+def decode(fields: dict) -> list[dict]:
+    """The items of one stream entry: lines, or the end event."""
     f = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
          for k, v in fields.items()}
     if "event" in f:
-        return {"event": f["event"], "status": f.get("status")}
-    return {"seq": int(f["seq"]), "stream": f["stream"], "text": f["text"], "ts": f["ts"]}
+        return [{"event": f["event"], "status": f.get("status")}]
+    return [{"stream": stream, "text": text, "ts": ts, "seq": seq} for seq, stream, text, ts in json.loads(f["lines"])]
 
 
-__all__ = ["stream_key", "publish_lines", "publish_end", "decode", "json"]
+__all__ = ["stream_key", "publish_lines", "publish_end", "decode"]

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from datetime import datetime
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 
 from webapp.extensions import db
 from webapp.models import Run, RunLogChunk
@@ -23,9 +23,11 @@ from .livelog import publish_lines
 
 log = logging.getLogger(__name__)
 
+CHUNKS = RunLogChunk.__table__
 MAX_LINE = 64 * 1024  # a longer line without a newline is stored in pieces of this size
 LIVE_TEXT_MAX = 16 * 1024  # bounds Redis memory in a flood; the stored line is whole
 BATCH_LINES = 1000
+MAX_PENDING_LINES = 20000  # past this the reader waits for a flush: the container's writes block
 BATCH_SECONDS = 0.25
 
 
@@ -58,6 +60,7 @@ class LogSink:
         self.stored = stored_bytes
         self.seq = next_seq
         self.lock = threading.Lock()
+        self.drained = threading.Condition(self.lock)
         self.pending: list[dict] = []
         self.live: list[tuple] = []
         self.tail: deque = deque()
@@ -70,6 +73,10 @@ class LogSink:
 
     # -- input -------------------------------------------------------------------------------
     def feed(self, stream: str, chunk: bytes) -> None:
+        """Called on the reader thread. Waits while too many lines are waiting for the database."""
+        with self.lock:
+            while len(self.pending) >= MAX_PENDING_LINES:
+                self.drained.wait(1.0)
         ts = utcnow()
         with self.lock:
             self.stream_bytes[stream] += len(chunk)
@@ -130,12 +137,13 @@ class LogSink:
     def flush(self) -> None:
         with self.lock:
             rows, self.pending = self.pending, []
+            self.drained.notify_all()
             # Bytes read and turned into lines: a re-attached reader resumes after them.
             counts = {k: v - len(self.splitters[k].buf) for k, v in self.stream_bytes.items()}
             stored = self.stored
         self.last_flush = time.monotonic()
         if rows:
-            db.session.execute(insert(RunLogChunk), rows)
+            db.session.execute(CHUNKS.insert(), rows)  # Core executemany: far faster than the ORM path
         db.session.execute(update(Run).where(Run.id == self.run_id).values(
             stdout_bytes=counts["stdout"], stderr_bytes=counts["stderr"], log_bytes=stored))
         db.session.commit()
@@ -151,7 +159,7 @@ class LogSink:
                           f"{self.head_budget} bytes and its last {self.tail_budget} bytes]",
                   "ts": utcnow()}
         rows = [notice] + [row for row, _ in self.tail]
-        db.session.execute(insert(RunLogChunk), rows)
+        db.session.execute(CHUNKS.insert(), rows)
         db.session.execute(update(Run).where(Run.id == self.run_id).values(
             log_dropped_bytes=self.dropped, log_bytes=self.stored + self.tail_size))
         db.session.commit()

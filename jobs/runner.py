@@ -251,11 +251,25 @@ class Execution:
                 break
         if outcome is not None:
             code = self._exit_code()
-        reader.join(timeout=10)
+        self._drain(reader)
         self.sink.close()
         if outcome is None:
             outcome = "succeeded" if code == 0 else "failed"
         self._finish(outcome, exit_code=code, error=error, closed=True)
+
+    def _drain(self, reader: threading.Thread) -> None:
+        """Let the reader finish what the container wrote, flushing so that it never waits on us.
+        Gives up only when the reader makes no progress for 10 s."""
+        last, still = -1, time.monotonic()
+        while reader.is_alive():
+            reader.join(POLL_SEC)
+            if self.sink.due():
+                self.sink.flush()
+            if self.sink.seq != last:
+                last, still = self.sink.seq, time.monotonic()
+            elif time.monotonic() - still > 10:
+                log.warning("output reader of %s stalled; closing", self.run.public_id)
+                break
 
     def _collect_exited(self) -> None:
         for name in ("stdout", "stderr"):

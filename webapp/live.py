@@ -89,13 +89,13 @@ def stream_logs(ws, run_pk: int, public_id: str) -> None:
                 continue
             for entry_id, fields in reply[0][1]:
                 cursor = entry_id
-                item = decode(fields)
-                if "event" in item:
-                    _send(ws, {"event": "end", "status": item["status"] or _status(run_pk)})
-                    return
-                if item["seq"] > last:
-                    _send(ws, item)
-                    last = item["seq"]
+                for item in decode(fields):
+                    if "event" in item:
+                        _send(ws, {"event": "end", "status": item["status"] or _status(run_pk)})
+                        return
+                    if item["seq"] > last:
+                        _send(ws, item)
+                        last = item["seq"]
     except ConnectionClosed:
         return
     finally:

@@ -1,0 +1,120 @@
+"""Start the product as `make run` does (web, worker, scheduler) on a private port, database and
+Redis db, and talk to it over HTTP. Used by the benchmarks only."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE = "workflows.local/busybox:1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, slots: int = 4, redis_db: int = 11, extra_env: dict | None = None):
+        self.tmp = tempfile.mkdtemp(prefix="bench-")
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, PORT=str(self.port), DATABASE_URL=f"sqlite:///{self.tmp}/db.sqlite",
+                        REDIS_URL=f"redis://127.0.0.1:6379/{redis_db}", BASE_URL=self.base,
+                        SECRET_KEY="bench-secret-0123456789abcdef", WORKER_SLOTS=str(slots),
+                        LOG_LEVEL="WARNING", **(extra_env or {}))
+        self.procs: list[subprocess.Popen] = []
+
+    def flask(self, *args: str) -> str:
+        return subprocess.run([str(ROOT / ".venv/bin/flask"), "--app", "wsgi", *args], cwd=ROOT, env=self.env,
+                              check=True, capture_output=True, text=True).stdout
+
+    def start(self, processes=("web", "worker", "scheduler")) -> "Stack":
+        subprocess.run(["redis-cli", "-n", self.env["REDIS_URL"].rsplit("/", 1)[1], "flushdb"],
+                       check=True, capture_output=True)
+        self.flask("db", "upgrade")
+        info = json.loads(self.flask("users", "create", "bench@example.test", "--password", "bench-password",
+                                     "--team", "bench").strip().splitlines()[-1])
+        self.team, self.project = info["teamId"], info["projectId"]
+        self.key = self.flask("keys", "create", "--team", str(self.team), "--scope", "full").strip().splitlines()[-1]
+        commands = {
+            "web": [".venv/bin/gunicorn", "--bind", f"127.0.0.1:{self.port}", "--worker-class", "gthread",
+                    "--workers", "2", "--threads", "16", "wsgi:app"],
+            "worker": [".venv/bin/flask", "--app", "wsgi", "worker"],
+            "scheduler": [".venv/bin/flask", "--app", "wsgi", "scheduler"],
+        }
+        for name in processes:
+            self.procs.append(subprocess.Popen(commands[name], cwd=ROOT, env=self.env, start_new_session=True,
+                                               stdout=open(f"{self.tmp}/{name}.log", "w"), stderr=subprocess.STDOUT))
+        if "web" in processes:
+            for _ in range(100):
+                try:
+                    if self.call("GET", "/healthz")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.1)
+        time.sleep(1.5)
+        return self
+
+    def stop(self) -> None:
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def call(self, method: str, path: str, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {getattr(self, 'key', '')}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def create_workflow(self, **fields) -> str:
+        body = {"projectId": self.project, "name": "bench", "image": IMAGE, "timeoutSec": 600, **fields}
+        status, wf = self.call("POST", f"/api/projects/{self.team}/{self.project}/workflows", body)
+        assert status == 201, wf
+        return wf["id"]
+
+    def trigger(self, wf_id: str) -> dict:
+        status, run = self.call("POST", f"/api/workflows/{self.team}/workflows/{wf_id}/trigger")
+        assert status == 202, run
+        return run
+
+    def run(self, run_id: str) -> dict:
+        return self.call("GET", f"/api/workflows/{self.team}/workflows/runs/{run_id}")[1]
+
+    def wait_terminal(self, run_id: str, every: float = 0.01, limit: float = 600) -> dict:
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            run = self.run(run_id)
+            if run["status"] in ("succeeded", "failed", "cancelled", "timed_out"):
+                return run
+            time.sleep(every)
+        raise TimeoutError(run_id)
