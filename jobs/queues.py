@@ -16,14 +16,28 @@ def queue(name: str = RUNS) -> Queue:
     return Queue(name, connection=get_redis())
 
 
-def enqueue_run(run_public_id: str, timeout_sec: int) -> None:
-    queue(RUNS).enqueue(
-        "jobs.tasks.execute_run", run_public_id,
+def _run_job(run_public_id: str, timeout_sec: int):
+    return Queue.prepare_data(
+        "jobs.tasks.execute_run", (run_public_id,),
         job_id=f"run-{run_public_id}-{_nonce()}",
-        job_timeout=timeout_sec + PULL_ALLOWANCE_SEC,
+        timeout=timeout_sec + PULL_ALLOWANCE_SEC,
         result_ttl=300, failure_ttl=86400,
         description=f"run {run_public_id}",
     )
+
+
+def enqueue_run(run_public_id: str, timeout_sec: int) -> None:
+    enqueue_runs([(run_public_id, timeout_sec)])
+
+
+def enqueue_runs(runs: list[tuple[str, int]]) -> None:
+    """Hand many runs to the workers in one Redis round trip."""
+    if not runs:
+        return
+    q = queue(RUNS)
+    with q.connection.pipeline() as pipe:
+        q.enqueue_many([_run_job(public_id, timeout) for public_id, timeout in runs], pipeline=pipe)
+        pipe.execute()
 
 
 def enqueue_notification(event_id: int) -> None:

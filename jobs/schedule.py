@@ -17,55 +17,93 @@ from webapp.extensions import db
 from webapp.models import Run, Workflow
 from webapp.models.base import utcnow
 from webapp.services import cron
-from webapp.services.runs import fire, hand_over, request_cancel
+from webapp.services.runs import fire, hand_over_many, handle, request_cancel
 
 log = logging.getLogger(__name__)
 BATCH = 1000
 
 
 def fire_due(now: datetime | None = None) -> int:
+    """Fire every due workflow. `allow` workflows (the default) are fired in one transaction and
+    handed over in one Redis round trip, so a thousand fires of one instant take well under 2 s."""
     now = now or utcnow()
-    fired = 0
     due = (db.session.query(Workflow)
            .filter(Workflow.next_run_at <= now, Workflow.deleted_at.is_(None), Workflow.schedule.is_not(None))
            .order_by(Workflow.next_run_at).limit(BATCH).all())
-    to_hand_over: list[Run] = []
-    for wf in due:
+    plain = [wf for wf in due if wf.concurrency_policy == "allow"]
+    others = [wf for wf in due if wf.concurrency_policy != "allow"]
+    handles = _fire_batch(plain, now)
+    for wf in others:
         run = _fire_one(wf, now)
         if run is not None:
-            fired += 1
-            if run.status == "queued":
-                to_hand_over.append(run)
-    for run in to_hand_over:
-        hand_over(run)
-    return fired
+            handles.append(run)
+    hand_over_many([h for h in handles if h is not None])
+    return len(handles)
 
 
-def _fire_one(wf: Workflow, now: datetime) -> Run | None:
+def _instants(wf: Workflow, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """(the instant to fire or None, the next instant to store)."""
     instant = wf.next_run_at
     try:
-        latest = cron.latest_at_or_before(wf.schedule, wf.timezone, now) or instant
-        latest = max(latest, instant)
+        latest = max(cron.latest_at_or_before(wf.schedule, wf.timezone, now) or instant, instant)
         following = cron.next_instant(wf.schedule, wf.timezone, latest)
     except Exception:
         log.exception("bad schedule on %s; unscheduling", wf.public_id)
-        following, latest = None, None
-    owned = db.session.execute(
-        update(Workflow).where(Workflow.id == wf.id, Workflow.next_run_at == instant)
-        .values(next_run_at=following)).rowcount
-    if not owned:  # another scheduler advanced it
+        return None, None
+    if (now - latest) > timedelta(seconds=wf.timeout_sec):
+        return None, following  # too old to be worth running: skip to the next instant
+    return latest, following
+
+
+def _claim(wf: Workflow, following: datetime | None) -> bool:
+    """Compare-and-set of next_run_at: only one scheduler wins an instant."""
+    table = Workflow.__table__  # Core: no ORM session synchronisation (quadratic in a batch)
+    return bool(db.session.execute(
+        update(table).where(table.c.id == wf.id, table.c.next_run_at == wf.next_run_at)
+        .values(next_run_at=following)).rowcount)
+
+
+def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
+    """Fire `allow` workflows in one transaction; returns the hand-over handles of the new runs."""
+    plans = [(wf, *_instants(wf, now)) for wf in workflows]
+    runs = []
+    with db.session.no_autoflush:
+        for wf, instant, following in plans:
+            if _claim(wf, following) and instant is not None:
+                runs.append(fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant, commit=False))
+    try:
+        db.session.flush()
+        handles = [handle(run) for run in runs]
+        db.session.commit()
+        return handles
+    except IntegrityError:  # a fire already made by another scheduler: redo one by one
+        db.session.rollback()
+        handles = []
+        for wf in workflows:
+            db.session.refresh(wf)
+            if wf.next_run_at is not None and wf.next_run_at <= now:
+                handles.append(_fire_one(wf, now))
+        return handles
+
+
+def _fire_one(wf: Workflow, now: datetime) -> tuple | None:
+    """Fire one workflow with its concurrency policy; the hand-over handle of a queued run."""
+    instant, following = _instants(wf, now)
+    if not _claim(wf, following):  # another scheduler advanced it
         db.session.rollback()
         return None
-    if latest is None or (now - latest) > timedelta(seconds=wf.timeout_sec):
-        db.session.commit()  # too old to be worth running: skip to the next instant
+    if instant is None:
+        db.session.commit()
         return None
-    run = _fire_with_policy(wf, latest)
+    run = _fire_with_policy(wf, instant)
     try:
+        db.session.flush()
+        queued = handle(run) if run.status == "queued" else None
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         return None
-    return run
+    return queued
 
 
 def _fire_with_policy(wf: Workflow, instant: datetime) -> Run:

@@ -15,7 +15,7 @@ from webapp.extensions import db
 from webapp.models import Run
 from webapp.models.base import utcnow
 from webapp.services import lifecycle
-from webapp.services.runs import hand_over
+from webapp.services.runs import handle, hand_over_many
 
 from . import engine
 from .queues import RUNS, queue
@@ -37,8 +37,7 @@ def hand_over_due() -> int:
     now = utcnow()
     runs = (db.session.query(Run).filter(Run.status == "queued", Run.enqueued_at.is_(None),
                                          Run.due_at <= now).order_by(Run.due_at).limit(500).all())
-    for run in runs:
-        hand_over(run)
+    hand_over_many([handle(run) for run in runs])
     return len(runs)
 
 

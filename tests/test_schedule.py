@@ -176,3 +176,27 @@ def test_two_schedulers_fire_each_instant_exactly_once(app, client, alice, procs
     time.sleep(3)
     assert len(schedule_runs()) == count  # unscheduled: no more fires
     wait_for(lambda: all(r["status"] == "succeeded" for r in schedule_runs()), 30)
+
+
+def test_a_restarted_scheduler_after_a_redis_flush_keeps_firing_once(app, client, alice, procs):
+    from webapp.connections import get_redis
+    procs.start("worker", "--slots", "2")
+    scheduler = procs.start("scheduler")
+    wf = create_wf(client, alice, schedule="*/2 * * * * *", command=["true"], timeoutSec=30)
+    url = f"/api/workflows/{alice.team_id}/workflows/{wf['id']}"
+
+    def runs():
+        return client.get(f"{url}/runs?limit=100", headers=alice.h()).get_json()["runs"]
+    wait_for(lambda: len(runs()) >= 2, 20)
+    procs.kill(scheduler)
+    with app.app_context():
+        get_redis().flushdb()
+    before = len(runs())
+    time.sleep(3)
+    assert len(runs()) == before  # no scheduler, no fire
+    procs.start("scheduler")
+    wait_for(lambda: len(runs()) >= before + 3, 30)
+    client.patch(url, json={"schedule": None}, headers=alice.h())
+    instants = [r["scheduledFor"] for r in runs()]
+    assert len(instants) == len(set(instants))
+    wait_for(lambda: all(r["status"] == "succeeded" for r in runs()), 40)

@@ -43,14 +43,27 @@ def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: R
 
 
 def hand_over(run: Run) -> None:
-    """Enqueue a due run. If Redis is away the scheduler's sweep enqueues it later."""
-    from jobs.queues import enqueue_run
-    try:
-        enqueue_run(run.public_id, run.timeout_sec)
-    except Exception:
-        current_app.logger.exception("could not enqueue %s; the scheduler will", run.public_id)
+    hand_over_many([handle(run)])
+
+
+def handle(run: Run) -> tuple[int, str, int]:
+    """What the hand-over needs of a run, read while it is loaded (before a commit expires it)."""
+    return run.id, run.public_id, run.timeout_sec
+
+
+def hand_over_many(runs: list[tuple[int, str, int]]) -> None:
+    """Enqueue due runs (as handles). If Redis is away the scheduler's sweep enqueues them later."""
+    from jobs.queues import enqueue_runs
+    if not runs:
         return
-    db.session.execute(update(Run).where(Run.id == run.id).values(enqueued_at=utcnow()))
+    try:
+        enqueue_runs([(public_id, timeout) for _, public_id, timeout in runs])
+    except Exception:
+        current_app.logger.exception("could not enqueue %d runs; the scheduler will", len(runs))
+        return
+    table = Run.__table__
+    db.session.execute(update(table).where(table.c.id.in_([run_id for run_id, _, _ in runs]))
+                       .values(enqueued_at=utcnow()))
     db.session.commit()
 
 
