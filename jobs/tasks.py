@@ -42,3 +42,9 @@ def deliver_event(event_id: int) -> None:
     with app_context():
         from .notify import deliver_event as deliver
         deliver(event_id)
+
+
+def deliver_test(channel_id: int) -> None:
+    with app_context():
+        from .notify import deliver_test as deliver
+        deliver(channel_id)

@@ -64,6 +64,9 @@ def from_env() -> dict:
         "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
         "SMTP_FROM": os.environ.get("SMTP_FROM", "workflows@localhost"),
         "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
+        # Webhook URLs must be https; this allows http to localhost (development and tests only).
+        "NOTIFY_ALLOW_HTTP_LOCALHOST": _bool("NOTIFY_ALLOW_HTTP_LOCALHOST", env != "production"),
+        "NOTIFY_MAX_ATTEMPTS": _int("NOTIFY_MAX_ATTEMPTS", 5, 1, 20),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "WTF_CSRF_TIME_LIMIT": None,
     }

@@ -159,6 +159,14 @@ class RegistryCredentialCreate(_Strict):
     password: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
+class ChannelCreate(_Strict):
+    kind: Literal["slack", "discord", "email", "webhook"]
+    name: Name
+    target: Annotated[str, Field(min_length=1, max_length=4000)]  # the webhook URL, or email addresses
+    events: list[Literal["workflow.failed", "workflow.recovered"]] = Field(
+        default_factory=lambda: ["workflow.failed"])
+
+
 class SchemaError(Exception):
     """A request that breaks the schema: `fields` maps each bad field to a sentence."""
 

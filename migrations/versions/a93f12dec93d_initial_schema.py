@@ -218,7 +218,7 @@ def upgrade():
     op.create_table('notification_deliveries',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('channel_id', sa.Integer(), nullable=False),
-    sa.Column('event_id', sa.Integer(), nullable=False),
+    sa.Column('event_id', sa.Integer(), nullable=True),
     sa.Column('attempt', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=10), nullable=False),
     sa.Column('response_code', sa.Integer(), nullable=True),

@@ -37,7 +37,7 @@ class NotificationDelivery(db.Model):
     id = db.Column(db.Integer, primary_key=True)
     channel_id = db.Column(db.Integer, db.ForeignKey("notification_channels.id", ondelete="CASCADE"),
                            nullable=False, index=True)
-    event_id = db.Column(db.Integer, db.ForeignKey("events.id", ondelete="CASCADE"), nullable=False)
+    event_id = db.Column(db.Integer, db.ForeignKey("events.id", ondelete="CASCADE"), nullable=True)  # null: a test
     attempt = db.Column(db.Integer, nullable=False, default=1)
     status = db.Column(db.String(10), nullable=False, default="pending")  # pending | sent | failed
     response_code = db.Column(db.Integer, nullable=True)

@@ -1,0 +1,217 @@
+"""Notifications against real receivers on 127.0.0.1: an HTTP server for Slack/Discord/webhook
+shapes and an aiosmtpd SMTP server; deliveries made by a real worker process."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+from email import message_from_bytes
+from email.policy import default as email_policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from conftest import create_wf, wait_for
+
+BASE_URL = "http://127.0.0.1:5999"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Receiver:
+    """Records every POST; `script[path]` lists the statuses to answer in turn (then 200)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.script: dict[str, list[int]] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                queue = receiver.script.get(self.path) or []
+                status = queue.pop(0) if queue else 200
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "1")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def on(self, path: str) -> list[dict]:
+        return [r for r in self.requests if r["path"] == path]
+
+
+class Mailbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(message_from_bytes(envelope.content, policy=email_policy))
+        return "250 OK"
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture
+def smtp():
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield box, controller.port
+    controller.stop()
+
+
+@pytest.fixture
+def notifier(procs, smtp):
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp[1])}
+    procs.start("worker", "--slots", "2", env=env)
+    procs.start("scheduler", env=env)
+    import time
+    time.sleep(1.5)
+    return smtp[0]
+
+
+def add_channel(client, m, kind, target, events=("workflow.failed",)):
+    r = client.post(f"/api/teams/{m.team_id}/notification-channels",
+                    json={"kind": kind, "name": kind, "target": target, "events": list(events)}, headers=m.h())
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def runs_of(client, m, wf_id):
+    return client.get(f"/api/workflows/{m.team_id}/workflows/{wf_id}/runs", headers=m.h()).get_json()["runs"]
+
+
+def test_one_failure_notifies_each_channel_once_then_recovery(client, alice, receiver, notifier):
+    mailbox = notifier
+    add_channel(client, alice, "slack", receiver.url + "/slack")
+    add_channel(client, alice, "discord", receiver.url + "/discord")
+    hook = add_channel(client, alice, "webhook", receiver.url + "/hook", ("workflow.failed", "workflow.recovered"))
+    add_channel(client, alice, "email", "ops@example.test, oncall@example.test")
+    wf = create_wf(client, alice, name="nightly-backup", command=["sh", "-c", "echo failing; exit 3"],
+                   maxRetries=2, retryBackoffSec=0)
+    client.post(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}/trigger", headers=alice.h())
+    wait_for(lambda: len(runs_of(client, alice, wf["id"])) == 3
+             and all(r["status"] == "failed" for r in runs_of(client, alice, wf["id"])), 60)
+    wait_for(lambda: receiver.on("/slack") and receiver.on("/discord") and receiver.on("/hook")
+             and mailbox.messages, 30)
+    final = runs_of(client, alice, wf["id"])[0]
+    link = f"{BASE_URL}/runs/{final['id']}"
+    assert final["attempt"] == 3
+
+    import time
+    time.sleep(2)  # nothing more arrives
+    assert len(receiver.on("/slack")) == len(receiver.on("/discord")) == len(receiver.on("/hook")) == 1
+    assert len(mailbox.messages) == 1
+
+    slack = json.loads(receiver.on("/slack")[0]["body"])
+    text = json.dumps(slack)
+    assert "nightly-backup" in text and "failed" in text and "*Exit code*\\n3" in text and link in text
+    assert "*Attempts*\\n3" in text and any(b["type"] == "actions" for b in slack["blocks"])
+
+    embed = json.loads(receiver.on("/discord")[0]["body"])["embeds"][0]
+    fields = {f["name"]: f["value"] for f in embed["fields"]}
+    assert (fields["Workflow"], fields["Status"], fields["Exit code"], fields["Attempts"]) == \
+        ("nightly-backup", "failed", "3", "3")
+    assert embed["url"] == link
+
+    req = receiver.on("/hook")[0]
+    signed = hmac.new(hook["signingSecret"].encode(), req["headers"]["X-Workflows-Timestamp"].encode() + b"." + req["body"],
+                      hashlib.sha256).hexdigest()
+    assert req["headers"]["X-Workflows-Signature"] == "sha256=" + signed
+    payload = json.loads(req["body"])
+    assert payload["event"] == "workflow.failed"
+    assert payload["run"] == {**payload["run"], "status": "failed", "exitCode": 3, "attempts": 3, "url": link}
+    assert payload["workflow"]["name"] == "nightly-backup"
+
+    mail = mailbox.messages[0]
+    assert "nightly-backup" in mail["Subject"]
+    assert mail["To"] == "ops@example.test, oncall@example.test"
+    plain = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    assert "Exit code: 3" in plain and "Attempts:  3" in plain and link in plain and "failed" in plain
+    assert f'href="{link}"' in html
+
+    # the deep link opens the run page for a logged-in member
+    client.post("/login", data={"email": alice.email, "password": alice.password})
+    page = client.get(link.removeprefix(BASE_URL))
+    assert page.status_code == 200 and final["id"] in page.get_data(as_text=True)
+
+    # a later success: one workflow.recovered, only where subscribed
+    client.patch(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}", json={"command": ["true"]},
+                 headers=alice.h())
+    client.post(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}/trigger", headers=alice.h())
+    wait_for(lambda: len(receiver.on("/hook")) == 2, 30)
+    assert json.loads(receiver.on("/hook")[1]["body"])["event"] == "workflow.recovered"
+    time.sleep(1.5)
+    assert len(receiver.on("/slack")) == 1 and len(mailbox.messages) == 1
+
+
+def test_429_then_200_is_retried_after_retry_after(client, alice, receiver, notifier):
+    channel = add_channel(client, alice, "slack", receiver.url + "/flaky")
+    receiver.script["/flaky"] = [429]
+    assert client.post(f"/api/teams/{alice.team_id}/notification-channels/{channel['id']}/test",
+                       headers=alice.h()).status_code == 202
+    wait_for(lambda: len(receiver.on("/flaky")) == 2, 20)
+    url = f"/api/teams/{alice.team_id}/notification-channels/{channel['id']}/deliveries"
+    rows = wait_for(lambda: [d for d in client.get(url, headers=alice.h()).get_json()["deliveries"]
+                             if d["status"] != "pending"] if len(client.get(url, headers=alice.h()).get_json()["deliveries"]) == 2 else None, 10)
+    rows = sorted(rows, key=lambda d: d["attempt"])
+    assert [(d["attempt"], d["status"], d["responseCode"]) for d in rows] == [(1, "failed", 429), (2, "sent", 200)]
+
+
+def test_a_permanent_4xx_is_not_retried(client, alice, receiver, notifier):
+    channel = add_channel(client, alice, "discord", receiver.url + "/gone")
+    receiver.script["/gone"] = [404, 404, 404]
+    client.post(f"/api/teams/{alice.team_id}/notification-channels/{channel['id']}/test", headers=alice.h())
+    url = f"/api/teams/{alice.team_id}/notification-channels/{channel['id']}/deliveries"
+    rows = wait_for(lambda: [d for d in client.get(url, headers=alice.h()).get_json()["deliveries"]
+                             if d["status"] == "failed"], 20)
+    import time
+    time.sleep(2)
+    assert len(receiver.on("/gone")) == 1
+    assert rows[0]["responseCode"] == 404 and "404" in rows[0]["error"]
+
+
+def test_channel_validation(app, client, alice, charlie):
+    url = f"/api/teams/{alice.team_id}/notification-channels"
+    for body, field in (({"kind": "sms", "name": "x", "target": "x"}, "kind"),
+                        ({"kind": "slack", "name": "x", "target": "ftp://x"}, "target"),
+                        ({"kind": "slack", "name": "x", "target": "http://hooks.example.com/x"}, "target"),
+                        ({"kind": "email", "name": "x", "target": "not-an-address"}, "target"),
+                        ({"kind": "slack", "name": "", "target": "https://hooks.example.com/x"}, "name"),
+                        ({"kind": "slack", "name": "x", "target": "https://h.example.com", "events": ["nope"]}, "events")):
+        r = client.post(url, json=body, headers=alice.h())
+        assert r.status_code == 400 and field in r.get_json()["error"]["fields"], (body, r.get_json())
+    ok = client.post(url, json={"kind": "slack", "name": "x", "target": "https://hooks.example.com/x"}, headers=alice.h())
+    assert ok.status_code == 201 and ok.get_json()["events"] == ["workflow.failed"]  # pre-selected
+    assert "hooks.example.com" in ok.get_json()["target"] and "/x" not in ok.get_json()["target"]
+    assert client.get(url, headers=charlie.h()).status_code == 404
+    assert client.post(url, json={"kind": "slack", "name": "x", "target": "https://h.example.com"},
+                       headers=alice.h("read")).status_code == 403
+    with app.app_context():
+        from sqlalchemy import text
+
+        from webapp.extensions import db
+        raw = db.session.execute(text("select config from notification_channels")).scalar_one()
+        assert b"hooks.example.com" not in bytes(raw)  # encrypted at rest

@@ -1,0 +1,35 @@
+"""Email over the configured SMTP server: a plain-text and an HTML part."""
+from __future__ import annotations
+
+import smtplib
+from email.message import EmailMessage
+
+from flask import render_template
+
+from .base import Message, Transport, TransportError
+
+
+class Email(Transport):
+    def notify(self, message: Message) -> None:
+        cfg = self.app_config
+        mail = EmailMessage()
+        mail["Subject"] = render_template("emails/subject.txt", m=message).strip()
+        mail["From"] = cfg["SMTP_FROM"]
+        mail["To"] = ", ".join(self.config["addresses"])
+        mail.set_content(render_template("emails/body.txt", m=message))
+        mail.add_alternative(render_template("emails/body.html", m=message), subtype="html")
+        try:
+            with smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=15) as smtp:
+                if cfg["SMTP_STARTTLS"]:
+                    smtp.starttls()
+                if cfg["SMTP_USER"]:
+                    smtp.login(cfg["SMTP_USER"], cfg["SMTP_PASSWORD"])
+                smtp.send_message(mail)
+        except smtplib.SMTPRecipientsRefused as e:
+            raise TransportError(f"the SMTP server refused the recipients: {list(e.recipients)}", permanent=True) from None
+        except smtplib.SMTPResponseException as e:
+            raise TransportError(f"the SMTP server answered {e.smtp_code}", permanent=e.smtp_code >= 500,
+                                 status=e.smtp_code) from None
+        except (OSError, smtplib.SMTPException) as e:
+            raise TransportError(f"could not send through the SMTP server: {type(e).__name__}") from None
+        return None

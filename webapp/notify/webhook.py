@@ -1,0 +1,31 @@
+"""Generic webhook: a JSON POST signed with HMAC-SHA256 over the raw body."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+
+from .base import Message, Transport
+
+SIGNATURE_HEADER = "X-Workflows-Signature"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+class Webhook(Transport):
+    def notify(self, message: Message) -> int:
+        payload = {
+            "event": message.event,
+            "workflow": {"id": message.workflow_id, "name": message.workflow_name},
+            "run": {"id": message.run_id, "status": message.status, "exitCode": message.exit_code,
+                    "attempts": message.attempts, "error": message.error, "url": message.url,
+                    "finishedAt": message.finished_at},
+        }
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "X-Workflows-Timestamp": timestamp,
+                   SIGNATURE_HEADER: sign(self.config["secret"], timestamp, body)}
+        return self.post_json(self.config["url"], payload, headers=headers, data=body)
