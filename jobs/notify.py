@@ -75,4 +75,10 @@ def deliver(channel: NotificationChannel, message: Message, event_id: int | None
             if e.retry_after is not None:
                 delay = min(RETRY_AFTER_CAP_SEC, max(delay, e.retry_after))
             time.sleep(delay)
+        except Exception as e:  # a bug must not leave the attempt pending forever
+            log.exception("delivery to channel %s crashed", channel.id)
+            db.session.rollback()
+            row.status, row.error = "failed", f"internal error: {type(e).__name__}"
+            db.session.commit()
+            return False
     return False

@@ -83,8 +83,10 @@ def _register_api_errors(app: Flask) -> None:
 
 
 def _page_service_error(e):
-    from flask import abort
-    abort(e.status)
+    """A page: other teams' things are plain 404s; a refusal is a 403 with its reason."""
+    from flask import render_template
+    message = "This page does not exist, or it belongs to a team you are not in." if e.status == 404 else e.message
+    return render_template("dashboard/error.html", status=e.status, message=message), e.status
 
 
 def _reraise(e):

@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("dashboard", __name__)
 
-from . import auth, pages  # noqa: E402,F401
+from . import auth, pages, settings  # noqa: E402,F401

@@ -1,20 +1,24 @@
-"""Pages: the Workflows tab, a workflow, a run (the notifications' deep-link target)."""
+"""Pages of a project: the Workflows tab, workflow forms and page, run page (the deep-link target)."""
 from __future__ import annotations
 
 import re
 
-from flask import abort, redirect, render_template, url_for
+from flask import Response, abort, flash, g, has_request_context, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..extensions import db
 from ..models import Project, Run
+from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
 from ..services import cron
 from ..services import runs as run_service
 from ..services import workflows as wf_service
 from ..services.access import Principal
+from ..services.errors import ServiceError
 from . import bp
+from .forms import FormError, workflow_form, workflow_input
 
-SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH|PRIVATE|DSN)", re.I)
+SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|AUTH|PRIVATE|DSN|COOKIE|SESSION)", re.I)
+PAGE = 25
 
 
 def principal() -> Principal:
@@ -25,6 +29,25 @@ def masked_env(env: dict) -> dict:
     return {k: ("••••••••" if SECRET_NAME.search(k) else v) for k, v in (env or {}).items()}
 
 
+def htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+@bp.app_context_processor
+def navigation():
+    """The team and project switcher, on every page of a signed-in member."""
+    if not has_request_context() or not current_user.is_authenticated:  # e.g. emails rendered by a worker
+        return {}
+    projects = (db.session.query(Project).filter(Project.team_id.in_(current_user.team_ids))
+                .order_by(Project.team_id, Project.id).all())
+    return {"nav_projects": projects, "nav_project": getattr(g, "project", None)}
+
+
+def load_project(team_id: int, project_id: int) -> Project:
+    g.project = wf_service.get_project(principal(), team_id, project_id)
+    return g.project
+
+
 @bp.get("/")
 @login_required
 def index():
@@ -32,29 +55,160 @@ def index():
     project = (db.session.query(Project).filter(Project.team_id.in_(team_ids)).order_by(Project.id).first()
                if team_ids else None)
     if project is None:
-        abort(404)
+        return render_template("dashboard/no_team.html")
     return redirect(url_for("dashboard.workflows", team_id=project.team_id, project_id=project.id))
 
 
 @bp.get("/teams/<int:team_id>/projects/<int:project_id>/workflows")
 @login_required
 def workflows(team_id: int, project_id: int):
-    project = wf_service.get_project(principal(), team_id, project_id)
+    project = load_project(team_id, project_id)
     items = wf_service.list_workflows(principal(), team_id, project_id)
-    last_runs = {}
-    for wf in items:
-        last_runs[wf.id] = (db.session.query(Run).filter_by(workflow_id=wf.id)
-                            .order_by(Run.id.desc()).first())
+    last_runs = run_service.last_runs([wf.id for wf in items])
     return render_template("dashboard/workflows.html", project=project, workflows=items,
                            last_runs=last_runs, describe=cron.describe)
+
+
+@bp.route("/teams/<int:team_id>/projects/<int:project_id>/workflows/new", methods=["GET", "POST"])
+@login_required
+def new_workflow(team_id: int, project_id: int):
+    project = load_project(team_id, project_id)
+    values, errors = workflow_form(None), {}
+    if request.method == "POST":
+        values = request.form.to_dict()
+        try:
+            body = parse(WorkflowCreate, workflow_input(request.form, project_id=project.id))
+            wf = wf_service.create_workflow(principal(), team_id, project.id, body)
+            flash(f"Created {wf.name}.")
+            return redirect(url_for("dashboard.workflow_page", team_id=team_id, workflow_id=wf.public_id))
+        except (SchemaError, FormError) as e:
+            errors = e.fields
+        except ServiceError as e:
+            errors = e.fields or {"form": e.message}
+    status = 400 if errors else 200
+    return render_template("dashboard/workflow_form.html", project=project, wf=None, values=values,
+                           errors=errors), status
+
+
+@bp.route("/teams/<int:team_id>/workflows/<workflow_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_workflow(team_id: int, workflow_id: str):
+    wf = wf_service.get_workflow(principal(), team_id, workflow_id)
+    g.project = wf.project
+    values, errors = workflow_form(wf), {}
+    if request.method == "POST":
+        values = request.form.to_dict()
+        try:
+            data = workflow_input(request.form)
+            body = parse(WorkflowUpdate, data)
+            wf_service.update_workflow(principal(), team_id, workflow_id, body)
+            flash("Saved.")
+            return redirect(url_for("dashboard.workflow_page", team_id=team_id, workflow_id=workflow_id))
+        except (SchemaError, FormError) as e:
+            errors = e.fields
+        except ServiceError as e:
+            errors = e.fields or {"form": e.message}
+    return render_template("dashboard/workflow_form.html", project=wf.project, wf=wf, values=values,
+                           errors=errors), 400 if errors else 200
+
+
+@bp.post("/teams/<int:team_id>/workflows/<workflow_id>/delete")
+@login_required
+def delete_workflow(team_id: int, workflow_id: str):
+    wf = wf_service.get_workflow(principal(), team_id, workflow_id)
+    project_id = wf.project_id
+    wf_service.delete_workflow(principal(), team_id, workflow_id)
+    flash(f"Deleted {wf.name}. Its runs in flight finish; it will not fire again.")
+    return redirect(url_for("dashboard.workflows", team_id=team_id, project_id=project_id))
+
+
+@bp.get("/schedule-preview")
+@login_required
+def schedule_preview():
+    """The next five fire times of a schedule being typed (an htmx partial)."""
+    expr = request.args.get("schedule", "").strip()
+    tz = request.args.get("timezone", "").strip() or "UTC"
+    problem = cron.validate(expr) if expr else None
+    problem = problem or cron.validate_timezone(tz)
+    times = []
+    if expr and not problem:
+        times = cron.next_instants(expr, tz, run_service.utcnow(), 5)
+    return render_template("dashboard/_partials/schedule_preview.html", expr=expr, tz=tz, problem=problem,
+                           times=times, words=cron.describe(expr) if expr and not problem else None)
+
+
+@bp.post("/teams/<int:team_id>/workflows/<workflow_id>/run")
+@login_required
+def run_now(team_id: int, workflow_id: str):
+    run = run_service.trigger_workflow(principal(), team_id, workflow_id, {})
+    if htmx():
+        return render_template("dashboard/_partials/run_started.html", run=run)
+    return redirect(url_for("dashboard.run_page", run_id=run.public_id))
+
+
+@bp.get("/teams/<int:team_id>/workflows/<workflow_id>")
+@login_required
+def workflow_page(team_id: int, workflow_id: str):
+    wf = wf_service.get_workflow(principal(), team_id, workflow_id)
+    g.project = wf.project
+    runs, cursor = run_service.list_runs(principal(), team_id, workflow_id, PAGE, request.args.get("cursor") or None)
+    recent = run_service.recent_runs(wf.id, 30)
+    return render_template("dashboard/workflow.html", wf=wf, runs=runs, cursor=cursor, recent=recent,
+                           describe=cron.describe, env=masked_env(wf.env))
+
+
+def _run_for_member(run_id: str) -> Run:
+    run = db.session.query(Run).filter_by(public_id=run_id).first()
+    if run is None:
+        abort(404)
+    return run_service.get_run(principal(), run.team_id, run_id)
 
 
 @bp.get("/runs/<run_id>")
 @login_required
 def run_page(run_id: str):
-    run = db.session.query(Run).filter_by(public_id=run_id).first()
-    if run is None:
-        abort(404)
-    run = run_service.get_run(principal(), run.team_id, run_id)
+    run = _run_for_member(run_id)
+    g.project = run.workflow.project
     retries = db.session.query(Run).filter_by(retry_of_id=run.id).order_by(Run.id).all()
-    return render_template("dashboard/run.html", run=run, retries=retries, env=masked_env(run.env))
+    template = "dashboard/_partials/run_summary.html" if htmx() else "dashboard/run.html"
+    return render_template(template, run=run, retries=retries, env=masked_env(run.env))
+
+
+@bp.post("/runs/<run_id>/cancel")
+@login_required
+def cancel_run(run_id: str):
+    run = _run_for_member(run_id)
+    try:
+        run_service.cancel_run(principal(), run.team_id, run_id)
+    except ServiceError as e:
+        flash(e.message)
+    return _back_to_run(run_id)
+
+
+@bp.post("/runs/<run_id>/retry")
+@login_required
+def retry_run(run_id: str):
+    run = _run_for_member(run_id)
+    try:
+        new = run_service.retry_run(principal(), run.team_id, run_id)
+    except ServiceError as e:
+        flash(e.message)
+        return _back_to_run(run_id)
+    if htmx():
+        return Response(status=204, headers={"HX-Redirect": url_for("dashboard.run_page", run_id=new.public_id)})
+    return redirect(url_for("dashboard.run_page", run_id=new.public_id))
+
+
+def _back_to_run(run_id: str):
+    if htmx():
+        return run_page(run_id)
+    return redirect(url_for("dashboard.run_page", run_id=run_id))
+
+
+@bp.get("/runs/<run_id>/log.txt")
+@login_required
+def download_log(run_id: str):
+    run = _run_for_member(run_id)
+    text = "".join(line.text + "\n" for line in run_service.log_lines(run))
+    return Response(text, mimetype="text/plain",
+                    headers={"Content-Disposition": f'attachment; filename="{run.public_id}.log"'})

@@ -6,7 +6,7 @@ import binascii
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import func, update
 
 from ..connections import get_redis
 from ..extensions import db
@@ -154,3 +154,19 @@ def log_lines(run: Run, after_seq: int = -1) -> list[RunLogChunk]:
 
 def run_url(run: Run) -> str:
     return f"{current_app.config['BASE_URL']}/runs/{run.public_id}"
+
+
+def last_runs(workflow_ids: list[int]) -> dict[int, Run]:
+    """The newest run of each workflow, in one query (the index on (workflow_id, id) serves it)."""
+    if not workflow_ids:
+        return {}
+    newest = (db.session.query(func.max(Run.id)).filter(Run.workflow_id.in_(workflow_ids))
+              .group_by(Run.workflow_id))
+    return {run.workflow_id: run for run in db.session.query(Run).filter(Run.id.in_(newest)).all()}
+
+
+def recent_runs(workflow_id: int, count: int) -> list[Run]:
+    """The last `count` runs, oldest first (for the duration chart)."""
+    runs = (db.session.query(Run).filter(Run.workflow_id == workflow_id).order_by(Run.id.desc())
+            .limit(count).all())
+    return runs[::-1]

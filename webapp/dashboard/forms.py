@@ -1,0 +1,88 @@
+"""Form fields <-> the API's schema input, so that the dashboard validates exactly like the API."""
+from __future__ import annotations
+
+import json
+
+from ..models import Workflow
+
+INT_FIELDS = ("timeoutSec", "maxRetries", "retryBackoffSec", "memoryMb")
+FLOAT_FIELDS = ("cpus",)
+OPTIONAL = ("memoryMb", "cpus")
+
+
+class FormError(Exception):
+    def __init__(self, fields: dict[str, str]):
+        super().__init__("form error")
+        self.fields = fields
+
+
+def parse_command(text: str):
+    """One argument per line, or a JSON array; empty means the image's CMD."""
+    text = text.strip("\n")
+    if not text.strip():
+        return None
+    if text.lstrip().startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise FormError({"command": "not a JSON array of strings"}) from None
+        return value
+    return text.replace("\r\n", "\n").split("\n")
+
+
+def parse_env(text: str) -> dict:
+    env: dict[str, str] = {}
+    for number, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if "=" not in line:
+            raise FormError({"env": f"line {number}: write KEY=value"})
+        key, value = line.split("=", 1)
+        env[key.strip()] = value
+    return env
+
+
+def workflow_input(form, *, project_id: int | None = None) -> dict:
+    """The JSON body the API would get for this form."""
+    data: dict = {}
+    if project_id is not None:
+        data["projectId"] = project_id
+        if form.get("environmentId"):
+            data["environmentId"] = _number(form["environmentId"], int)
+    data["name"] = form.get("name", "")
+    data["image"] = form.get("image", "").strip()
+    data["command"] = parse_command(form.get("command", ""))
+    data["env"] = parse_env(form.get("env", ""))
+    data["schedule"] = form.get("schedule", "").strip() or None
+    data["timezone"] = form.get("timezone", "").strip() or "UTC"
+    data["concurrencyPolicy"] = form.get("concurrencyPolicy", "allow")
+    for field in INT_FIELDS + FLOAT_FIELDS:
+        raw = form.get(field, "").strip()
+        if raw == "":
+            if field in OPTIONAL:
+                data[field] = None
+            continue
+        data[field] = _number(raw, float if field in FLOAT_FIELDS else int)
+    return data
+
+
+def _number(raw: str, kind):
+    try:
+        return kind(raw)
+    except ValueError:
+        return raw  # the schema names the field
+
+
+def workflow_form(wf: Workflow | None) -> dict:
+    """The form's initial values."""
+    if wf is None:
+        return {"timeoutSec": 3600, "maxRetries": 0, "retryBackoffSec": 5, "timezone": "UTC",
+                "concurrencyPolicy": "allow", "command": "", "env": ""}
+    return {
+        "name": wf.name, "image": wf.image,
+        "command": "" if wf.command is None else "\n".join(wf.command),
+        "env": "\n".join(f"{k}={v}" for k, v in (wf.env or {}).items()),
+        "schedule": wf.schedule or "", "timezone": wf.timezone, "concurrencyPolicy": wf.concurrency_policy,
+        "timeoutSec": wf.timeout_sec, "maxRetries": wf.max_retries, "retryBackoffSec": wf.retry_backoff_sec,
+        "memoryMb": wf.memory_mb or "", "cpus": wf.cpus or "",
+    }

@@ -1,0 +1,127 @@
+"""Settings pages: registry credentials (per project), notification channels and API keys (per team)."""
+from __future__ import annotations
+
+from flask import flash, g, redirect, render_template, request, session, url_for
+from flask_login import login_required
+
+from ..extensions import db
+from ..models import Team
+from ..schemas import ChannelCreate, RegistryCredentialCreate, SchemaError, parse
+from ..services import channels as channel_service
+from ..services import keys as key_service
+from ..services import registry as registry_service
+from ..services.access import require_team, require_write
+from ..services.errors import ServiceError
+from . import bp
+from .pages import load_project, principal
+
+
+@bp.route("/teams/<int:team_id>/projects/<int:project_id>/registry-credentials", methods=["GET", "POST"])
+@login_required
+def registry_credentials(team_id: int, project_id: int):
+    project = load_project(team_id, project_id)
+    errors, values = {}, {}
+    if request.method == "POST":
+        values = {k: v for k, v in request.form.items() if k != "password"}
+        try:
+            body = parse(RegistryCredentialCreate, {k: request.form.get(k, "").strip() if k != "password"
+                                                    else request.form.get(k, "")
+                                                    for k in ("registry", "username", "password")})
+            registry_service.create_credential(principal(), team_id, project.id, body)
+            flash(f"Saved the credential for {body.registry}. The password is stored encrypted and never shown again.")
+            return redirect(request.path)
+        except SchemaError as e:
+            errors = e.fields
+        except ServiceError as e:
+            errors = e.fields or {"registry": e.message}
+    creds = registry_service.list_credentials(principal(), team_id, project.id)
+    return render_template("dashboard/registry.html", project=project, creds=creds, errors=errors,
+                           values=values), 400 if errors else 200
+
+
+@bp.post("/teams/<int:team_id>/projects/<int:project_id>/registry-credentials/<int:cred_id>/delete")
+@login_required
+def delete_registry_credential(team_id: int, project_id: int, cred_id: int):
+    registry_service.delete_credential(principal(), team_id, project_id, cred_id)
+    flash("Deleted the credential.")
+    return redirect(url_for("dashboard.registry_credentials", team_id=team_id, project_id=project_id))
+
+
+def _team(team_id: int) -> Team:
+    require_team(principal(), team_id)
+    team = db.session.get(Team, team_id)
+    g.project = team.projects[0] if team.projects else None
+    return team
+
+
+@bp.route("/teams/<int:team_id>/notifications", methods=["GET", "POST"])
+@login_required
+def notifications(team_id: int):
+    team = _team(team_id)
+    errors, values, secret = {}, {"events": ["workflow.failed"]}, None
+    if request.method == "POST":
+        values = {"kind": request.form.get("kind", ""), "name": request.form.get("name", ""),
+                  "target": request.form.get("target", ""), "events": request.form.getlist("events")}
+        try:
+            body = parse(ChannelCreate, values)
+            channel = channel_service.create_channel(principal(), team_id, body.kind, body.name, body.target,
+                                                     body.events)
+            if channel.kind == "webhook":
+                session["new_secret"] = channel.config["secret"]
+            flash(f"Added the {channel.kind} channel {channel.name}.")
+            return redirect(request.path)
+        except SchemaError as e:
+            errors = e.fields
+        except ServiceError as e:
+            errors = e.fields or {"form": e.message}
+    secret = secret or session.pop("new_secret", None)
+    channels = channel_service.list_channels(principal(), team_id)
+    deliveries = {c.id: channel_service.deliveries(c, 10) for c in channels}
+    return render_template("dashboard/notifications.html", team=team, channels=channels, deliveries=deliveries,
+                           errors=errors, values=values, secret=secret,
+                           describe=channel_service.describe_target), 400 if errors else 200
+
+
+@bp.post("/teams/<int:team_id>/notifications/<int:channel_id>/test")
+@login_required
+def test_channel(team_id: int, channel_id: int):
+    channel_service.send_test(principal(), team_id, channel_id)
+    flash("A test notification is on its way; its delivery shows below in a moment.")
+    return redirect(url_for("dashboard.notifications", team_id=team_id))
+
+
+@bp.post("/teams/<int:team_id>/notifications/<int:channel_id>/delete")
+@login_required
+def delete_channel(team_id: int, channel_id: int):
+    channel_service.delete_channel(principal(), team_id, channel_id)
+    flash("Deleted the channel.")
+    return redirect(url_for("dashboard.notifications", team_id=team_id))
+
+
+@bp.route("/teams/<int:team_id>/api-keys", methods=["GET", "POST"])
+@login_required
+def api_keys(team_id: int):
+    team = _team(team_id)
+    errors = {}
+    if request.method == "POST":
+        require_write(principal())
+        try:
+            _, raw = key_service.create_key(team_id, request.form.get("scope", "full"),
+                                            request.form.get("mode", "live"), request.form.get("name", ""))
+            session["new_key"] = raw  # shown by the next GET, once; a reload does not create another
+            return redirect(request.path)
+        except ServiceError as e:
+            errors = e.fields or {"form": e.message}
+    new_key = session.pop("new_key", None)
+    keys = key_service.list_keys(team_id)
+    return render_template("dashboard/api_keys.html", team=team, keys=keys, new_key=new_key,
+                           errors=errors), 400 if errors else 200
+
+
+@bp.post("/teams/<int:team_id>/api-keys/<int:key_id>/revoke")
+@login_required
+def revoke_key(team_id: int, key_id: int):
+    _team(team_id)
+    key = key_service.revoke(team_id, key_id)
+    flash(f"Revoked {key.prefix}…; calls with it now answer 401.")
+    return redirect(url_for("dashboard.api_keys", team_id=team_id))
