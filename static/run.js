@@ -49,7 +49,10 @@
 
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
   const ws = new WebSocket(scheme + location.host + pre.dataset.stream);
-  ws.onopen = () => { if (state) state.textContent = "live"; };
+  ws.onopen = () => {
+    pre.textContent = "";  // the page's server-rendered tail: the stream resends it from the start
+    if (state) state.textContent = "live";
+  };
   ws.onmessage = (msg) => {
     const item = JSON.parse(msg.data);
     if (item.event === "end") {

@@ -12,13 +12,15 @@ from conftest import create_wf, make_member
 
 from webapp import create_app
 
-app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": False})
-schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
+# The document is read once, at collection, from an app that never touches the database; the
+# cases are then sent to the suite's own app (one engine, one database session for everything).
+schema = schemathesis.openapi.from_wsgi("/api/openapi.json", create_app({"TESTING": True}))
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, status_code_conformance]
 
 
 @pytest.fixture
-def world():
+def world(app):
+    schema.app = app
     member = make_member(app, "fuzz@example.test", "fuzz")
     client = app.test_client()
     wf = create_wf(client, member)

@@ -5,9 +5,11 @@ from flask import Flask, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from . import config
 from .extensions import csrf, db, limiter, login_manager, migrate, sock
+from .schemas import MAX_ID
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -30,6 +32,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     app.json.sort_keys = False
+    app.url_map.converters["int"] = DatabaseId  # before any rule is bound
     app.config["SESSION_COOKIE_SECURE"] = app.config["BASE_URL"].startswith("https://")
 
     db.init_app(app)
@@ -59,6 +62,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     from jobs.cli import register as register_job_cli
     register_job_cli(app)
     return app
+
+
+class DatabaseId(IntegerConverter):
+    """An <int:...> path part that fits the database's integer ids; larger numbers are a 404."""
+
+    def __init__(self, url_map, fixed_digits=0, min=None, max=MAX_ID, signed=False):
+        super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 def _register_api_errors(app: Flask) -> None:

@@ -20,6 +20,7 @@ IMAGE_REF = re.compile(rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{
                        rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
 
 MAX_ARGS, MAX_ARG_LEN, MAX_ENV_VALUE = 64, 1024, 4096
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 
 
 def image_problem(ref: str) -> str | None:
@@ -64,30 +65,23 @@ def _check_name(v):
     return v
 
 
-def _check_image(v):
-    if v is not None:
-        problem = image_problem(v)
-        if problem:
-            raise ValueError(problem)
-    return v
+def _rejecting(problem_of):
+    """A validator from a function that says what is wrong with a value, or None."""
+    def check(v):
+        if v is not None:
+            problem = problem_of(v)
+            if problem:
+                raise ValueError(problem)
+        return v
+    return check
 
 
-def _check_schedule(v):
-    if v is not None:
-        problem = cron.validate(v)
-        if problem:
-            raise ValueError(problem)
-    return v
+_check_image = _rejecting(image_problem)
+_check_schedule = _rejecting(cron.validate)
+_check_timezone = _rejecting(cron.validate_timezone)
 
 
-def _check_timezone(v):
-    if v is not None:
-        problem = cron.validate_timezone(v)
-        if problem:
-            raise ValueError(problem)
-    return v
-
-
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 TimeoutSec = Annotated[int, Field(ge=1, le=86400)]
 MaxRetries = Annotated[int, Field(ge=0, le=10)]
@@ -112,8 +106,8 @@ class _WorkflowFields(_Strict):
 
 
 class WorkflowCreate(_WorkflowFields):
-    projectId: int
-    environmentId: Optional[int] = None
+    projectId: Id
+    environmentId: Optional[Id] = None
     name: Name
     image: str
     command: Optional[list[str]] = None

@@ -139,6 +139,11 @@ def _op(summary: str, params: list, ok: tuple[str, str | None], errors: tuple[in
     return op
 
 
+def _with_text(op: dict) -> dict:
+    op["responses"]["200"]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    return op
+
+
 def document() -> dict:
     components = {}
     for model in MODELS:
@@ -173,7 +178,8 @@ def document() -> dict:
             "get": _op("Get a run", [TEAM, RUN], ("200", "Run"), read),
         },
         "/api/workflows/{teamId}/workflows/runs/{runId}/logs": {
-            "get": _op("A run's captured output", logs_params, ("200", "Logs"), read),
+            "get": _with_text(_op("A run's captured output (?format=text: text/plain)", logs_params,
+                                  ("200", "Logs"), read)),
         },
         "/api/workflows/{teamId}/workflows/runs/{runId}/cancel": {
             "post": _op("Cancel a queued or running run", [TEAM, RUN], ("202", "Run"), read + (409,)),

@@ -19,6 +19,8 @@ from .forms import FormError, workflow_form, workflow_input
 
 SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|AUTH|PRIVATE|DSN|COOKIE|SESSION)", re.I)
 PAGE = 25
+TAB_PAGE = 100
+NO_JS_LINES = 1000
 
 
 def principal() -> Principal:
@@ -63,10 +65,13 @@ def index():
 @login_required
 def workflows(team_id: int, project_id: int):
     project = load_project(team_id, project_id)
-    items = wf_service.list_workflows(principal(), team_id, project_id)
+    page = max(1, request.args.get("page", 1, type=int))
+    total = wf_service.count_workflows(principal(), team_id, project_id)
+    items = wf_service.list_workflows(principal(), team_id, project_id, offset=(page - 1) * TAB_PAGE,
+                                      limit=TAB_PAGE)
     last_runs = run_service.last_runs([wf.id for wf in items])
-    return render_template("dashboard/workflows.html", project=project, workflows=items,
-                           last_runs=last_runs, describe=cron.describe)
+    return render_template("dashboard/workflows.html", project=project, workflows=items, last_runs=last_runs,
+                           describe=cron.describe, page=page, total=total, per_page=TAB_PAGE)
 
 
 @bp.route("/teams/<int:team_id>/projects/<int:project_id>/workflows/new", methods=["GET", "POST"])
@@ -170,8 +175,12 @@ def run_page(run_id: str):
     run = _run_for_member(run_id)
     g.project = run.workflow.project
     retries = db.session.query(Run).filter_by(retry_of_id=run.id).order_by(Run.id).all()
-    template = "dashboard/_partials/run_summary.html" if htmx() else "dashboard/run.html"
-    return render_template(template, run=run, retries=retries, env=masked_env(run.env))
+    if htmx():
+        return render_template("dashboard/_partials/run_summary.html", run=run, retries=retries)
+    # Readable without JavaScript: the stored tail is in the page; the websocket then replaces it.
+    lines = run_service.last_log_lines(run, NO_JS_LINES)
+    return render_template("dashboard/run.html", run=run, retries=retries, env=masked_env(run.env),
+                           lines=lines, more=len(lines) == NO_JS_LINES)
 
 
 @bp.post("/runs/<run_id>/cancel")

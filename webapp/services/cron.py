@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -82,7 +83,9 @@ def next_instant(expr: str, tz: str, after: datetime) -> datetime:
     return next_instants(expr, tz, after, 1)[0]
 
 
+@lru_cache(maxsize=4096)
 def describe(expr: str | None) -> str:
+    """The schedule in words (cron-descriptor), cached: pages show the same few schedules often."""
     if not expr:
         return "Manual only"
     try:

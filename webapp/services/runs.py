@@ -124,7 +124,9 @@ def _decode_cursor(cursor: str) -> int:
     try:
         value = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Invalid("cursor is not valid", {"cursor": "not a cursor this API gave out"}) from None
+        value = 0
+    if not 0 < value <= 2**63 - 1:
+        raise Invalid("cursor is not valid", {"cursor": "not a cursor this API gave out"})
     return value
 
 
@@ -170,3 +172,10 @@ def recent_runs(workflow_id: int, count: int) -> list[Run]:
     runs = (db.session.query(Run).filter(Run.workflow_id == workflow_id).order_by(Run.id.desc())
             .limit(count).all())
     return runs[::-1]
+
+
+def last_log_lines(run: Run, count: int) -> list[RunLogChunk]:
+    """The last `count` stored lines, in order (what a page shows before its websocket connects)."""
+    lines = (db.session.query(RunLogChunk).filter(RunLogChunk.run_id == run.id)
+             .order_by(RunLogChunk.seq.desc()).limit(count).all())
+    return lines[::-1]

@@ -28,14 +28,22 @@ def get_project(principal: Principal, team_id: int, project_id: int) -> Project:
     return project
 
 
-def list_workflows(principal: Principal, team_id: int, project_id: int) -> list[Workflow]:
+def list_workflows(principal: Principal, team_id: int, project_id: int, *, offset: int = 0,
+                   limit: int | None = None) -> list[Workflow]:
     project = get_project(principal, team_id, project_id)
     query = (db.session.query(Workflow).filter(Workflow.project_id == project.id,
-                                               Workflow.deleted_at.is_(None)).order_by(Workflow.id))
-    workflows = query.all()
+                                               Workflow.deleted_at.is_(None)))
     if principal.mode == "test":
-        workflows = [w for w in workflows if not w.environment.is_production]
-    return workflows
+        production = project.production.id
+        query = query.filter(Workflow.environment_id != production)
+    query = query.order_by(Workflow.id).offset(offset)
+    return (query.limit(limit) if limit else query).all()
+
+
+def count_workflows(principal: Principal, team_id: int, project_id: int) -> int:
+    project = get_project(principal, team_id, project_id)
+    return (db.session.query(Workflow.id)
+            .filter(Workflow.project_id == project.id, Workflow.deleted_at.is_(None)).count())
 
 
 def get_workflow(principal: Principal, team_id: int, public_id: str, *, write: bool = False) -> Workflow:

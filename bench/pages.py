@@ -1,0 +1,104 @@
+"""Server-side time of every dashboard page (and the API lists) with 1,000 workflows and 100,000
+runs in the database. In-process (Flask's test client): the figure is the server's own time.
+Usage: .venv/bin/python bench/pages.py"""
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DATABASE_URL", f"sqlite:///{tempfile.mkdtemp(prefix='bench-pages-')}/db.sqlite")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/5")
+
+WORKFLOWS, RUNS_PER_WORKFLOW, REPEAT = 1000, 100, 15
+
+
+def seed(app) -> dict:
+    from flask_migrate import upgrade
+
+    from webapp.extensions import db
+    from webapp.models import Run, RunLogChunk, Workflow
+    from webapp.models.base import new_public_id
+    from webapp.services.keys import create_key
+    from webapp.services.teams import create_user
+    with app.app_context():
+        upgrade()
+        user, team, project = create_user("pages@example.test", "pages-password", "pages")
+        env_id = project.production.id
+        now = datetime.utcnow()
+        wf_rows = [dict(public_id=new_public_id("wf_"), team_id=team.id, project_id=project.id, environment_id=env_id,
+                        name=f"job-{i:04d}", image="workflows.local/busybox:1", command=["sh", "-c", "echo hi"],
+                        env={"A": "1", "API_TOKEN": "x"}, schedule=random.choice(["*/5 * * * *", "0 3 * * *", None]),
+                        timezone="UTC", concurrency_policy="allow", timeout_sec=600, max_retries=1, retry_backoff_sec=5,
+                        next_run_at=now + timedelta(minutes=5), created_at=now, updated_at=now)
+                   for i in range(WORKFLOWS)]
+        db.session.execute(Workflow.__table__.insert(), wf_rows)
+        ids = [w for (w,) in db.session.query(Workflow.id).order_by(Workflow.id)]
+        batch = []
+        for n in range(WORKFLOWS * RUNS_PER_WORKFLOW):
+            wf_id = ids[n % WORKFLOWS]
+            t = now - timedelta(minutes=WORKFLOWS * RUNS_PER_WORKFLOW - n)
+            status = random.choice(["succeeded"] * 8 + ["failed", "timed_out"])
+            batch.append(dict(public_id=new_public_id("run_"), team_id=team.id, workflow_id=wf_id, trigger="schedule",
+                              attempt=1, status=status, exit_code=0 if status == "succeeded" else 1, env={"A": "1"},
+                              image="workflows.local/busybox:1", command=None, timeout_sec=600, queued_at=t, due_at=t,
+                              started_at=t, finished_at=t + timedelta(seconds=2), duration_ms=2000, enqueued_at=t,
+                              stdout_bytes=0, stderr_bytes=0, log_bytes=0, log_dropped_bytes=0))
+            if len(batch) == 10000:
+                db.session.execute(Run.__table__.insert(), batch)
+                batch = []
+        db.session.commit()
+        wf = db.session.query(Workflow).order_by(Workflow.id.desc()).first()
+        run = db.session.query(Run).filter_by(workflow_id=wf.id).order_by(Run.id.desc()).first()
+        db.session.execute(RunLogChunk.__table__.insert(), [
+            dict(run_id=run.id, seq=i, stream="stdout", text=f"line {i}", ts=now) for i in range(2000)])
+        db.session.commit()
+        key = create_key(team.id, "full", "live")[1]
+        return {"team": team.id, "project": project.id, "wf": wf.public_id, "run": run.public_id, "key": key}
+
+
+def main() -> None:
+    from webapp import create_app
+    app = create_app({"WTF_CSRF_ENABLED": False})
+    t = time.monotonic()
+    ids = seed(app)
+    print(f"seeded {WORKFLOWS} workflows and {WORKFLOWS * RUNS_PER_WORKFLOW} runs in {time.monotonic() - t:.0f} s")
+    client = app.test_client()
+    client.post("/login", data={"email": "pages@example.test", "password": "pages-password"})
+    tid, pid, wf, run = ids["team"], ids["project"], ids["wf"], ids["run"]
+    api = {"Authorization": f"Bearer {ids['key']}"}
+    pages = [
+        ("Workflows tab", f"/teams/{tid}/projects/{pid}/workflows", {}),
+        ("workflow page", f"/teams/{tid}/workflows/{wf}", {}),
+        ("run page", f"/runs/{run}", {}),
+        ("raw log download", f"/runs/{run}/log.txt", {}),
+        ("new workflow form", f"/teams/{tid}/projects/{pid}/workflows/new", {}),
+        ("edit workflow form", f"/teams/{tid}/workflows/{wf}/edit", {}),
+        ("schedule preview", "/schedule-preview?schedule=*/5+*+*+*+*", {}),
+        ("registries", f"/teams/{tid}/projects/{pid}/registry-credentials", {}),
+        ("notifications", f"/teams/{tid}/notifications", {}),
+        ("API keys", f"/teams/{tid}/api-keys", {}),
+        ("API: list workflows", f"/api/projects/{tid}/{pid}/workflows", api),
+        ("API: list runs", f"/api/workflows/{tid}/workflows/{wf}/runs?limit=100", api),
+        ("API: run logs", f"/api/workflows/{tid}/workflows/runs/{run}/logs", api),
+    ]
+    print(f"{'page':24} {'median':>8} {'max':>8}  (ms, {REPEAT} requests each)")
+    for name, path, headers in pages:
+        times = []
+        for _ in range(REPEAT):
+            t = time.perf_counter()
+            r = client.get(path, headers=headers)
+            times.append((time.perf_counter() - t) * 1000)
+            assert r.status_code == 200, (path, r.status_code)
+        print(f"{name:24} {statistics.median(times):8.1f} {max(times):8.1f}")
+
+
+if __name__ == "__main__":
+    main()
