@@ -98,7 +98,7 @@ class LogSink:
         self.publish()
 
     def _add(self, stream: str, raw: bytes, ts: datetime) -> None:
-        text = raw.decode("utf-8", errors="replace")
+        text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")  # NUL cannot be stored
         size = len(raw) + 1
         seq = self.seq
         self.seq += 1

@@ -1,7 +1,6 @@
 """RQ queues and the one way runs are handed to workers."""
 from __future__ import annotations
 
-from flask import current_app
 from rq import Queue
 
 from webapp.connections import get_redis
@@ -47,7 +46,3 @@ def enqueue_notification(event_id: int) -> None:
 def _nonce() -> str:
     import secrets
     return secrets.token_hex(4)
-
-
-def is_configured() -> bool:
-    return bool(current_app.config.get("REDIS_URL"))

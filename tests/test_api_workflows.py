@@ -234,3 +234,23 @@ def test_unknown_api_paths_answer_json(client, alice):
 
 def test_image_with_local_registry(client, alice):
     assert post(client, alice, wf_body(alice, image=TEST_IMAGE)).status_code == 201
+
+
+def test_nul_characters_are_a_400_not_a_database_error(client, alice):
+    for field, value in (("name", "a\x00b"), ("command", ["a\x00"]), ("env", {"K": "v\x00"}), ("image", "bu\x00sy")):
+        r = post(client, alice, wf_body(alice, **{field: value}))
+        assert r.status_code == 400 and field in r.get_json()["error"]["fields"], field
+    r = client.post(f"/api/projects/{alice.team_id}/{alice.project_id}/registry-credentials",
+                    json={"registry": "ghcr.io", "username": "u\x00", "password": "p"}, headers=alice.h())
+    assert r.status_code == 400 and "username" in r.get_json()["error"]["fields"]
+
+
+def test_ids_that_cannot_exist_are_404(client, alice):
+    for path in (f"/api/workflows/{alice.team_id}/workflows/wf%00x", f"/api/workflows/{alice.team_id}/workflows/x'y",
+                 f"/api/workflows/{alice.team_id}/workflows/runs/run%00", f"/api/projects/{2**31}/1/workflows",
+                 f"/api/projects/{alice.team_id}/{2**40}/registry-credentials/{2**70}"):
+        r = client.get(path, headers=alice.h())
+        assert r.status_code in (404, 405) and r.is_json, path
+    r = client.get(f"/api/projects/{alice.team_id}/{alice.project_id}/workflows",
+                   headers={"Authorization": "Bearer hs_live_abc\x00def"})
+    assert r.status_code == 401

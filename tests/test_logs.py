@@ -43,3 +43,12 @@ def test_log_cap_keeps_head_and_tail(client, alice, procs):
     assert texts[tail_start:] == [f"line-{i}-abcdefghijklmnopqrstuvwxyz" for i in range(first_tail, 120000)]
 
 
+
+
+def test_nul_bytes_in_output_are_stored_as_replacement_characters(client, alice, procs):
+    procs.start("worker", "--slots", "1")
+    procs.start("scheduler")
+    _, run = fire(client, alice, command=["sh", "-c", "printf 'a\\000b\\n'; echo after"])
+    done = wait_status(client, alice, run["id"], timeout=30)
+    assert done["status"] == "succeeded"
+    assert [l["text"] for l in logs(client, alice, run["id"])["lines"]] == ["a\ufffdb", "after"]

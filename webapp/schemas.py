@@ -92,8 +92,26 @@ Policy = Literal["allow", "forbid", "replace"]
 Env = dict[str, str]
 
 
+def _no_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, list):
+        return all(_no_nul(v) for v in value)
+    if isinstance(value, dict):
+        return all(_no_nul(k) and _no_nul(v) for k, v in value.items())
+    return True
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*")
+    @classmethod
+    def _reject_nul(cls, v):
+        """No text the database can store contains a NUL character."""
+        if not _no_nul(v):
+            raise ValueError("must not contain NUL characters")
+        return v
 
 
 class _WorkflowFields(_Strict):

@@ -1,7 +1,7 @@
 """Workflow routes."""
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import current_app, g, jsonify
 
 from ..extensions import limiter
 from ..schemas import TriggerBody, WorkflowCreate, WorkflowUpdate, parse
@@ -12,8 +12,12 @@ from .auth import team_rate_key
 from .body import json_body
 from .serialize import run_json, workflow_json
 
-trigger_limit = limiter.shared_limit(lambda: __import__("flask").current_app.config["TRIGGER_RATE_LIMIT"],
-                                     scope="trigger-retry", key_func=team_rate_key)
+def _trigger_rate() -> str:
+    return current_app.config["TRIGGER_RATE_LIMIT"]
+
+
+# Trigger and retry share one budget per team.
+trigger_limit = limiter.shared_limit(_trigger_rate, scope="trigger-retry", key_func=team_rate_key)
 
 
 @bp.get("/projects/<int:team_id>/<int:project_id>/workflows")

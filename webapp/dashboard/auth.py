@@ -23,7 +23,7 @@ def login():
     error = None
     if request.method == "POST":
         email = request.form.get("email", "").strip().lower()
-        user = db.session.query(User).filter_by(email=email).first()
+        user = None if "\x00" in email else db.session.query(User).filter_by(email=email).first()
         if user is not None and user.check_password(request.form.get("password", "")):
             login_user(user, remember=True)
             target = request.args.get("next") or ""

@@ -12,7 +12,7 @@ from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
 from ..services import cron
 from ..services import runs as run_service
 from ..services import workflows as wf_service
-from ..services.access import Principal
+from ..services.access import Principal, require_public_id
 from ..services.errors import ServiceError
 from . import bp
 from .forms import FormError, workflow_form, workflow_input
@@ -163,6 +163,7 @@ def workflow_page(team_id: int, workflow_id: str):
 
 
 def _run_for_member(run_id: str) -> Run:
+    require_public_id(run_id)
     run = db.session.query(Run).filter_by(public_id=run_id).first()
     if run is None:
         abort(404)

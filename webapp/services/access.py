@@ -1,7 +1,8 @@
 """Who is calling, and what they may touch. Other teams' things are NotFound, never Forbidden."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 
 from .errors import Forbidden, NotFound
 
@@ -13,11 +14,19 @@ class Principal:
     mode: str | None = None  # live | test for API keys, None for a member's session
     user_id: int | None = None
     key_id: int | None = None
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def label(self) -> str:
         return f"key:{self.key_id}" if self.key_id else f"user:{self.user_id}"
+
+
+PUBLIC_ID = re.compile(r"(wf|run)_[a-z0-9]{1,40}")
+
+
+def require_public_id(public_id: str) -> None:
+    """Ids that cannot be ours are not found, before they reach a query."""
+    if not PUBLIC_ID.fullmatch(public_id or ""):
+        raise NotFound("not found")
 
 
 def require_team(principal: Principal, team_id: int) -> None:

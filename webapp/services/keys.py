@@ -1,6 +1,7 @@
 """API keys: shown once, stored as a SHA-256 hash, found by prefix, compared in constant time."""
 from __future__ import annotations
 
+import re
 import secrets
 
 from ..crypto import hash_api_key, same_hash
@@ -9,7 +10,8 @@ from ..models import ApiKey, Team
 from ..models.base import utcnow
 from .errors import Invalid, NotFound
 
-PREFIX_LEN = 16  # "hs_live_" + 8 random characters
+PREFIX_LEN = 16
+KEY_CHARS = re.compile(r"[A-Za-z0-9_-]+")  # "hs_live_" + 8 random characters
 
 
 def create_key(team_id: int, scope: str = "full", mode: str = "live", name: str = "") -> tuple[ApiKey, str]:
@@ -29,7 +31,7 @@ def create_key(team_id: int, scope: str = "full", mode: str = "live", name: str 
 
 def authenticate(raw: str) -> ApiKey | None:
     """The live key that `raw` is, or None. Records last use (at most once a minute)."""
-    if not raw.startswith(("hs_live_", "hs_test_")) or len(raw) > 200:
+    if not raw.startswith(("hs_live_", "hs_test_")) or len(raw) > 200 or not KEY_CHARS.fullmatch(raw):
         return None
     digest = hash_api_key(raw)
     match = None

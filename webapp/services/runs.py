@@ -12,7 +12,7 @@ from ..connections import get_redis
 from ..extensions import db
 from ..models import Run, RunLogChunk, Workflow
 from ..models.base import new_public_id, utcnow
-from .access import Principal, require_environment_access, require_team, require_write
+from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
 from .workflows import get_workflow
 
@@ -74,6 +74,7 @@ def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: di
 
 def get_run(principal: Principal, team_id: int, public_id: str) -> Run:
     require_team(principal, team_id)
+    require_public_id(public_id)
     run = db.session.query(Run).filter_by(public_id=public_id).first()
     if run is None or run.team_id != team_id:
         raise NotFound("no such run")

@@ -8,7 +8,7 @@ from ..models import Environment, Project, Workflow
 from ..models.base import new_public_id, utcnow
 from ..schemas import WorkflowCreate, WorkflowUpdate
 from . import cron
-from .access import Principal, require_environment_access, require_team, require_write
+from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Invalid, NotFound
 
 # API field -> model attribute, for the fields a workflow body may carry.
@@ -48,6 +48,7 @@ def count_workflows(principal: Principal, team_id: int, project_id: int) -> int:
 
 def get_workflow(principal: Principal, team_id: int, public_id: str, *, write: bool = False) -> Workflow:
     require_team(principal, team_id)
+    require_public_id(public_id)
     wf = db.session.query(Workflow).filter_by(public_id=public_id).first()
     if wf is None or wf.team_id != team_id or wf.deleted_at is not None:
         raise NotFound("no such workflow")
