@@ -116,14 +116,26 @@ def reap_containers() -> int:
     return removed
 
 
+# Present while Redis still holds what was handed to it; a flush or a restart without
+# persistence removes it, which tells the sweeper every handed-over entry is gone at once.
+REDIS_ALIVE_KEY = "workflows:redis-alive"
+LOST_ENTRY_AFTER_SEC = 30
+
+
 def requeue_lost_queue_entries() -> int:
-    """After Redis lost its data: queued runs marked as handed over but absent from the queue."""
-    q = queue(RUNS)
-    if q.count > 0:
+    """After Redis lost its data: queued runs marked as handed over but absent from the queue.
+
+    Marked runs lose their mark and the next sweep hands them over again; a duplicate entry is
+    harmless, since a run is claimed once (lease plus a conditional update)."""
+    if get_redis().set(REDIS_ALIVE_KEY, "1", nx=True):
+        cutoff = utcnow()  # Redis lost its data (or is new): nothing handed over before is there
+    elif queue(RUNS).count > 0:
         return 0
+    else:
+        cutoff = utcnow() - timedelta(seconds=LOST_ENTRY_AFTER_SEC)
     marked = db.session.execute(
         update(Run).where(Run.status == "queued", Run.enqueued_at.is_not(None),
-                          Run.enqueued_at < utcnow() - timedelta(seconds=30))
+                          Run.enqueued_at < cutoff)
         .values(enqueued_at=None)).rowcount
     db.session.commit()
     return marked

@@ -93,6 +93,22 @@ def test_a_run_queued_while_redis_was_away_is_handed_over_later(app, client, ali
     assert wait_status(client, alice, run_id, timeout=30)["status"] == "succeeded"
 
 
+def test_runs_handed_over_before_a_redis_flush_run_soon_after_it(app, client, alice, procs):
+    from webapp.connections import get_redis
+    procs.start("scheduler")
+    run = fire(client, alice, command=["sh", "-c", "echo survived"], timeoutSec=60)
+    with app.app_context():
+        from jobs.queues import queue
+        wait_for(lambda: queue().count == 1, 10)  # handed over, no worker yet
+        get_redis().flushdb()
+        assert queue().count == 0
+    procs.start("worker", "--slots", "1")
+    # well before the 30 s an entry needs to count as lost while Redis kept its data
+    done = wait_status(client, alice, run["id"], timeout=12)
+    assert done["status"] == "succeeded"
+    assert lines(client, alice, run["id"]) == ["survived"]
+
+
 def test_containers_of_finished_runs_are_reaped(app, client, alice, procs, docker_api):
     from webapp.connections import get_docker
     with app.app_context():
