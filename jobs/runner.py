@@ -17,7 +17,7 @@ from webapp.models import Run, RunLogChunk
 from webapp.models.base import utcnow
 from webapp.services import lifecycle
 from webapp.services.registry import auth_for_image
-from webapp.services.runs import cancel_key
+from webapp.services.runs import CANCEL_PLAIN, cancel_key
 
 from . import engine
 from .logsink import LogSink
@@ -129,7 +129,7 @@ class Execution:
             self.api = get_docker(timeout=120).api
             self._prepare_image()
             if self._cancel_requested():
-                return self._finish("cancelled")
+                return self._finish("cancelled", error=self._cancel_reason())
             self._create()
             reader = self._attach(logs=True, skip=None)
             self.api.start(self.container_id)
@@ -242,7 +242,7 @@ class Execution:
                 self.sink.flush()
             if self._cancel_requested():
                 self._stop_container()
-                outcome = "cancelled"
+                outcome, error = "cancelled", self._cancel_reason()
                 break
             if time.monotonic() >= deadline:
                 self.api.kill(self.container_id)
@@ -295,6 +295,13 @@ class Execution:
             return bool(self.redis.exists(cancel_key(self.run.public_id)))
         except Exception:
             return False
+
+    def _cancel_reason(self) -> str | None:
+        try:
+            value = self.redis.get(cancel_key(self.run.public_id))
+        except Exception:
+            return None
+        return value.decode() if value and value.decode() != CANCEL_PLAIN else None
 
     def _finish(self, status: str, *, exit_code=None, error=None, closed: bool = False) -> None:
         self.finished = True

@@ -121,7 +121,8 @@ def _fire_with_policy(wf: Workflow, instant: datetime) -> Run:
         db.session.commit()
         for old in active:
             try:
-                request_cancel(old)
+                request_cancel(old, reason=f"replaced by the fire of {instant.isoformat()}Z "
+                                           "(concurrencyPolicy replace)")
             except Exception:
                 log.info("could not cancel %s to replace it", old.public_id)
     return fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant, commit=False)

@@ -53,7 +53,7 @@ def collect(url, headers, timeout=30.0):
     finally:
         try:
             ws.close()
-        except ConnectionClosed:
+        except (ConnectionClosed, OSError):  # the server closed first (after the end event)
             pass
     return got
 

@@ -25,20 +25,23 @@ def world(app):
     client = app.test_client()
     wf = create_wf(client, member)
     run = client.post(f"/api/workflows/{member.team_id}/workflows/{wf['id']}/trigger", headers=member.h()).get_json()
-    return member, wf["id"], run["id"]
+    channel = client.post(f"/api/teams/{member.team_id}/notification-channels", headers=member.h(),
+                          json={"kind": "slack", "name": "ops", "target": "https://hooks.example.com/x"}).get_json()
+    return member, wf["id"], run["id"], channel["id"]
 
 
 def test_the_document_is_openapi_3_1(client):
     doc = client.get("/api/openapi.json").get_json()
     assert doc["openapi"] == "3.1.0"
-    assert len(doc["paths"]) == 10
+    assert len(doc["paths"]) == 14
+    assert "/api/teams/{teamId}/notification-channels/{channelId}/deliveries" in doc["paths"]
     assert client.get("/api/docs").status_code == 200
 
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_fuzz(case, world):
-    member, wf_id, run_id = world
+    member, wf_id, run_id, channel_id = world
     params = case.path_parameters or {}
     if "teamId" in params:
         params["teamId"] = member.team_id
@@ -48,4 +51,6 @@ def test_api_fuzz(case, world):
         params["workflowId"] = wf_id
     if "runId" in params and hash(str(case.query)) % 2 == 0:
         params["runId"] = run_id
+    if "channelId" in params and hash(str(case.body)) % 2 == 0:
+        params["channelId"] = channel_id
     case.call_and_validate(headers=member.h(), checks=CHECKS)

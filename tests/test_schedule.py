@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from conftest import create_wf, wait_for
+from conftest import create_wf, wait_for, wait_status
 
 from webapp.services import cron
 
@@ -139,6 +139,34 @@ def test_forbid_records_a_skipped_fire(app, client, alice):
     runs = client.get(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
     assert [r["status"] for r in runs] == ["cancelled", "queued"]
     assert "skipped" in runs[0]["error"]
+
+
+def test_replace_cancels_a_queued_run_with_the_reason_and_fires(app, client, alice):
+    wf = create_wf(client, alice, schedule="* * * * *", concurrencyPolicy="replace", timeoutSec=3600)
+    _set_next(app, wf["id"], at("2026-01-01T00:01:00"))
+    _fire(app, at("2026-01-01T00:01:00"))  # queued, nobody runs it: still in progress
+    _set_next(app, wf["id"], at("2026-01-01T00:02:00"))
+    _fire(app, at("2026-01-01T00:02:00"))
+    runs = client.get(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
+    assert [(r["status"], r["scheduledFor"]) for r in runs] == [
+        ("queued", "2026-01-01T00:02:00.000Z"), ("cancelled", "2026-01-01T00:01:00.000Z")]
+    assert "replaced by the fire of 2026-01-01T00:02:00Z" in runs[1]["error"]
+
+
+def test_replace_stops_a_running_container_and_says_why(app, client, alice, worker):
+    wf = create_wf(client, alice, concurrencyPolicy="replace", timeoutSec=120,
+                   command=["sh", "-c", "trap 'exit 143' TERM; echo up; sleep 60 & wait"])
+    base = f"/api/workflows/{alice.team_id}/workflows"
+    first = client.post(f"{base}/{wf['id']}/trigger", headers=alice.h()).get_json()
+    wait_for(lambda: client.get(f"{base}/runs/{first['id']}/logs", headers=alice.h()).get_json()["lines"], 30)
+    client.patch(f"{base}/{wf['id']}", json={"schedule": "0 0 1 1 *"}, headers=alice.h())
+    _set_next(app, wf["id"], datetime.utcnow().replace(microsecond=0))  # due now: the scheduler fires it
+    old = wait_status(client, alice, first["id"], timeout=30)
+    assert old["status"] == "cancelled" and "concurrencyPolicy replace" in old["error"]
+    runs = client.get(f"{base}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
+    assert runs[0]["trigger"] == "schedule" and runs[0]["status"] in ("queued", "running")
+    client.post(f"{base}/runs/{runs[0]['id']}/cancel", headers=alice.h())
+    assert wait_status(client, alice, runs[0]["id"], timeout=30)["status"] == "cancelled"
 
 
 def test_patch_and_delete_change_the_next_fire(client, alice):

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 from flask import current_app, jsonify, render_template_string, url_for
 from pydantic import BaseModel, Field
 
-from ..schemas import RegistryCredentialCreate, TriggerBody, WorkflowCreate, WorkflowUpdate
+from ..schemas import ChannelCreate, RegistryCredentialCreate, TriggerBody, WorkflowCreate, WorkflowUpdate
 from . import bp
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
@@ -94,6 +94,42 @@ class RegistryCredentialList(BaseModel):
     registryCredentials: list[RegistryCredential]
 
 
+Event = Literal["workflow.failed", "workflow.recovered"]
+
+
+class Channel(BaseModel):
+    id: int
+    teamId: int
+    kind: Literal["slack", "discord", "email", "webhook"]
+    name: str
+    target: str
+    events: list[Event]
+    createdAt: str
+    signingSecret: Optional[str] = Field(None, description="webhook channels, in the create answer only")
+
+
+class ChannelList(BaseModel):
+    channels: list[Channel]
+
+
+class Delivery(BaseModel):
+    id: int
+    eventId: Optional[int]
+    attempt: int
+    status: Literal["pending", "sent", "failed"]
+    responseCode: Optional[int]
+    error: Optional[str]
+    createdAt: str
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[Delivery]
+
+
+class Queued(BaseModel):
+    queued: bool
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -105,13 +141,15 @@ class Error(BaseModel):
 
 
 MODELS = [Workflow, Run, WorkflowList, RunList, LogLine, Logs, RegistryCredential, RegistryCredentialList,
-          ErrorBody, Error, WorkflowCreate, WorkflowUpdate, TriggerBody, RegistryCredentialCreate]
+          Channel, ChannelList, Delivery, DeliveryList, Queued, ErrorBody, Error, WorkflowCreate,
+          WorkflowUpdate, TriggerBody, RegistryCredentialCreate, ChannelCreate]
 
 TEAM = {"name": "teamId", "in": "path", "required": True, "schema": {"type": "integer"}}
 PROJECT = {"name": "projectId", "in": "path", "required": True, "schema": {"type": "integer"}}
 WORKFLOW = {"name": "workflowId", "in": "path", "required": True, "schema": {"type": "string"}}
 RUN = {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}}
 CRED = {"name": "credentialId", "in": "path", "required": True, "schema": {"type": "integer"}}
+CHANNEL = {"name": "channelId", "in": "path", "required": True, "schema": {"type": "integer"}}
 
 
 def _ref(name: str) -> dict:
@@ -194,6 +232,20 @@ def document() -> dict:
         },
         "/api/projects/{teamId}/{projectId}/registry-credentials/{credentialId}": {
             "delete": _op("Delete a registry credential", [TEAM, PROJECT, CRED], ("204", None), read),
+        },
+        "/api/teams/{teamId}/notification-channels": {
+            "get": _op("List the team's notification channels", [TEAM], ("200", "ChannelList"), read),
+            "post": _op("Add a notification channel", [TEAM], ("201", "Channel"), write, "ChannelCreate"),
+        },
+        "/api/teams/{teamId}/notification-channels/{channelId}": {
+            "delete": _op("Delete a notification channel", [TEAM, CHANNEL], ("204", None), read),
+        },
+        "/api/teams/{teamId}/notification-channels/{channelId}/test": {
+            "post": _op("Send a test notification", [TEAM, CHANNEL], ("202", "Queued"), read),
+        },
+        "/api/teams/{teamId}/notification-channels/{channelId}/deliveries": {
+            "get": _op("The channel's delivery attempts, newest first", [TEAM, CHANNEL], ("200", "DeliveryList"),
+                       read),
         },
     }
     return {

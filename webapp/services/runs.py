@@ -19,6 +19,9 @@ from .workflows import get_workflow
 MAX_PAGE = 100
 
 
+CANCEL_PLAIN = "1"  # the cancel signal's value when the cancel has no reason to record
+
+
 def cancel_key(public_id: str) -> str:
     return f"run:{public_id}:cancel"
 
@@ -99,21 +102,22 @@ def cancel_run(principal: Principal, team_id: int, public_id: str) -> Run:
     return request_cancel(run)
 
 
-def request_cancel(run: Run) -> Run:
-    """Queued: cancelled now, before any container exists. Running: the owning worker stops it."""
+def request_cancel(run: Run, reason: str | None = None) -> Run:
+    """Queued: cancelled now, before any container exists. Running: the owning worker stops it.
+    `reason` becomes the run's `error` (a user's cancel has none)."""
     if run.terminal:
         raise Conflict(f"the run is already {run.status}")
     now = utcnow()
     done = db.session.execute(
         update(Run).where(Run.id == run.id, Run.status == "queued")
-        .values(status="cancelled", finished_at=now, cancel_requested_at=now)
+        .values(status="cancelled", finished_at=now, cancel_requested_at=now, error=reason)
     ).rowcount
     db.session.commit()
     if not done:
         db.session.execute(update(Run).where(Run.id == run.id, Run.cancel_requested_at.is_(None))
                            .values(cancel_requested_at=now))
         db.session.commit()
-        get_redis().set(cancel_key(run.public_id), "1", ex=7 * 86400)
+        get_redis().set(cancel_key(run.public_id), reason or CANCEL_PLAIN, ex=7 * 86400)
     else:
         from jobs.livelog import publish_end
         publish_end(run.public_id, "cancelled")
