@@ -130,24 +130,24 @@ def test_the_unique_key_stops_a_duplicate_fire(app, client, alice):
         db.session.rollback()
 
 
+def _second_fire_over_a_queued_one(app, client, member, policy: str) -> list[dict]:
+    """Fire 00:01 (queued; no worker runs it, so it stays in progress), then 00:02: the runs."""
+    wf = create_wf(client, member, schedule="* * * * *", concurrencyPolicy=policy, timeoutSec=3600)
+    for instant in ("2026-01-01T00:01:00", "2026-01-01T00:02:00"):
+        _set_next(app, wf["id"], at(instant))
+        _fire(app, at(instant))
+    return client.get(f"/api/workflows/{member.team_id}/workflows/{wf['id']}/runs",
+                      headers=member.h()).get_json()["runs"]
+
+
 def test_forbid_records_a_skipped_fire(app, client, alice):
-    wf = create_wf(client, alice, schedule="* * * * *", concurrencyPolicy="forbid", timeoutSec=3600)
-    _set_next(app, wf["id"], at("2026-01-01T00:01:00"))
-    _fire(app, at("2026-01-01T00:01:00"))  # queued, nobody runs it: still in progress
-    _set_next(app, wf["id"], at("2026-01-01T00:02:00"))
-    _fire(app, at("2026-01-01T00:02:00"))
-    runs = client.get(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
+    runs = _second_fire_over_a_queued_one(app, client, alice, "forbid")
     assert [r["status"] for r in runs] == ["cancelled", "queued"]
     assert "skipped" in runs[0]["error"]
 
 
 def test_replace_cancels_a_queued_run_with_the_reason_and_fires(app, client, alice):
-    wf = create_wf(client, alice, schedule="* * * * *", concurrencyPolicy="replace", timeoutSec=3600)
-    _set_next(app, wf["id"], at("2026-01-01T00:01:00"))
-    _fire(app, at("2026-01-01T00:01:00"))  # queued, nobody runs it: still in progress
-    _set_next(app, wf["id"], at("2026-01-01T00:02:00"))
-    _fire(app, at("2026-01-01T00:02:00"))
-    runs = client.get(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
+    runs = _second_fire_over_a_queued_one(app, client, alice, "replace")
     assert [(r["status"], r["scheduledFor"]) for r in runs] == [
         ("queued", "2026-01-01T00:02:00.000Z"), ("cancelled", "2026-01-01T00:01:00.000Z")]
     assert "replaced by the fire of 2026-01-01T00:02:00Z" in runs[1]["error"]
