@@ -6,7 +6,9 @@ import logging
 import time
 from datetime import timedelta
 
-from docker.errors import NotFound
+import redis
+import requests
+from docker.errors import DockerException, NotFound
 from flask import current_app
 from sqlalchemy import update
 
@@ -27,10 +29,30 @@ NO_WORKER = "no worker picked up the run within its timeout"
 
 
 def sweep() -> dict:
-    counts = {"handed": hand_over_due(), "stale": fail_stale_queued(), "recovered": recover_lost()}
-    counts["requeued"] = requeue_lost_queue_entries()
-    counts["reaped"] = reap_containers()
+    """Each step on its own: the engine being down must not stop the steps that do not need it."""
+    steps = {"handed": hand_over_due, "stale": fail_stale_queued, "recovered": recover_lost,
+             "requeued": requeue_lost_queue_entries, "reaped": reap_containers}
+    counts: dict = {}
+    for name, step in steps.items():
+        try:
+            counts[name] = step()
+        except (DockerException, requests.exceptions.ConnectionError, redis.exceptions.RedisError) as e:
+            db.session.rollback()
+            counts[name] = None
+            _warn_once(name, f"sweep step {name} skipped: {type(e).__name__}: {str(e)[:160]}")
+        else:
+            _warned.discard(name)
     return counts
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(step: str, message: str) -> None:
+    """One line when a service goes away, not a trace every sweep while it stays away."""
+    if step not in _warned:
+        _warned.add(step)
+        log.warning(message)
 
 
 def hand_over_due() -> int:

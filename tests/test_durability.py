@@ -76,6 +76,19 @@ def test_queued_runs_nobody_picks_up_fail_after_their_timeout(client, alice, pro
     assert done["startedAt"] is None
 
 
+def test_the_sweep_goes_on_while_the_engine_is_down(client, alice, tmp_path):
+    from jobs.sweeper import NO_WORKER, sweep
+    from webapp import create_app
+    run = fire(client, alice, timeoutSec=1)  # no worker: stale after a second
+    time.sleep(1.2)
+    engine_down = create_app({"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    with engine_down.app_context():
+        counts = sweep()
+    assert counts["stale"] == 1 and counts["reaped"] is None  # the engine's step is skipped, not fatal
+    done = client.get(f"{base(alice)}/runs/{run['id']}", headers=alice.h()).get_json()
+    assert (done["status"], done["error"]) == ("failed", NO_WORKER)
+
+
 def test_a_run_queued_while_redis_was_away_is_handed_over_later(app, client, alice, procs):
     from webapp.extensions import db
     from webapp.models import Run
