@@ -47,8 +47,8 @@ class Stack:
         self.team, self.project = info["teamId"], info["projectId"]
         self.key = self.flask("keys", "create", "--team", str(self.team), "--scope", "full").strip().splitlines()[-1]
         commands = {
-            "web": [".venv/bin/gunicorn", "--bind", f"127.0.0.1:{self.port}", "--worker-class", "gthread",
-                    "--workers", "2", "--threads", "16", "wsgi:app"],
+            "web": [".venv/bin/gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
+                    "--threads", "16", "wsgi:app"],
             "worker": [".venv/bin/flask", "--app", "wsgi", "worker"],
             "scheduler": [".venv/bin/flask", "--app", "wsgi", "scheduler"],
         }

@@ -74,6 +74,16 @@ def _configure_logging() -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
+def _die_with_parent() -> None:
+    """A slot is killed when its supervisor dies (even by SIGKILL), instead of living on unsupervised
+    and out of Ctrl-C's reach. Its run's container survives; the sweeper re-attaches it."""
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux/glibc: slots then outlive a killed supervisor
+        pass
+
+
 class Supervisor:
     """Keeps one child process per slot alive; stops them all on SIGTERM or SIGINT."""
 
@@ -86,7 +96,7 @@ class Supervisor:
         args = [sys.executable, "-m", "flask", "--app", "wsgi", "worker-slot"]
         for q in self.slot_queues[index]:
             args += ["--queue", q]
-        self.children[index] = subprocess.Popen(args)
+        self.children[index] = subprocess.Popen(args, preexec_fn=_die_with_parent)
 
     def _stop(self, *_):
         self.stopping = True

@@ -76,6 +76,28 @@ def test_queued_runs_nobody_picks_up_fail_after_their_timeout(client, alice, pro
     assert done["startedAt"] is None
 
 
+def test_worker_slots_die_with_their_supervisor(procs):
+    import os
+    import signal
+    import subprocess
+    supervisor = procs.start("worker", "--slots", "2")
+
+    def slots():
+        out = subprocess.run(["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+    children = wait_for(lambda: len(slots()) == 3 and slots(), 20)  # two run slots and the notify slot
+    os.kill(supervisor.pid, signal.SIGKILL)  # the supervisor alone, not its process group
+    supervisor.wait(10)
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return not open(f"/proc/{pid}/stat").read().split(") ")[1].startswith("Z")
+    wait_for(lambda: not any(alive(pid) for pid in children), 5)
+
+
 def test_the_sweep_goes_on_while_the_engine_is_down(client, alice, tmp_path):
     from jobs.sweeper import NO_WORKER, sweep
     from webapp import create_app
