@@ -182,13 +182,8 @@ def test_test_keys_may_not_touch_production(app, client, alice):
     assert client.patch(url_one(alice, wf["id"]), json={"name": "x"}, headers=alice.h("test")).status_code == 403
     assert client.delete(url_one(alice, wf["id"]), headers=alice.h("test")).status_code == 403
     # outside Production they may act
-    with app.app_context():
-        from webapp.extensions import db
-        from webapp.models import Environment
-        staging = Environment(project_id=alice.project_id, name="Staging")
-        db.session.add(staging)
-        db.session.commit()
-        staging_id = staging.id
+    staging_id = client.post(f"/api/projects/{alice.team_id}/{alice.project_id}/environments",
+                             json={"name": "Staging"}, headers=alice.h()).get_json()["id"]
     r = post(client, alice, wf_body(alice, environmentId=staging_id), key="test")
     assert r.status_code == 201
     staged = r.get_json()["id"]

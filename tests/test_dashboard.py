@@ -210,6 +210,33 @@ def test_notification_channel_form(page, server, alice):
     shot(page, "notifications")
 
 
+def test_add_an_environment_and_create_a_workflow_in_it(page, server, alice):
+    login(page, server, alice)
+    page.get_by_role("navigation", name="Sections").get_by_role("link", name="Project").click()
+    expect(page.get_by_role("cell", name=re.compile("Production"))).to_be_visible()
+    page.get_by_label("New environment").fill("Production")
+    page.get_by_role("button", name="Add environment").click()
+    expect(page.locator("form .error")).to_contain_text("already taken")
+    page.get_by_label("New environment").fill("Staging")
+    page.get_by_role("button", name="Add environment").click()
+    expect(page.get_by_role("cell", name="Staging")).to_be_visible()
+    shot(page, "project")
+    page.goto(f"{server}/teams/{alice.team_id}/projects/{alice.project_id}/workflows/new")
+    page.locator("[name=environmentId]").select_option(label="Staging")
+    page.locator("[name=name]").fill("staged")
+    page.locator("[name=image]").fill(TEST_IMAGE)
+    page.get_by_role("button", name="Create workflow").click()
+    expect(page.locator("dl")).to_contain_text("Staging")
+    page.get_by_role("navigation", name="Sections").get_by_role("link", name="Workflows").click()
+    expect(page.get_by_role("row", name=re.compile("staged"))).to_contain_text("Staging")
+    page.get_by_role("navigation", name="Sections").get_by_role("link", name="Project").click()
+    page.get_by_label("Project name").fill("nightly")
+    page.get_by_role("button", name="Create project").click()
+    expect(page.locator("h1")).to_contain_text("team-a / nightly")
+    expect(page.get_by_role("heading", name="No workflows yet")).to_be_visible()
+    expect(page.get_by_label("Team and project")).to_contain_text("team-a / nightly")
+
+
 def test_another_team_gets_404_on_every_page(app, page, server, alice, charlie, client):
     from conftest import create_wf
     wf = create_wf(client, alice)
@@ -219,7 +246,7 @@ def test_another_team_gets_404_on_every_page(app, page, server, alice, charlie, 
     for path in (f"/teams/{t}/projects/{p}/workflows", f"/teams/{t}/projects/{p}/workflows/new",
                  f"/teams/{t}/workflows/{wf['id']}", f"/teams/{t}/workflows/{wf['id']}/edit",
                  f"/runs/{run['id']}", f"/runs/{run['id']}/log.txt", f"/teams/{t}/projects/{p}/registry-credentials",
-                 f"/teams/{t}/notifications", f"/teams/{t}/api-keys"):
+                 f"/teams/{t}/notifications", f"/teams/{t}/api-keys", f"/teams/{t}/projects/{p}/settings"):
         response = page.goto(server + path)
         assert response.status == 404, path
     assert "alice" not in page.content()

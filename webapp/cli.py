@@ -41,6 +41,39 @@ def register(app: Flask) -> None:
                        "then an API key with:\n"
                        "  .venv/bin/flask --app wsgi keys create --team 1 --scope full")
 
+    @app.cli.group("projects")
+    def projects():
+        """Manage projects."""
+
+    @projects.command("create")
+    @click.argument("name")
+    @click.option("--team", "team_id", type=int, required=True)
+    def create_project(name: str, team_id: int):
+        """Create a project (with its Production environment); prints {"projectId", "environmentId"}."""
+        from .services import projects as service
+        project = _as_operator(lambda: service.create_project(_operator(team_id), team_id, _name(name)))
+        click.echo(json.dumps({"projectId": project.id, "environmentId": project.production.id}))
+
+    @app.cli.group("environments")
+    def environments():
+        """Manage environments of a project."""
+
+    @environments.command("create")
+    @click.argument("name")
+    @click.option("--project", "project_id", type=int, required=True)
+    def create_environment(name: str, project_id: int):
+        """Create an environment (say Staging, where hs_test_ keys may act); prints {"environmentId"}."""
+        from .extensions import db
+        from .models import Project
+        from .services import projects as service
+        project = db.session.get(Project, project_id)
+        if project is None:
+            click.echo(f"error: no project {project_id}", err=True)
+            sys.exit(1)
+        env = _as_operator(lambda: service.create_environment(_operator(project.team_id), project.team_id,
+                                                               project_id, _name(name)))
+        click.echo(json.dumps({"environmentId": env.id}))
+
     @app.cli.group("keys")
     def keys():
         """Manage API keys."""
@@ -61,3 +94,26 @@ def register(app: Flask) -> None:
         click.echo(f"# {scope} {mode} key for team {team_id} (id {key.id}); store it now, it is not shown again",
                    err=True)
         click.echo(raw)
+
+
+def _operator(team_id: int):
+    """Whoever runs the CLI acts with a full key's rights on the team they name."""
+    from .services.access import Principal
+    return Principal(team_ids=frozenset({team_id}))
+
+
+def _name(name: str) -> str:
+    from .schemas import ProjectCreate, SchemaError, parse
+    try:
+        return parse(ProjectCreate, {"name": name}).name
+    except SchemaError as e:
+        click.echo(f"error: name {e.fields.get('name', 'is not valid')}", err=True)
+        sys.exit(1)
+
+
+def _as_operator(action):
+    try:
+        return action()
+    except ServiceError as e:
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(1)

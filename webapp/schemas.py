@@ -179,6 +179,16 @@ class ChannelCreate(_Strict):
         default_factory=lambda: ["workflow.failed"])
 
 
+class ProjectCreate(_Strict):
+    name: Name
+    _v_name = field_validator("name")(_check_name)
+
+
+class EnvironmentCreate(_Strict):
+    name: Name
+    _v_name = field_validator("name")(_check_name)
+
+
 class SchemaError(Exception):
     """A request that breaks the schema: `fields` maps each bad field to a sentence."""
 

@@ -7,7 +7,8 @@ from typing import Literal, Optional
 from flask import current_app, jsonify, render_template_string, url_for
 from pydantic import BaseModel, Field
 
-from ..schemas import ChannelCreate, RegistryCredentialCreate, TriggerBody, WorkflowCreate, WorkflowUpdate
+from ..schemas import (ChannelCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, TriggerBody,
+                       WorkflowCreate, WorkflowUpdate)
 from . import bp
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
@@ -94,6 +95,30 @@ class RegistryCredentialList(BaseModel):
     registryCredentials: list[RegistryCredential]
 
 
+class Environment(BaseModel):
+    id: int
+    projectId: int
+    name: str
+    production: bool
+    createdAt: str
+
+
+class EnvironmentList(BaseModel):
+    environments: list[Environment]
+
+
+class Project(BaseModel):
+    id: int
+    teamId: int
+    name: str
+    environments: list[Environment]
+    createdAt: str
+
+
+class ProjectList(BaseModel):
+    projects: list[Project]
+
+
 Event = Literal["workflow.failed", "workflow.recovered"]
 
 
@@ -141,8 +166,9 @@ class Error(BaseModel):
 
 
 MODELS = [Workflow, Run, WorkflowList, RunList, LogLine, Logs, RegistryCredential, RegistryCredentialList,
-          Channel, ChannelList, Delivery, DeliveryList, Queued, ErrorBody, Error, WorkflowCreate,
-          WorkflowUpdate, TriggerBody, RegistryCredentialCreate, ChannelCreate]
+          Channel, ChannelList, Delivery, DeliveryList, Queued, Environment, EnvironmentList, Project,
+          ProjectList, ErrorBody, Error, WorkflowCreate, WorkflowUpdate, TriggerBody, RegistryCredentialCreate,
+          ChannelCreate, ProjectCreate, EnvironmentCreate]
 
 TEAM = {"name": "teamId", "in": "path", "required": True, "schema": {"type": "integer"}}
 PROJECT = {"name": "projectId", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -232,6 +258,16 @@ def document() -> dict:
         },
         "/api/projects/{teamId}/{projectId}/registry-credentials/{credentialId}": {
             "delete": _op("Delete a registry credential", [TEAM, PROJECT, CRED], ("204", None), read),
+        },
+        "/api/teams/{teamId}/projects": {
+            "get": _op("List the team's projects with their environments", [TEAM], ("200", "ProjectList"), read),
+            "post": _op("Create a project (with its Production environment)", [TEAM], ("201", "Project"),
+                        write + (409,), "ProjectCreate"),
+        },
+        "/api/projects/{teamId}/{projectId}/environments": {
+            "get": _op("List the project's environments", [TEAM, PROJECT], ("200", "EnvironmentList"), read),
+            "post": _op("Create an environment (hs_test_ keys may act on its workflows)", [TEAM, PROJECT],
+                        ("201", "Environment"), write + (409,), "EnvironmentCreate"),
         },
         "/api/teams/{teamId}/notification-channels": {
             "get": _op("List the team's notification channels", [TEAM], ("200", "ChannelList"), read),

@@ -1,4 +1,5 @@
-"""Settings pages: registry credentials (per project), notification channels and API keys (per team)."""
+"""Settings pages: environments and registry credentials (per project), new projects, notification
+channels and API keys (per team)."""
 from __future__ import annotations
 
 from flask import flash, g, redirect, render_template, request, session, url_for
@@ -6,14 +7,41 @@ from flask_login import login_required
 
 from ..extensions import db
 from ..models import Team
-from ..schemas import ChannelCreate, RegistryCredentialCreate, SchemaError, parse
+from ..schemas import ChannelCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, SchemaError, parse
 from ..services import channels as channel_service
 from ..services import keys as key_service
+from ..services import projects as project_service
 from ..services import registry as registry_service
 from ..services.access import require_team, require_write
 from ..services.errors import ServiceError
 from . import bp
 from .pages import load_project, principal
+
+
+@bp.route("/teams/<int:team_id>/projects/<int:project_id>/settings", methods=["GET", "POST"])
+@login_required
+def project_settings(team_id: int, project_id: int):
+    """The project's environments, with a form for another; and a form for a new project."""
+    project = load_project(team_id, project_id)
+    errors, values = {}, {}
+    if request.method == "POST":
+        form = request.form.get("form", "environment")
+        values = {f"{form}_name": request.form.get("name", "")}
+        try:
+            if form == "project":
+                body = parse(ProjectCreate, {"name": request.form.get("name", "")})
+                created = project_service.create_project(principal(), team_id, body.name)
+                flash(f"Created the project {created.name}, with its Production environment.")
+                return redirect(url_for("dashboard.workflows", team_id=team_id, project_id=created.id))
+            body = parse(EnvironmentCreate, {"name": request.form.get("name", "")})
+            env = project_service.create_environment(principal(), team_id, project.id, body.name)
+            flash(f"Added the environment {env.name}.")
+            return redirect(request.path)
+        except (SchemaError, ServiceError) as e:
+            message = (e.fields or {}).get("name") or e.message
+            errors = {f"{form}_name": message}
+    return render_template("dashboard/project.html", project=project, errors=errors, values=values), \
+        400 if errors else 200
 
 
 @bp.route("/teams/<int:team_id>/projects/<int:project_id>/registry-credentials", methods=["GET", "POST"])
