@@ -16,3 +16,8 @@ workers = _count("WEB_WORKERS", 2)
 threads = _count("WEB_THREADS", 32)
 graceful_timeout = 5
 accesslog = "-"
+
+
+def post_worker_init(worker):
+    from webapp import settle_heap
+    settle_heap()

@@ -11,6 +11,8 @@ import time
 import click
 from flask import Flask, current_app
 
+from webapp import settle_heap
+
 log = logging.getLogger("workflows")
 
 SCHEDULER_TICK_SEC = 0.2
@@ -38,6 +40,7 @@ def register(app: Flask) -> None:
         _configure_logging()
         redis = get_redis()
         worker = SimpleWorker([queue(q) for q in queues], connection=redis)
+        settle_heap()
         with current_app.app_context():
             worker.work(logging_level="WARNING", with_scheduler=False)
 
@@ -52,6 +55,7 @@ def register(app: Flask) -> None:
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
         repair_next_run_at()
+        settle_heap()
         last_sweep = 0.0
         log.info("scheduler started")
         while not stopping:
