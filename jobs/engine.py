@@ -88,6 +88,17 @@ def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None
     )
 
 
+def start_problem(e: APIError) -> str:
+    """What the runtime said when a container would not start, without the HTTP wrapping:
+    'exec: "nosuch": executable file not found in $PATH'."""
+    text = str(e.explanation or e)
+    for marker in ("unable to start container process: ", "OCI runtime create failed: "):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+            break
+    return _sentence(text.removesuffix(": unknown"))
+
+
 def _sentence(text) -> str:
     text = str(text or "unknown error").strip().replace("\n", " ")
     return text[:500]

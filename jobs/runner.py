@@ -132,14 +132,19 @@ class Execution:
                 return self._finish("cancelled", error=self._cancel_reason())
             self._create()
             reader = self._attach(logs=True, skip=None)
-            self.api.start(self.container_id)
+            try:
+                self.api.start(self.container_id)
+            except APIError as e:
+                raise engine.RunFailure(f"could not start the container: {engine.start_problem(e)}") from None
             lifecycle.mark_started(self.run, self.container_id)
             deadline = time.monotonic() + self.run.timeout_sec
             self._supervise(reader, deadline)
         except engine.RunFailure as e:
             self._finish("failed", error=str(e))
-        except (requests.exceptions.ConnectionError, DockerException) as e:
-            self._finish("failed", error=f"the Docker engine failed: {str(e)[:300]}")
+        except requests.exceptions.ConnectionError:
+            self._finish("failed", error="the Docker engine stopped answering during the run")
+        except DockerException as e:
+            self._finish("failed", error=f"the Docker engine failed: {getattr(e, 'explanation', None) or str(e)[:300]}")
         except Exception as e:
             log.exception("run %s crashed", self.run.public_id)
             self._finish("failed", error=f"internal error while running: {type(e).__name__}")
@@ -255,7 +260,20 @@ class Execution:
         self.sink.close()
         if outcome is None:
             outcome = "succeeded" if code == 0 else "failed"
+            if code != 0:
+                error = self._oom_error()
         self._finish(outcome, exit_code=code, error=error, closed=True)
+
+    def _oom_error(self) -> str | None:
+        """The exit code of an out-of-memory kill (137) does not say why; the engine does."""
+        try:
+            killed = self.api.inspect_container(self.container_id)["State"].get("OOMKilled")
+        except (APIError, requests.exceptions.RequestException):
+            return None
+        if not killed:
+            return None
+        limit = f" (its limit is {self.run.memory_mb} MB)" if self.run.memory_mb else ""
+        return f"the container ran out of memory{limit} and was killed"
 
     def _drain(self, reader: threading.Thread) -> None:
         """Let the reader finish what the container wrote, flushing so that it never waits on us.

@@ -77,8 +77,16 @@ def test_a_missing_image_fails_with_a_sentence(client, alice):
 def test_a_bad_command_fails_with_a_sentence(client, alice):
     _, run = fire(client, alice, command=["/no/such/binary"])
     done = wait_status(client, alice, run["id"])
-    assert done["status"] == "failed"
-    assert done["error"] or done["exitCode"] not in (None, 0)
+    assert (done["status"], done["exitCode"]) == ("failed", None)
+    assert done["error"].startswith('could not start the container: exec: "/no/such/binary"'), done["error"]
+    assert "http" not in done["error"]
+
+
+def test_an_out_of_memory_kill_says_so(client, alice):
+    _, run = fire(client, alice, command=["sh", "-c", "x=$(yes | head -c 200000000); echo survived"], memoryMb=16)
+    done = wait_status(client, alice, run["id"])
+    assert (done["status"], done["exitCode"]) == ("failed", 137)
+    assert done["error"] == "the container ran out of memory (its limit is 16 MB) and was killed"
 
 
 def test_timeout_kills_the_container(client, alice):

@@ -44,6 +44,15 @@ def test_users_create_rejects_a_duplicate_email(app, alice):
     assert "already registered" in result.stderr or "exists" in result.stderr
 
 
+def test_users_create_takes_any_password_and_warns_when_it_is_short(app):
+    runner = app.test_cli_runner()
+    short = runner.invoke(args=["users", "create", "e@example.test", "--password", "pw-ee", "--team", "e"])
+    assert short.exit_code == 0 and "warning" in short.stderr
+    assert list(json.loads(short.stdout)) == ["userId", "teamId", "projectId", "environmentId"]
+    empty = runner.invoke(args=["users", "create", "f@example.test", "--password", "", "--team", "f"])
+    assert empty.exit_code == 1 and "password" in empty.stderr
+
+
 def test_keys_create_prints_the_key_alone_on_the_last_line(app, alice):
     runner = app.test_cli_runner()
     for scope, mode in (("full", "live"), ("read", "live"), ("full", "test")):

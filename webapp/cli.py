@@ -21,7 +21,10 @@ def register(app: Flask) -> None:
     @click.option("--team", "team_name", required=True, help="team name; created with a project 'default' if new")
     def create_user(email: str, password: str, team_name: str):
         """Create a user; prints {"userId", "teamId", "projectId", "environmentId"}."""
+        from .services.teams import WEAK_PASSWORD_LENGTH
         from .services.teams import create_user as create
+        if 0 < len(password) < WEAK_PASSWORD_LENGTH:
+            click.echo(f"warning: a password under {WEAK_PASSWORD_LENGTH} characters is easy to guess", err=True)
         try:
             user, team, project = create(email, password, team_name)
         except ServiceError as e:
