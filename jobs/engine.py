@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 
 import docker
+import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from flask import current_app
 
@@ -86,6 +87,16 @@ def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None
         nano_cpus=int(cpus * 1e9) if cpus else None,
         init=False,
     )
+
+
+def unreachable(e: BaseException) -> bool:
+    """True when the engine could not be reached at all (docker-py wraps that in DockerException)."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, requests.exceptions.ConnectionError):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
 
 
 def start_problem(e: APIError) -> str:

@@ -25,6 +25,7 @@ from .logsink import LogSink
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SEC = 10
+ENGINE_DOWN = "the Docker engine is not answering"
 POLL_SEC = 0.1
 
 
@@ -141,10 +142,11 @@ class Execution:
             self._supervise(reader, deadline)
         except engine.RunFailure as e:
             self._finish("failed", error=str(e))
-        except requests.exceptions.ConnectionError:
-            self._finish("failed", error="the Docker engine stopped answering during the run")
-        except DockerException as e:
-            self._finish("failed", error=f"the Docker engine failed: {getattr(e, 'explanation', None) or str(e)[:300]}")
+        except (requests.exceptions.ConnectionError, DockerException) as e:
+            if engine.unreachable(e):
+                self._finish("failed", error=ENGINE_DOWN)
+            else:
+                self._finish("failed", error=f"the Docker engine failed: {getattr(e, 'explanation', None) or str(e)[:300]}")
         except Exception as e:
             log.exception("run %s crashed", self.run.public_id)
             self._finish("failed", error=f"internal error while running: {type(e).__name__}")
