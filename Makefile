@@ -29,7 +29,7 @@ test-postgres: setup-test
 	@bash scripts/test.sh postgres
 
 bench: setup-test
-	@$(VENV)/bin/python bench/dispatch.py
+	@for b in dispatch logs live schedule pages; do echo "== bench/$$b.py"; $(VENV)/bin/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf var/*.sqlite* .pytest_cache
