@@ -1,4 +1,4 @@
-"""`flask users create` and `flask keys create`: scripting-friendly output (spec section 8)."""
+"""`flask users|projects|environments|keys create`: scripting-friendly output (spec section 8)."""
 from __future__ import annotations
 
 import json
@@ -25,11 +25,7 @@ def register(app: Flask) -> None:
         from .services.teams import create_user as create
         if 0 < len(password) < WEAK_PASSWORD_LENGTH:
             click.echo(f"warning: a password under {WEAK_PASSWORD_LENGTH} characters is easy to guess", err=True)
-        try:
-            user, team, project = create(email, password, team_name)
-        except ServiceError as e:
-            click.echo(f"error: {e.message}", err=True)
-            sys.exit(1)
+        user, team, project = _or_exit(lambda: create(email, password, team_name))
         click.echo(json.dumps({"userId": user.id, "teamId": team.id, "projectId": project.id,
                                "environmentId": project.production.id}))
 
@@ -54,7 +50,7 @@ def register(app: Flask) -> None:
     def create_project(name: str, team_id: int):
         """Create a project (with its Production environment); prints {"projectId", "environmentId"}."""
         from .services import projects as service
-        project = _as_operator(lambda: service.create_project(_operator(team_id), team_id, _name(name)))
+        project = _or_exit(lambda: service.create_project(_operator(team_id), team_id, _name(name)))
         click.echo(json.dumps({"projectId": project.id, "environmentId": project.production.id}))
 
     @app.cli.group("environments")
@@ -71,10 +67,9 @@ def register(app: Flask) -> None:
         from .services import projects as service
         project = db.session.get(Project, project_id)
         if project is None:
-            click.echo(f"error: no project {project_id}", err=True)
-            sys.exit(1)
-        env = _as_operator(lambda: service.create_environment(_operator(project.team_id), project.team_id,
-                                                               project_id, _name(name)))
+            _fail(f"no project {project_id}")
+        env = _or_exit(lambda: service.create_environment(_operator(project.team_id), project.team_id,
+                                                          project_id, _name(name)))
         click.echo(json.dumps({"environmentId": env.id}))
 
     @app.cli.group("keys")
@@ -89,11 +84,7 @@ def register(app: Flask) -> None:
     def create_key(team_id: int, scope: str, mode: str, name: str):
         """Create an API key; the key is printed alone on the last line, and never again."""
         from .services.keys import create_key as create
-        try:
-            key, raw = create(team_id, scope, mode, name)
-        except ServiceError as e:
-            click.echo(f"error: {e.message}", err=True)
-            sys.exit(1)
+        key, raw = _or_exit(lambda: create(team_id, scope, mode, name))
         click.echo(f"# {scope} {mode} key for team {team_id} (id {key.id}); store it now, it is not shown again",
                    err=True)
         click.echo(raw)
@@ -110,13 +101,17 @@ def _name(name: str) -> str:
     try:
         return parse(ProjectCreate, {"name": name}).name
     except SchemaError as e:
-        click.echo(f"error: name {e.fields.get('name', 'is not valid')}", err=True)
-        sys.exit(1)
+        _fail(f"name {e.fields.get('name', 'is not valid')}")
 
 
-def _as_operator(action):
+def _or_exit(action):
+    """The service's answer, or its refusal on stderr and exit status 1."""
     try:
         return action()
     except ServiceError as e:
-        click.echo(f"error: {e.message}", err=True)
-        sys.exit(1)
+        _fail(e.message)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)

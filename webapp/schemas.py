@@ -184,9 +184,8 @@ class ProjectCreate(_Strict):
     _v_name = field_validator("name")(_check_name)
 
 
-class EnvironmentCreate(_Strict):
-    name: Name
-    _v_name = field_validator("name")(_check_name)
+class EnvironmentCreate(ProjectCreate):  # a project's rule, under its own name in the API document
+    """An environment's name: 1 to 100 characters, unique in its project."""
 
 
 class SchemaError(Exception):

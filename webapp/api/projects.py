@@ -6,6 +6,8 @@ from flask import g, jsonify
 from ..models.base import isoformat
 from ..schemas import EnvironmentCreate, ProjectCreate, parse
 from ..services import projects as service
+from ..services.access import require_team
+from ..services.workflows import get_project
 from . import bp
 from .body import json_body
 
@@ -28,7 +30,7 @@ def list_projects(team_id: int):
 
 @bp.post("/teams/<int:team_id>/projects")
 def create_project(team_id: int):
-    service.list_projects(g.principal, team_id)  # another team's path is a 404 before any body check
+    require_team(g.principal, team_id)  # another team's path is a 404 before any body check
     body = parse(ProjectCreate, json_body())
     return jsonify(project_json(service.create_project(g.principal, team_id, body.name))), 201
 
@@ -41,6 +43,6 @@ def list_environments(team_id: int, project_id: int):
 
 @bp.post("/projects/<int:team_id>/<int:project_id>/environments")
 def create_environment(team_id: int, project_id: int):
-    service.list_environments(g.principal, team_id, project_id)
+    get_project(g.principal, team_id, project_id)
     body = parse(EnvironmentCreate, json_body())
     return jsonify(environment_json(service.create_environment(g.principal, team_id, project_id, body.name))), 201

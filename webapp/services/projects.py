@@ -19,8 +19,9 @@ def list_projects(principal: Principal, team_id: int) -> list[Project]:
 def create_project(principal: Principal, team_id: int, name: str) -> Project:
     require_team(principal, team_id)
     require_write(principal)
-    project = new_project(db.session.get(Team, team_id), name.strip())
-    _commit_unique(f"the team already has a project named {name.strip()!r}")
+    name = name.strip()
+    project = new_project(db.session.get(Team, team_id), name)
+    _commit_unique(f"the team already has a project named {name!r}")
     return project
 
 
@@ -31,9 +32,10 @@ def list_environments(principal: Principal, team_id: int, project_id: int) -> li
 def create_environment(principal: Principal, team_id: int, project_id: int, name: str) -> Environment:
     project = get_project(principal, team_id, project_id)
     require_write(principal)
-    environment = Environment(project=project, name=name.strip())
+    name = name.strip()
+    environment = Environment(project=project, name=name)
     db.session.add(environment)
-    _commit_unique(f"the project already has an environment named {name.strip()!r}")
+    _commit_unique(f"the project already has an environment named {name!r}")
     return environment
 
 
