@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import click
@@ -23,23 +24,23 @@ def register(app: Flask) -> None:
     @app.cli.command("worker")
     @click.option("--slots", type=int, default=None, help="concurrent runs (default WORKER_SLOTS)")
     def worker(slots: int | None):
-        """Run WORKER_SLOTS run slots plus one notification slot; restart any that dies."""
+        """Run WORKER_SLOTS run slots plus NOTIFY_SLOTS notification slots; restart any that dies."""
         slots = slots or current_app.config["WORKER_SLOTS"]
         _configure_logging()
-        Supervisor([["runs"]] * slots + [["notify"]]).run()
+        Supervisor([["runs"]] * slots + [["notify"]] * current_app.config["NOTIFY_SLOTS"]).run()
 
     @app.cli.command("worker-slot")
     @click.option("--queue", "queues", multiple=True, default=["runs"])
     def worker_slot(queues: tuple[str, ...]):
         """One RQ worker slot (what `flask worker` starts N of)."""
-        from rq import SimpleWorker
+        from rq import Queue, SimpleWorker
 
         from webapp.connections import get_redis
-
-        from .queues import queue
         _configure_logging()
-        redis = get_redis()
-        worker = SimpleWorker([queue(q) for q in queues], connection=redis)
+        # RQ raises the socket timeout of the client it is given to cover its blocking pop: give
+        # it a client of its own, so the short timeout of the lease's client stays short.
+        redis = get_redis(blocking=True)
+        worker = SimpleWorker([Queue(q, connection=redis) for q in queues], connection=redis)
         settle_heap()
         with current_app.app_context():
             worker.work(logging_level="WARNING", with_scheduler=False)
@@ -48,29 +49,53 @@ def register(app: Flask) -> None:
     def scheduler():
         """Fire cron schedules and sweep runs, forever (several may run: fires stay exactly-once)."""
         from webapp.extensions import db
+        from webapp.heartbeats import beat
 
         from .schedule import fire_due, repair_next_run_at
-        from .sweeper import sweep
         _configure_logging()
-        stopping = []
-        signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+        stopping = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: stopping.set())
         repair_next_run_at()
         settle_heap()
-        last_sweep = 0.0
+        app_ = current_app._get_current_object()
+        # The sweep talks to the engine, which may be slow or down: it never delays a fire.
+        threading.Thread(target=_sweep_forever, args=(app_, stopping), daemon=True, name="sweeper").start()
         log.info("scheduler started")
-        while not stopping:
+        last_beat = 0.0
+        while not stopping.is_set():
             started = time.monotonic()
             try:
                 fire_due()
-                if started - last_sweep >= SWEEP_EVERY_SEC:
-                    last_sweep = started
-                    sweep()
             except Exception:
                 log.exception("scheduler tick failed")
                 db.session.rollback()
             finally:
                 db.session.remove()
-            time.sleep(max(0.0, SCHEDULER_TICK_SEC - (time.monotonic() - started)))
+            if started - last_beat >= 1.0:
+                try:
+                    beat("scheduler")
+                    last_beat = started
+                except Exception:  # Redis away: fires go on, the sweep hands them over later
+                    pass
+            stopping.wait(max(0.0, SCHEDULER_TICK_SEC - (time.monotonic() - started)))
+
+
+def _sweep_forever(app: Flask, stopping: threading.Event) -> None:
+    from webapp.extensions import db
+
+    from .sweeper import sweep
+    with app.app_context():
+        while not stopping.is_set():
+            started = time.monotonic()
+            try:
+                sweep()
+            except Exception:
+                log.exception("sweep failed")
+                db.session.rollback()
+            finally:
+                db.session.remove()
+            stopping.wait(max(0.0, SWEEP_EVERY_SEC - (time.monotonic() - started)))
 
 
 def _configure_logging() -> None:
@@ -110,13 +135,21 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._stop)
         for i in range(len(self.slot_queues)):
             self._spawn(i)
-        log.info("worker started with %d run slots", len(self.slot_queues) - 1)
+        from webapp.heartbeats import beat
+        log.info("worker started with %d slots", len(self.slot_queues))
+        last_beat = 0.0
         while not self.stopping:
             for i, child in list(self.children.items()):
                 if child.poll() is not None and not self.stopping:
                     log.warning("worker slot %d exited with %s; restarting", i, child.returncode)
                     time.sleep(0.5)
                     self._spawn(i)
+            if time.monotonic() - last_beat >= 1.0:
+                try:
+                    beat("worker")
+                    last_beat = time.monotonic()
+                except Exception:
+                    pass
             time.sleep(0.5)
         # Runs in flight are not lost: their containers keep running and the sweeper re-attaches
         # them when a worker is back. So stop promptly rather than wait out long runs.

@@ -89,6 +89,20 @@ def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None
     )
 
 
+def parse_time(value: str | None):
+    """The engine's RFC 3339 times (nanoseconds, "Z") as naive UTC; None for its zero time."""
+    from datetime import datetime
+    if not value or value.startswith("0001-"):
+        return None
+    head, _, frac = value.rstrip("Z").partition(".")
+    try:
+        parsed = datetime.fromisoformat(head)
+    except ValueError:
+        return None
+    micro = int((frac[:6] or "0").ljust(6, "0")) if frac.isdigit() or frac[:6].isdigit() else 0
+    return parsed.replace(microsecond=micro)
+
+
 def unreachable(e: BaseException) -> bool:
     """True when the engine could not be reached at all (docker-py wraps that in DockerException)."""
     seen = 0

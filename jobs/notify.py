@@ -1,14 +1,23 @@
-"""Delivery of events to the team's subscribed channels: each attempt recorded, transient errors
-retried with backoff (honouring Retry-After), permanent ones not; one message per channel and event."""
+"""Delivery of notifications: one attempt per RQ job, never a sleep in a worker slot.
+
+A job claims its notification with a compare-and-set (pending and due -> sending), which also
+requires that no other notification of the same team is being sent: one team's slow endpoint
+holds at most one notification slot, so other teams' alerts go out on the others. The attempt is
+recorded before it is made. A transient failure (network, 5xx, 429) sets `next_attempt_at` with
+exponential backoff honouring Retry-After, and the scheduler's sweep enqueues it when due;
+a permanent one (other 4xx) ends the notification."""
 from __future__ import annotations
 
+import dataclasses
 import logging
-import time
+from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import and_, exists, update
+from sqlalchemy.orm import aliased
 
 from webapp.extensions import db
-from webapp.models import Event, NotificationChannel, NotificationDelivery, Run
+from webapp.models import Event, Notification, NotificationChannel, NotificationDelivery, Run
 from webapp.models.base import isoformat, utcnow
 from webapp.notify import TRANSPORTS, Message, TransportError
 from webapp.services.runs import run_url
@@ -25,60 +34,78 @@ def message_for(run: Run, kind: str) -> Message:
                    url=run_url(run), finished_at=isoformat(run.finished_at))
 
 
-def deliver_event(event_id: int) -> None:
-    event = db.session.get(Event, event_id)
-    if event is None:
+def test_message() -> Message:
+    return Message(event="test", workflow_name="example-workflow", workflow_id="wf_example",
+                   run_id="run_example", status="failed", exit_code=1, attempts=1,
+                   error="this is a test notification",
+                   url=f"{current_app.config['BASE_URL']}/", finished_at=isoformat(utcnow()))
+
+
+def claim(notification_id: int) -> Notification | None:
+    """pending and due -> sending, unless its team already has a notification in flight."""
+    table = Notification.__table__
+    other = aliased(Notification)
+    now = utcnow()
+    team = db.session.query(Notification.team_id).filter(Notification.id == notification_id).scalar()
+    if team is None:
+        return None
+    busy = exists().where(and_(other.team_id == team, other.state == "sending", other.id != notification_id))
+    claimed = db.session.execute(
+        update(table).where(table.c.id == notification_id, table.c.state == "pending",
+                            table.c.next_attempt_at <= now, ~busy)
+        .values(state="sending", claimed_at=now, attempts=table.c.attempts + 1, enqueued_at=None)
+    ).rowcount
+    if not claimed:
+        # Not due, taken by a duplicate job, or its team is busy: the sweep hands it over again.
+        db.session.execute(update(table).where(table.c.id == notification_id, table.c.state == "pending")
+                           .values(enqueued_at=None))
+        db.session.commit()
+        return None
+    db.session.commit()
+    return db.session.get(Notification, notification_id)
+
+
+def deliver_notification(notification_id: int) -> None:
+    n = claim(notification_id)
+    if n is None:
         return
-    run = db.session.get(Run, event.run_id)
-    message = message_for(run, event.kind)
-    channels = (db.session.query(NotificationChannel)
-                .filter_by(team_id=event.team_id, disabled_at=None).order_by(NotificationChannel.id).all())
-    for channel in channels:
-        if event.kind not in (channel.events or []):
-            continue
-        already = (db.session.query(NotificationDelivery)
-                   .filter_by(channel_id=channel.id, event_id=event.id, status="sent").first())
-        if already is None:
-            deliver(channel, message, event.id)
-
-
-def deliver_test(channel_id: int) -> None:
-    channel = db.session.get(NotificationChannel, channel_id)
-    if channel is None:
-        return
-    message = Message(event="test", workflow_name="example-workflow", workflow_id="wf_example",
-                      run_id="run_example", status="failed", exit_code=1, attempts=1,
-                      error="this is a test notification",
-                      url=f"{current_app.config['BASE_URL']}/", finished_at=isoformat(utcnow()))
-    deliver(channel, message, None)
-
-
-def deliver(channel: NotificationChannel, message: Message, event_id: int | None) -> bool:
-    transport = TRANSPORTS[channel.kind](channel.config, current_app.config)
-    attempts = current_app.config["NOTIFY_MAX_ATTEMPTS"]
-    for attempt in range(1, attempts + 1):
-        row = NotificationDelivery(channel_id=channel.id, event_id=event_id, attempt=attempt, status="pending")
-        db.session.add(row)
-        db.session.commit()  # the attempt is on record before it is made
-        try:
-            row.response_code = transport.notify(message)
-            row.status = "sent"
-            db.session.commit()
-            return True
-        except TransportError as e:
-            row.status, row.error, row.response_code = "failed", e.message[:1000], e.status
-            db.session.commit()
-            if e.permanent or attempt == attempts:
-                log.warning("delivery to channel %s failed: %s", channel.id, e.message)
-                return False
-            delay = BACKOFF_BASE_SEC * 2 ** (attempt - 1)
+    channel = db.session.get(NotificationChannel, n.channel_id)
+    if n.event_id is None:
+        message = test_message()
+    else:
+        event = db.session.get(Event, n.event_id)
+        message = message_for(db.session.get(Run, event.run_id), event.kind)
+    message = dataclasses.replace(message, delivery_id=f"ntf_{n.id}")
+    row = NotificationDelivery(channel_id=channel.id, event_id=n.event_id, notification_id=n.id,
+                               attempt=n.attempts, status="pending")
+    db.session.add(row)
+    db.session.commit()  # the attempt is on record before it is made
+    max_attempts = current_app.config["NOTIFY_MAX_ATTEMPTS"]
+    try:
+        transport = TRANSPORTS[channel.kind](channel.config, current_app.config)
+        row.response_code = transport.notify(message)
+        row.status = n.state = "sent"
+    except TransportError as e:
+        row.status, row.error, row.response_code = "failed", e.message[:1000], e.status
+        if e.permanent or n.attempts >= max_attempts:
+            log.warning("delivery to channel %s failed for good: %s", channel.id, e.message)
+            n.state = "failed"
+        else:
+            delay = BACKOFF_BASE_SEC * 2 ** (n.attempts - 1)
             if e.retry_after is not None:
                 delay = min(RETRY_AFTER_CAP_SEC, max(delay, e.retry_after))
-            time.sleep(delay)
-        except Exception as e:  # a bug must not leave the attempt pending forever
-            log.exception("delivery to channel %s crashed", channel.id)
-            db.session.rollback()
-            row.status, row.error = "failed", f"internal error: {type(e).__name__}"
-            db.session.commit()
-            return False
-    return False
+            n.state, n.next_attempt_at = "pending", utcnow() + timedelta(seconds=delay)
+    except Exception as e:  # a bug must not leave the attempt pending forever
+        log.exception("delivery to channel %s crashed", channel.id)
+        db.session.rollback()
+        row.status, row.error = "failed", f"internal error: {type(e).__name__}"
+        n.state = "failed"
+    n.claimed_at = None
+    db.session.commit()
+
+
+# An attempt's worker died if its notification is still "sending" this long after the claim
+# (a transport gives up after 10 s).
+STUCK_AFTER_SEC = 60
+# A handed-over notification not claimed within this long lost its queue entry.
+LOST_ENTRY_AFTER_SEC = 60

@@ -1,147 +1,191 @@
-"""One run on the engine: claim, pull, create, attach, start, stream, wait, record, clean up."""
+"""One run on the engine: claim, pull, create, attach, start, stream, wait, record, clean up.
+
+Ownership: a worker owns a run while it holds the run's lease, a redis-py Lock whose token is
+also written in the run row (`owner_token`) when the worker claims or takes over the run. Every
+later write the worker makes (container id, start time, output, terminal status) is conditional
+on that token, and the live publish checks the lease in Redis. A worker that finds another token
+in either place lets go at once: it writes nothing more and leaves the container to the new owner.
+"""
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 from datetime import timedelta
 
+import redis
 import requests
 from docker.errors import APIError, DockerException, NotFound
 from flask import current_app
+from redis.exceptions import LockError
 from sqlalchemy import func, select, update
 
+from webapp import faults
 from webapp.connections import get_docker, get_redis
 from webapp.extensions import db
+from webapp.livelog import last_published_seq, lease_key
 from webapp.models import Run, RunLogChunk
 from webapp.models.base import utcnow
 from webapp.services import lifecycle
+from webapp.services.dispatch import CANCEL_PLAIN, cancel_key
+from webapp.services.errors import LeaseLost
 from webapp.services.registry import auth_for_image
-from webapp.services.runs import CANCEL_PLAIN, cancel_key
 
 from . import engine
-from .logsink import LogSink
+from .logsink import Fence, LogSink, SinkError
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SEC = 10
 ENGINE_DOWN = "the Docker engine is not answering"
+STORE_FAILED = "internal error while storing output"
 POLL_SEC = 0.1
+CANCEL_DB_EVERY_SEC = 0.5  # a cancel reaches a running worker within this even without Redis
 
 
-def lease_key(public_id: str) -> str:
-    return f"run:{public_id}:lease"
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Lease:
-    """A Redis key that says "a live worker owns this run"; it lapses soon after the worker dies."""
+    """The Redis half of a run's ownership: a lock with this worker's token, renewed by a thread.
 
-    def __init__(self, public_id: str, owner: str):
-        self.key, self.owner = lease_key(public_id), owner
+    The lock may vanish (Redis flushed or restarted): the owner takes it back with the same token,
+    since the database still names it. It is lost only when another token holds it, and then
+    `lost` is set for the supervisor to see."""
+
+    def __init__(self, public_id: str):
         self.ttl = current_app.config["RUN_LEASE_TTL_SEC"]
-        self.every = self.ttl / 5
         self.redis = get_redis()
+        self.token = secrets.token_hex(16)
+        self.lock = self.redis.lock(lease_key(public_id), timeout=self.ttl, blocking=False, thread_local=False)
+        self.public_id = public_id
+        self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{public_id}")
 
     def acquire(self) -> bool:
-        return bool(self.redis.set(self.key, self.owner, nx=True, ex=self.ttl))
+        try:
+            return bool(self.lock.acquire(token=self.token))
+        except redis.RedisError:
+            log.warning("could not take the lease of %s: Redis is not answering", self.public_id)
+            return False
 
     def start(self) -> None:
         self._thread.start()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.every):
+        warned = False
+        while not self._stop.wait(self.ttl / 5):
             try:
-                self.redis.set(self.key, self.owner, ex=self.ttl)
-            except Exception:
-                log.warning("could not renew the lease %s", self.key)
+                try:
+                    self.lock.extend(self.ttl, replace_ttl=True)
+                except LockError:  # not ours any more: gone with Redis's data, or another's
+                    if not self.lock.acquire(token=self.token):
+                        log.warning("run %s: another worker holds its lease; letting go", self.public_id)
+                        self.lost.set()
+                        return
+                warned = False
+            except redis.RedisError as e:
+                if not warned:
+                    log.warning("could not renew the lease of %s: %s", self.public_id, e)
+                    warned = True
 
     def release(self) -> None:
         self._stop.set()
         try:
-            if self.redis.get(self.key) == self.owner.encode():
-                self.redis.delete(self.key)
-        except Exception:
+            self.lock.release()
+        except (LockError, redis.RedisError):
             pass
-
-
-def worker_name() -> str:
-    import os
-    import socket
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def execute_run(public_id: str) -> None:
     """The RQ entry point's body: run `public_id` if it is still queued, else do nothing."""
-    owner = worker_name()
-    lease = Lease(public_id, owner)
+    lease = Lease(public_id)
     if not lease.acquire():
         return
     try:
         claimed = db.session.execute(
             update(Run).where(Run.public_id == public_id, Run.status == "queued")
-            .values(status="running", worker_name=owner)).rowcount
+            .values(status="running", owner_token=lease.token, worker_name=worker_name())).rowcount
         db.session.commit()
         if not claimed:
             return
         lease.start()
         run = db.session.query(Run).filter_by(public_id=public_id).one()
-        Execution(run).fresh()
+        Execution(run, lease).fresh()
     finally:
         lease.release()
 
 
 def resume_run(public_id: str) -> None:
-    """Re-attach to the container of a run whose worker died, and finish the run normally."""
-    lease = Lease(public_id, worker_name())
+    """Take over a running run whose worker is gone, and finish it by its container's state."""
+    lease = Lease(public_id)
     if not lease.acquire():
         return
     try:
         run = db.session.query(Run).filter_by(public_id=public_id).first()
         if run is None or run.status != "running":
+            db.session.commit()
             return
-        db.session.execute(update(Run).where(Run.id == run.id).values(worker_name=lease.owner))
+        previous = run.owner_token
+        took = db.session.execute(
+            update(Run).where(Run.id == run.id, Run.status == "running",
+                              Run.owner_token == previous if previous else Run.owner_token.is_(None))
+            .values(owner_token=lease.token, worker_name=worker_name())).rowcount
         db.session.commit()
+        if not took:
+            return
+        db.session.refresh(run)
         lease.start()
-        Execution(run).resume()
+        Execution(run, lease).resume()
     finally:
         lease.release()
 
 
 class Execution:
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, lease: Lease):
         self.run = run
+        self.lease = lease
+        self.token = lease.token
         self.api = None
         self.container_id: str | None = run.container_id
         self.digest: str | None = None
         self.finished = False
+        self.stream = None
+        self.letting_go = False
         cfg = current_app.config
         self.redis = get_redis()
-        next_seq = db.session.scalar(select(func.max(RunLogChunk.seq)).where(RunLogChunk.run_id == run.id))
-        self.sink = LogSink(run, cfg["LOG_CAP_BYTES"], cfg["LOG_TAIL_BYTES"],
-                            next_seq=(next_seq + 1) if next_seq is not None else 0,
-                            stored_bytes=run.log_bytes,
-                            stream_bytes={"stdout": run.stdout_bytes, "stderr": run.stderr_bytes})
+        self.cancel_seen = run.cancel_requested_at is not None
+        self.cancel_reason = run.cancel_reason
+        self.next_db_check = 0.0
+        self.redis_warned = False
+        fence = Fence(lease.token, cfg["RUN_LEASE_TTL_SEC"], self.redis, lease.lost)
+        self.sink = LogSink(run, fence, cap_bytes=cfg["LOG_CAP_BYTES"], tail_bytes=cfg["LOG_TAIL_BYTES"],
+                            batch_seconds=cfg["LOG_BATCH_SECONDS"], live_maxlen=cfg["LIVE_STREAM_MAXLEN"])
+        self.sink.start_after(db.session.scalar(select(func.max(RunLogChunk.seq))
+                                                .where(RunLogChunk.run_id == run.id)))
+        db.session.commit()
 
     # -- entry points --------------------------------------------------------------------------
     def fresh(self) -> None:
+        self._guarded(self._fresh)
+
+    def resume(self) -> None:
+        self._guarded(self._resume)
+
+    def _guarded(self, body) -> None:
         try:
-            self.api = get_docker(timeout=120).api
-            self._prepare_image()
-            if self._cancel_requested():
-                return self._finish("cancelled", error=self._cancel_reason())
-            self._create()
-            reader = self._attach(logs=True, skip=None)
-            try:
-                self.api.start(self.container_id)
-            except APIError as e:
-                raise engine.RunFailure(f"could not start the container: {engine.start_problem(e)}") from None
-            lifecycle.mark_started(self.run, self.container_id)
-            deadline = time.monotonic() + self.run.timeout_sec
-            self._supervise(reader, deadline)
+            body()
+        except LeaseLost:
+            self._let_go()
         except engine.RunFailure as e:
             self._finish("failed", error=str(e))
+        except SinkError:
+            self._finish("failed", error=STORE_FAILED, store=False)
         except (requests.exceptions.ConnectionError, DockerException) as e:
             if engine.unreachable(e):
                 self._finish("failed", error=ENGINE_DOWN)
@@ -153,31 +197,77 @@ class Execution:
         finally:
             self._remove()
 
-    def resume(self) -> None:
-        try:
-            self.api = get_docker(timeout=120).api
-            try:
-                state = self.api.inspect_container(self.container_id)["State"]
-            except (NotFound, TypeError, APIError):
-                return self._finish("failed", error="worker lost")
-            self.sink.system("the worker handling this run stopped; another worker re-attached")
-            if state.get("Running"):
-                skip = dict(self.sink.stream_bytes)
-                reader = self._attach(logs=True, skip=skip)
-                started = self.run.started_at or utcnow()
-                remaining = (started + timedelta(seconds=self.run.timeout_sec) - utcnow()).total_seconds()
-                self._supervise(reader, time.monotonic() + max(0.0, remaining))
-            else:
-                self._collect_exited()
-                code = state.get("ExitCode")
-                self._finish("succeeded" if code == 0 else "failed", exit_code=code)
-        except Exception as e:
-            log.exception("resume of %s crashed", self.run.public_id)
-            self._finish("failed", error=f"worker lost ({type(e).__name__} while re-attaching)")
-        finally:
-            self._remove()
+    def _fresh(self) -> None:
+        self.api = get_docker(timeout=120).api
+        self._prepare_image()
+        if self._cancel_requested():
+            return self._finish("cancelled", error=self.cancel_reason)
+        self._create()
+        faults.stop_here("after-create")
+        reader = self._attach(logs=True, skip=None)
+        self._start()
+        self._supervise(reader, time.monotonic() + self.run.timeout_sec)
+
+    def _resume(self) -> None:
+        """By the container's state: `created` (the worker died before starting it) is started
+        now; a running one is re-attached; an exited one is completed from its exit code and
+        output; none at all means the worker was lost before anything ran."""
+        self.api = get_docker(timeout=120).api
+        container = self._find_container()
+        if container is None:
+            return self._finish("failed", error="worker lost")
+        state = container["State"]
+        status = state.get("Status")
+        if container["Id"] != self.container_id:
+            self.container_id = container["Id"]
+            lifecycle.owned_update(self.run, self.token, container_id=self.container_id)
+        published = self._published_seq()
+        notice = "the worker handling this run stopped; another worker re-attached"
+        if status == "created":
+            self.sink.system_after(notice + " and started the container", published)
+            if self._cancel_requested():
+                return self._finish("cancelled", error=self.cancel_reason)
+            reader = self._attach(logs=True, skip=None)
+            self._start()
+            self._supervise(reader, time.monotonic() + self.run.timeout_sec)
+        elif status in ("running", "paused", "restarting"):
+            self.sink.system_after(notice, published)
+            reader = self._attach(logs=True, skip=dict(self.sink.stream_bytes))
+            self._supervise(reader, time.monotonic() + self._remaining())
+        elif status in ("exited", "dead"):
+            self.sink.system_after(notice, published)
+            self._collect_exited()
+            self._complete_exited(state)
+        else:  # removing
+            self._finish("failed", error="worker lost")
 
     # -- steps ---------------------------------------------------------------------------------
+    def _find_container(self) -> dict | None:
+        """The run's container: by its stored id, or by its label when the worker died between
+        creating it and recording the id."""
+        if self.container_id:
+            try:
+                return self.api.inspect_container(self.container_id)
+            except NotFound:
+                return None
+        found = self.api.containers(all=True, filters={"label": f"{engine.LABEL_RUN}={self.run.public_id}"})
+        if not found:
+            return None
+        try:
+            return self.api.inspect_container(found[0]["Id"])
+        except NotFound:
+            return None
+
+    def _published_seq(self) -> int | None:
+        try:
+            return last_published_seq(self.run.public_id, redis=self.redis)
+        except redis.RedisError:
+            return None
+
+    def _remaining(self) -> float:
+        started = self.run.started_at or utcnow()
+        return max(0.0, (started + timedelta(seconds=self.run.timeout_sec) - utcnow()).total_seconds())
+
     def _prepare_image(self) -> None:
         image = self.run.image
         local = engine.local_image(self.api, image)
@@ -206,14 +296,20 @@ class Execution:
         except APIError as e:
             raise engine.RunFailure(f"could not create the container: {e.explanation or e}") from None
         self.container_id = created["Id"]
-        db.session.execute(update(Run).where(Run.id == run.id).values(container_id=self.container_id))
-        db.session.commit()
+        lifecycle.owned_update(run, self.token, container_id=self.container_id)
+
+    def _start(self) -> None:
+        try:
+            self.api.start(self.container_id)
+        except APIError as e:
+            raise engine.RunFailure(f"could not start the container: {engine.start_problem(e)}") from None
+        lifecycle.owned_update(self.run, self.token, started_at=utcnow())
 
     def _attach(self, logs: bool, skip: dict | None) -> threading.Thread:
         """Read stdout and stderr apart, as they are written, on a thread that only feeds the sink."""
-        stream = self.api.attach(self.container_id, stdout=True, stderr=True, stream=True,
-                                 logs=logs, demux=True)
-        sink = self.sink
+        self.stream = self.api.attach(self.container_id, stdout=True, stderr=True, stream=True,
+                                      logs=logs, demux=True)
+        stream, sink = self.stream, self.sink
         remaining = dict(skip or {"stdout": 0, "stderr": 0})
 
         def read():
@@ -229,10 +325,15 @@ class Execution:
                             if not chunk:
                                 continue
                         sink.feed(name, chunk)
-            except Exception as e:  # the stream ends with the container; wait() decides the outcome
-                log.debug("attach stream of %s ended: %s", self.run.public_id, e)
+                        faults.raise_here("reader")
+            except Exception as e:
+                if self.letting_go or sink.fence.lost.is_set():
+                    return
+                log.exception("reading the output of %s failed", self.run.public_id)
+                sink.system(f"reading the container's output failed ({type(e).__name__}: {str(e)[:200]}); "
+                            "output written after this point may be missing from the log")
 
-        thread = threading.Thread(target=read, daemon=True)
+        thread = threading.Thread(target=read, daemon=True, name=f"reader-{self.run.public_id}")
         thread.start()
         return thread
 
@@ -240,6 +341,8 @@ class Execution:
         """Wait for the exit while flushing logs; enforce the deadline and cancel requests."""
         outcome, code, error = None, None, None
         while True:
+            if self.lease.lost.is_set():
+                raise LeaseLost(self.run.public_id)
             try:
                 code = self.api.wait(self.container_id, timeout=POLL_SEC)["StatusCode"]
                 break
@@ -249,14 +352,14 @@ class Execution:
                 self.sink.flush()
             if self._cancel_requested():
                 self._stop_container()
-                outcome, error = "cancelled", self._cancel_reason()
+                outcome, error = "cancelled", self.cancel_reason
                 break
             if time.monotonic() >= deadline:
-                self.api.kill(self.container_id)
-                outcome = "timed_out"
-                error = f"the run exceeded its timeout of {self.run.timeout_sec} s; the container was killed"
+                if self._kill_at_deadline():
+                    outcome = "timed_out"
+                    error = f"the run exceeded its timeout of {self.run.timeout_sec} s; the container was killed"
                 break
-        if outcome is not None:
+        if code is None:
             code = self._exit_code()
         self._drain(reader)
         self.sink.close()
@@ -264,7 +367,31 @@ class Execution:
             outcome = "succeeded" if code == 0 else "failed"
             if code != 0:
                 error = self._oom_error()
-        self._finish(outcome, exit_code=code, error=error, closed=True)
+        self._finish(outcome, exit_code=code, error=error, store=False)
+
+    def _kill_at_deadline(self) -> bool:
+        """SIGKILL at the deadline; False when the container had exited on its own meanwhile
+        (its real exit is then recorded, not a failure of the engine)."""
+        try:
+            self.api.kill(self.container_id)
+            return True
+        except APIError as e:
+            if e.status_code == 409:  # "is not running"
+                return False
+            raise
+
+    def _complete_exited(self, state: dict) -> None:
+        code = state.get("ExitCode")
+        if self._cancel_requested():
+            return self._finish("cancelled", exit_code=code, error=self.cancel_reason)
+        finished = engine.parse_time(state.get("FinishedAt"))
+        started = self.run.started_at
+        if started and finished and finished > started + timedelta(seconds=self.run.timeout_sec):
+            return self._finish("timed_out", exit_code=code,
+                                error=f"the run exceeded its timeout of {self.run.timeout_sec} s while no "
+                                      "worker watched it")
+        self._finish("succeeded" if code == 0 else "failed", exit_code=code,
+                     error=None if code == 0 else self._oom_error())
 
     def _oom_error(self) -> str | None:
         """The exit code of an out-of-memory kill (137) does not say why; the engine does."""
@@ -283,12 +410,15 @@ class Execution:
         last, still = -1, time.monotonic()
         while reader.is_alive():
             reader.join(POLL_SEC)
+            if self.lease.lost.is_set():
+                raise LeaseLost(self.run.public_id)
             if self.sink.due():
                 self.sink.flush()
             if self.sink.seq != last:
                 last, still = self.sink.seq, time.monotonic()
             elif time.monotonic() - still > 10:
                 log.warning("output reader of %s stalled; closing", self.run.public_id)
+                self.sink.system("the container's output stopped arriving; the log may end early")
                 break
 
     def _collect_exited(self) -> None:
@@ -302,40 +432,78 @@ class Execution:
         try:
             self.api.stop(self.container_id, timeout=STOP_GRACE_SEC)
         except APIError:
-            pass
+            log.exception("stopping the container of %s failed", self.run.public_id)
+            self.sink.system("stopping the container failed; it is removed instead")
 
     def _exit_code(self) -> int | None:
         try:
             return self.api.wait(self.container_id, timeout=STOP_GRACE_SEC + 5)["StatusCode"]
-        except Exception:
+        except Exception as e:
+            log.exception("reading the exit code of %s failed", self.run.public_id)
+            self.sink.system(f"could not read the container's exit code ({type(e).__name__})")
             return None
 
     def _cancel_requested(self) -> bool:
+        """Redis is the fast path (checked every poll); the database, the record, is read at
+        least every half second, so a cancel survives a Redis flush or restart."""
+        if self.cancel_seen:
+            return True
+        public_id = self.run.public_id
         try:
-            return bool(self.redis.exists(cancel_key(self.run.public_id)))
-        except Exception:
-            return False
+            value = self.redis.get(cancel_key(public_id))
+            if value is not None:
+                self.cancel_seen = True
+                self.cancel_reason = None if value.decode() == CANCEL_PLAIN else value.decode()
+                return True
+            self.redis_warned = False
+        except redis.RedisError as e:
+            if not self.redis_warned:
+                self.redis_warned = True
+                log.warning("cancel check of %s through Redis failed (%s); using the database", public_id, e)
+        now = time.monotonic()
+        if now >= self.next_db_check:
+            self.next_db_check = now + CANCEL_DB_EVERY_SEC
+            try:
+                row = db.session.execute(select(Run.cancel_requested_at, Run.cancel_reason)
+                                         .where(Run.id == self.run.id)).one()
+                db.session.commit()
+            except Exception as e:
+                db.session.rollback()
+                log.exception("cancel check of %s in the database failed", public_id)
+                self.sink.system(f"checking for a cancel request failed ({type(e).__name__})")
+                return False
+            if row.cancel_requested_at is not None:
+                self.cancel_seen, self.cancel_reason = True, row.cancel_reason
+        return self.cancel_seen
 
-    def _cancel_reason(self) -> str | None:
-        try:
-            value = self.redis.get(cancel_key(self.run.public_id))
-        except Exception:
-            return None
-        return value.decode() if value and value.decode() != CANCEL_PLAIN else None
-
-    def _finish(self, status: str, *, exit_code=None, error=None, closed: bool = False) -> None:
-        self.finished = True
-        if not closed:
+    def _finish(self, status: str, *, exit_code=None, error=None, store: bool = True) -> None:
+        if store:
             try:
                 self.sink.close()
+            except LeaseLost:
+                return self._let_go()
+            except SinkError:
+                error = error or STORE_FAILED
+        self.finished = lifecycle.complete(self.run, status, exit_code=exit_code, error=error,
+                                           image_digest=self.digest, expect=("running",), owner=self.token)
+        if not self.finished:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """Another worker owns the run now: stop reading, write nothing, leave the container."""
+        self.letting_go = True
+        self.finished = False
+        log.warning("run %s: lease lost; another worker owns it now", self.run.public_id)
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            try:
+                stream.close()
             except Exception:
-                log.exception("could not store the last output of %s", self.run.public_id)
-                db.session.rollback()
-        lifecycle.complete(self.run, status, exit_code=exit_code, error=error, image_digest=self.digest)
+                pass
 
     def _remove(self) -> None:
-        """Remove the container of a finished run. If this process is being stopped mid-run, the
-        container is left running for the sweeper to re-attach."""
+        """Remove the container of a run this worker finished. If this process is being stopped
+        mid-run, or lost the run, the container is left for its owner or the sweeper."""
         if not self.container_id or self.api is None or not self.finished:
             return
         try:

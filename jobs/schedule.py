@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from webapp import faults
 from webapp.extensions import db
 from webapp.models import Run, Workflow
 from webapp.models.base import utcnow
 from webapp.services import cron
-from webapp.services.runs import fire, hand_over_many, handle, request_cancel
+from webapp.services.runs import cancel_in_transaction, fire, hand_over_many, handle
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -87,7 +88,9 @@ def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
 
 
 def _fire_one(wf: Workflow, now: datetime) -> tuple | None:
-    """Fire one workflow with its concurrency policy; the hand-over handle of a queued run."""
+    """Fire one workflow with its concurrency policy; the hand-over handle of a queued run.
+    The claim of the instant, the cancels of `replace` and the new run are one transaction: a
+    scheduler that dies anywhere in between leaves the instant unclaimed for the next one."""
     instant, following = _instants(wf, now)
     if not _claim(wf, following):  # another scheduler advanced it
         db.session.rollback()
@@ -95,18 +98,23 @@ def _fire_one(wf: Workflow, now: datetime) -> tuple | None:
     if instant is None:
         db.session.commit()
         return None
-    run = _fire_with_policy(wf, instant)
+    run, signals = _fire_with_policy(wf, instant)
     try:
         db.session.flush()
         queued = handle(run) if run.status == "queued" else None
+        if signals:
+            faults.stop_here("replace-claimed")
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         return None
+    for signal in signals:
+        signal()
     return queued
 
 
-def _fire_with_policy(wf: Workflow, instant: datetime) -> Run:
+def _fire_with_policy(wf: Workflow, instant: datetime) -> tuple[Run, list]:
+    """The new run (in the session, not committed) and the cancel signals to send after commit."""
     active = []
     if wf.concurrency_policy != "allow":
         active = (db.session.query(Run)
@@ -116,16 +124,12 @@ def _fire_with_policy(wf: Workflow, instant: datetime) -> Run:
         run.status = "cancelled"
         run.finished_at = utcnow()
         run.error = "skipped: the previous run was still in progress (concurrencyPolicy forbid)"
-        return run
+        return run, []
+    signals = []
     if active and wf.concurrency_policy == "replace":
-        db.session.commit()
-        for old in active:
-            try:
-                request_cancel(old, reason=f"replaced by the fire of {instant.isoformat()}Z "
-                                           "(concurrencyPolicy replace)")
-            except Exception:
-                log.info("could not cancel %s to replace it", old.public_id)
-    return fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant, commit=False)
+        reason = f"replaced by the fire of {instant.isoformat()}Z (concurrencyPolicy replace)"
+        signals = [cancel_in_transaction(old, reason=reason) for old in active]
+    return fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant, commit=False), signals
 
 
 def repair_next_run_at() -> int:

@@ -1,5 +1,6 @@
-"""Keeps every run moving: hands over due runs, fails stale queued runs, recovers runs whose
-worker died, and removes containers nobody owns. Idempotent; safe to run from several processes."""
+"""Keeps every run moving: hands over due runs and pending notifications (the outbox), fails
+queued runs nobody picked up, recovers runs whose worker died, and removes containers nobody owns.
+Idempotent; safe to run from several processes: every change it makes is a compare-and-set."""
 from __future__ import annotations
 
 import logging
@@ -14,14 +15,16 @@ from sqlalchemy import update
 
 from webapp.connections import get_docker, get_redis
 from webapp.extensions import db
-from webapp.models import Run
+from webapp.livelog import lease_key
+from webapp.models import Notification, NotificationDelivery, Run
 from webapp.models.base import utcnow
-from webapp.services import lifecycle
+from webapp.services import dispatch, lifecycle
 from webapp.services.runs import handle, hand_over_many
 
 from . import engine
-from .queues import RUNS, queue
-from .runner import lease_key, resume_run
+from .notify import LOST_ENTRY_AFTER_SEC as NOTIFY_LOST_AFTER_SEC
+from .notify import STUCK_AFTER_SEC
+from .runner import resume_run
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,8 @@ NO_WORKER = "no worker picked up the run within its timeout"
 def sweep() -> dict:
     """Each step on its own: the engine being down must not stop the steps that do not need it."""
     steps = {"handed": hand_over_due, "stale": fail_stale_queued, "recovered": recover_lost,
-             "requeued": requeue_lost_queue_entries, "reaped": reap_containers}
+             "requeued": requeue_lost_queue_entries, "notifications": hand_over_notifications,
+             "reaped": reap_containers}
     counts: dict = {}
     for name, step in steps.items():
         try:
@@ -64,12 +68,18 @@ def hand_over_due() -> int:
 
 
 def fail_stale_queued() -> int:
+    """Queued runs that no worker started within max(timeoutSec, QUEUE_WAIT_FLOOR_SEC) of when they
+    became due. Only a run that is still queued: a worker that claimed it meanwhile wins."""
     now = utcnow()
+    floor = current_app.config["QUEUE_WAIT_FLOOR_SEC"]
     count = 0
-    for run in db.session.query(Run).filter(Run.status == "queued", Run.due_at <= now).all():
-        if run.due_at + timedelta(seconds=run.timeout_sec) <= now:
-            if lifecycle.complete(run, "failed", error=NO_WORKER):
+    candidates = (db.session.query(Run).filter(Run.status == "queued", Run.due_at <= now - timedelta(seconds=floor))
+                  .order_by(Run.due_at).limit(500).all())
+    for run in candidates:
+        if run.due_at + timedelta(seconds=max(run.timeout_sec, floor)) <= now:
+            if lifecycle.complete(run, "failed", error=NO_WORKER, expect=("queued",)):
                 count += 1
+    db.session.commit()
     return count
 
 
@@ -103,20 +113,32 @@ def recover_lost() -> int:
 
 
 def recover(run: Run) -> None:
-    if run.container_id is None:
-        lifecycle.complete(run, "failed", error="worker lost")
+    """A running run whose lease lapsed: by its container, re-attach (a worker takes the run over),
+    complete it from the exit, or fail it "worker lost". Each is fenced by the old owner's token."""
+    owner = run.owner_token
+    container = _find_container(run)
+    if container is None:
+        lifecycle.complete(run, "failed", error="worker lost", expect=("running",), owner=owner)
         return
-    try:
-        state = get_docker().api.inspect_container(run.container_id)["State"]
-    except NotFound:
-        lifecycle.complete(run, "failed", error="worker lost")
-        return
-    if state.get("Running"):
-        if get_redis().set(f"run:{run.public_id}:resuming", "1", nx=True, ex=int(lease_absent_sec() * 2) + 1):
-            queue(RUNS).enqueue("jobs.tasks.resume_run", run.public_id,
-                                job_timeout=run.timeout_sec + 900, result_ttl=300, at_front=True)
-    else:
-        resume_run(run.public_id)
+    if container["State"].get("Status") in ("exited", "dead"):
+        resume_run(run.public_id)  # quick: the output is read back and the run completed
+    elif get_redis().set(f"run:{run.public_id}:resuming", "1", nx=True, ex=int(lease_absent_sec() * 2) + 1):
+        dispatch.enqueue_resume(run.public_id, run.timeout_sec)
+
+
+def _find_container(run: Run) -> dict | None:
+    api = get_docker().api
+    if run.container_id:
+        try:
+            return api.inspect_container(run.container_id)
+        except NotFound:
+            return None
+    found = api.containers(all=True, filters={"label": f"{engine.LABEL_RUN}={run.public_id}"})
+    return found and {"Id": found[0]["Id"], "State": {"Status": found[0].get("State")}} or None
+
+
+# Nothing reads a container once its run is terminal; the grace only spares a double removal.
+REAP_GRACE_SEC = 5
 
 
 def reap_containers() -> int:
@@ -128,7 +150,7 @@ def reap_containers() -> int:
         run = db.session.query(Run).filter_by(public_id=public_id).first()
         if run is not None and not run.terminal:
             continue
-        if run is not None and run.finished_at and utcnow() - run.finished_at < timedelta(seconds=30):
+        if run is not None and run.finished_at and utcnow() - run.finished_at < timedelta(seconds=REAP_GRACE_SEC):
             continue  # its worker is removing it right now
         try:
             api.remove_container(c["Id"], force=True)
@@ -151,7 +173,9 @@ def requeue_lost_queue_entries() -> int:
     harmless, since a run is claimed once (lease plus a conditional update)."""
     if get_redis().set(REDIS_ALIVE_KEY, "1", nx=True):
         cutoff = utcnow()  # Redis lost its data (or is new): nothing handed over before is there
-    elif queue(RUNS).count > 0:
+        db.session.execute(update(Notification).where(Notification.state == "pending")
+                           .values(enqueued_at=None))
+    elif dispatch.queue(dispatch.RUNS).count > 0:
         return 0
     else:
         cutoff = utcnow() - timedelta(seconds=LOST_ENTRY_AFTER_SEC)
@@ -161,3 +185,29 @@ def requeue_lost_queue_entries() -> int:
         .values(enqueued_at=None)).rowcount
     db.session.commit()
     return marked
+
+
+def hand_over_notifications() -> int:
+    """The notification outbox: take back attempts whose worker died, then enqueue every pending
+    notification that is due and not (or no longer) in the queue."""
+    now = utcnow()
+    max_attempts = current_app.config["NOTIFY_MAX_ATTEMPTS"]
+    stuck = (db.session.query(Notification)
+             .filter(Notification.state == "sending",
+                     Notification.claimed_at < now - timedelta(seconds=STUCK_AFTER_SEC)).all())
+    for n in stuck:
+        db.session.execute(update(NotificationDelivery)
+                           .where(NotificationDelivery.notification_id == n.id,
+                                  NotificationDelivery.status == "pending")
+                           .values(status="failed", error="interrupted: the worker stopped during the attempt"))
+        n.state = "pending" if n.attempts < max_attempts else "failed"
+        n.claimed_at, n.enqueued_at, n.next_attempt_at = None, None, now
+    db.session.commit()
+    lost_cutoff = now - timedelta(seconds=NOTIFY_LOST_AFTER_SEC)
+    due = [i for (i,) in db.session.query(Notification.id).filter(
+        Notification.state == "pending", Notification.next_attempt_at <= now,
+        (Notification.enqueued_at.is_(None)) | (Notification.enqueued_at < lost_cutoff))
+        .order_by(Notification.id).limit(500)]
+    db.session.commit()
+    dispatch.hand_over_notifications(due, first_attempt=False)
+    return len(due)

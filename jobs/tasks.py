@@ -38,13 +38,7 @@ def resume_run(public_id: str) -> None:
         resume(public_id)
 
 
-def deliver_event(event_id: int) -> None:
+def deliver_notification(notification_id: int) -> None:
     with app_context():
-        from .notify import deliver_event as deliver
-        deliver(event_id)
-
-
-def deliver_test(channel_id: int) -> None:
-    with app_context():
-        from .notify import deliver_test as deliver
-        deliver(channel_id)
+        from .notify import deliver_notification as deliver
+        deliver(notification_id)

@@ -148,8 +148,18 @@ def docker_api(app):
 
 
 # -- real processes: workers and schedulers, as `make run` starts them ------------------------
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
 class Processes:
-    def __init__(self):
+    """Real worker and scheduler processes. `worker()` and `scheduler()` return once the process
+    is ready (its slots registered with RQ in Redis, the scheduler's first tick done), never
+    after a guessed sleep: a cold machine starts them slower than a warm one."""
+
+    def __init__(self, app):
+        self.app = app
         self.procs: list[subprocess.Popen] = []
 
     def start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
@@ -159,6 +169,41 @@ class Processes:
                              start_new_session=True)
         self.procs.append(p)
         return p
+
+    def worker(self, slots: int = 2, env: dict | None = None, wait: bool = True) -> subprocess.Popen:
+        p = self.start("worker", "--slots", str(slots), env=env)
+        if wait:
+            self.wait_worker(p, slots)
+        return p
+
+    def scheduler(self, env: dict | None = None, wait: bool = True) -> subprocess.Popen:
+        p = self.start("scheduler", env=env)
+        if wait:
+            self.wait_scheduler(p)
+        return p
+
+    def wait_worker(self, p: subprocess.Popen, slots: int, timeout: float = 90) -> None:
+        from rq import Worker
+        with self.app.app_context():
+            redis = get_redis()
+
+            def ready():
+                assert p.poll() is None, f"the worker exited with {p.returncode}"
+                kids = _children(p.pid)
+                return sum(1 for w in Worker.all(connection=redis)
+                           if w.pid in kids and "runs" in w.queue_names()) >= slots
+            wait_for(ready, timeout)
+
+    def wait_scheduler(self, p: subprocess.Popen, timeout: float = 90) -> None:
+        import socket
+        key = f"workflows:heartbeat:scheduler:{socket.gethostname()}:{p.pid}"
+        with self.app.app_context():
+            redis = get_redis()
+
+            def ready():
+                assert p.poll() is None, f"the scheduler exited with {p.returncode}"
+                return redis.exists(key)
+            wait_for(ready, timeout)
 
     def kill(self, p: subprocess.Popen, sig=signal.SIGKILL) -> None:
         try:
@@ -174,18 +219,17 @@ class Processes:
 
 
 @pytest.fixture
-def procs():
-    ps = Processes()
+def procs(app):
+    ps = Processes(app)
     yield ps
     ps.stop_all()
 
 
 @pytest.fixture
 def worker(procs):
-    """A worker pool (2 run slots) and a scheduler, like `make run` has."""
-    procs.start("worker", "--slots", "2")
-    procs.start("scheduler")
-    time.sleep(1.5)
+    """A worker pool (2 run slots) and a scheduler, like `make run` has, once both are ready."""
+    procs.worker(2)
+    procs.scheduler()
     return procs
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from conftest import create_wf, wait_for, wait_status
 
@@ -28,52 +29,61 @@ EXPECTED = [f"line-{i}" for i in range(1, 13)]
 
 
 def test_a_killed_worker_is_reattached_to_its_running_container(client, alice, procs):
-    worker = procs.start("worker", "--slots", "1", env=FAST)
-    procs.start("scheduler", env=FAST)
+    worker = procs.worker(1, env=FAST)
+    procs.scheduler(env=FAST)
     run = fire(client, alice, command=["sh", "-c", COUNT_TO_12], timeoutSec=120)
     wait_for(lambda: len(lines(client, alice, run["id"])) >= 2, 30)
     procs.kill(worker)  # kill -9 of the pool and its slots, mid-run
-    procs.start("worker", "--slots", "1", env=FAST)
+    procs.worker(1, env=FAST)
     done = wait_status(client, alice, run["id"], timeout=60)
     assert (done["status"], done["exitCode"]) == ("failed", 4)
     assert lines(client, alice, run["id"]) == EXPECTED  # every line, exactly once, in order
 
 
 def test_a_run_whose_container_exited_meanwhile_is_completed_from_its_exit_code(client, alice, procs):
-    worker = procs.start("worker", "--slots", "1", env=FAST)
-    scheduler = procs.start("scheduler", env=FAST)
+    worker = procs.worker(1, env=FAST)
+    scheduler = procs.scheduler(env=FAST)
     run = fire(client, alice, command=["sh", "-c", "echo before; sleep 2; echo after; exit 0"], timeoutSec=120)
     wait_for(lambda: lines(client, alice, run["id"]), 30)
     procs.kill(worker)
     procs.kill(scheduler)
     time.sleep(4)  # the container exits while nobody watches
-    procs.start("scheduler", env=FAST)
+    procs.scheduler(env=FAST)
     done = wait_status(client, alice, run["id"], timeout=30)
     assert (done["status"], done["exitCode"]) == ("succeeded", 0)
     assert lines(client, alice, run["id"]) == ["before", "after"]
 
 
 def test_a_run_whose_container_is_gone_fails_with_worker_lost(client, alice, procs, docker_api):
-    worker = procs.start("worker", "--slots", "1", env=FAST)
-    scheduler = procs.start("scheduler", env=FAST)
+    worker = procs.worker(1, env=FAST)
+    scheduler = procs.scheduler(env=FAST)
     run = fire(client, alice, command=["sh", "-c", "echo up; sleep 60"], timeoutSec=120)
     wait_for(lambda: lines(client, alice, run["id"]), 30)
     procs.kill(worker)
     procs.kill(scheduler)
     for c in docker_api.containers(all=True, filters={"label": f"workflows.run={run['id']}"}):
         docker_api.remove_container(c["Id"], force=True)
-    procs.start("scheduler", env=FAST)
+    procs.scheduler(env=FAST)
     done = wait_status(client, alice, run["id"], timeout=30)
     assert (done["status"], done["error"]) == ("failed", "worker lost")
 
 
-def test_queued_runs_nobody_picks_up_fail_after_their_timeout(client, alice, procs):
-    procs.start("scheduler")  # no worker at all
-    run = fire(client, alice, timeoutSec=2, maxRetries=0)
+def test_queued_runs_nobody_picks_up_fail_after_the_queue_wait(client, alice, procs):
+    """max(timeoutSec, QUEUE_WAIT_FLOOR_SEC): a 1 s timeout does not fail a run in a worker restart."""
+    procs.scheduler(env={"QUEUE_WAIT_FLOOR_SEC": "6"})  # no worker at all
+    run = fire(client, alice, timeoutSec=1, maxRetries=0)
+    time.sleep(3.5)  # well past the timeout, before the floor: still waiting for a worker
+    assert client.get(f"{base(alice)}/runs/{run['id']}", headers=alice.h()).get_json()["status"] == "queued"
     done = wait_status(client, alice, run["id"], timeout=20)
     assert done["status"] == "failed"
     assert done["error"] == "no worker picked up the run within its timeout"
     assert done["startedAt"] is None
+    queued, finished = (datetime.fromisoformat(done[k][:-1]) for k in ("queuedAt", "finishedAt"))
+    assert 6 <= (finished - queued).total_seconds() <= 12
+
+
+def test_the_default_queue_wait_floor_is_five_minutes(app):
+    assert app.config["QUEUE_WAIT_FLOOR_SEC"] == 300
 
 
 def test_worker_slots_die_with_their_supervisor(procs):
@@ -85,7 +95,7 @@ def test_worker_slots_die_with_their_supervisor(procs):
     def slots():
         out = subprocess.run(["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True).stdout
         return [int(pid) for pid in out.split()]
-    children = wait_for(lambda: len(slots()) == 3 and slots(), 20)  # two run slots and the notify slot
+    children = wait_for(lambda: len(slots()) == 4 and slots(), 20)  # two run slots, two notify slots
     os.kill(supervisor.pid, signal.SIGKILL)  # the supervisor alone, not its process group
     supervisor.wait(10)
 
@@ -101,9 +111,9 @@ def test_worker_slots_die_with_their_supervisor(procs):
 def test_the_sweep_goes_on_while_the_engine_is_down(client, alice, tmp_path):
     from jobs.sweeper import NO_WORKER, sweep
     from webapp import create_app
-    run = fire(client, alice, timeoutSec=1)  # no worker: stale after a second
+    run = fire(client, alice, timeoutSec=1)  # no worker: stale after a second (no floor here)
     time.sleep(1.2)
-    engine_down = create_app({"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    engine_down = create_app({"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock", "QUEUE_WAIT_FLOOR_SEC": 0})
     with engine_down.app_context():
         counts = sweep()
     assert counts["stale"] == 1 and counts["reaped"] is None  # the engine's step is skipped, not fatal
@@ -123,21 +133,21 @@ def test_a_run_queued_while_redis_was_away_is_handed_over_later(app, client, ali
         db.session.commit()
         run_id = run.public_id
         assert db.session.query(Run).filter_by(public_id=run_id).one().enqueued_at is None
-    procs.start("worker", "--slots", "1")
-    procs.start("scheduler")
+    procs.worker(1)
+    procs.scheduler()
     assert wait_status(client, alice, run_id, timeout=30)["status"] == "succeeded"
 
 
 def test_runs_handed_over_before_a_redis_flush_run_soon_after_it(app, client, alice, procs):
     from webapp.connections import get_redis
-    procs.start("scheduler")
+    procs.scheduler()
     run = fire(client, alice, command=["sh", "-c", "echo survived"], timeoutSec=60)
     with app.app_context():
-        from jobs.queues import queue
+        from webapp.services.dispatch import queue
         wait_for(lambda: queue().count == 1, 10)  # handed over, no worker yet
         get_redis().flushdb()
         assert queue().count == 0
-    procs.start("worker", "--slots", "1")
+    procs.worker(1)
     # well before the 30 s an entry needs to count as lost while Redis kept its data
     done = wait_status(client, alice, run["id"], timeout=12)
     assert done["status"] == "succeeded"
@@ -150,5 +160,5 @@ def test_containers_of_finished_runs_are_reaped(app, client, alice, procs, docke
         from jobs.engine import LABEL_INSTANCE, LABEL_RUN, instance_id
         labels = {LABEL_RUN: "run_unknownrun", LABEL_INSTANCE: instance_id()}
         get_docker().api.create_container("workflows.local/busybox:1", command=["true"], labels=labels)
-    procs.start("scheduler")
+    procs.scheduler()
     wait_for(lambda: not docker_api.containers(all=True, filters={"label": "workflows.run=run_unknownrun"}), 20)

@@ -77,7 +77,7 @@ def test_a_missing_image_fails_with_a_sentence(client, alice):
 def test_an_engine_that_is_down_fails_the_run_with_a_sentence(client, alice, procs, tmp_path):
     from jobs.runner import ENGINE_DOWN
     procs.stop_all()  # the module's worker talks to the real engine: this one does not reach any
-    procs.start("worker", "--slots", "1", env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    procs.worker(1, env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
     _, run = fire(client, alice)
     done = wait_status(client, alice, run["id"], timeout=30)
     assert (done["status"], done["error"], done["startedAt"]) == ("failed", ENGINE_DOWN, None)

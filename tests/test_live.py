@@ -34,10 +34,10 @@ def stream_url(server, m, run_id):
     return f"{server}/api/workflows/{m.team_id}/workflows/runs/{run_id}/logs/stream"
 
 
-def collect(url, headers, timeout=30.0):
-    """(receive time, frame) for every frame until the end event."""
+def collect(url, headers, timeout=30.0, into: list | None = None):
+    """(receive time, frame) for every frame until the end event; appended to `into` as they arrive."""
     ws = Client.connect(url, headers=headers)
-    got = []
+    got = [] if into is None else into
     end = time.monotonic() + timeout
     try:
         while time.monotonic() < end:

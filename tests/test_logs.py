@@ -20,8 +20,8 @@ def fire(client, m, **wf_fields):
 
 def test_log_cap_keeps_head_and_tail(client, alice, procs):
     # a worker with a 2 MiB cap: 1 MiB head, 1 MiB tail
-    procs.start("worker", "--slots", "1", env={"LOG_CAP_BYTES": str(2 * 1024 * 1024)})
-    procs.start("scheduler")
+    procs.worker(1, env={"LOG_CAP_BYTES": str(2 * 1024 * 1024)})
+    procs.scheduler()
     script = "i=0; while [ $i -lt 120000 ]; do echo \"line-$i-abcdefghijklmnopqrstuvwxyz\"; i=$((i+1)); done"
     _, run = fire(client, alice, command=["sh", "-c", script], timeoutSec=300)
     done = wait_status(client, alice, run["id"], timeout=240)
@@ -46,8 +46,8 @@ def test_log_cap_keeps_head_and_tail(client, alice, procs):
 
 
 def test_nul_bytes_in_output_are_stored_as_replacement_characters(client, alice, procs):
-    procs.start("worker", "--slots", "1")
-    procs.start("scheduler")
+    procs.worker(1)
+    procs.scheduler()
     _, run = fire(client, alice, command=["sh", "-c", "printf 'a\\000b\\n'; echo after"])
     done = wait_status(client, alice, run["id"], timeout=30)
     assert done["status"] == "succeeded"

@@ -7,6 +7,7 @@ import hmac
 import json
 import socket
 import threading
+import time
 from email import message_from_bytes
 from email.policy import default as email_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,17 +32,21 @@ class Receiver:
     def __init__(self):
         self.requests: list[dict] = []
         self.script: dict[str, list[int]] = {}
+        self.retry_after = 1
+        self.delay: dict[str, float] = {}  # seconds to wait before answering, per path
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                                          "at": time.monotonic()})
+                time.sleep(receiver.delay.get(self.path, 0))
                 queue = receiver.script.get(self.path) or []
                 status = queue.pop(0) if queue else 200
                 self.send_response(status)
                 if status == 429:
-                    self.send_header("Retry-After", "1")
+                    self.send_header("Retry-After", str(receiver.retry_after))
                 self.end_headers()
                 self.wfile.write(b"ok")
 
@@ -84,10 +89,8 @@ def smtp():
 @pytest.fixture
 def notifier(procs, smtp):
     env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp[1])}
-    procs.start("worker", "--slots", "2", env=env)
-    procs.start("scheduler", env=env)
-    import time
-    time.sleep(1.5)
+    procs.worker(2, env=env)
+    procs.scheduler(env=env)
     return smtp[0]
 
 
@@ -168,8 +171,10 @@ def test_one_failure_notifies_each_channel_once_then_recovery(client, alice, rec
 
 
 def test_429_then_200_is_retried_after_retry_after(client, alice, receiver, notifier):
+    """Retry-After (4 s) is longer than the first backoff (1 s): the gap shows which one ruled."""
     channel = add_channel(client, alice, "slack", receiver.url + "/flaky")
     receiver.script["/flaky"] = [429]
+    receiver.retry_after = 4
     assert client.post(f"/api/teams/{alice.team_id}/notification-channels/{channel['id']}/test",
                        headers=alice.h()).status_code == 202
     wait_for(lambda: len(receiver.on("/flaky")) == 2, 20)
@@ -178,6 +183,8 @@ def test_429_then_200_is_retried_after_retry_after(client, alice, receiver, noti
                              if d["status"] != "pending"] if len(client.get(url, headers=alice.h()).get_json()["deliveries"]) == 2 else None, 10)
     rows = sorted(rows, key=lambda d: d["attempt"])
     assert [(d["attempt"], d["status"], d["responseCode"]) for d in rows] == [(1, "failed", 429), (2, "sent", 200)]
+    first, second = receiver.on("/flaky")
+    assert 4 <= second["at"] - first["at"] <= 9, second["at"] - first["at"]
 
 
 def test_a_permanent_4xx_is_not_retried(client, alice, receiver, notifier):
@@ -215,3 +222,17 @@ def test_channel_validation(app, client, alice, charlie):
         from webapp.extensions import db
         raw = db.session.execute(text("select config from notification_channels")).scalar_one()
         assert b"hooks.example.com" not in bytes(raw)  # encrypted at rest
+
+
+def test_one_teams_slow_endpoint_does_not_delay_another_teams_alert(client, alice, charlie, receiver, notifier):
+    receiver.delay["/slow"] = 8
+    slow = add_channel(client, alice, "slack", receiver.url + "/slow")
+    fast = add_channel(client, charlie, "slack", receiver.url + "/fast")
+    for _ in range(3):
+        client.post(f"/api/teams/{alice.team_id}/notification-channels/{slow['id']}/test", headers=alice.h())
+    wait_for(lambda: receiver.on("/slow"), 10)  # team A's endpoint is now holding a delivery
+    asked = time.monotonic()
+    client.post(f"/api/teams/{charlie.team_id}/notification-channels/{fast['id']}/test", headers=charlie.h())
+    arrived = wait_for(lambda: receiver.on("/fast"), 15)[0]["at"]
+    assert arrived - asked < 4, arrived - asked
+    assert len(receiver.on("/slow")) == 1  # and team A holds one slot at a time, not all of them

@@ -38,8 +38,15 @@ def test_the_document_is_openapi_3_1(client):
     assert client.get("/api/docs").status_code == 200
 
 
+def _coin(*parts) -> bool:
+    """A stable half of the cases (unlike hash(), which Python salts per process)."""
+    import zlib
+    return zlib.crc32(repr(parts).encode()) % 2 == 0
+
+
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
 def test_api_fuzz(case, world):
     member, wf_id, run_id, channel_id = world
     params = case.path_parameters or {}
@@ -47,10 +54,10 @@ def test_api_fuzz(case, world):
         params["teamId"] = member.team_id
     if "projectId" in params:
         params["projectId"] = member.project_id
-    if "workflowId" in params and hash(str(case.body)) % 2 == 0:
+    if "workflowId" in params and _coin(case.body, case.query):
         params["workflowId"] = wf_id
-    if "runId" in params and hash(str(case.query)) % 2 == 0:
+    if "runId" in params and _coin(case.query, case.body):
         params["runId"] = run_id
-    if "channelId" in params and hash(str(case.body)) % 2 == 0:
+    if "channelId" in params and _coin(case.body):
         params["channelId"] = channel_id
     case.call_and_validate(headers=member.h(), checks=CHECKS)

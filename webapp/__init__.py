@@ -24,6 +24,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         RATELIMIT_HEADER_RESET="RateLimit-Reset",
         RATELIMIT_HEADER_RETRY_AFTER_VALUE="delta-seconds",
         RATELIMIT_KEY_PREFIX="workflows",
+        # Redis away: a trigger is still recorded (the scheduler hands it over later) rather than
+        # refused with a 500; the limit applies again as soon as Redis answers.
+        RATELIMIT_SWALLOW_ERRORS=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",

@@ -25,6 +25,19 @@ def _int(name: str, default: int, low: int = 0, high: int | None = None) -> int:
     return value
 
 
+def _float(name: str, default: float, low: float, high: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
 def _bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw in (None, ""):
@@ -57,6 +70,14 @@ def from_env() -> dict:
         "TRIGGER_RATE_LIMIT": os.environ.get("TRIGGER_RATE_LIMIT", "30 per minute"),
         # How long a dead worker's run goes unnoticed: its lease lapses after this many seconds.
         "RUN_LEASE_TTL_SEC": _int("RUN_LEASE_TTL_SEC", 15, 2, 600),
+        # A queued run fails "no worker picked up the run" only after max(timeoutSec, this) from
+        # when it became due: a short timeout bounds the run, not how long a worker restart takes.
+        "QUEUE_WAIT_FLOOR_SEC": _int("QUEUE_WAIT_FLOOR_SEC", 300, 0, 86400),
+        # Live-log stream length in entries (batches of lines); tests make it short.
+        "LIVE_STREAM_MAXLEN": _int("LIVE_STREAM_MAXLEN", 2000, 1, 1_000_000),
+        # How often a run's output is written to the database (seconds).
+        "LOG_BATCH_SECONDS": _float("LOG_BATCH_SECONDS", 0.25, 0.01, 60.0),
+        "NOTIFY_SLOTS": _int("NOTIFY_SLOTS", 2, 1, 64),
         "CONTAINER_PIDS_LIMIT": _int("CONTAINER_PIDS_LIMIT", 512, 16),
         "SMTP_HOST": os.environ.get("SMTP_HOST", "127.0.0.1"),
         "SMTP_PORT": _int("SMTP_PORT", 25, 1, 65535),

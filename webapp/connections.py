@@ -18,11 +18,20 @@ def _cached(kind: str, key: str, make):
     return client
 
 
-def get_redis(url: str | None = None) -> redis.Redis:
+def socket_timeout() -> float:
+    """Shorter than a third of the run lease: a hung Redis call cannot outlast a lease renewal."""
+    return max(0.5, min(5.0, current_app.config["RUN_LEASE_TTL_SEC"] / 3))
+
+
+def get_redis(url: str | None = None, *, blocking: bool = False) -> redis.Redis:
+    """The process's Redis client. Commands are quick, so the socket timeout is short; `blocking`
+    gives a separate client for blocking reads (XREAD BLOCK, RQ's BLPOP) with a long one."""
     url = url or current_app.config["REDIS_URL"]
-    return _cached("redis", url, lambda: redis.Redis.from_url(url, socket_timeout=30,
-                                                              socket_connect_timeout=5,
-                                                              health_check_interval=30))
+    timeout = 60.0 if blocking else socket_timeout()
+    return _cached("redis-blocking" if blocking else "redis", url,
+                   lambda: redis.Redis.from_url(url, socket_timeout=timeout,
+                                                socket_connect_timeout=min(timeout, 5.0),
+                                                health_check_interval=30))
 
 
 def get_docker(base_url: str | None = None, timeout: int = 60) -> docker.DockerClient:

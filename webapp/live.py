@@ -6,12 +6,13 @@ skipping what was sent, so the seam has no gap and no duplicate.
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import urlparse
 
 from flask import current_app, g, request
 from simple_websocket import ConnectionClosed
 
-from jobs.livelog import decode, stream_key
+from .livelog import decode, stream_key
 
 from .api import bp as api_bp
 from .api.errors import ApiError
@@ -19,6 +20,7 @@ from .api.serialize import line_json
 from .connections import get_redis
 from .extensions import db, sock
 from .models import Run
+from .models.base import isoformat, utcnow
 from .services import runs as run_service
 
 ENDPOINT = "api.live_log_stream"
@@ -54,6 +56,10 @@ def live_log_stream(ws, team_id: int, run_id: str):
     stream_logs(ws, run_pk, public_id)
 
 
+TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
+CATCH_UP_WAIT_SEC = 30
+
+
 def _status(run_pk: int) -> str:
     db.session.expire_all()
     status = db.session.get(Run, run_pk).status
@@ -61,29 +67,51 @@ def _status(run_pk: int) -> str:
     return status
 
 
+def _send_stored(ws, run_pk: int, after: int, before: int | None = None) -> int:
+    """Send the stored lines with after < seq (< before); the last seq sent."""
+    run = db.session.get(Run, run_pk)
+    last = after
+    for line in run_service.log_lines(run, after_seq=after, before_seq=before):
+        _send(ws, line_json(line))
+        last = line.seq
+    db.session.commit()
+    return last
+
+
+def _fill_hole(ws, run_pk: int, last: int, seq: int) -> None:
+    """The stream was trimmed (or missed lines) between `last` and `seq`: send them from the
+    database once it has caught up, so that a late viewer never skips lines silently."""
+    end = time.monotonic() + CATCH_UP_WAIT_SEC
+    while time.monotonic() < end:
+        db.session.expire_all()
+        run = db.session.get(Run, run_pk)
+        caught_up = run.log_next_seq >= seq or run.status in TERMINAL
+        db.session.commit()
+        if caught_up:
+            break
+        time.sleep(0.1)
+    sent = _send_stored(ws, run_pk, last, before=seq)
+    if sent < seq - 1:  # lines past the log cap live only in the stored tail (or were dropped)
+        _send(ws, {"stream": "system", "ts": isoformat(utcnow()),
+                   "text": f"[{seq - 1 - sent} lines not shown live here: they are past the log's cap; "
+                           "the stored log keeps its head and its last part]"})
+
+
 def stream_logs(ws, run_pk: int, public_id: str) -> None:
     try:
         status = _status(run_pk)
-        run = db.session.get(Run, run_pk)
-        last = -1
-        for line in run_service.log_lines(run):
-            _send(ws, line_json(line))
-            last = line.seq
-        db.session.commit()
-        if status in ("succeeded", "failed", "cancelled", "timed_out"):
+        last = _send_stored(ws, run_pk, -1)
+        if status in TERMINAL:
             _send(ws, {"event": "end", "status": status})
             return
-        redis = get_redis()
+        redis = get_redis(blocking=True)
         key, cursor = stream_key(public_id), "0-0"
         while True:
             reply = redis.xread({key: cursor}, count=500, block=IDLE_CHECK_MS)
             if not reply:
                 status = _status(run_pk)
-                if status in ("succeeded", "failed", "cancelled", "timed_out"):
-                    run = db.session.get(Run, run_pk)
-                    for line in run_service.log_lines(run, after_seq=last):
-                        _send(ws, line_json(line))
-                    db.session.commit()
+                if status in TERMINAL:
+                    _send_stored(ws, run_pk, last)
                     _send(ws, {"event": "end", "status": status})
                     return
                 continue
@@ -91,11 +119,15 @@ def stream_logs(ws, run_pk: int, public_id: str) -> None:
                 cursor = entry_id
                 for item in decode(fields):
                     if "event" in item:
+                        _send_stored(ws, run_pk, last)
                         _send(ws, {"event": "end", "status": item["status"] or _status(run_pk)})
                         return
-                    if item["seq"] > last:
-                        _send(ws, item)
-                        last = item["seq"]
+                    if item["seq"] <= last:
+                        continue
+                    if item["seq"] > last + 1:
+                        _fill_hole(ws, run_pk, last, item["seq"])
+                    _send(ws, item)
+                    last = item["seq"]
     except ConnectionClosed:
         return
     finally:

@@ -1,11 +1,11 @@
 """All models, importable from one place."""
-from .notifications import EVENTS, Event, NotificationChannel, NotificationDelivery
+from .notifications import EVENTS, Event, Notification, NotificationChannel, NotificationDelivery
 from .registry import RegistryCredential
 from .tenancy import ApiKey, Environment, Membership, Project, Team, User
 from .workflows import STATUSES, TERMINAL, TRIGGERS, Run, RunLogChunk, Workflow
 
 __all__ = [
-    "ApiKey", "Environment", "Event", "EVENTS", "Membership", "NotificationChannel",
+    "ApiKey", "Environment", "Event", "EVENTS", "Membership", "Notification", "NotificationChannel",
     "NotificationDelivery", "Project", "RegistryCredential", "Run", "RunLogChunk", "STATUSES",
     "Team", "TERMINAL", "TRIGGERS", "User", "Workflow",
 ]

@@ -32,9 +32,36 @@ class NotificationChannel(db.Model):
     disabled_at = db.Column(db.DateTime, nullable=True)
 
 
+class Notification(db.Model):
+    """The outbox entry of one message to one channel (an event's, or a test's).
+
+    Written in the transaction that creates the event; each delivery attempt is one RQ job that
+    claims the row with a compare-and-set (pending -> sending), records a NotificationDelivery,
+    and either finishes it or sets `next_attempt_at`. The scheduler's sweep enqueues what is due
+    and was never (or no longer) handed to RQ, and takes back attempts whose worker died."""
+
+    __tablename__ = "notifications"
+    id = db.Column(db.Integer, primary_key=True)
+    team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), nullable=False)
+    channel_id = db.Column(db.Integer, db.ForeignKey("notification_channels.id", ondelete="CASCADE"),
+                           nullable=False)
+    event_id = db.Column(db.Integer, db.ForeignKey("events.id", ondelete="CASCADE"), nullable=True)  # null: a test
+    state = db.Column(db.String(10), nullable=False, default="pending")  # pending | sending | sent | failed
+    attempts = db.Column(db.Integer, nullable=False, default=0)
+    next_attempt_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    enqueued_at = db.Column(db.DateTime, nullable=True)
+    claimed_at = db.Column(db.DateTime, nullable=True)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    __table_args__ = (db.UniqueConstraint("channel_id", "event_id"),
+                      db.Index("ix_notifications_state_next", "state", "next_attempt_at"))
+
+
 class NotificationDelivery(db.Model):
+    """One attempt to deliver a notification, recorded before it is made."""
+
     __tablename__ = "notification_deliveries"
     id = db.Column(db.Integer, primary_key=True)
+    notification_id = db.Column(db.Integer, db.ForeignKey("notifications.id", ondelete="CASCADE"), nullable=True)
     channel_id = db.Column(db.Integer, db.ForeignKey("notification_channels.id", ondelete="CASCADE"),
                            nullable=False, index=True)
     event_id = db.Column(db.Integer, db.ForeignKey("events.id", ondelete="CASCADE"), nullable=True)  # null: a test

@@ -29,6 +29,10 @@ class Workflow(db.Model):
     memory_mb = db.Column(db.Integer, nullable=True)
     cpus = db.Column(db.Float, nullable=True)
     next_run_at = db.Column(db.DateTime, nullable=True, index=True)
+    # "ok" or "failing": moved with a compare-and-set in the transaction of a run's terminal
+    # status, so that one failure chain emits one workflow.failed and one recovery one
+    # workflow.recovered, however many runs finish at once.
+    alert_state = db.Column(db.String(10), nullable=False, default="ok", server_default="ok")
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     updated_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     # Deleted workflows keep their rows so that run history and in-flight runs stay whole.
@@ -70,12 +74,22 @@ class Run(db.Model):
     duration_ms = db.Column(db.Integer, nullable=True)
     container_id = db.Column(db.String(80), nullable=True)
     worker_name = db.Column(db.String(200), nullable=True)
+    # The fencing token of the worker that owns the run (the value of its Redis lease). Every
+    # write a worker makes to a running run is conditional on it, so a worker that lost the run
+    # (paused past its lease, partitioned) cannot overwrite what the new owner writes.
+    owner_token = db.Column(db.String(40), nullable=True)
     cancel_requested_at = db.Column(db.DateTime, nullable=True)
+    cancel_reason = db.Column(db.Text, nullable=True)
     # Bytes of container output read so far, per stream: where a re-attached reader resumes.
     stdout_bytes = db.Column(db.BigInteger, nullable=False, default=0)
     stderr_bytes = db.Column(db.BigInteger, nullable=False, default=0)
     log_bytes = db.Column(db.BigInteger, nullable=False, default=0)
     log_dropped_bytes = db.Column(db.BigInteger, nullable=False, default=0)
+    # Every seq below this is stored, or accounted for past the cap: a live viewer that finds a
+    # hole in the trimmed stream waits until the database has caught up to it.
+    log_next_seq = db.Column(db.Integer, nullable=False, default=0, server_default="0")
+    # Where the "bytes dropped" notice goes once the head is full (kept across a re-attach).
+    log_notice_seq = db.Column(db.Integer, nullable=True)
 
     workflow = db.relationship("Workflow")
     retry_of = db.relationship("Run", remote_side=[id])

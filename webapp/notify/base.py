@@ -29,6 +29,9 @@ class Message:
     error: str | None
     url: str
     finished_at: str | None
+    # Stable across the attempts of one notification: receivers can drop a repeated delivery
+    # (delivery is at least once: a worker killed after the POST and before recording it repeats it).
+    delivery_id: str | None = None
 
     @property
     def title(self) -> str:

@@ -9,6 +9,7 @@ import time
 from .base import Message, Transport
 
 SIGNATURE_HEADER = "X-Workflows-Signature"
+DELIVERY_HEADER = "X-Workflows-Delivery"
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -28,4 +29,6 @@ class Webhook(Transport):
         timestamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", "X-Workflows-Timestamp": timestamp,
                    SIGNATURE_HEADER: sign(self.config["secret"], timestamp, body)}
+        if message.delivery_id:
+            headers[DELIVERY_HEADER] = message.delivery_id
         return self.post_json(self.config["url"], payload, headers=headers, data=body)

@@ -1,16 +1,24 @@
-"""The end of a run: one terminal transition, then retries or events. Workers and sweepers call it."""
+"""The end of a run: one terminal transition, and in the same transaction what follows it (the
+automatic retry's run row, the workflow.failed / workflow.recovered event and its pending
+notifications). Nothing that follows a terminal status can be lost between the commit and the
+hand-over to Redis: what was written is handed over again by the scheduler's sweep."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import timedelta
 
+from flask import current_app
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
+from .. import faults
 from ..extensions import db
-from ..models import Event, Run
+from ..livelog import publish_end
+from ..models import Event, Notification, NotificationChannel, Run, Workflow
 from ..models.base import utcnow
-from .runs import fire
+from . import dispatch
+from .errors import LeaseLost
+from .runs import fire, handle, hand_over_many
 
 ACTIVE = ("queued", "running")
 BACKOFF_CAP_SEC = 300
@@ -24,59 +32,81 @@ def backoff_seconds(base: int, attempt: int) -> float:
     return min(BACKOFF_CAP_SEC, delay * random.uniform(0.8, 1.2))
 
 
-def mark_started(run: Run, container_id: str) -> None:
-    now = utcnow()
-    db.session.execute(update(Run).where(Run.id == run.id).values(started_at=now, container_id=container_id))
+def owned_update(run: Run, owner: str, **values) -> None:
+    """Write to a running run only while `owner` still owns it; LeaseLost otherwise."""
+    done = db.session.execute(update(Run).where(Run.id == run.id, Run.status == "running",
+                                                Run.owner_token == owner).values(**values)).rowcount
+    if not done:
+        db.session.rollback()
+        raise LeaseLost(run.public_id)
     db.session.commit()
 
 
 def complete(run: Run, status: str, *, exit_code: int | None = None, error: str | None = None,
-             image_digest: str | None = None) -> bool:
-    """Move a run to a terminal status once; False if it was already terminal (nothing changes)."""
+             image_digest: str | None = None, expect: tuple[str, ...] = ACTIVE,
+             owner: str | None = None) -> bool:
+    """Move a run from one of the `expect` statuses (and, given `owner`, only while that worker
+    owns it) to a terminal status, once. False if the compare-and-set lost: nothing changes."""
     now = utcnow()
     started = db.session.scalar(select(Run.started_at).where(Run.id == run.id))
     values = dict(status=status, exit_code=exit_code, error=error, finished_at=now,
                   duration_ms=int((now - started).total_seconds() * 1000) if started else None)
     if image_digest:
         values["image_digest"] = image_digest
-    done = db.session.execute(update(Run).where(Run.id == run.id, Run.status.in_(ACTIVE)).values(**values)).rowcount
-    db.session.commit()
-    db.session.refresh(run)
+    where = [Run.id == run.id, Run.status.in_(expect)]
+    if owner is not None:
+        where.append(Run.owner_token == owner)
+    done = db.session.execute(update(Run).where(*where).values(**values)).rowcount
     if not done:
+        db.session.rollback()
+        db.session.refresh(run)
         return False
-    from jobs.livelog import publish_end
+    db.session.refresh(run)
+    after_commit = _after_terminal(run)
+    db.session.commit()
+    faults.stop_here("after-terminal")
     publish_end(run.public_id, status)
-    _after_terminal(run)
+    try:
+        after_commit()
+    except Exception:  # written already: the sweep hands it over
+        current_app.logger.warning("could not hand over what follows %s; the sweep will", run.public_id)
     return True
 
 
-def _after_terminal(run: Run) -> None:
+def _after_terminal(run: Run) -> Callable[[], None]:
+    """Add the retry or the event to the transaction; returns the hand-over to make after it."""
     wf = run.workflow
     if run.status in ("failed", "timed_out"):
         if run.attempt <= wf.max_retries and wf.deleted_at is None:
             due = utcnow() + timedelta(seconds=backoff_seconds(wf.retry_backoff_sec, run.attempt))
-            fire(wf, "retry", dict(run.env), attempt=run.attempt + 1, retry_of=run, due_at=due)
-        else:
-            emit(run, "workflow.failed")
-    elif run.status == "succeeded":
-        last = (db.session.query(Event).filter(Event.workflow_id == wf.id)
-                .order_by(Event.id.desc()).first())
-        if last is not None and last.kind == "workflow.failed":
-            emit(run, "workflow.recovered")
+            retry = fire(wf, "retry", dict(run.env), attempt=run.attempt + 1, retry_of=run, due_at=due,
+                         commit=False)
+            db.session.flush()
+            if retry.due_at > utcnow():
+                return lambda: None  # the sweep hands it over when its backoff is over
+            h = handle(retry)
+            return lambda: hand_over_many([h])
+        db.session.execute(update(Workflow).where(Workflow.id == wf.id).values(alert_state="failing"))
+        return _emit(run, "workflow.failed")
+    if run.status == "succeeded":
+        recovered = db.session.execute(update(Workflow).where(Workflow.id == wf.id,
+                                                              Workflow.alert_state == "failing")
+                                       .values(alert_state="ok")).rowcount
+        if recovered:
+            return _emit(run, "workflow.recovered")
+    return lambda: None
 
 
-def emit(run: Run, kind: str) -> Event | None:
-    """Record an event (once per run and kind) and hand it to the notifier."""
+def _emit(run: Run, kind: str) -> Callable[[], None]:
+    """The event and one pending notification per subscribed channel, in the caller's transaction."""
     event = Event(team_id=run.team_id, kind=kind, workflow_id=run.workflow_id, run_id=run.id)
     db.session.add(event)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        return None
-    try:
-        from jobs.queues import enqueue_notification
-        enqueue_notification(event.id)
-    except Exception:  # the event row stays; a later sweep may deliver it
-        pass
-    return event
+    db.session.flush()
+    channels = (db.session.query(NotificationChannel)
+                .filter_by(team_id=run.team_id, disabled_at=None).order_by(NotificationChannel.id).all())
+    pending = [Notification(team_id=run.team_id, channel_id=c.id, event_id=event.id)
+               for c in channels if kind in (c.events or [])]
+    db.session.add_all(pending)
+    db.session.flush()
+    ids = [n.id for n in pending]
+    return lambda: dispatch.hand_over_notifications(ids)

@@ -8,23 +8,15 @@ from datetime import datetime
 from flask import current_app
 from sqlalchemy import func, update
 
-from ..connections import get_redis
 from ..extensions import db
 from ..models import Run, RunLogChunk, Workflow
 from ..models.base import new_public_id, utcnow
+from . import dispatch
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
 from .workflows import get_workflow
 
 MAX_PAGE = 100
-
-
-CANCEL_PLAIN = "1"  # the cancel signal's value when the cancel has no reason to record
-
-
-def cancel_key(public_id: str) -> str:
-    return f"run:{public_id}:cancel"
-
 
 def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: Run | None = None,
          scheduled_for: datetime | None = None, due_at: datetime | None = None,
@@ -56,11 +48,10 @@ def handle(run: Run) -> tuple[int, str, int]:
 
 def hand_over_many(runs: list[tuple[int, str, int]]) -> None:
     """Enqueue due runs (as handles). If Redis is away the scheduler's sweep enqueues them later."""
-    from jobs.queues import enqueue_runs
     if not runs:
         return
     try:
-        enqueue_runs([(public_id, timeout) for _, public_id, timeout in runs])
+        dispatch.enqueue_runs([(public_id, timeout) for _, public_id, timeout in runs])
     except Exception:
         current_app.logger.exception("could not enqueue %d runs; the scheduler will", len(runs))
         return
@@ -107,22 +98,36 @@ def request_cancel(run: Run, reason: str | None = None) -> Run:
     `reason` becomes the run's `error` (a user's cancel has none)."""
     if run.terminal:
         raise Conflict(f"the run is already {run.status}")
+    signal = cancel_in_transaction(run, reason)
+    db.session.commit()
+    signal()
+    db.session.refresh(run)
+    return run
+
+
+def cancel_in_transaction(run: Run, reason: str | None = None):
+    """Write the cancel in the current transaction; returns what to call after the commit (the
+    Redis fast path). The database is the record: a worker notices a cancel within a second
+    even when Redis lost the signal."""
+    from ..livelog import publish_end
     now = utcnow()
     done = db.session.execute(
         update(Run).where(Run.id == run.id, Run.status == "queued")
         .values(status="cancelled", finished_at=now, cancel_requested_at=now, error=reason)
     ).rowcount
-    db.session.commit()
-    if not done:
-        db.session.execute(update(Run).where(Run.id == run.id, Run.cancel_requested_at.is_(None))
-                           .values(cancel_requested_at=now))
-        db.session.commit()
-        get_redis().set(cancel_key(run.public_id), reason or CANCEL_PLAIN, ex=7 * 86400)
-    else:
-        from jobs.livelog import publish_end
-        publish_end(run.public_id, "cancelled")
-    db.session.refresh(run)
-    return run
+    public_id = run.public_id
+    if done:
+        return lambda: publish_end(public_id, "cancelled")
+    db.session.execute(update(Run).where(Run.id == run.id, Run.status == "running",
+                                         Run.cancel_requested_at.is_(None))
+                       .values(cancel_requested_at=now, cancel_reason=reason))
+
+    def fast_path():
+        try:
+            dispatch.signal_cancel(public_id, reason)
+        except Exception:  # the worker polls the database too
+            current_app.logger.warning("could not signal the cancel of %s through Redis", public_id)
+    return fast_path
 
 
 def _decode_cursor(cursor: str) -> int:
@@ -154,9 +159,11 @@ def list_runs(principal: Principal, team_id: int, public_id: str, limit: int = 2
     return runs, (_encode_cursor(runs[-1].id) if more else None)
 
 
-def log_lines(run: Run, after_seq: int = -1) -> list[RunLogChunk]:
-    return (db.session.query(RunLogChunk).filter(RunLogChunk.run_id == run.id, RunLogChunk.seq > after_seq)
-            .order_by(RunLogChunk.seq).all())
+def log_lines(run: Run, after_seq: int = -1, before_seq: int | None = None) -> list[RunLogChunk]:
+    query = db.session.query(RunLogChunk).filter(RunLogChunk.run_id == run.id, RunLogChunk.seq > after_seq)
+    if before_seq is not None:
+        query = query.filter(RunLogChunk.seq < before_seq)
+    return query.order_by(RunLogChunk.seq).all()
 
 
 def run_url(run: Run) -> str:

@@ -1,0 +1,475 @@
+"""Chaos soak: exactly once while processes die and services restart, audited from outside.
+
+For --minutes N (default 10): 20 workflows fire every 2 s (`*/2 * * * * *`, some failing with a
+retry, all printing a known sequence), manual triggers, manual retries and cancels arrive over the
+API, and every ~5 s one of a worker slot, the worker supervisor, a scheduler (two run) or the web
+process is killed with SIGKILL and brought back. Redis is restarted twice and dockerd once. Then
+the faults stop, the schedules are removed, everything settles, and the audit checks:
+
+  - every due instant of every schedule has exactly one run;
+  - every run is terminal once things settle (nothing stuck);
+  - no run ran twice: the engine's own event stream shows at most one container created per run;
+  - every succeeded run's stored log is contiguous (seq 0..n-1) and its output byte-exact;
+  - every final failure emitted exactly one workflow.failed event, delivered once (one delivery
+    id) to a real webhook receiver;
+  - no container of the installation is left.
+
+It exits non-zero on any violation and prints its counts as its last line.
+Usage: .venv/bin/python bench/chaos.py [--minutes N] [--seed S]   (needs root: it restarts
+redis-server and dockerd, so run it alone, not beside the test suite)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from stack import ROOT, Stack
+
+VAR = ROOT / "var"
+LINES = 20
+SCHEDULED = 20
+FAILING = 5  # of the scheduled workflows, these exit 3 after their output (maxRetries 1)
+SETTLE_SEC = 240
+
+
+def sequence(tag: str, fail: bool = False, pause: str = "0") -> list[str]:
+    script = f'i=1; while [ $i -le {LINES} ]; do echo "{tag} line $i"; i=$((i+1)); done; sleep {pause}'
+    return ["sh", "-c", script + ("; exit 3" if fail else "")]
+
+
+def expected(tag: str) -> list[str]:
+    return [f"{tag} line {i}" for i in range(1, LINES + 1)]
+
+
+class Receiver:
+    """The webhook receiver: every POST, by delivery id."""
+
+    def __init__(self):
+        self.posts: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                receiver.posts.append({"delivery": self.headers.get("X-Workflows-Delivery"),
+                                       "event": body["event"], "run": body["run"]["id"]})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class EngineEvents:
+    """Container create events from the engine, kept across a dockerd restart (reconnect with
+    `since` the last event seen)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.created: Counter = Counter()
+        self.since = time.time()
+        self.stop = threading.Event()
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self):
+        import docker
+        while not self.stop.is_set():
+            try:
+                api = docker.APIClient(timeout=None)
+                for ev in api.events(since=self.since, decode=True,
+                                     filters={"type": "container", "event": "create", "label": self.label}):
+                    run = (ev.get("Actor", {}).get("Attributes") or {}).get("workflows.run")
+                    self.created[run] += 1
+                    self.since = ev["timeNano"] / 1e9 + 1e-6
+                    if self.stop.is_set():
+                        return
+            except Exception:
+                time.sleep(0.5)
+
+
+class Chaos:
+    def __init__(self, minutes: float, seed: int):
+        self.minutes = minutes
+        self.rng = random.Random(seed)
+        self.stack = Stack(slots=4, redis_db=12, extra_env={
+            "TRIGGER_RATE_LIMIT": "100000 per minute", "RUN_LEASE_TTL_SEC": "6", "LOG_LEVEL": "WARNING"})
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.counts: Counter = Counter()
+        self.refused = 0
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    # -- processes ---------------------------------------------------------------------------
+    def spawn(self, name: str) -> None:
+        s = self.stack
+        cmd = {
+            "web": [".venv/bin/gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{s.port}",
+                    "--threads", "16", "wsgi:app"],
+            "worker": [".venv/bin/flask", "--app", "wsgi", "worker"],
+            "scheduler-a": [".venv/bin/flask", "--app", "wsgi", "scheduler"],
+            "scheduler-b": [".venv/bin/flask", "--app", "wsgi", "scheduler"],
+        }[name]
+        log = open(f"{s.tmp}/{name}.log", "a")
+        self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=s.env, start_new_session=True, stdout=log,
+                                            stderr=subprocess.STDOUT)
+
+    def kill(self, name: str, group: bool = True) -> None:
+        p = self.procs[name]
+        try:
+            if group:
+                os.killpg(p.pid, signal.SIGKILL)
+            else:
+                os.kill(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait(15)
+
+    def start(self) -> None:
+        s = self.stack
+        subprocess.run(["redis-cli", "-n", "12", "flushdb"], check=True, capture_output=True)
+        s.flask("db", "upgrade")
+        info = json.loads(s.flask("users", "create", "chaos@example.test", "--password", "chaos-password",
+                                  "--team", "chaos").strip().splitlines()[-1])
+        s.team, s.project = info["teamId"], info["projectId"]
+        s.key = s.flask("keys", "create", "--team", str(s.team), "--scope", "full").strip().splitlines()[-1]
+        for name in ("web", "worker", "scheduler-a", "scheduler-b"):
+            self.spawn(name)
+        self.wait_web()
+
+    def wait_web(self, limit: float = 60) -> None:
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            try:
+                if self.stack.call("GET", "/healthz")[0] in (200, 503):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the web process did not come up")
+
+    def stop_all(self) -> None:
+        for name, p in self.procs.items():
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+    # -- the API, tolerant of a web process that is being killed -----------------------------
+    def api(self, method: str, path: str, body=None):
+        try:
+            status, data = self.stack.call(method, path, body)
+        except OSError:
+            with self.lock:
+                self.refused += 1
+            return None, None
+        if status >= 500:
+            with self.lock:
+                self.refused += 1
+        return status, data
+
+    # -- set-up -------------------------------------------------------------------------------
+    def create_workflows(self) -> None:
+        s = self.stack
+        status, _ = self.api("POST", f"/api/teams/{s.team}/notification-channels",
+                             {"kind": "webhook", "name": "audit", "target": self.receiver.url})
+        assert status == 201, status
+        self.tags: dict[str, str] = {}
+        self.scheduled: list[str] = []
+        for i in range(SCHEDULED):
+            tag = f"sched{i:02d}"
+            fail = i < FAILING
+            wf = s.create_workflow(name=tag, command=sequence(tag, fail, pause=self.rng.choice(["0", "0.5", "1"])),
+                                   schedule="*/2 * * * * *", concurrencyPolicy="forbid", timeoutSec=60,
+                                   maxRetries=1 if fail else 0, retryBackoffSec=1)
+            self.tags[wf] = tag
+            self.scheduled.append(wf)
+        self.manual = []
+        for i in range(3):
+            tag = f"manual{i}"
+            wf = s.create_workflow(name=tag, command=sequence(tag, fail=i == 2, pause="1"), timeoutSec=60,
+                                   maxRetries=1 if i == 2 else 0, retryBackoffSec=1)
+            self.tags[wf] = tag
+            self.manual.append(wf)
+        self.long = s.create_workflow(name="long", command=["sh", "-c", "trap 'exit 143' TERM; sleep 30 & wait"],
+                                      timeoutSec=120)
+
+    # -- load ---------------------------------------------------------------------------------
+    def traffic(self) -> None:
+        s = self.stack
+        cancels: list[tuple[float, str]] = []
+        while not self.stopping.is_set():
+            roll = self.rng.random()
+            if roll < 0.5:
+                status, _ = self.api("POST", f"/api/workflows/{s.team}/workflows/{self.rng.choice(self.manual)}/trigger")
+                self.counts["manual_triggers"] += status == 202
+            elif roll < 0.7:
+                status, run = self.api("POST", f"/api/workflows/{s.team}/workflows/{self.long}/trigger")
+                if status == 202:
+                    self.counts["long_triggers"] += 1
+                    cancels.append((time.monotonic() + self.rng.uniform(1, 8), run["id"]))
+            else:
+                wf = self.rng.choice(self.manual + self.scheduled[:FAILING])
+                status, body = self.api("GET", f"/api/workflows/{s.team}/workflows/{wf}/runs?limit=5")
+                done = [r for r in (body or {}).get("runs", []) if r["status"] in ("failed", "succeeded")]
+                if status == 200 and done:
+                    status, _ = self.api("POST", f"/api/workflows/{s.team}/workflows/runs/{done[0]['id']}/retry")
+                    self.counts["manual_retries"] += status == 202
+            now = time.monotonic()
+            for when, run_id in [c for c in cancels if c[0] <= now]:
+                cancels.remove((when, run_id))
+                status, _ = self.api("POST", f"/api/workflows/{s.team}/workflows/runs/{run_id}/cancel")
+                self.counts["cancels"] += status == 202
+            self.stopping.wait(self.rng.uniform(0.5, 1.2))
+
+    # -- faults -------------------------------------------------------------------------------
+    def restart_redis(self) -> None:
+        subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True)
+        time.sleep(self.rng.uniform(0.5, 2))
+        subprocess.run(["redis-server", "--daemonize", "yes", "--port", "6379", "--bind", "127.0.0.1",
+                        "--dir", str(VAR), "--save", "", "--appendonly", "no", "--logfile", str(VAR / "redis.log")],
+                       check=True, capture_output=True)
+        _wait(lambda: subprocess.run(["redis-cli", "ping"], capture_output=True).returncode == 0, 30)
+        self.counts["redis_restarts"] += 1
+
+    def restart_dockerd(self) -> None:
+        pid = int(Path("/var/run/docker.pid").read_text())
+        os.kill(pid, signal.SIGTERM)
+        _wait(lambda: not Path(f"/proc/{pid}").exists(), 60)
+        subprocess.Popen(["dockerd"], stdout=open(VAR / "dockerd.log", "a"), stderr=subprocess.STDOUT,
+                         start_new_session=True)
+        _wait(lambda: subprocess.run(["docker", "info"], capture_output=True).returncode == 0, 60)
+        self.counts["dockerd_restarts"] += 1
+
+    def kill_one(self) -> None:
+        what = self.rng.choice(["slot", "supervisor", "scheduler", "web"])
+        if what == "slot":
+            out = subprocess.run(["pgrep", "-P", str(self.procs["worker"].pid)], capture_output=True, text=True).stdout
+            pids = [int(p) for p in out.split()]
+            if not pids:
+                return
+            os.kill(self.rng.choice(pids), signal.SIGKILL)  # its supervisor starts a new one
+        elif what == "supervisor":
+            self.kill("worker", group=False)  # its slots die with it; their containers do not
+            time.sleep(self.rng.uniform(0.3, 2))
+            self.spawn("worker")
+        elif what == "scheduler":
+            name = self.rng.choice(["scheduler-a", "scheduler-b"])
+            self.kill(name)
+            time.sleep(self.rng.uniform(0.3, 2))
+            self.spawn(name)
+        else:
+            self.kill("web")
+            time.sleep(self.rng.uniform(0.3, 2))
+            self.spawn("web")
+        self.counts[f"kill_{what}"] += 1
+
+    def faults(self, seconds: float) -> None:
+        start = time.monotonic()
+        plan = sorted([(0.25, self.restart_redis), (0.45, self.restart_dockerd), (0.65, self.restart_redis)],
+                      key=lambda x: x[0])
+        while time.monotonic() - start < seconds:
+            elapsed = (time.monotonic() - start) / seconds
+            if plan and elapsed >= plan[0][0]:
+                plan.pop(0)[1]()
+            else:
+                self.kill_one()
+            time.sleep(self.rng.uniform(4, 6))
+
+    # -- the soak -----------------------------------------------------------------------------
+    def run(self) -> int:
+        self.receiver = Receiver()
+        self.start()
+        self.events = EngineEvents(instance_label(self.stack.env))
+        self.create_workflows()
+        self.created_at = datetime.utcnow()
+        load = threading.Thread(target=self.traffic, daemon=True)
+        load.start()
+        try:
+            self.faults(self.minutes * 60)
+        finally:
+            self.stopping.set()
+            load.join(30)
+        for name, p in self.procs.items():  # everything up again for the settling
+            if p.poll() is not None:
+                self.spawn(name)
+        self.wait_web()
+        time.sleep(4)
+        self.unscheduled_at = {}
+        for wf in self.scheduled:
+            status, body = None, None
+            while status != 200:
+                status, body = self.api("PATCH", f"/api/workflows/{self.stack.team}/workflows/{wf}", {"schedule": None})
+                time.sleep(0.2 if status != 200 else 0)
+            self.unscheduled_at[wf] = datetime.fromisoformat(body["updatedAt"][:-1])
+        violations = self.audit()
+        self.stop_all()
+        self.events.stop.set()
+        return violations
+
+    # -- the audit ----------------------------------------------------------------------------
+    def audit(self) -> int:
+        os.environ.update(self.stack.env)
+        sys.path.insert(0, str(ROOT))
+        from sqlalchemy import func
+
+        from webapp import create_app
+        from webapp.extensions import db
+        from webapp.models import Event, Notification, Run, RunLogChunk, Workflow
+        app = create_app()
+        problems: list[str] = []
+        with app.app_context():
+            def active() -> int:
+                n = db.session.query(Run).filter(Run.status.in_(("queued", "running"))).count()
+                db.session.commit()
+                return n
+            def unsent() -> int:
+                n = db.session.query(Notification).filter(Notification.state.in_(("pending", "sending"))).count()
+                db.session.commit()
+                return n
+            _wait(lambda: active() == 0, SETTLE_SEC)
+            _wait(lambda: unsent() == 0, 120)
+            stuck = db.session.query(Run).filter(Run.status.in_(("queued", "running"))).all()
+            problems += [f"stuck: {r.public_id} {r.status}" for r in stuck]
+            wfs = {wf.public_id: wf for wf in db.session.query(Workflow).all()}
+            runs = db.session.query(Run).all()
+            by_wf = defaultdict(list)
+            for r in runs:
+                by_wf[r.workflow_id].append(r)
+            # every due instant exactly once
+            instants = 0
+            for public_id in self.scheduled:
+                wf = wfs[public_id]
+                fired = Counter(r.scheduled_for for r in by_wf[wf.id] if r.trigger == "schedule")
+                problems += [f"instant fired {n} times: {public_id} {t}" for t, n in fired.items() if n > 1]
+                t = _next_even(self.created_at + timedelta(seconds=1))
+                end = self.unscheduled_at[public_id] - timedelta(seconds=1)
+                while t <= end:
+                    instants += 1
+                    if fired.get(t, 0) != 1:
+                        problems.append(f"instant missing: {public_id} {t.isoformat()}")
+                    t += timedelta(seconds=2)
+            # at most one container per run, from the engine's own events
+            problems += [f"{n} containers created for {run}" for run, n in self.events.created.items() if n > 1]
+            # logs of succeeded runs: contiguous and byte-exact
+            chunks = defaultdict(list)
+            for c in db.session.query(RunLogChunk).order_by(RunLogChunk.run_id, RunLogChunk.seq):
+                chunks[c.run_id].append(c)
+            wf_by_id = {wf.id: wf for wf in wfs.values()}
+            for r in runs:
+                if r.status != "succeeded":
+                    continue
+                lines = chunks[r.id]
+                if [c.seq for c in lines] != list(range(len(lines))):
+                    problems.append(f"log of {r.public_id} has holes: {[c.seq for c in lines][:40]}")
+                tag = self.tags.get(wf_by_id[r.workflow_id].public_id)
+                if tag and [c.text for c in lines if c.stream == "stdout"] != expected(tag):
+                    problems.append(f"log of {r.public_id} is not exact")
+            # final failures: one event, one delivery
+            retried = {r.retry_of_id for r in runs if r.trigger == "retry" and r.attempt > 1}
+            events = Counter((e.run_id, e.kind) for e in db.session.query(Event).all())
+            delivered = defaultdict(set)
+            for post in self.receiver.posts:
+                delivered[(post["run"], post["event"])].add(post["delivery"])
+            finals = [r for r in runs if r.status in ("failed", "timed_out") and r.id not in retried]
+            for r in finals:
+                if events[(r.id, "workflow.failed")] != 1:
+                    problems.append(f"{events[(r.id, 'workflow.failed')]} failure events for {r.public_id}")
+                if len(delivered[(r.public_id, "workflow.failed")]) != 1:
+                    problems.append(f"{len(delivered[(r.public_id, 'workflow.failed')])} deliveries for {r.public_id}")
+            extra = [r for r in runs if r.status in ("failed", "timed_out") and r.id in retried
+                     and events[(r.id, "workflow.failed")]]
+            problems += [f"a retried run emitted workflow.failed: {r.public_id}" for r in extra]
+            # nothing left on the engine
+            left = _wait_value(lambda: leftover_containers(self.stack.env), 60)
+            problems += [f"container left: {c}" for c in (left or [])]
+            statuses = Counter(r.status for r in runs)
+            repeats = sum(len(v) for v in delivered.values()) - len(delivered)
+            raw = len(self.receiver.posts) - sum(len(v) for v in delivered.values())
+            logs_checked = sum(1 for r in runs if r.status == "succeeded")
+            stored_lines = db.session.query(func.count(RunLogChunk.id)).scalar()
+        for p in problems[:50]:
+            print("VIOLATION", p)
+        c = self.counts
+        print(f"chaos: minutes={self.minutes:g} kills={sum(v for k, v in c.items() if k.startswith('kill_'))} "
+              f"(slot={c['kill_slot']} supervisor={c['kill_supervisor']} scheduler={c['kill_scheduler']} "
+              f"web={c['kill_web']}) redis_restarts={c['redis_restarts']} dockerd_restarts={c['dockerd_restarts']} "
+              f"runs={len(runs)} succeeded={statuses['succeeded']} failed={statuses['failed']} "
+              f"cancelled={statuses['cancelled']} timed_out={statuses['timed_out']} instants={instants} "
+              f"logs_checked={logs_checked} log_lines={stored_lines} final_failures={len(finals)} "
+              f"deliveries={len(self.receiver.posts)} repeated_posts={raw + repeats} "
+              f"manual={c['manual_triggers']} retries={c['manual_retries']} cancels={c['cancels']} "
+              f"api_refused={self.refused} violations={len(problems)}")
+        return len(problems)
+
+
+def _next_even(t: datetime) -> datetime:
+    t = t.replace(microsecond=0) + timedelta(seconds=1)
+    return t + timedelta(seconds=t.second % 2)
+
+
+def _wait(predicate, limit: float) -> bool:
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def instance_label(env: dict) -> str:
+    """The label of this installation's containers (jobs.engine.instance_id, from the database URL)."""
+    import hashlib
+    return f"workflows.instance={hashlib.sha1(env['DATABASE_URL'].encode()).hexdigest()[:12]}"
+
+
+def leftover_containers(env: dict) -> list[str]:
+    import docker
+    api = docker.APIClient()
+    return [c["Id"][:12] for c in api.containers(all=True, filters={"label": instance_label(env)})]
+
+
+def _wait_value(fn, limit: float):
+    end = time.monotonic() + limit
+    value = fn()
+    while value and time.monotonic() < end:
+        time.sleep(1)
+        value = fn()
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    args = parser.parse_args()
+    print(f"chaos soak: {args.minutes:g} minutes, seed {args.seed}", flush=True)
+    chaos = Chaos(args.minutes, args.seed)
+    try:
+        violations = chaos.run()
+    finally:
+        chaos.stop_all()
+    sys.exit(1 if violations else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Live logs across trims and take-overs: a viewer never skips a line silently, and a re-attached
+run does not renumber the lines viewers already have. Real server, workers and engine."""
+from __future__ import annotations
+
+import threading
+
+from conftest import create_wf, wait_for, wait_status
+from test_live import collect, server, stream_url  # noqa: F401  (server is a fixture)
+
+FAST = {"RUN_LEASE_TTL_SEC": "3"}
+
+
+def fire(client, m, **fields):
+    wf = create_wf(client, m, **fields)
+    return client.post(f"/api/workflows/{m.team_id}/workflows/{wf['id']}/trigger", headers=m.h()).get_json()
+
+
+def stored(client, m, run_id):
+    return client.get(f"/api/workflows/{m.team_id}/workflows/runs/{run_id}/logs", headers=m.h()).get_json()["lines"]
+
+
+def stream_seqs(app, run_id) -> list[int]:
+    from webapp.connections import get_redis
+    from webapp.livelog import decode, stream_key
+    with app.app_context():
+        entries = get_redis().xrange(stream_key(run_id))
+    return [item["seq"] for _, fields in entries for item in decode(fields) if "seq" in item]
+
+
+def test_a_viewer_joining_after_the_stream_was_trimmed_misses_nothing(app, client, alice, procs, server):
+    # A short live stream and a database that lags 4 s behind: the hole is certain.
+    procs.worker(1, env={"LIVE_STREAM_MAXLEN": "5", "LOG_BATCH_SECONDS": "4"})
+    procs.scheduler()
+    script = "i=0; while [ $i -lt 400 ]; do echo l-$i; i=$((i+1)); usleep 1000; done; sleep 2; echo done"
+    run = fire(client, alice, command=["sh", "-c", script], timeoutSec=60)
+    wait_for(lambda: 399 in stream_seqs(app, run["id"]), 30, every=0.02)
+    seqs = stream_seqs(app, run["id"])
+    assert seqs[0] > 50 and not stored(client, alice, run["id"])  # trimmed, and not yet stored
+    frames = [f for _, f in collect(stream_url(server, alice, run["id"]), alice.h())]
+    assert frames[-1] == {"event": "end", "status": "succeeded"}
+    lines = [f for f in frames if "seq" in f]
+    assert [f["seq"] for f in lines] == list(range(401))
+    assert [f["text"] for f in lines] == [f"l-{i}" for i in range(400)] + ["done"]
+
+
+def test_a_reattached_run_keeps_the_numbers_viewers_have(app, client, alice, procs, server):
+    # Nothing is stored before the kill (a 30 s batch): the new owner re-reads every line and must
+    # give each the number the viewer already saw, and put its notice after them.
+    worker = procs.worker(1, env={**FAST, "LOG_BATCH_SECONDS": "30"})
+    procs.scheduler(env=FAST)
+    run = fire(client, alice, command=["sh", "-c", "for i in $(seq 1 12); do echo line-$i; sleep 0.4; done"],
+               timeoutSec=120)
+    got: list = []
+    viewer = threading.Thread(target=collect, args=(stream_url(server, alice, run["id"]), alice.h(), 90, got))
+    viewer.start()
+    wait_for(lambda: len([f for _, f in got if f.get("stream") == "stdout"]) >= 5, 30, every=0.05)
+    procs.kill(worker)
+    assert not stored(client, alice, run["id"])
+    procs.worker(1, env=FAST)
+    viewer.join(90)
+    frames = [f for _, f in got]
+    assert frames[-1] == {"event": "end", "status": "succeeded"}
+    lines = [f for f in frames if "seq" in f]
+    assert [f["seq"] for f in lines] == list(range(len(lines)))  # each once, in order, no renumbering
+    assert [f["text"] for f in lines if f["stream"] == "stdout"] == [f"line-{i}" for i in range(1, 13)]
+    notices = [f for f in lines if f["stream"] == "system"]
+    assert len(notices) == 1 and "re-attached" in notices[0]["text"]
+    kept = stored(client, alice, run["id"])
+    assert [(l["seq"], l["stream"], l["text"]) for l in kept] == [(f["seq"], f["stream"], f["text"]) for f in lines]
+
+
+def test_bytes_past_the_cap_lost_with_a_worker_are_counted_as_dropped(app, client, alice, procs):
+    from webapp.extensions import db
+    from webapp.models import Run
+    cap = {"LOG_CAP_BYTES": str(2 * 1024 * 1024)}
+    worker = procs.worker(1, env={**FAST, **cap})
+    procs.scheduler(env=FAST)
+    pad = "abcdefghijklmnopqrstuvwxyz" * 3
+    script = (f"awk 'BEGIN{{for(i=0;i<30000;i++) printf \"first-%06d-{pad}\\n\", i}}'; sleep 6; "
+              f"awk 'BEGIN{{for(i=0;i<10000;i++) printf \"second-%06d-{pad}\\n\", i}}'")
+    first_bytes = 30000 * len(f"first-000000-{pad}\n")
+    total = first_bytes + 10000 * len(f"second-000000-{pad}\n")
+    run = fire(client, alice, command=["sh", "-c", script], timeoutSec=120)
+
+    def read_all_of_the_first_part():
+        with app.app_context():
+            r = db.session.query(Run).filter_by(public_id=run["id"]).one()
+            db.session.commit()
+            return r.stdout_bytes == first_bytes
+    wait_for(read_all_of_the_first_part, 60)
+    procs.kill(worker)  # the in-memory tail (about 1 MiB of "first" lines) dies with it
+    procs.worker(1, env={**FAST, **cap})
+    done = wait_status(client, alice, run["id"], timeout=90)
+    assert done["status"] == "succeeded"
+    body = client.get(f"/api/workflows/{alice.team_id}/workflows/runs/{run['id']}/logs", headers=alice.h()).get_json()
+    out = [l["text"] for l in body["lines"] if l["stream"] == "stdout"]
+    assert sum(len(t) + 1 for t in out) + body["droppedBytes"] == total
+    assert out[0] == f"first-000000-{pad}" and out[-1] == f"second-009999-{pad}"
+    assert [l for l in body["lines"] if l["stream"] == "system" and "dropped" in l["text"]]

@@ -1,0 +1,32 @@
+"""Liveness of the long-running processes, kept in Redis with a TTL: what /healthz and the tests
+read to know that a worker or a scheduler is up (a key per process, gone soon after it dies)."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from .connections import get_redis
+
+TTL_SEC = 10
+PREFIX = "workflows:heartbeat"
+
+
+def process_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def beat(role: str, name: str | None = None) -> None:
+    get_redis().set(f"{PREFIX}:{role}:{name or process_name()}", f"{time.time():.3f}", ex=TTL_SEC)
+
+
+def ages(role: str) -> dict[str, float]:
+    """Seconds since each live process of `role` last beat."""
+    r = get_redis()
+    keys = list(r.scan_iter(match=f"{PREFIX}:{role}:*", count=200))
+    now = time.time()
+    out = {}
+    for key, value in zip(keys, r.mget(keys) if keys else []):
+        if value is not None:
+            out[key.decode().split(":", 3)[3]] = round(max(0.0, now - float(value)), 3)
+    return out

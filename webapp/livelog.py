@@ -1,0 +1,97 @@
+"""The live tail of a run's output: one Redis stream per run.
+
+Entries carry the line's `seq`, the same number as its stored row, so a viewer can read the stored
+backlog, then the stream, and skip what it already has: no duplicate at the seam. Where the stream
+was trimmed past what the viewer has, the viewer fills the hole from the database (`webapp/live.py`).
+
+Lines are published only by the run's owner: the publish is one Lua script that checks the run's
+lease (the owner's token) before it appends, so a worker that lost its run cannot write into the
+stream that the new owner feeds.
+"""
+from __future__ import annotations
+
+import json
+
+from flask import current_app, has_app_context
+
+from .connections import get_redis
+from .services.errors import LeaseLost
+
+ENTRY_LINES = 200
+KEEP_AFTER_END_SEC = 3600
+KEEP_SEC = 7 * 86400
+DEFAULT_MAXLEN = 2000  # entries (batches of lines): far more than the database lags behind
+
+
+def stream_key(public_id: str) -> str:
+    return f"runlog:{public_id}"
+
+
+def lease_key(public_id: str) -> str:
+    return f"run:{public_id}:lease"
+
+
+def _maxlen() -> int:
+    return current_app.config.get("LIVE_STREAM_MAXLEN", DEFAULT_MAXLEN) if has_app_context() else DEFAULT_MAXLEN
+
+
+# KEYS: lease, stream.  ARGV: token, lease ttl ms, maxlen, keep sec, entry...
+# A lease that vanished (Redis flushed or restarted) is taken back by its owner; a lease held by
+# another token means this worker lost the run: nothing is written and 0 is returned.
+_FENCED_XADD = """
+local current = redis.call('GET', KEYS[1])
+if current == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX')
+elseif current ~= ARGV[1] then
+  return 0
+end
+for i = 5, #ARGV do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'lines', ARGV[i])
+end
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+
+def publish_lines(public_id: str, lines: list[tuple], *, token: str, lease_ttl_ms: int,
+                  maxlen: int = DEFAULT_MAXLEN, redis=None) -> None:
+    """lines: (seq, stream, text, ts iso). One stream entry holds a batch of lines (a flood makes
+    thousands of lines a second; one entry each would cost Redis more than the lines are worth).
+    Raises LeaseLost when another worker owns the run."""
+    if not lines:
+        return
+    r = redis or get_redis()
+    entries = [json.dumps(lines[start:start + ENTRY_LINES]) for start in range(0, len(lines), ENTRY_LINES)]
+    ok = r.eval(_FENCED_XADD, 2, lease_key(public_id), stream_key(public_id), token, lease_ttl_ms, maxlen,
+                KEEP_SEC, *entries)
+    if not ok:
+        raise LeaseLost(public_id)
+
+
+def publish_end(public_id: str, status: str, redis=None) -> None:
+    try:
+        r = redis or get_redis()
+        key = stream_key(public_id)
+        r.xadd(key, {"event": "end", "status": status}, maxlen=_maxlen(), approximate=True)
+        r.expire(key, KEEP_AFTER_END_SEC)
+    except Exception:  # viewers also notice the end from the database
+        pass
+
+
+def last_published_seq(public_id: str, redis=None) -> int | None:
+    """The highest seq any viewer may have received, or None if the stream is gone."""
+    r = redis or get_redis()
+    for _, fields in r.xrevrange(stream_key(public_id), count=10):
+        items = [i for i in decode(fields) if "seq" in i]
+        if items:
+            return max(i["seq"] for i in items)
+    return None
+
+
+def decode(fields: dict) -> list[dict]:
+    """The items of one stream entry: lines, or the end event."""
+    f = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+         for k, v in fields.items()}
+    if "event" in f:
+        return [{"event": f["event"], "status": f.get("status")}]
+    return [{"stream": stream, "text": text, "ts": ts, "seq": seq} for seq, stream, text, ts in json.loads(f["lines"])]

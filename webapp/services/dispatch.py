@@ -1,0 +1,98 @@
+"""The one hand-over from the services to the workers: RQ queues and the fast-path signals.
+
+Everything handed over here is already written in the database first (the outbox): a run row, a
+pending notification, a cancel request. Redis only makes it fast; when an enqueue is lost (Redis
+away, a crash between commit and enqueue), the scheduler's sweep hands the row over again, and
+the worker's compare-and-set claim makes a duplicate entry harmless.
+"""
+from __future__ import annotations
+
+import secrets
+
+from rq import Queue
+
+from ..connections import get_redis
+
+RUNS = "runs"
+NOTIFY = "notify"
+# A run's job must outlive the run: pull time plus the container's own timeout, plus slack.
+PULL_ALLOWANCE_SEC = 900
+NOTIFY_JOB_TIMEOUT_SEC = 120
+CANCEL_PLAIN = "1"  # the cancel signal's value when the cancel has no reason to record
+
+
+def queue(name: str = RUNS) -> Queue:
+    return Queue(name, connection=get_redis())
+
+
+def cancel_key(public_id: str) -> str:
+    return f"run:{public_id}:cancel"
+
+
+def _run_job(run_public_id: str, timeout_sec: int):
+    return Queue.prepare_data(
+        "jobs.tasks.execute_run", (run_public_id,),
+        job_id=f"run-{run_public_id}-{secrets.token_hex(4)}",
+        timeout=timeout_sec + PULL_ALLOWANCE_SEC,
+        result_ttl=300, failure_ttl=86400,
+        description=f"run {run_public_id}",
+    )
+
+
+def enqueue_runs(runs: list[tuple[str, int]]) -> None:
+    """Hand many runs (public id, timeout) to the workers in one Redis round trip."""
+    if not runs:
+        return
+    q = queue(RUNS)
+    with q.connection.pipeline() as pipe:
+        q.enqueue_many([_run_job(public_id, timeout) for public_id, timeout in runs], pipeline=pipe)
+        pipe.execute()
+
+
+def enqueue_resume(run_public_id: str, timeout_sec: int) -> None:
+    """Re-attach a run whose worker is gone; ahead of fresh runs, since its container is running."""
+    queue(RUNS).enqueue("jobs.tasks.resume_run", run_public_id, job_timeout=timeout_sec + PULL_ALLOWANCE_SEC,
+                        result_ttl=300, at_front=True, description=f"resume {run_public_id}")
+
+
+def enqueue_notifications(ids: list[int]) -> None:
+    """One job per delivery attempt of a pending notification."""
+    if not ids:
+        return
+    q = queue(NOTIFY)
+    with q.connection.pipeline() as pipe:
+        q.enqueue_many([Queue.prepare_data("jobs.tasks.deliver_notification", (i,),
+                                           timeout=NOTIFY_JOB_TIMEOUT_SEC, result_ttl=300,
+                                           job_id=f"notify-{i}-{secrets.token_hex(4)}") for i in ids],
+                       pipeline=pipe)
+        pipe.execute()
+
+
+def hand_over_notifications(notification_ids: list[int], *, first_attempt: bool = True) -> None:
+    """Mark pending notifications as handed over, then enqueue them. A crash or a Redis error
+    after the mark leaves them for the sweep, which hands over marks older than a minute."""
+    from sqlalchemy import update
+
+    from ..extensions import db
+    from ..models import Notification
+    from ..models.base import utcnow
+    if not notification_ids:
+        return
+    table = Notification.__table__
+    where = [table.c.id.in_(notification_ids), table.c.state == "pending"]
+    if first_attempt:
+        where.append(table.c.attempts == 0)
+    db.session.execute(update(table).where(*where).values(enqueued_at=utcnow()))
+    db.session.commit()
+    try:
+        enqueue_notifications(notification_ids)
+    except Exception:
+        db.session.execute(update(table).where(*where).values(enqueued_at=None))
+        db.session.commit()
+        raise
+
+
+def signal_cancel(public_id: str, reason: str | None) -> None:
+    """The fast path of a cancel already written to the database: the worker polls Redis often
+    and the database at least every half second."""
+    get_redis().set(cancel_key(public_id), reason or CANCEL_PLAIN, ex=7 * 86400)
