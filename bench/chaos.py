@@ -107,7 +107,7 @@ class Chaos:
         self.minutes = minutes
         self.rng = random.Random(seed)
         self.stack = Stack(slots=4, redis_db=12, extra_env={
-            "TRIGGER_RATE_LIMIT": "100000 per minute", "RUN_LEASE_TTL_SEC": "6", "LOG_LEVEL": "WARNING"})
+            "TRIGGER_RATE_LIMIT": "100000 per minute", "RUN_LEASE_TTL_SEC": "6"})
         self.procs: dict[str, subprocess.Popen] = {}
         self.counts: Counter = Counter()
         self.refused = 0

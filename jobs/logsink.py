@@ -16,6 +16,7 @@ import time
 from collections import deque
 from datetime import datetime
 
+import redis
 from sqlalchemy import update
 
 from webapp import faults
@@ -176,8 +177,10 @@ class LogSink:
                           maxlen=self.live_maxlen, redis=self.fence.redis)
         except LeaseLost:
             self.fence.lost.set()
-        except Exception:  # live viewers fill holes from the database; the database is the record
-            log.warning("could not publish live lines of %s", self.public_id, exc_info=True)
+        except redis.RedisError as e:  # live viewers fill holes from the database, the record
+            log.warning("could not publish live lines of %s: %s", self.public_id, e)
+        except Exception:
+            log.exception("could not publish live lines of %s", self.public_id)
 
     def due(self) -> bool:
         """Lines to store, or (past the cap, where lines go to the in-memory tail) new bytes read:

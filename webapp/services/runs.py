@@ -6,6 +6,7 @@ import binascii
 from datetime import datetime
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import func, update
 
 from ..extensions import db
@@ -52,6 +53,9 @@ def hand_over_many(runs: list[tuple[int, str, int]]) -> None:
         return
     try:
         dispatch.enqueue_runs([(public_id, timeout) for _, public_id, timeout in runs])
+    except RedisError as e:
+        current_app.logger.warning("could not enqueue %d runs (%s); the scheduler will", len(runs), e)
+        return
     except Exception:
         current_app.logger.exception("could not enqueue %d runs; the scheduler will", len(runs))
         return
