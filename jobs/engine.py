@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 
 import docker
 import requests
@@ -87,6 +88,57 @@ def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None
         nano_cpus=int(cpus * 1e9) if cpus else None,
         init=False,
     )
+
+
+class Output:
+    """A container's output as (stream name, bytes) pairs, closable from another thread."""
+
+    def __init__(self, pairs, closer):
+        self.pairs, self.closer = pairs, closer
+
+    def __iter__(self):
+        return iter(self.pairs)
+
+    def close(self) -> None:
+        self.closer()
+
+
+def attach_output(api: docker.APIClient, container_id: str) -> Output:
+    """Attach before the start: every byte the container writes, live (what `docker run` does)."""
+    stream = api.attach(container_id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
+
+    def pairs():
+        for out, err in stream:
+            if out:
+                yield "stdout", out
+            if err:
+                yield "stderr", err
+    return Output(pairs(), stream.close)
+
+
+def follow_output(api: docker.APIClient, container_id: str) -> Output:
+    """The whole output of a container that is already running, then what it writes next, until
+    it exits: the engine's log followed, like `docker logs -f`. Not attach: attach's replay of past
+    output loses lines when the container exits around the time of the attach (seen on Docker
+    20.10: nothing, or only the last line). docker-py's logs() drops which stream a frame is
+    from, so the multiplexed frames are read here (8-byte header: stream, length)."""
+    response = api._get(api._url("/containers/{0}/logs", container_id),
+                        params={"stdout": 1, "stderr": 1, "follow": 1}, stream=True)
+    api._raise_for_status(response)
+    api._disable_socket_timeout(api._get_raw_response_socket(response))
+
+    def pairs():
+        while True:
+            header = response.raw.read(8)
+            if len(header) < 8:
+                return
+            kind, length = struct.unpack(">BxxxL", header)
+            data = response.raw.read(length) if length else b""
+            if length and not data:
+                return
+            if data:
+                yield ("stderr" if kind == 2 else "stdout"), data
+    return Output(pairs(), response.close)
 
 
 def parse_time(value: str | None):

@@ -204,7 +204,7 @@ class Execution:
             return self._finish("cancelled", error=self.cancel_reason)
         self._create()
         faults.stop_here("after-create")
-        reader = self._attach(logs=True, skip=None)
+        reader = self._read(engine.attach_output(self.api, self.container_id))
         self._start()
         self._supervise(reader, time.monotonic() + self.run.timeout_sec)
 
@@ -222,17 +222,19 @@ class Execution:
             self.container_id = container["Id"]
             lifecycle.owned_update(self.run, self.token, container_id=self.container_id)
         published = self._published_seq()
+        log.info("taking over %s: container %s, output read up to %s, live viewers have up to seq %s",
+                 self.run.public_id, status, self.sink.stream_bytes, published)
         notice = "the worker handling this run stopped; another worker re-attached"
         if status == "created":
             self.sink.system_after(notice + " and started the container", published)
             if self._cancel_requested():
                 return self._finish("cancelled", error=self.cancel_reason)
-            reader = self._attach(logs=True, skip=None)
+            reader = self._read(engine.attach_output(self.api, self.container_id))
             self._start()
             self._supervise(reader, time.monotonic() + self.run.timeout_sec)
         elif status in ("running", "paused", "restarting"):
             self.sink.system_after(notice, published)
-            reader = self._attach(logs=True, skip=dict(self.sink.stream_bytes))
+            reader = self._read(engine.follow_output(self.api, self.container_id), skip=dict(self.sink.stream_bytes))
             self._supervise(reader, time.monotonic() + self._remaining())
         elif status in ("exited", "dead"):
             self.sink.system_after(notice, published)
@@ -305,27 +307,23 @@ class Execution:
             raise engine.RunFailure(f"could not start the container: {engine.start_problem(e)}") from None
         lifecycle.owned_update(self.run, self.token, started_at=utcnow())
 
-    def _attach(self, logs: bool, skip: dict | None) -> threading.Thread:
-        """Read stdout and stderr apart, as they are written, on a thread that only feeds the sink."""
-        self.stream = self.api.attach(self.container_id, stdout=True, stderr=True, stream=True,
-                                      logs=logs, demux=True)
-        stream, sink = self.stream, self.sink
+    def _read(self, output: engine.Output, skip: dict | None = None) -> threading.Thread:
+        """Feed the sink from `output` on a thread of its own, skipping the bytes already stored."""
+        self.stream = output
+        sink = self.sink
         remaining = dict(skip or {"stdout": 0, "stderr": 0})
 
         def read():
             try:
-                for out, err in stream:
-                    for name, chunk in (("stdout", out), ("stderr", err)):
+                for name, chunk in output:
+                    if remaining[name]:
+                        cut = min(remaining[name], len(chunk))
+                        remaining[name] -= cut
+                        chunk = chunk[cut:]
                         if not chunk:
                             continue
-                        if remaining[name]:
-                            cut = min(remaining[name], len(chunk))
-                            remaining[name] -= cut
-                            chunk = chunk[cut:]
-                            if not chunk:
-                                continue
-                        sink.feed(name, chunk)
-                        faults.raise_here("reader")
+                    sink.feed(name, chunk)
+                    faults.raise_here("reader")
             except Exception as e:
                 if self.letting_go or sink.fence.lost.is_set():
                     return
