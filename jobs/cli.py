@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import logging
 import os
+import contextlib
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -27,23 +27,16 @@ def register(app: Flask) -> None:
         """Run WORKER_SLOTS run slots plus NOTIFY_SLOTS notification slots; restart any that dies."""
         slots = slots or current_app.config["WORKER_SLOTS"]
         _configure_logging()
-        Supervisor([["runs"]] * slots + [["notify"]] * current_app.config["NOTIFY_SLOTS"]).run()
+        app_ = current_app._get_current_object()
+        Supervisor(app_, [["runs"]] * slots + [["notify"]] * current_app.config["NOTIFY_SLOTS"]).run()
 
     @app.cli.command("worker-slot")
     @click.option("--queue", "queues", multiple=True, default=["runs"])
     def worker_slot(queues: tuple[str, ...]):
-        """One RQ worker slot (what `flask worker` starts N of)."""
-        from rq import Queue, SimpleWorker
-
-        from webapp.connections import get_redis
+        """One RQ worker slot, on its own (what `flask worker` forks several of)."""
         _configure_logging()
-        # RQ raises the socket timeout of the client it is given to cover its blocking pop: give
-        # it a client of its own, so the short timeout of the lease's client stays short.
-        redis = get_redis(blocking=True)
-        worker = SimpleWorker([Queue(q, connection=redis) for q in queues], connection=redis)
         settle_heap()
-        with current_app.app_context():
-            worker.work(logging_level="WARNING", with_scheduler=False)
+        run_slot(current_app._get_current_object(), list(queues))
 
     @app.cli.command("scheduler")
     def scheduler():
@@ -114,18 +107,48 @@ def _die_with_parent() -> None:
 
 
 class Supervisor:
-    """Keeps one child process per slot alive; stops them all on SIGTERM or SIGINT."""
+    """Keeps one forked child per slot alive; stops them all on SIGTERM or SIGINT.
 
-    def __init__(self, slot_queues: list[list[str]]):
+    Hand-written rather than RQ's WorkerPool: slots listen to different queues (runs, notify),
+    a stop must not wait out long runs (their containers are re-attached later), and each slot
+    dies with the supervisor. Slots are forked once the app is loaded, so one (re)starts in
+    milliseconds instead of importing everything again."""
+
+    def __init__(self, app: Flask, slot_queues: list[list[str]]):
+        self.app = app
         self.slot_queues = slot_queues
-        self.children: dict[int, subprocess.Popen] = {}
+        self.children: dict[int, int] = {}  # slot index -> pid
         self.stopping = False
 
     def _spawn(self, index: int) -> None:
-        args = [sys.executable, "-m", "flask", "--app", "wsgi", "worker-slot"]
-        for q in self.slot_queues[index]:
-            args += ["--queue", q]
-        self.children[index] = subprocess.Popen(args, preexec_fn=_die_with_parent)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            self.children[index] = pid
+            return
+        code = 1
+        try:
+            _die_with_parent()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            run_slot(self.app, self.slot_queues[index])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            log.exception("worker slot %d crashed", index)
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
+    def _exited(self, pid: int) -> int | None:
+        """The exit status of a slot that ended (reaped), or None while it runs."""
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return -1
+        return os.waitstatus_to_exitcode(status) if done else None
 
     def _stop(self, *_):
         self.stopping = True
@@ -133,32 +156,53 @@ class Supervisor:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        settle_heap()  # before the forks: the children share the loaded app's pages
         for i in range(len(self.slot_queues)):
             self._spawn(i)
         from webapp.heartbeats import beat
         log.info("worker started with %d slots", len(self.slot_queues))
         last_beat = 0.0
         while not self.stopping:
-            for i, child in list(self.children.items()):
-                if child.poll() is not None and not self.stopping:
-                    log.warning("worker slot %d exited with %s; restarting", i, child.returncode)
+            for i, pid in list(self.children.items()):
+                code = self._exited(pid)
+                if code is not None and not self.stopping:
+                    log.warning("worker slot %d exited with %s; restarting", i, code)
                     time.sleep(0.5)
                     self._spawn(i)
             if time.monotonic() - last_beat >= 1.0:
                 try:
-                    beat("worker")
+                    with self.app.app_context():
+                        beat("worker")
                     last_beat = time.monotonic()
                 except Exception:
                     pass
-            time.sleep(0.5)
+            time.sleep(0.2)
         # Runs in flight are not lost: their containers keep running and the sweeper re-attaches
         # them when a worker is back. So stop promptly rather than wait out long runs.
-        for child in self.children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+        for pid in self.children.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 5
-        for child in self.children.values():
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
+        alive = set(self.children.values())
+        while alive and time.monotonic() < deadline:
+            alive = {pid for pid in alive if self._exited(pid) is None}
+            time.sleep(0.05)
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self._exited(pid)
+
+
+def run_slot(app: Flask, queues: list[str]) -> None:
+    """One RQ worker slot: runs jobs of `queues` one at a time, in this process (no fork per job)."""
+    from rq import Queue, SimpleWorker
+
+    from webapp.connections import get_redis
+    from webapp.extensions import db
+    with app.app_context():
+        db.engine.dispose(close=False)  # a forked child must not share the parent's connections
+        # RQ raises the socket timeout of the client it is given to cover its blocking pop: give
+        # it a client of its own, so the short timeout of the lease's client stays short.
+        redis = get_redis(blocking=True)
+        worker = SimpleWorker([Queue(q, connection=redis) for q in queues], connection=redis)
+        worker.work(logging_level="WARNING", with_scheduler=False)

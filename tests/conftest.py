@@ -25,6 +25,7 @@ os.environ.update(
     SECRET_KEY="test-secret-key-0123456789abcdef",
     BASE_URL="http://127.0.0.1:5999",
     WORKER_SLOTS="2",
+    NOTIFY_SLOTS="1",  # the notification tests that need more ask for them
     LOG_LEVEL="WARNING",
 )
 sys.path.insert(0, str(ROOT))

@@ -95,7 +95,7 @@ def test_worker_slots_die_with_their_supervisor(procs):
     def slots():
         out = subprocess.run(["pgrep", "-P", str(supervisor.pid)], capture_output=True, text=True).stdout
         return [int(pid) for pid in out.split()]
-    children = wait_for(lambda: len(slots()) == 4 and slots(), 20)  # two run slots, two notify slots
+    children = wait_for(lambda: len(slots()) == 3 and slots(), 20)  # two run slots, one notify slot
     os.kill(supervisor.pid, signal.SIGKILL)  # the supervisor alone, not its process group
     supervisor.wait(10)
 

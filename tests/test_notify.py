@@ -88,7 +88,7 @@ def smtp():
 
 @pytest.fixture
 def notifier(procs, smtp):
-    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp[1])}
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp[1]), "NOTIFY_SLOTS": "2"}
     procs.worker(2, env=env)
     procs.scheduler(env=env)
     return smtp[0]
