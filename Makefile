@@ -17,7 +17,7 @@ migrate: setup
 
 run: migrate
 	@$(FLASK) first-start-hint
-	@exec $(VENV)/bin/honcho start -f Procfile
+	@exec $(VENV)/bin/python scripts/supervise.py
 
 test: setup-test
 	@bash scripts/test.sh

@@ -125,11 +125,23 @@ def test_sqlite_runs_in_wal_mode(app):
         assert db.session.execute(text("pragma busy_timeout")).scalar() >= 5000
 
 
-def test_healthz_reports_each_part(client):
+def test_healthz_reports_each_part(client, worker):
     r = client.get("/healthz")
     assert r.status_code == 200
     body = r.get_json()
     assert body["database"]["ok"] and body["redis"]["ok"] and body["docker"]["ok"]
+    assert body["scheduler"]["ok"] and body["worker"]["ok"]
+    assert 0 <= body["scheduler"]["lastBeatAgeSec"] <= 3
+
+
+def test_healthz_is_503_without_a_scheduler_or_a_worker(client):
+    r = client.get("/healthz")
+    assert r.status_code == 503
+    body = r.get_json()
+    assert body["database"]["ok"] and body["redis"]["ok"] and body["docker"]["ok"]
+    assert body["scheduler"] == {"ok": False, "lastBeatAgeSec": None, "processes": {},
+                                 "error": "no scheduler has reported in the last 10 s"}
+    assert body["worker"]["ok"] is False
 
 
 def test_healthz_is_503_when_the_engine_is_down(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
+from . import heartbeats
 from .connections import get_docker, get_redis
 from .extensions import db
 
@@ -31,9 +32,26 @@ def _docker():
     return get_docker(timeout=3).version().get("Version")
 
 
+def _heartbeat(role: str) -> dict:
+    """The newest heartbeat of any `role` process (they beat every second): stale past a few."""
+    try:
+        ages = heartbeats.ages(role)
+    except Exception as e:
+        return {"ok": False, "error": f"{type(e).__name__}: {str(e)[:200]}", "lastBeatAgeSec": None}
+    newest = min(ages.values()) if ages else None
+    part = {"ok": newest is not None and newest <= heartbeats.STALE_SEC, "lastBeatAgeSec": newest,
+            "processes": ages}
+    if newest is None:
+        part["error"] = f"no {role} has reported in the last {heartbeats.TTL_SEC} s"
+    elif not part["ok"]:
+        part["error"] = f"the newest {role} heartbeat is {newest:.1f} s old"
+    return part
+
+
 @bp.get("/healthz")
 def healthz():
-    parts = {"database": _check(_database), "redis": _check(_redis), "docker": _check(_docker)}
+    parts = {"database": _check(_database), "redis": _check(_redis), "docker": _check(_docker),
+             "scheduler": _heartbeat("scheduler"), "worker": _heartbeat("worker")}
     healthy = all(p["ok"] for p in parts.values())
     body = {"status": "ok" if healthy else "degraded", **parts}
     return jsonify(body), 200 if healthy else 503

@@ -9,6 +9,7 @@ import time
 from .connections import get_redis
 
 TTL_SEC = 10
+STALE_SEC = 3.0  # processes beat every second: three missed beats mean it is not there
 PREFIX = "workflows:heartbeat"
 
 

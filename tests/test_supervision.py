@@ -1,0 +1,202 @@
+"""Under the real `make run`: a process that dies is restarted alone while the web keeps answering,
+no fire is duplicated, /healthz shows the missing heartbeat, and Ctrl-C stops everything."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+from conftest import ROOT, TEST_IMAGE, wait_for
+
+REDIS_DB = 9
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
+            continue
+        out[int(entry.name)] = (int(fields[1]), cmd)
+    return out
+
+
+def marked(mark: str) -> list[int]:
+    """Processes carrying this test's mark in their environment, whoever their parent is now."""
+    found = []
+    for pid in processes():
+        try:
+            if mark.encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+class MakeRun:
+    def __init__(self, tmp: Path):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.mark = f"supervision-{uuid.uuid4().hex}"
+        self.env = dict(os.environ, PORT=str(self.port), DATABASE_URL=f"sqlite:///{tmp}/db.sqlite",
+                        REDIS_URL=f"redis://127.0.0.1:6379/{REDIS_DB}", BASE_URL=self.base,
+                        WORKER_SLOTS="2", NOTIFY_SLOTS="1", WORKFLOWS_TEST_MARK=self.mark)
+        subprocess.run(["redis-cli", "-n", str(REDIS_DB), "flushdb"], check=True, capture_output=True)
+        self.log = open(tmp / "make-run.log", "w")
+        self.proc = subprocess.Popen(["make", "run"], cwd=ROOT, env=self.env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def get(self, path: str, key: str | None = None, method: str = "GET", body=None):
+        req = urllib.request.Request(self.base + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode())
+        if key:
+            req.add_header("Authorization", f"Bearer {key}")
+        if body is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def flask(self, *args: str) -> str:
+        return subprocess.run([str(ROOT / ".venv/bin/flask"), "--app", "wsgi", *args], cwd=ROOT, env=self.env,
+                              check=True, capture_output=True, text=True).stdout
+
+    def role(self, word: str) -> list[tuple[int, int]]:
+        """(pid, parent pid) of this run's processes whose command is `flask ... <word>`."""
+        mine = set(marked(self.mark))
+        return [(pid, ppid) for pid, (ppid, cmd) in processes().items()
+                if pid in mine and cmd.endswith(f"wsgi {word}")]
+
+
+def test_a_crash_restarts_one_process_and_ctrl_c_stops_everything(tmp_path):
+    run = MakeRun(tmp_path)
+    try:
+        wait_for(lambda: _status(run) == 200, 180, every=0.5)
+        info = json.loads(run.flask("users", "create", "sup@example.test", "--password", "sup-password-1",
+                                    "--team", "sup").strip().splitlines()[-1])
+        key = run.flask("keys", "create", "--team", str(info["teamId"]), "--scope", "full").strip().splitlines()[-1]
+        status, wf = run.get(f"/api/projects/{info['teamId']}/{info['projectId']}/workflows", key, "POST",
+                             {"projectId": info["projectId"], "name": "tick", "image": TEST_IMAGE,
+                              "command": ["true"], "schedule": "*/2 * * * * *", "timeoutSec": 30})
+        assert status == 201, wf
+
+        polls: list[tuple[float, dict | None]] = []
+        stop = threading.Event()
+
+        def poll():
+            while not stop.is_set():
+                try:
+                    polls.append((time.monotonic(), run.get("/healthz")[1]))
+                except OSError:
+                    polls.append((time.monotonic(), None))
+                time.sleep(0.1)
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        time.sleep(3)
+
+        # 1. the scheduler
+        [(old, _)] = run.role("scheduler")
+        killed = time.monotonic()
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: [p for p, _ in run.role("scheduler") if p != old] and _beats(polls, "scheduler", killed), 5,
+                 every=0.05)
+        back = time.monotonic() - killed
+        time.sleep(2)
+        seen = [p["scheduler"]["processes"].get(f"{socket.gethostname()}:{old}")
+                for t, p in polls if p and t > killed]
+        assert max(a for a in seen if a is not None) >= 2.0  # /healthz showed the dead one going stale
+
+        # 2. the worker supervisor (its slots die with it)
+        [(supervisor, _)] = [(p, pp) for p, pp in run.role("worker") if pp not in {q for q, _ in run.role("worker")}]
+        killed = time.monotonic()
+        os.kill(supervisor, signal.SIGKILL)
+
+        def new_worker():
+            workers = run.role("worker")
+            tops = [p for p, pp in workers if pp not in {q for q, _ in workers}]
+            return tops and tops[0] != supervisor and len([1 for _, pp in workers if pp == tops[0]]) == 3
+        wait_for(new_worker, 5, every=0.05)
+        back = max(back, time.monotonic() - killed)
+        time.sleep(2)
+
+        # 3. one worker slot
+        workers = run.role("worker")
+        top = [p for p, pp in workers if pp not in {q for q, _ in workers}][0]
+        slot = [p for p, pp in workers if pp == top][0]
+        killed = time.monotonic()
+        os.kill(slot, signal.SIGKILL)
+        wait_for(lambda: len([p for p, pp in run.role("worker") if pp == top and p != slot]) == 3, 5, every=0.05)
+        back = max(back, time.monotonic() - killed)
+        time.sleep(3)
+        stop.set()
+        poller.join(5)
+        assert back <= 5
+
+        # the web answered throughout: no stretch of refused requests longer than a second
+        down, longest = None, 0.0
+        for t, body in polls:
+            if body is None:
+                down = down or t
+            elif down is not None:
+                longest, down = max(longest, t - down), None
+        assert longest <= 1.0 and down is None
+
+        status, body = run.get(f"/api/workflows/{info['teamId']}/workflows/{wf['id']}/runs?limit=100", key)
+        instants = [r["scheduledFor"] for r in body["runs"]]
+        assert len(instants) >= 5 and len(instants) == len(set(instants))  # fired on, never twice
+        assert [] == [r for r in body["runs"] if r["status"] not in ("succeeded", "queued", "running")]
+    finally:
+        # Ctrl-C: SIGINT to the foreground process group of `make run`
+        started = time.monotonic()
+        try:
+            os.killpg(run.proc.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+        try:
+            run.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            pass
+        wait_for(lambda: not marked(run.mark), 20, every=0.2)
+        elapsed = time.monotonic() - started
+        for pid in marked(run.mark):
+            os.kill(pid, signal.SIGKILL)
+    assert elapsed <= 15, elapsed
+
+
+def _status(run: MakeRun) -> int | None:
+    assert run.proc.poll() is None, open(run.log.name).read()[-2000:]
+    try:
+        return run.get("/healthz")[0]
+    except OSError:
+        return None
+
+
+def _beats(polls, role: str, since: float) -> bool:
+    """A heartbeat fresher than the time since `since`: a process of `role` that beat after it."""
+    recent = [(t, p) for t, p in polls if p and t > since]
+    return bool(recent) and recent[-1][1][role]["lastBeatAgeSec"] is not None and \
+        recent[-1][1][role]["lastBeatAgeSec"] < recent[-1][0] - since
