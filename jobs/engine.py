@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import struct
+import subprocess
 
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import LogConfig
 from flask import current_app
 
 from webapp.services.registry import registry_host  # noqa: F401  (re-exported for the runner)
@@ -65,6 +69,38 @@ def pull(api: docker.APIClient, image: str, auth: dict | None, on_progress=None)
         raise RunFailure(_sentence(str(e))) from None
 
 
+def from_registry(info: dict, image: str) -> bool:
+    """Whether the local copy came from (or went to) a registry: it then has a digest there. An
+    image imported or built on this engine has none, and is the operator's to share."""
+    repo = split_tag(image)[0]
+    for item in info.get("RepoDigests") or []:
+        name = item.partition("@")[0]
+        if name == repo or name.endswith("/" + repo) or repo.endswith("/" + name):
+            return True
+    return False
+
+
+REFUSALS = ("unauthorized", "denied", "authentication required", "not found", "manifest unknown",
+            "no basic auth credentials", "forbidden")
+
+
+def refused(message: str) -> bool:
+    """The registry answered no (as opposed to: could not be reached)."""
+    text = message.lower()
+    return any(word in text for word in REFUSALS)
+
+
+def check_access(api: docker.APIClient, image: str, auth: dict | None) -> None:
+    """Ask the registry, with these credentials, for the image's manifest: RunFailure with the
+    registry's words if it refuses or cannot be reached (`refused()` tells which)."""
+    try:
+        api.inspect_distribution(image, auth_config=auth)
+    except APIError as e:
+        raise RunFailure(_sentence(e.explanation or str(e))) from None
+    except DockerException as e:
+        raise RunFailure(_sentence(str(e))) from None
+
+
 def digest_of(info: dict | None, image: str) -> str | None:
     if not info:
         return None
@@ -79,13 +115,62 @@ def digest_of(info: dict | None, image: str) -> str | None:
     return info.get("Id")
 
 
-def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None):
+RUNS_NETWORK = "workflows-runs"
+RUNS_BRIDGE = "wf-runs0"
+# What a normal process needs (file ownership, setuid helpers, signals, low ports); no NET_RAW
+# (raw sockets, ARP spoofing), MKNOD, SYS_CHROOT, SETFCAP, SETPCAP or AUDIT_WRITE.
+CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "NET_BIND_SERVICE"]
+_networks: set = set()
+log = logging.getLogger(__name__)
+
+
+def runs_network(api: docker.APIClient) -> str:
+    """Our bridge for run containers: no traffic between containers (enable_icc=false), and
+    (best effort, needs iptables) none from a container to this machine's own addresses."""
+    key = (api.base_url, os.getpid())
+    if key in _networks:
+        return RUNS_NETWORK
+    try:
+        api.inspect_network(RUNS_NETWORK)
+    except NotFound:
+        try:
+            api.create_network(RUNS_NETWORK, driver="bridge", check_duplicate=True,
+                               options={"com.docker.network.bridge.enable_icc": "false",
+                                        "com.docker.network.bridge.name": RUNS_BRIDGE},
+                               labels={LABEL_INSTANCE: "shared"})
+        except APIError as e:
+            if e.status_code != 409:  # made by another worker meanwhile
+                raise
+    _block_host(RUNS_BRIDGE)
+    _networks.add(key)
+    return RUNS_NETWORK
+
+
+def _block_host(bridge: str) -> None:
+    """Drop what run containers send to this machine itself (its services listening on any
+    address), not what they send through it to the outside."""
+    rule = ["INPUT", "-i", bridge, "-j", "REJECT"]
+    try:
+        if subprocess.run(["iptables", "-C", *rule], capture_output=True).returncode != 0:
+            subprocess.run(["iptables", "-I", *rule], capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        log.warning("could not stop run containers from reaching this machine (iptables: %s); "
+                    "see the README's security model", e)
+
+
+def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None, network: str = "bridge"):
+    cfg = current_app.config
     return api.create_host_config(
         privileged=False,
         security_opt=["no-new-privileges"],
-        pids_limit=current_app.config["CONTAINER_PIDS_LIMIT"],
-        mem_limit=f"{memory_mb}m" if memory_mb else None,
-        nano_cpus=int(cpus * 1e9) if cpus else None,
+        cap_drop=["ALL"],
+        cap_add=CAPABILITIES,
+        pids_limit=cfg["CONTAINER_PIDS_LIMIT"],
+        mem_limit=f"{memory_mb or cfg['DEFAULT_MEMORY_MB']}m",
+        nano_cpus=int((cpus or cfg["DEFAULT_CPUS"]) * 1e9),
+        network_mode="none" if network == "none" else runs_network(api),
+        log_config=LogConfig(type="json-file", config={"max-size": f"{cfg['CONTAINER_LOG_MAX_MB']}m",
+                                                      "max-file": "2"}),
         init=False,
     )
 

@@ -69,12 +69,17 @@ class Fence:
 
 class LogSink:
     def __init__(self, run: Run, fence: Fence, *, cap_bytes: int, tail_bytes: int, batch_seconds: float,
-                 live_maxlen: int):
+                 live_maxlen: int, cap_lines: int, stored_lines: int = 0):
         self.run_id, self.public_id = run.id, run.public_id
         self.fence = fence
         self.batch_seconds, self.live_maxlen = batch_seconds, live_maxlen
         self.head_budget = max(0, cap_bytes - tail_bytes)
         self.tail_budget = tail_bytes
+        # Lines are capped too (a flood of empty lines is small in bytes, not in rows): the head
+        # keeps nine tenths of the line cap, the tail the last tenth.
+        self.tail_line_budget = max(1, cap_lines // 10)
+        self.head_line_budget = cap_lines - self.tail_line_budget
+        self.head_lines = stored_lines
         # Where a re-attached run continues: after every seq stored or accounted for, with the
         # bytes that went only to the lost in-memory tail counted as dropped.
         self.stored = run.log_bytes or 0
@@ -148,10 +153,12 @@ class LogSink:
         seq = self.seq
         self.seq += 1
         row = {"run_id": self.run_id, "seq": seq, "stream": stream, "text": text, "ts": ts}
-        if self.notice_seq is None and self.stored + size <= self.head_budget:
+        if (self.notice_seq is None and self.stored + size <= self.head_budget
+                and self.head_lines < self.head_line_budget):
             self.live.append((seq, stream, text[:LIVE_TEXT_MAX], isoformat(ts)))
             self.pending.append(row)
             self.stored += size
+            self.head_lines += 1
             return
         if self.notice_seq is None:  # the head is full: reserve the place of the notice
             self.notice_seq = seq
@@ -161,7 +168,7 @@ class LogSink:
         self.live.append((seq, stream, text[:LIVE_TEXT_MAX], isoformat(ts)))
         self.tail.append((row, size))
         self.tail_size += size
-        while self.tail_size > self.tail_budget and self.tail:
+        while (self.tail_size > self.tail_budget or len(self.tail) > self.tail_line_budget) and self.tail:
             _, old = self.tail.popleft()
             self.tail_size -= old
             self.dropped += old
@@ -211,7 +218,8 @@ class LogSink:
             return
         notice = {"run_id": self.run_id, "seq": self.notice_seq, "stream": "system",
                   "text": f"[{self.dropped} bytes of output dropped here: the log keeps its first "
-                          f"{self.head_budget} bytes and its last {self.tail_budget} bytes]",
+                          f"{self.head_budget} bytes ({self.head_line_budget} lines) and its last "
+                          f"{self.tail_budget} bytes ({self.tail_line_budget} lines)]",
                   "ts": utcnow()}
         rows = [notice] + [row for row, _ in self.tail]
         self.tail.clear()

@@ -27,7 +27,7 @@ from webapp import faults
 from webapp.connections import get_docker, get_redis
 from webapp.extensions import db
 from webapp.livelog import last_published_seq, lease_key
-from webapp.models import Run, RunLogChunk
+from webapp.models import Run, RunLogChunk, Team
 from webapp.models.base import utcnow
 from webapp.services import lifecycle
 from webapp.services.dispatch import CANCEL_PLAIN, cancel_key
@@ -40,6 +40,8 @@ from .logsink import Fence, LogSink, SinkError
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SEC = 10
+IMAGE_ACCESS_RECHECK_SEC = 600  # a project's access to a registry image is asked again after this
+IMAGE_ACCESS_REMEMBER_SEC = 30 * 86400  # ... and trusted when the registry cannot be reached
 ENGINE_DOWN = "the Docker engine is not answering"
 STORE_FAILED = "internal error while storing output"
 POLL_SEC = 0.1
@@ -108,17 +110,36 @@ def execute_run(public_id: str) -> None:
     if not lease.acquire():
         return
     try:
-        claimed = db.session.execute(
-            update(Run).where(Run.public_id == public_id, Run.status == "queued")
-            .values(status="running", owner_token=lease.token, worker_name=worker_name())).rowcount
-        db.session.commit()
-        if not claimed:
+        if not claim(public_id, lease.token):
             return
         lease.start()
         run = db.session.query(Run).filter_by(public_id=public_id).one()
         Execution(run, lease).fresh()
     finally:
         lease.release()
+
+
+def claim(public_id: str, token: str) -> bool:
+    """queued -> running, owned by `token`, unless the run's team already has TEAM_MAX_RUNNING
+    runs running: then it goes back to the scheduler's sweep, which hands it over again, so one
+    team's burst cannot hold every slot while other teams' runs wait."""
+    team_id = db.session.scalar(select(Run.team_id).where(Run.public_id == public_id, Run.status == "queued"))
+    if team_id is None:
+        db.session.commit()
+        return False
+    if db.engine.dialect.name == "postgresql":  # claims of one team, one at a time: the count holds
+        db.session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
+    running = (select(func.count()).select_from(Run)
+               .where(Run.team_id == team_id, Run.status == "running").scalar_subquery())
+    claimed = db.session.execute(
+        update(Run).where(Run.public_id == public_id, Run.status == "queued",
+                          running < current_app.config["TEAM_MAX_RUNNING"])
+        .values(status="running", owner_token=token, worker_name=worker_name())).rowcount
+    if not claimed:
+        db.session.execute(update(Run).where(Run.public_id == public_id, Run.status == "queued")
+                           .values(enqueued_at=None))
+    db.session.commit()
+    return bool(claimed)
 
 
 def resume_run(public_id: str) -> None:
@@ -164,8 +185,13 @@ class Execution:
         self.next_db_check = 0.0
         self.redis_warned = False
         fence = Fence(lease.token, cfg["RUN_LEASE_TTL_SEC"], self.redis, lease.lost)
+        stored_lines = 0
+        if run.log_bytes:  # a take-over: the head already holds lines
+            stored_lines = db.session.scalar(select(func.count()).select_from(RunLogChunk)
+                                             .where(RunLogChunk.run_id == run.id))
         self.sink = LogSink(run, fence, cap_bytes=cfg["LOG_CAP_BYTES"], tail_bytes=cfg["LOG_TAIL_BYTES"],
-                            batch_seconds=cfg["LOG_BATCH_SECONDS"], live_maxlen=cfg["LIVE_STREAM_MAXLEN"])
+                            batch_seconds=cfg["LOG_BATCH_SECONDS"], live_maxlen=cfg["LIVE_STREAM_MAXLEN"],
+                            cap_lines=cfg["LOG_CAP_LINES"], stored_lines=stored_lines)
         self.sink.start_after(db.session.scalar(select(func.max(RunLogChunk.seq))
                                                 .where(RunLogChunk.run_id == run.id)))
         db.session.commit()
@@ -271,20 +297,67 @@ class Execution:
         return max(0.0, (started + timedelta(seconds=self.run.timeout_sec) - utcnow()).total_seconds())
 
     def _prepare_image(self) -> None:
+        """Pull by the contract's policy. A local copy of an image that came from a registry is
+        used only once that registry has accepted this project's credentials for it (the pull,
+        or a manifest check): one team's private image on the engine is not another's."""
         image = self.run.image
+        project_id = self.run.workflow.project_id
         local = engine.local_image(self.api, image)
+        auth = auth_for_image(project_id, image)
         if local is None or engine.always_pull(image):
-            auth = auth_for_image(self.run.workflow.project_id, image)
             try:
                 engine.pull(self.api, image, auth)
             except engine.RunFailure as e:
                 if local is None:
                     raise engine.RunFailure(f"could not pull the image {image}: {e}") from None
+                if engine.from_registry(local, image):
+                    self._require_access(image, auth, local, pulled=str(e))
                 self.sink.system(f"pulling {image} failed ({e}); running the local copy")
-            local = engine.local_image(self.api, image)
-            if local is None:
-                raise engine.RunFailure(f"the image {image} is not on the engine after the pull")
+            else:
+                local = engine.local_image(self.api, image)
+                if local is None:
+                    raise engine.RunFailure(f"the image {image} is not on the engine after the pull")
+                self._remember_access(project_id, image, local)
+        elif engine.from_registry(local, image):
+            self._require_access(image, auth, local)
         self.digest = engine.digest_of(local, image)
+
+    def _access_key(self, project_id: int, image: str, local: dict) -> str:
+        return f"workflows:image-access:{project_id}:{local['Id']}:{image}"
+
+    def _remember_access(self, project_id: int, image: str, local: dict) -> None:
+        try:
+            self.redis.set(self._access_key(project_id, image, local), "1", ex=IMAGE_ACCESS_REMEMBER_SEC)
+        except redis.RedisError:
+            pass
+
+    def _require_access(self, image: str, auth: dict | None, local: dict, pulled: str | None = None) -> None:
+        """The registry's yes for this project, asked at most every few minutes per image."""
+        project_id = self.run.workflow.project_id
+        key = self._access_key(project_id, image, local)
+        try:
+            confirmed_at = self.redis.get(key)
+            ttl = self.redis.ttl(key) if confirmed_at else -2
+        except redis.RedisError:
+            confirmed_at, ttl = None, -2
+        if confirmed_at and IMAGE_ACCESS_REMEMBER_SEC - ttl < IMAGE_ACCESS_RECHECK_SEC:
+            return
+        host = engine.registry_host(image)
+        if pulled is not None and engine.refused(pulled):
+            problem = pulled
+        else:
+            try:
+                engine.check_access(self.api, image, auth)
+                self._remember_access(project_id, image, local)
+                return
+            except engine.RunFailure as e:
+                problem = str(e)
+        if not engine.refused(problem) and confirmed_at:
+            self.sink.system(f"the registry {host} could not be asked about {image} ({problem}); this "
+                             "project was allowed to pull it before, so the local copy runs")
+            return
+        raise engine.RunFailure(f"the registry {host} did not let this project use {image} ({problem}); "
+                                "the copy on the engine is not used without the registry's yes")
 
     def _create(self) -> None:
         run = self.run
@@ -292,7 +365,7 @@ class Execution:
             created = self.api.create_container(
                 run.image, command=run.command, environment=dict(run.env or {}),
                 labels={engine.LABEL_RUN: run.public_id, engine.LABEL_INSTANCE: engine.instance_id()},
-                host_config=engine.host_config(self.api, run.memory_mb, run.cpus),
+                host_config=engine.host_config(self.api, run.memory_mb, run.cpus, run.network),
                 stdin_open=False, tty=False, detach=True,
             )
         except APIError as e:

@@ -15,13 +15,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "workflows.local/busybox:1"
+# scripts/test.sh runs the SQLite and the PostgreSQL pass side by side: each has its own Redis db
+# and database; names shared on the engine and the registry carry the pass.
+TEST_PASS = "postgres" if os.environ.get("TEST_DATABASE_URL", "sqlite").startswith("postgres") else "sqlite"
 
 _db = os.environ.get("TEST_DATABASE_URL", "sqlite")
 if _db == "sqlite":
     _db = f"sqlite:///{tempfile.mkdtemp(prefix='workflows-test-')}/test.sqlite"
 os.environ.update(
     DATABASE_URL=_db,
-    REDIS_URL=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    REDIS_URL=os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{15 if TEST_PASS == 'sqlite' else 14}"),
     SECRET_KEY="test-secret-key-0123456789abcdef",
     BASE_URL="http://127.0.0.1:5999",
     WORKER_SLOTS="2",
@@ -232,6 +235,17 @@ def worker(procs):
     procs.worker(2)
     procs.scheduler()
     return procs
+
+
+def all_logs(client, member: Member, run_id: str) -> dict:
+    """Every page of a run's logs (the API answers at most 10,000 lines a page), as one body."""
+    url = f"/api/workflows/{member.team_id}/workflows/runs/{run_id}/logs"
+    body = client.get(url, headers=member.h()).get_json()
+    lines = list(body["lines"])
+    while body["nextAfterSeq"] is not None:
+        body = client.get(f"{url}?afterSeq={body['nextAfterSeq']}", headers=member.h()).get_json()
+        lines += body["lines"]
+    return {**body, "lines": lines}
 
 
 def wait_for(predicate, timeout: float = 30, every: float = 0.1):

@@ -80,7 +80,7 @@ def test_get_run_and_logs(client, alice):
     run = trigger(client, alice, wf["id"]).get_json()
     assert client.get(f"{base(alice)}/runs/{run['id']}", headers=alice.h()).get_json()["id"] == run["id"]
     logs = client.get(f"{base(alice)}/runs/{run['id']}/logs", headers=alice.h()).get_json()
-    assert logs == {"runId": run["id"], "lines": [], "truncated": False, "droppedBytes": 0}
+    assert logs == {"runId": run["id"], "lines": [], "truncated": False, "droppedBytes": 0, "nextAfterSeq": None}
     text = client.get(f"{base(alice)}/runs/{run['id']}/logs?format=text", headers=alice.h())
     assert text.status_code == 200 and text.mimetype == "text/plain"
     assert client.get(f"{base(alice)}/runs/run_nope", headers=alice.h()).status_code == 404
@@ -200,6 +200,7 @@ def test_rate_limit_is_30_per_minute_per_team_across_processes(app, client, alic
     assert r.headers["RateLimit-Limit"] == "30" and r.headers["RateLimit-Remaining"] == "0"
     assert r.get_json()["error"]["code"] == "rate_limited"
     run = client.get(f"{base(alice)}/{wf['id']}/runs?limit=1", headers=alice.h()).get_json()["runs"][0]
+    client.post(f"{base(alice)}/runs/{run['id']}/cancel", headers=alice.h())  # terminal: retryable
     assert client.post(f"{base(alice)}/runs/{run['id']}/retry", headers=alice.h()).status_code == 429
     # another team is unaffected
     wf_c = create_wf(client, charlie)

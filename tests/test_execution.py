@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from conftest import TEST_IMAGE, create_wf, wait_for, wait_status
+from conftest import TEST_IMAGE, TEST_PASS, create_wf, wait_for, wait_status
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -185,12 +185,13 @@ def test_a_workflow_deleted_mid_run_finishes_its_run(client, alice):
 
 
 def test_image_tag_policy_uses_the_local_copy_when_the_pull_fails(client, alice, docker_api):
-    docker_api.tag(TEST_IMAGE, "127.0.0.1:5001/nowhere/busybox", "latest")
+    local = f"127.0.0.1:5001/nowhere/busybox-{TEST_PASS}"
+    docker_api.tag(TEST_IMAGE, local, "latest")
     try:
-        _, run = fire(client, alice, image="127.0.0.1:5001/nowhere/busybox:latest", command=["sh", "-c", "echo ran"])
+        _, run = fire(client, alice, image=f"{local}:latest", command=["sh", "-c", "echo ran"])
         done = wait_status(client, alice, run["id"])
         assert done["status"] == "succeeded"
         lines = logs(client, alice, run["id"])["lines"]
         assert lines[0]["stream"] == "system" and "running the local copy" in lines[0]["text"]
     finally:
-        docker_api.remove_image("127.0.0.1:5001/nowhere/busybox:latest")
+        docker_api.remove_image(f"{local}:latest")

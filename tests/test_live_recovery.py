@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from conftest import create_wf, wait_for, wait_status
+from conftest import all_logs, create_wf, wait_for, wait_status
 from test_live import collect, server, stream_url  # noqa: F401  (server is a fixture)
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
@@ -92,7 +92,7 @@ def test_bytes_past_the_cap_lost_with_a_worker_are_counted_as_dropped(app, clien
     procs.worker(1, env={**FAST, **cap})
     done = wait_status(client, alice, run["id"], timeout=90)
     assert done["status"] == "succeeded"
-    body = client.get(f"/api/workflows/{alice.team_id}/workflows/runs/{run['id']}/logs", headers=alice.h()).get_json()
+    body = all_logs(client, alice, run["id"])
     out = [l["text"] for l in body["lines"] if l["stream"] == "stdout"]
     assert sum(len(t) + 1 for t in out) + body["droppedBytes"] == total
     assert out[0] == f"first-000000-{pad}" and out[-1] == f"second-009999-{pad}"

@@ -1,7 +1,7 @@
 """Captured output past the per-run cap: the head, a notice, the last 1 MiB; exact accounting."""
 from __future__ import annotations
 
-from conftest import create_wf, wait_status
+from conftest import all_logs, create_wf, wait_status
 
 
 def base(m):
@@ -9,7 +9,7 @@ def base(m):
 
 
 def logs(client, m, run_id):
-    return client.get(f"{base(m)}/runs/{run_id}/logs", headers=m.h()).get_json()
+    return all_logs(client, m, run_id)
 
 
 def fire(client, m, **wf_fields):

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TEST_IMAGE, create_wf, wait_status
+from conftest import TEST_IMAGE, TEST_PASS, create_wf, wait_status
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 REGISTRY = "127.0.0.1:5001"
-PRIVATE = f"{REGISTRY}/private/busybox"
+PRIVATE = f"{REGISTRY}/private/busybox-{TEST_PASS}"
 AUTH = {"username": "tester", "password": "tester-pw"}
 
 

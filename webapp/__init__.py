@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from . import config
-from .extensions import csrf, db, limiter, login_manager, migrate, sock
+from .extensions import csrf, db, limiter, login_manager, migrate, sock, talisman
 from .schemas import MAX_ID
 
 
@@ -30,15 +30,21 @@ def create_app(test_config: dict | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
-        SOCK_SERVER_OPTIONS={"ping_interval": 25},
+        SOCK_SERVER_OPTIONS={"ping_interval": 25, "max_message_size": 4096},  # clients send nothing
     )
     if test_config:
         app.config.update(test_config)
+    if app.config["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     app.json.sort_keys = False
     app.url_map.converters["int"] = DatabaseId  # before any rule is bound
-    app.config["SESSION_COOKIE_SECURE"] = app.config["BASE_URL"].startswith("https://")
+    https = app.config["BASE_URL"].startswith("https://")
+    app.config["SESSION_COOKIE_SECURE"] = app.config["REMEMBER_COOKIE_SECURE"] = https
 
     db.init_app(app)
+    _security_headers(app, https)
     migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     sock.init_app(app)
@@ -65,6 +71,21 @@ def create_app(test_config: dict | None = None) -> Flask:
     from jobs.cli import register as register_job_cli
     register_job_cli(app)
     return app
+
+
+def _security_headers(app: Flask, https: bool) -> None:
+    """CSP without inline script (pages carry data only in attributes, read by static files), no
+    framing, no sniffing, no referrer to other sites, and HSTS when the site is https."""
+    ws = app.config["BASE_URL"].replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    talisman.init_app(
+        app, force_https=False, strict_transport_security=https, session_cookie_secure=https,
+        frame_options="DENY", referrer_policy="same-origin",
+        content_security_policy={
+            "default-src": "'self'", "script-src": "'self'",
+            "style-src": ["'self'", "'unsafe-inline'"],  # htmx's indicator style; no script
+            "img-src": ["'self'", "data:"], "connect-src": ["'self'", ws], "object-src": "'none'",
+            "base-uri": "'self'", "form-action": "'self'", "frame-ancestors": "'none'",
+        })
 
 
 def settle_heap() -> None:

@@ -29,6 +29,15 @@ def register(app: Flask) -> None:
         click.echo(json.dumps({"userId": user.id, "teamId": team.id, "projectId": project.id,
                                "environmentId": project.production.id}))
 
+    @users.command("set-password")
+    @click.argument("email")
+    @click.option("--password", required=True)
+    def set_password(email: str, password: str):
+        """Change a user's password; signs the user out everywhere."""
+        from .services.teams import set_password as change
+        user = _or_exit(lambda: change(email, password))
+        click.echo(json.dumps({"userId": user.id}))
+
     @app.cli.command("first-start-hint")
     def first_start_hint():
         """Say how to create the first user when the database has none."""

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,11 +51,37 @@ def _bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _local_secret() -> str:
+    """Outside production, without SECRET_KEY: a random key made once and kept in var/ (mode
+    0600), shared by every process of this checkout, instead of a key everyone knows."""
+    path = ROOT / "var" / "secret_key"
+    for _ in range(50):
+        try:
+            value = path.read_text().strip()
+            if value:
+                return value
+        except FileNotFoundError:
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_name(f"secret_key.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+            try:
+                os.link(tmp, path)  # atomic: the first process's key wins
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        time.sleep(0.05)
+    raise ConfigError(f"could not read or create {path}")
+
+
 def from_env() -> dict:
     env = os.environ.get("WORKFLOWS_ENV", "development")
-    secret = os.environ.get("SECRET_KEY") or DEV_SECRET
-    if env == "production" and (secret == DEV_SECRET or len(secret) < 16):
+    secret = os.environ.get("SECRET_KEY")
+    if env == "production" and (not secret or secret == DEV_SECRET or len(secret) < 16):
         raise ConfigError("SECRET_KEY must be set to a real secret (16+ chars) in production")
+    secret = secret or _local_secret()
     port = _int("PORT", 5000, 1, 65535)
     return {
         "ENV_NAME": env,
@@ -64,8 +92,11 @@ def from_env() -> dict:
         "BASE_URL": os.environ.get("BASE_URL", f"http://127.0.0.1:{port}").rstrip("/"),
         "DOCKER_HOST": os.environ.get("DOCKER_HOST") or None,
         "WORKER_SLOTS": _int("WORKER_SLOTS", 4, 1, 256),
+        # Runs of one team running at once, over every worker: the rest wait in the queue.
+        "TEAM_MAX_RUNNING": _int("TEAM_MAX_RUNNING", 8, 1, 10000),
         "LOG_CAP_BYTES": _int("LOG_CAP_BYTES", 10 * 1024 * 1024, 2 * 1024 * 1024),
         "LOG_TAIL_BYTES": 1024 * 1024,
+        "LOG_CAP_LINES": _int("LOG_CAP_LINES", 200_000, 1000),
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "TRIGGER_RATE_LIMIT": os.environ.get("TRIGGER_RATE_LIMIT", "30 per minute"),
         # How long a dead worker's run goes unnoticed: its lease lapses after this many seconds.
@@ -78,7 +109,19 @@ def from_env() -> dict:
         # How often a run's output is written to the database (seconds).
         "LOG_BATCH_SECONDS": _float("LOG_BATCH_SECONDS", 0.25, 0.01, 60.0),
         "NOTIFY_SLOTS": _int("NOTIFY_SLOTS", 2, 1, 64),
+        # Reverse proxies in front of the web process whose X-Forwarded-* headers are believed.
+        "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0, 0, 10),
+        # Open live-log websockets: each holds a web thread.
+        "WS_MAX_PER_TEAM": _int("WS_MAX_PER_TEAM", 64, 1, 100000),
+        "WS_MAX_PER_PRINCIPAL": _int("WS_MAX_PER_PRINCIPAL", 32, 1, 100000),
         "CONTAINER_PIDS_LIMIT": _int("CONTAINER_PIDS_LIMIT", 512, 16),
+        # What a run gets when its workflow does not say, and the most a workflow may ask for.
+        "DEFAULT_MEMORY_MB": _int("DEFAULT_MEMORY_MB", 1024, 6, 1048576),
+        "DEFAULT_CPUS": _float("DEFAULT_CPUS", 1.0, 0.01, 256.0),
+        "MAX_MEMORY_MB": _int("MAX_MEMORY_MB", 16384, 6, 1048576),
+        "MAX_CPUS": _float("MAX_CPUS", float(os.cpu_count() or 1), 0.01, 256.0),
+        # The engine's own log file of a run's container (json-file, two files of this size).
+        "CONTAINER_LOG_MAX_MB": _int("CONTAINER_LOG_MAX_MB", 100, 1, 100000),
         "SMTP_HOST": os.environ.get("SMTP_HOST", "127.0.0.1"),
         "SMTP_PORT": _int("SMTP_PORT", 25, 1, 65535),
         "SMTP_USER": os.environ.get("SMTP_USER", ""),
@@ -88,6 +131,10 @@ def from_env() -> dict:
         # Webhook URLs must be https; this allows http to localhost (development and tests only).
         "NOTIFY_ALLOW_HTTP_LOCALHOST": _bool("NOTIFY_ALLOW_HTTP_LOCALHOST", env != "production"),
         "NOTIFY_MAX_ATTEMPTS": _int("NOTIFY_MAX_ATTEMPTS", 5, 1, 20),
+        # Webhook targets on loopback or private addresses: refused in production unless allowed.
+        "NOTIFY_ALLOW_PRIVATE": _bool("NOTIFY_ALLOW_PRIVATE", env != "production"),
+        "NOTIFY_ALLOWED_HOSTS": frozenset(h.strip().lower().rstrip(".") for h in
+                                          os.environ.get("NOTIFY_ALLOWED_HOSTS", "").split(",") if h.strip()),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "WTF_CSRF_TIME_LIMIT": None,
     }

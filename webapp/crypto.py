@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from functools import lru_cache
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
@@ -19,12 +19,21 @@ def _fernet(secret: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(key))
 
 
+@lru_cache(maxsize=8)
+def _readers(secret: str) -> MultiFernet:
+    """The current key, then the old public development default: values saved by a development
+    installation before it had a key of its own stay readable (and are re-saved with the new)."""
+    from .config import DEV_SECRET
+    keys = [_fernet(secret)] + ([_fernet(DEV_SECRET)] if secret != DEV_SECRET else [])
+    return MultiFernet(keys)
+
+
 def encrypt(text: str) -> bytes:
     return _fernet(current_app.config["SECRET_KEY"]).encrypt(text.encode())
 
 
 def decrypt(token: bytes) -> str:
-    return _fernet(current_app.config["SECRET_KEY"]).decrypt(token).decode()
+    return _readers(current_app.config["SECRET_KEY"]).decrypt(token).decode()
 
 
 def hash_api_key(key: str) -> str:

@@ -5,6 +5,7 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
+from flask_talisman import Talisman
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 
@@ -22,4 +23,5 @@ migrate = Migrate()
 login_manager = LoginManager()
 sock = Sock()
 csrf = CSRFProtect()
+talisman = Talisman()
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=True)

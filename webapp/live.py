@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from urllib.parse import urlparse
 
 from flask import current_app, g, request
@@ -16,7 +17,6 @@ from .livelog import decode, stream_key
 
 from .api import bp as api_bp
 from .api.errors import ApiError
-from .api.serialize import line_json
 from .connections import get_redis
 from .extensions import db, sock
 from .models import Run
@@ -44,6 +44,73 @@ def authorize_stream():
         raise ApiError(403, "cross-site websocket refused", "forbidden")
     args = request.view_args or {}
     g.live_run = run_service.get_run(g.principal, args["team_id"], args["run_id"])
+    g.live_socket = _open_socket(g.principal, args["team_id"])
+
+
+# Open sockets are counted per team and per key or member in Redis sorted sets (member: socket id,
+# score: when it lapses unless renewed), so a web process that dies frees its count soon.
+SOCKET_TTL_SEC = 60
+RENEW_EVERY_SEC = 20
+RECHECK_CREDENTIALS_SEC = 2.0
+_OPEN_SOCKET = """
+local now = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) then return i end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + tonumber(ARGV[3]), ARGV[2])
+  redis.call('EXPIRE', key, tonumber(ARGV[3]) * 2)
+end
+return 0
+"""
+
+
+def _socket_keys(principal, team_id: int) -> list[str]:
+    return [f"workflows:sockets:team:{team_id}", f"workflows:sockets:{principal.label}"]
+
+
+def _open_socket(principal, team_id: int) -> str:
+    """Count this socket, or 429 before the upgrade when its team or its key/member has the most
+    open already (WS_MAX_PER_TEAM, WS_MAX_PER_PRINCIPAL)."""
+    cfg = current_app.config
+    socket_id = uuid.uuid4().hex
+    caps = [cfg["WS_MAX_PER_TEAM"], cfg["WS_MAX_PER_PRINCIPAL"]]
+    full = get_redis().eval(_OPEN_SOCKET, 2, *_socket_keys(principal, team_id), time.time(), socket_id,
+                            SOCKET_TTL_SEC, *caps)
+    if full:
+        who = "this team" if full == 1 else "this API key" if principal.key_id else "this member"
+        raise ApiError(429, f"{who} has {caps[full - 1]} live-log streams open, the most allowed; close one",
+                       "rate_limited")
+    return socket_id
+
+
+def _renew_socket(principal, team_id: int, socket_id: str) -> None:
+    r = get_redis()
+    for key in _socket_keys(principal, team_id):
+        r.zadd(key, {socket_id: time.time() + SOCKET_TTL_SEC})
+
+
+def _close_socket(principal, team_id: int, socket_id: str) -> None:
+    try:
+        r = get_redis()
+        for key in _socket_keys(principal, team_id):
+            r.zrem(key, socket_id)
+    except Exception:  # it lapses by itself
+        pass
+
+
+def _credentials_valid(principal) -> bool:
+    """A revoked key or an ended session (logout, password change) ends its open streams."""
+    from .models import ApiKey, User
+    if principal.key_id is not None:
+        key = db.session.get(ApiKey, principal.key_id)
+        valid = key is not None and key.revoked_at is None
+    else:
+        user = db.session.get(User, principal.user_id)
+        valid = user is not None and user.session_version == principal.session_version
+    db.session.commit()
+    return valid
 
 
 def _send(ws, payload: dict) -> None:
@@ -53,7 +120,36 @@ def _send(ws, payload: dict) -> None:
 @sock.route("/workflows/<int:team_id>/workflows/runs/<run_id>/logs/stream", bp=api_bp)
 def live_log_stream(ws, team_id: int, run_id: str):
     run_pk, public_id = g.live_run.id, g.live_run.public_id
-    stream_logs(ws, run_pk, public_id)
+    principal, socket_id = g.principal, g.live_socket
+    watch = Watch(principal, team_id, socket_id)
+    try:
+        stream_logs(ws, run_pk, public_id, watch)
+    finally:
+        _close_socket(principal, team_id, socket_id)
+        if not watch.valid:
+            ws.close(reason=1008, message="the credentials of this stream were revoked")
+
+
+class Watch:
+    """Between frames: renew the socket's count, and stop when its credentials are gone."""
+
+    def __init__(self, principal, team_id: int, socket_id: str):
+        self.principal, self.team_id, self.socket_id = principal, team_id, socket_id
+        self.valid = True
+        self.renewed = self.checked = time.monotonic()
+
+    def ok(self) -> bool:
+        now = time.monotonic()
+        if now - self.checked >= RECHECK_CREDENTIALS_SEC:
+            self.checked = now
+            self.valid = _credentials_valid(self.principal)
+        if now - self.renewed >= RENEW_EVERY_SEC:
+            self.renewed = now
+            try:
+                _renew_socket(self.principal, self.team_id, self.socket_id)
+            except Exception:
+                pass
+        return self.valid
 
 
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
@@ -68,13 +164,12 @@ def _status(run_pk: int) -> str:
 
 
 def _send_stored(ws, run_pk: int, after: int, before: int | None = None) -> int:
-    """Send the stored lines with after < seq (< before); the last seq sent."""
-    run = db.session.get(Run, run_pk)
+    """Send the stored lines with after < seq (< before), a page at a time; the last seq sent."""
     last = after
-    for line in run_service.log_lines(run, after_seq=after, before_seq=before):
-        _send(ws, line_json(line))
-        last = line.seq
-    db.session.commit()
+    for rows in run_service.log_pages(run_pk, after, before):
+        for row in rows:
+            _send(ws, {"stream": row.stream, "text": row.text, "ts": isoformat(row.ts), "seq": row.seq})
+            last = row.seq
     return last
 
 
@@ -97,7 +192,7 @@ def _fill_hole(ws, run_pk: int, last: int, seq: int) -> None:
                            "the stored log keeps its head and its last part]"})
 
 
-def stream_logs(ws, run_pk: int, public_id: str) -> None:
+def stream_logs(ws, run_pk: int, public_id: str, watch: Watch) -> None:
     try:
         status = _status(run_pk)
         last = _send_stored(ws, run_pk, -1)
@@ -106,7 +201,7 @@ def stream_logs(ws, run_pk: int, public_id: str) -> None:
             return
         redis = get_redis(blocking=True)
         key, cursor = stream_key(public_id), "0-0"
-        while True:
+        while ws.connected and watch.ok():  # a client that left frees its thread at once
             reply = redis.xread({key: cursor}, count=500, block=IDLE_CHECK_MS)
             if not reply:
                 status = _status(run_pk)

@@ -89,6 +89,7 @@ BackoffSec = Annotated[int, Field(ge=0, le=3600)]
 MemoryMb = Annotated[int, Field(ge=6, le=1048576)]
 Cpus = Annotated[float, Field(ge=0.01, le=256)]
 Policy = Literal["allow", "forbid", "replace"]
+Network = Literal["bridge", "none"]
 Env = dict[str, str]
 
 
@@ -138,6 +139,7 @@ class WorkflowCreate(_WorkflowFields):
     retryBackoffSec: BackoffSec = 5
     memoryMb: Optional[MemoryMb] = None
     cpus: Optional[Cpus] = None
+    network: Network = "bridge"
 
 
 class WorkflowUpdate(_WorkflowFields):
@@ -155,6 +157,7 @@ class WorkflowUpdate(_WorkflowFields):
     retryBackoffSec: Optional[BackoffSec] = None
     memoryMb: Optional[MemoryMb] = None
     cpus: Optional[Cpus] = None
+    network: Optional[Network] = None
 
     # Fields that may be set to null: the rest must have a value when present.
     NULLABLE: ClassVar[frozenset] = frozenset({"command", "schedule", "memoryMb", "cpus"})

@@ -22,7 +22,8 @@ def principal_from_request() -> Principal:
             raise ApiError(401, "unknown or revoked API key", "invalid_api_key")
         return Principal(team_ids=frozenset({key.team_id}), scope=key.scope, mode=key.mode, key_id=key.id)
     if current_user.is_authenticated:
-        return Principal(team_ids=frozenset(current_user.team_ids), user_id=current_user.id)
+        return Principal(team_ids=frozenset(current_user.team_ids), user_id=current_user.id,
+                         session_version=current_user.session_version)
     raise ApiError(401, "authentication required: a Bearer API key or a session", "unauthorized")
 
 
@@ -35,6 +36,3 @@ def authenticate_api_request() -> None:
     if team_id is not None and team_id not in g.principal.team_ids:
         raise ApiError(404, "not found", "not_found")
 
-
-def team_rate_key() -> str:
-    return f"team:{(request.view_args or {}).get('team_id')}"

@@ -31,7 +31,12 @@ class ApiError(Exception):
 
 
 def handle_service_error(e: ServiceError):
-    return error_response(e.status, e.message, e.code, e.fields)
+    response = error_response(e.status, e.message, e.code, e.fields)
+    state = getattr(e, "state", None)  # a spent budget: when to come back
+    if state is not None:
+        response.headers.update(state.headers())
+        response.headers["Retry-After"] = str(state.reset_in)
+    return response
 
 
 def handle_schema_error(e: SchemaError):

@@ -34,6 +34,7 @@ class Workflow(BaseModel):
     retryBackoffSec: int
     memoryMb: Optional[int]
     cpus: Optional[float]
+    network: Literal["bridge", "none"]
 
 
 class Run(BaseModel):
@@ -81,6 +82,7 @@ class Logs(BaseModel):
     lines: list[LogLine]
     truncated: bool
     droppedBytes: int
+    nextAfterSeq: Optional[int]  # the afterSeq of the next page; null on the last
 
 
 class RegistryCredential(BaseModel):
@@ -220,7 +222,10 @@ def document() -> dict:
     runs_params = [TEAM, WORKFLOW,
                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
                    {"name": "cursor", "in": "query", "schema": {"type": "string"}}]
-    logs_params = [TEAM, RUN, {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "text"]}}]
+    logs_params = [TEAM, RUN, {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "text"]}},
+                   {"name": "afterSeq", "in": "query", "schema": {"type": "integer", "minimum": -1, "maximum": 2**31 - 1}},
+                   {"name": "limit", "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10000}}]
     paths = {
         "/api/projects/{teamId}/{projectId}/workflows": {
             "get": _op("List the project's workflows", [TEAM, PROJECT], ("200", "WorkflowList"), read),
@@ -242,8 +247,8 @@ def document() -> dict:
             "get": _op("Get a run", [TEAM, RUN], ("200", "Run"), read),
         },
         "/api/workflows/{teamId}/workflows/runs/{runId}/logs": {
-            "get": _with_text(_op("A run's captured output (?format=text: text/plain)", logs_params,
-                                  ("200", "Logs"), read)),
+            "get": _with_text(_op("A page of a run's captured output (?format=text: all of it, as text/plain)",
+                                  logs_params, ("200", "Logs"), (400,) + read)),
         },
         "/api/workflows/{teamId}/workflows/runs/{runId}/cancel": {
             "post": _op("Cancel a queued or running run", [TEAM, RUN], ("202", "Run"), read + (409,)),
@@ -277,7 +282,7 @@ def document() -> dict:
             "delete": _op("Delete a notification channel", [TEAM, CHANNEL], ("204", None), read),
         },
         "/api/teams/{teamId}/notification-channels/{channelId}/test": {
-            "post": _op("Send a test notification", [TEAM, CHANNEL], ("202", "Queued"), read),
+            "post": _op("Send a test notification", [TEAM, CHANNEL], ("202", "Queued"), read + (429,)),
         },
         "/api/teams/{teamId}/notification-channels/{channelId}/deliveries": {
             "get": _op("The channel's delivery attempts, newest first", [TEAM, CHANNEL], ("200", "DeliveryList"),
@@ -310,8 +315,8 @@ def openapi_json():
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>API · Workflows</title>
 <link rel="stylesheet" href="{{ css }}"></head>
-<body><div id="ui"></div><script src="{{ js }}"></script>
-<script>SwaggerUIBundle({url: "{{ spec }}", dom_id: "#ui"});</script></body></html>"""
+<body><div id="ui" data-spec="{{ spec }}"></div><script src="{{ js }}"></script>
+<script src="{{ init }}"></script></body></html>"""
 
 
 @bp.get("/docs")
@@ -319,4 +324,4 @@ def openapi_page():
     return render_template_string(
         PAGE, css=url_for("static", filename="vendor/swagger-ui-5.35.0.css"),
         js=url_for("static", filename="vendor/swagger-ui-5.35.0-bundle.js"),
-        spec=url_for("api.openapi_json"))
+        init=url_for("static", filename="api-docs.js"), spec=url_for("api.openapi_json"))

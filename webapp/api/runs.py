@@ -1,13 +1,12 @@
 """Run routes."""
 from __future__ import annotations
 
-from flask import Response, g, jsonify, request
+from flask import Response, g, jsonify, request, stream_with_context
 
 from ..services import runs as service
 from ..services.errors import Invalid
 from . import bp
 from .serialize import line_json, run_json
-from .workflows import trigger_limit
 
 
 @bp.get("/workflows/<int:team_id>/workflows/<workflow_id>/runs")
@@ -17,23 +16,44 @@ def list_runs(team_id: int, workflow_id: str):
         raise Invalid("limit is a whole number from 1 to 100", {"limit": "a whole number from 1 to 100"})
     runs, cursor = service.list_runs(g.principal, team_id, workflow_id, int(raw_limit),
                                      request.args.get("cursor") or None)
-    return jsonify({"runs": [run_json(r) for r in runs], "nextCursor": cursor})
+    masked = g.principal.scope == "read"
+    return jsonify({"runs": [run_json(r, masked) for r in runs], "nextCursor": cursor})
 
 
 @bp.get("/workflows/<int:team_id>/workflows/runs/<run_id>")
 def get_run(team_id: int, run_id: str):
-    return jsonify(run_json(service.get_run(g.principal, team_id, run_id)))
+    return jsonify(run_json(service.get_run(g.principal, team_id, run_id), g.principal.scope == "read"))
 
 
 @bp.get("/workflows/<int:team_id>/workflows/runs/<run_id>/logs")
 def get_logs(team_id: int, run_id: str):
+    """A page of lines (`afterSeq`, `limit` up to LOG_PAGE_MAX); `?format=text` streams them all
+    from the database in chunks, so that no log, however long, is held in memory at once."""
     run = service.get_run(g.principal, team_id, run_id)
-    lines = service.log_lines(run)
+    after = _int_arg("afterSeq", -1, -1, 2**31 - 1)
     if request.args.get("format") == "text":
-        text = "".join(line.text + "\n" for line in lines)
-        return Response(text, mimetype="text/plain")
+        run_pk = run.id
+        return Response(stream_with_context(service.log_text(run_pk, after)), mimetype="text/plain")
+    limit = _int_arg("limit", service.LOG_PAGE_MAX, 1, service.LOG_PAGE_MAX)
+    lines = service.log_lines(run, after_seq=after, limit=limit + 1)
+    more = len(lines) > limit
+    lines = lines[:limit]
     return jsonify({"runId": run.public_id, "lines": [line_json(line) for line in lines],
-                    "truncated": run.log_dropped_bytes > 0, "droppedBytes": run.log_dropped_bytes})
+                    "truncated": run.log_dropped_bytes > 0, "droppedBytes": run.log_dropped_bytes,
+                    "nextAfterSeq": lines[-1].seq if more else None})
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise Invalid(f"{name} is a whole number from {low} to {high}", {name: f"{low} to {high}"})
+    return value
 
 
 @bp.post("/workflows/<int:team_id>/workflows/runs/<run_id>/cancel")
@@ -42,6 +62,5 @@ def cancel_run(team_id: int, run_id: str):
 
 
 @bp.post("/workflows/<int:team_id>/workflows/runs/<run_id>/retry")
-@trigger_limit
 def retry_run(team_id: int, run_id: str):
     return jsonify(run_json(service.retry_run(g.principal, team_id, run_id))), 202

@@ -3,29 +3,31 @@ from __future__ import annotations
 
 from ..models import Run, RunLogChunk, Workflow
 from ..models.base import isoformat
+from ..services.masking import masked_env
 from ..services.runs import run_url
 
 
-def workflow_json(wf: Workflow) -> dict:
+def workflow_json(wf: Workflow, masked: bool = False) -> dict:
+    """`masked`: secret-looking env values hidden (for read-scope keys)."""
     return {
         "id": wf.public_id, "teamId": wf.team_id, "projectId": wf.project_id,
         "environmentId": wf.environment_id, "name": wf.name, "image": wf.image,
-        "command": wf.command, "env": wf.env or {}, "schedule": wf.schedule,
+        "command": wf.command, "env": masked_env(wf.env) if masked else (wf.env or {}), "schedule": wf.schedule,
         "timeoutSec": wf.timeout_sec, "maxRetries": wf.max_retries,
         "nextRunAt": isoformat(wf.next_run_at), "createdAt": isoformat(wf.created_at),
         "updatedAt": isoformat(wf.updated_at), "timezone": wf.timezone,
         "concurrencyPolicy": wf.concurrency_policy, "retryBackoffSec": wf.retry_backoff_sec,
-        "memoryMb": wf.memory_mb, "cpus": wf.cpus,
+        "memoryMb": wf.memory_mb, "cpus": wf.cpus, "network": wf.network,
     }
 
 
-def run_json(run: Run) -> dict:
+def run_json(run: Run, masked: bool = False) -> dict:
     return {
         "id": run.public_id, "workflowId": run.workflow.public_id, "teamId": run.team_id,
         "trigger": run.trigger, "attempt": run.attempt,
         "retryOf": run.retry_of.public_id if run.retry_of_id else None,
         "status": run.status, "exitCode": run.exit_code, "error": run.error,
-        "env": run.env or {}, "image": run.image, "command": run.command,
+        "env": masked_env(run.env) if masked else (run.env or {}), "image": run.image, "command": run.command,
         "imageDigest": run.image_digest, "scheduledFor": isoformat(run.scheduled_for),
         "queuedAt": isoformat(run.queued_at), "notBefore": isoformat(run.due_at),
         "startedAt": isoformat(run.started_at), "finishedAt": isoformat(run.finished_at),

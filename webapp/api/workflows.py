@@ -1,29 +1,21 @@
 """Workflow routes."""
 from __future__ import annotations
 
-from flask import current_app, g, jsonify
+from flask import g, jsonify
 
-from ..extensions import limiter
 from ..schemas import TriggerBody, WorkflowCreate, WorkflowUpdate, parse
 from ..services import runs as run_service
 from ..services import workflows as service
 from . import bp
-from .auth import team_rate_key
 from .body import json_body
 from .serialize import run_json, workflow_json
-
-def _trigger_rate() -> str:
-    return current_app.config["TRIGGER_RATE_LIMIT"]
-
-
-# Trigger and retry share one budget per team.
-trigger_limit = limiter.shared_limit(_trigger_rate, scope="trigger-retry", key_func=team_rate_key)
 
 
 @bp.get("/projects/<int:team_id>/<int:project_id>/workflows")
 def list_workflows(team_id: int, project_id: int):
     workflows = service.list_workflows(g.principal, team_id, project_id)
-    return jsonify({"workflows": [workflow_json(w) for w in workflows]})
+    masked = g.principal.scope == "read"
+    return jsonify({"workflows": [workflow_json(w, masked) for w in workflows]})
 
 
 @bp.post("/projects/<int:team_id>/<int:project_id>/workflows")
@@ -36,7 +28,8 @@ def create_workflow(team_id: int, project_id: int):
 
 @bp.get("/workflows/<int:team_id>/workflows/<workflow_id>")
 def get_workflow(team_id: int, workflow_id: str):
-    return jsonify(workflow_json(service.get_workflow(g.principal, team_id, workflow_id)))
+    return jsonify(workflow_json(service.get_workflow(g.principal, team_id, workflow_id),
+                                 g.principal.scope == "read"))
 
 
 @bp.patch("/workflows/<int:team_id>/workflows/<workflow_id>")
@@ -53,7 +46,6 @@ def delete_workflow(team_id: int, workflow_id: str):
 
 
 @bp.post("/workflows/<int:team_id>/workflows/<workflow_id>/trigger")
-@trigger_limit
 def trigger_workflow(team_id: int, workflow_id: str):
     service.get_workflow(g.principal, team_id, workflow_id, write=True)
     body = parse(TriggerBody, json_body(optional=True))

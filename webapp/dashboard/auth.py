@@ -1,20 +1,44 @@
 """Login and logout."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import flash, redirect, render_template, request, url_for
-from flask_login import login_required, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db, limiter, login_manager
 from ..models import User
 from . import bp
 
+# Checked when the email is unknown, so that a sign-in takes the same time either way.
+_NO_USER_HASH = generate_password_hash("no user has this password")
+
 
 @login_manager.user_loader
-def load_user(user_id: str):
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+def load_user(session_id: str):
+    """"<user id>:<session version>": a session or remember cookie of an older version is void."""
+    user_id, _, version = session_id.partition(":")
+    if not user_id.isdigit() or not version.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    return user if user is not None and user.session_version == int(version) else None
 
 
 login_manager.login_view = "dashboard.login"
+
+
+def safe_next(target: str | None) -> str | None:
+    """A path on this site to go to after signing in, or None. Browsers drop tabs and newlines in
+    URLs and read backslashes as slashes, so "/\tevil.example" or "/\\evil.example" would be
+    "//evil.example", another site: clean the same way first, then accept a plain path only."""
+    if not target:
+        return None
+    cleaned = "".join(c for c in target if c >= " " and c != "\x7f").replace("\\", "/")
+    parts = urlsplit(cleaned)
+    if parts.scheme or parts.netloc or not cleaned.startswith("/") or cleaned.startswith("//"):
+        return None
+    return cleaned
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -23,13 +47,13 @@ def login():
     error = None
     if request.method == "POST":
         email = request.form.get("email", "").strip().lower()
+        password = request.form.get("password", "")
         user = None if "\x00" in email else db.session.query(User).filter_by(email=email).first()
-        if user is not None and user.check_password(request.form.get("password", "")):
-            login_user(user, remember=True)
-            target = request.args.get("next") or ""
-            if not target.startswith("/") or target.startswith("//"):
-                target = url_for("dashboard.index")
-            return redirect(target)
+        if user is None:
+            check_password_hash(_NO_USER_HASH, password)  # the same work as a real check
+        elif user.check_password(password):
+            login_user(user, remember=request.form.get("remember") == "on")
+            return redirect(safe_next(request.args.get("next")) or url_for("dashboard.index"))
         error = "Wrong email or password."
     return render_template("dashboard/login.html", error=error), 401 if error else 200
 
@@ -37,6 +61,9 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
+    """Ends every session of the user (all browsers, remember cookies and live-log sockets)."""
+    current_user.session_version = (current_user.session_version or 1) + 1
+    db.session.commit()
     logout_user()
     flash("Signed out.")
     return redirect(url_for("dashboard.login"))

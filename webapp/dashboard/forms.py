@@ -56,6 +56,7 @@ def workflow_input(form, *, project_id: int | None = None) -> dict:
     data["schedule"] = form.get("schedule", "").strip() or None
     data["timezone"] = form.get("timezone", "").strip() or "UTC"
     data["concurrencyPolicy"] = form.get("concurrencyPolicy", "allow")
+    data["network"] = form.get("network", "bridge")
     for field in INT_FIELDS + FLOAT_FIELDS:
         raw = form.get(field, "").strip()
         if raw == "":
@@ -77,12 +78,12 @@ def workflow_form(wf: Workflow | None) -> dict:
     """The form's initial values."""
     if wf is None:
         return {"timeoutSec": 3600, "maxRetries": 0, "retryBackoffSec": 5, "timezone": "UTC",
-                "concurrencyPolicy": "allow", "command": "", "env": ""}
+                "concurrencyPolicy": "allow", "network": "bridge", "command": "", "env": ""}
     return {
         "name": wf.name, "image": wf.image,
         "command": "" if wf.command is None else "\n".join(wf.command),
         "env": "\n".join(f"{k}={v}" for k, v in (wf.env or {}).items()),
         "schedule": wf.schedule or "", "timezone": wf.timezone, "concurrencyPolicy": wf.concurrency_policy,
         "timeoutSec": wf.timeout_sec, "maxRetries": wf.max_retries, "retryBackoffSec": wf.retry_backoff_sec,
-        "memoryMb": wf.memory_mb or "", "cpus": wf.cpus or "",
+        "memoryMb": wf.memory_mb or "", "cpus": wf.cpus or "", "network": wf.network,
     }

@@ -1,9 +1,9 @@
 """Pages of a project: the Workflows tab, workflow forms and page, run page (the deep-link target)."""
 from __future__ import annotations
 
-import re
 
-from flask import Response, abort, flash, g, has_request_context, redirect, render_template, request, url_for
+from flask import (Response, abort, flash, g, has_request_context, redirect, render_template, request,
+                   stream_with_context, url_for)
 from flask_login import current_user, login_required
 
 from ..extensions import db
@@ -13,11 +13,12 @@ from ..services import cron
 from ..services import runs as run_service
 from ..services import workflows as wf_service
 from ..services.access import Principal, require_public_id
+from ..services.budget import RateLimited
+from ..services.masking import masked_env
 from ..services.errors import ServiceError
 from . import bp
 from .forms import FormError, workflow_form, workflow_input
 
-SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|AUTH|PRIVATE|DSN|COOKIE|SESSION)", re.I)
 PAGE = 25
 TAB_PAGE = 100
 NO_JS_LINES = 1000
@@ -25,10 +26,6 @@ NO_JS_LINES = 1000
 
 def principal() -> Principal:
     return Principal(team_ids=frozenset(current_user.team_ids), user_id=current_user.id)
-
-
-def masked_env(env: dict) -> dict:
-    return {k: ("••••••••" if SECRET_NAME.search(k) else v) for k, v in (env or {}).items()}
 
 
 def htmx() -> bool:
@@ -145,7 +142,14 @@ def schedule_preview():
 @bp.post("/teams/<int:team_id>/workflows/<workflow_id>/run")
 @login_required
 def run_now(team_id: int, workflow_id: str):
-    run = run_service.trigger_workflow(principal(), team_id, workflow_id, {})
+    try:
+        run = run_service.trigger_workflow(principal(), team_id, workflow_id, {})
+    except RateLimited as e:
+        if not htmx():
+            raise
+        response = Response(render_template("dashboard/_partials/rate_limited.html", message=e.message), 429)
+        response.headers["Retry-After"] = str(e.state.reset_in)
+        return response
     if htmx():
         return render_template("dashboard/_partials/run_started.html", run=run)
     return redirect(url_for("dashboard.run_page", run_id=run.public_id))
@@ -219,6 +223,5 @@ def _back_to_run(run_id: str):
 @login_required
 def download_log(run_id: str):
     run = _run_for_member(run_id)
-    text = "".join(line.text + "\n" for line in run_service.log_lines(run))
-    return Response(text, mimetype="text/plain",
+    return Response(stream_with_context(run_service.log_text(run.id)), mimetype="text/plain",
                     headers={"Content-Disposition": f'attachment; filename="{run.public_id}.log"'})

@@ -13,6 +13,7 @@ from ..services import keys as key_service
 from ..services import projects as project_service
 from ..services import registry as registry_service
 from ..services.access import require_team, require_write
+from ..services.budget import RateLimited
 from ..services.errors import ServiceError
 from . import bp
 from .pages import load_project, principal
@@ -113,8 +114,12 @@ def notifications(team_id: int):
 @bp.post("/teams/<int:team_id>/notifications/<int:channel_id>/test")
 @login_required
 def test_channel(team_id: int, channel_id: int):
-    channel_service.send_test(principal(), team_id, channel_id)
-    flash("A test notification is on its way; its delivery shows below in a moment.")
+    try:
+        channel_service.send_test(principal(), team_id, channel_id)
+    except RateLimited as e:
+        flash(e.message)
+    else:
+        flash("A test notification is on its way; its delivery shows below in a moment.")
     return redirect(url_for("dashboard.notifications", team_id=team_id))
 
 

@@ -22,12 +22,19 @@ class User(UserMixin, db.Model):
     id = db.Column(db.Integer, primary_key=True)
     email = db.Column(db.String(254), nullable=False, unique=True)
     password_hash = db.Column(db.String(255), nullable=False)
+    # Part of the id in the session and the remember cookie: a logout or a password change bumps
+    # it, which ends every session and remember cookie of the user, and their live-log sockets.
+    session_version = db.Column(db.Integer, nullable=False, default=1, server_default="1")
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
 
     memberships = db.relationship("Membership", back_populates="user")
 
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version or 1}"
+
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)  # scrypt
+        self.session_version = (self.session_version or 1) + 1
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

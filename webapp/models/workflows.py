@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..extensions import db
-from .base import JSON, utcnow
+from .base import JSON, EncryptedJSON, utcnow
 
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 STATUSES = ("queued", "running") + TERMINAL
@@ -19,7 +19,7 @@ class Workflow(db.Model):
     name = db.Column(db.String(100), nullable=False)
     image = db.Column(db.String(512), nullable=False)
     command = db.Column(JSON, nullable=True)
-    env = db.Column(JSON, nullable=False, default=dict)
+    env = db.Column(EncryptedJSON, nullable=False, default=dict)  # values may be secrets: encrypted at rest
     schedule = db.Column(db.String(200), nullable=True)
     timezone = db.Column(db.String(64), nullable=False, default="UTC")
     concurrency_policy = db.Column(db.String(10), nullable=False, default="allow")
@@ -28,6 +28,7 @@ class Workflow(db.Model):
     retry_backoff_sec = db.Column(db.Integer, nullable=False, default=5)
     memory_mb = db.Column(db.Integer, nullable=True)
     cpus = db.Column(db.Float, nullable=True)
+    network = db.Column(db.String(10), nullable=False, default="bridge", server_default="bridge")
     next_run_at = db.Column(db.DateTime, nullable=True, index=True)
     # "ok" or "failing": moved with a compare-and-set in the transaction of a run's terminal
     # status, so that one failure chain emits one workflow.failed and one recovery one
@@ -55,13 +56,14 @@ class Run(db.Model):
     status = db.Column(db.String(10), nullable=False, default="queued")
     exit_code = db.Column(db.Integer, nullable=True)
     error = db.Column(db.Text, nullable=True)
-    env = db.Column(JSON, nullable=False, default=dict)
+    env = db.Column(EncryptedJSON, nullable=False, default=dict)  # encrypted at rest, like the workflow's
     # What the run executes, fixed when it is fired: later edits of the workflow do not change it.
     image = db.Column(db.String(512), nullable=False)
     command = db.Column(JSON, nullable=True)
     timeout_sec = db.Column(db.Integer, nullable=False)
     memory_mb = db.Column(db.Integer, nullable=True)
     cpus = db.Column(db.Float, nullable=True)
+    network = db.Column(db.String(10), nullable=False, default="bridge", server_default="bridge")
     image_digest = db.Column(db.String(200), nullable=True)
     scheduled_for = db.Column(db.DateTime, nullable=True)
     queued_at = db.Column(db.DateTime, nullable=False, default=utcnow)

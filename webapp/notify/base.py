@@ -60,6 +60,14 @@ class Transport:
         raise NotImplementedError
 
     def post_json(self, url: str, payload: dict, headers: dict | None = None, data: bytes | None = None) -> int:
+        from urllib.parse import urlparse
+
+        from ..services.channels import destination_problem
+        # An address that resolves where it must not is final; one that does not resolve now is
+        # left to the request below, whose network error is retried.
+        problem = destination_problem(urlparse(url).hostname or "", resolve_failures_ok=True)
+        if problem:
+            raise TransportError(f"not sent: {problem}", permanent=True)
         try:
             response = requests.post(url, json=None if data else payload, data=data, timeout=TIMEOUT_SEC,
                                      headers={"User-Agent": "Workflows-Notifier/1", **(headers or {})},
@@ -70,8 +78,9 @@ class Transport:
             raise TransportError(f"the endpoint answered {response.status_code}", status=response.status_code,
                                  retry_after=_retry_after(response.headers.get("Retry-After")))
         if response.status_code >= 400:
-            raise TransportError(f"the endpoint refused the message ({response.status_code}): "
-                                 f"{response.text[:200]}", permanent=True, status=response.status_code)
+            # Not the body: a delivery record must not become a way to read internal pages.
+            raise TransportError(f"the endpoint refused the message ({response.status_code})",
+                                 permanent=True, status=response.status_code)
         return response.status_code
 
 

@@ -14,6 +14,7 @@ class Principal:
     mode: str | None = None  # live | test for API keys, None for a member's session
     user_id: int | None = None
     key_id: int | None = None
+    session_version: int | None = None  # of a member's session: a logout or a password change ends it
 
     @property
     def label(self) -> str:

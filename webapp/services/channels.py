@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import socket
 from urllib.parse import urlparse
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 
 from ..extensions import db
-from ..models import EVENTS, Notification, NotificationChannel, NotificationDelivery
-from . import dispatch
+from ..models import EVENTS, Environment, Notification, NotificationChannel, NotificationDelivery, Workflow
+from . import budget, dispatch
 from .access import Principal, require_team, require_write
-from .errors import Invalid, NotFound
+from .errors import Forbidden, Invalid, NotFound
 
 KINDS = ("slack", "discord", "email", "webhook")
 DEFAULT_EVENTS = ["workflow.failed"]
@@ -33,6 +34,31 @@ def _url_problem(url: str) -> str | None:
             return "must be an https:// URL"
     if len(url) > 2000:
         return "at most 2000 characters"
+    return destination_problem(parsed.hostname, resolve_failures_ok=True)
+
+
+def destination_problem(host: str, *, resolve_failures_ok: bool = False) -> str | None:
+    """Why a notification may not be sent to `host`, or None. Every address it resolves to must be
+    public: never link-local (169.254.0.0/16: cloud metadata), multicast, unspecified or reserved;
+    loopback and private ranges only where the installation allows them (NOTIFY_ALLOW_PRIVATE, on
+    outside production) or for hosts named in NOTIFY_ALLOWED_HOSTS. Checked when a channel is
+    saved and again before each delivery, since DNS answers change."""
+    cfg = current_app.config
+    if host.lower().rstrip(".") in cfg["NOTIFY_ALLOWED_HOSTS"]:
+        return None
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (socket.gaierror, UnicodeError):
+        return None if resolve_failures_ok else f"{host} does not resolve"
+    for raw in addresses:
+        ip = ipaddress.ip_address(raw.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+            return f"{host} points to {ip}, an address notifications are never sent to"
+        if (ip.is_loopback or ip.is_private) and not cfg["NOTIFY_ALLOW_PRIVATE"]:
+            return (f"{host} points to {ip}, a private address; an operator may allow it with "
+                    "NOTIFY_ALLOWED_HOSTS")
     return None
 
 
@@ -96,6 +122,8 @@ def get_channel(principal: Principal, team_id: int, channel_id: int) -> Notifica
 def delete_channel(principal: Principal, team_id: int, channel_id: int) -> None:
     channel = get_channel(principal, team_id, channel_id)
     require_write(principal)
+    if principal.mode == "test" and _team_has_production_workflows(team_id):
+        raise Forbidden("hs_test_ keys may not remove a channel that Production workflows alert through")
     db.session.delete(channel)
     db.session.commit()
 
@@ -108,6 +136,7 @@ def deliveries(channel: NotificationChannel, limit: int = 50) -> list[Notificati
 def send_test(principal: Principal, team_id: int, channel_id: int) -> None:
     channel = get_channel(principal, team_id, channel_id)
     require_write(principal)
+    budget.spend_test_message(team_id)
     notification = Notification(team_id=team_id, channel_id=channel.id, event_id=None)
     db.session.add(notification)
     db.session.commit()
@@ -118,8 +147,17 @@ def send_test(principal: Principal, team_id: int, channel_id: int) -> None:
 
 
 def describe_target(channel: NotificationChannel) -> str:
-    """Where a channel sends, without its secret parts."""
+    """Where a channel sends, without its secret parts (path, query, user and password)."""
     if channel.kind == "email":
         return ", ".join(channel.config.get("addresses", []))
     parsed = urlparse(channel.config.get("url", ""))
-    return f"{parsed.scheme}://{parsed.netloc}/…"
+    host = parsed.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{host}{port}/…"
+
+
+def _team_has_production_workflows(team_id: int) -> bool:
+    return db.session.query(Workflow.id).join(Environment, Workflow.environment_id == Environment.id).filter(
+        Workflow.team_id == team_id, Workflow.deleted_at.is_(None), Environment.name == "Production").first() is not None

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from ..extensions import db
-from ..models import RegistryCredential
+from ..models import Environment, RegistryCredential, Workflow
 from ..schemas import RegistryCredentialCreate
 from .access import Principal, require_write
-from .errors import Conflict, NotFound
+from .errors import Conflict, Forbidden, NotFound
 from .workflows import get_project
 
 DOCKER_HUB = "docker.io"
@@ -44,8 +44,17 @@ def delete_credential(principal: Principal, team_id: int, project_id: int, cred_
     cred = db.session.get(RegistryCredential, cred_id)
     if cred is None or cred.project_id != project.id:
         raise NotFound("no such registry credential")
+    if principal.mode == "test" and _production_uses(project.id, cred.registry_host):
+        raise Forbidden("hs_test_ keys may not remove a credential that Production workflows use")
     db.session.delete(cred)
     db.session.commit()
+
+
+def _production_uses(project_id: int, host: str) -> bool:
+    images = (db.session.query(Workflow.image).join(Environment, Workflow.environment_id == Environment.id)
+              .filter(Workflow.project_id == project_id, Workflow.deleted_at.is_(None),
+                      Environment.name == "Production").all())
+    return any(registry_host(image) == host for (image,) in images)
 
 
 def auth_for_image(project_id: int, image: str) -> dict | None:

@@ -7,12 +7,12 @@ from datetime import datetime
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 
 from ..extensions import db
 from ..models import Run, RunLogChunk, Workflow
 from ..models.base import new_public_id, utcnow
-from . import dispatch
+from . import budget, dispatch
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
 from .workflows import get_workflow
@@ -27,7 +27,7 @@ def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: R
     run = Run(public_id=new_public_id("run_"), team_id=wf.team_id, workflow_id=wf.id,
               trigger=trigger, attempt=attempt, retry_of_id=retry_of.id if retry_of else None,
               status="queued", env=env, image=wf.image, command=wf.command,
-              timeout_sec=wf.timeout_sec, memory_mb=wf.memory_mb, cpus=wf.cpus,
+              timeout_sec=wf.timeout_sec, memory_mb=wf.memory_mb, cpus=wf.cpus, network=wf.network,
               scheduled_for=scheduled_for, queued_at=now, due_at=due_at or now)
     run.workflow = wf
     db.session.add(run)
@@ -66,7 +66,10 @@ def hand_over_many(runs: list[tuple[int, str, int]]) -> None:
 
 
 def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: dict) -> Run:
+    """A manual fire, from the API or the dashboard: spends the team's trigger budget once the
+    call is known to be allowed (refusals cost nothing)."""
     wf = get_workflow(principal, team_id, public_id, write=True)
+    budget.spend_trigger(team_id)
     return fire(wf, "manual", {**(wf.env or {}), **env})
 
 
@@ -88,6 +91,7 @@ def retry_run(principal: Principal, team_id: int, public_id: str) -> Run:
         raise Conflict(f"the run is {run.status}; only a finished run can be retried")
     if run.workflow.deleted_at is not None:
         raise Conflict("the workflow was deleted")
+    budget.spend_trigger(team_id)
     return fire(run.workflow, "retry", dict(run.env), retry_of=run)
 
 
@@ -163,11 +167,40 @@ def list_runs(principal: Principal, team_id: int, public_id: str, limit: int = 2
     return runs, (_encode_cursor(runs[-1].id) if more else None)
 
 
-def log_lines(run: Run, after_seq: int = -1, before_seq: int | None = None) -> list[RunLogChunk]:
+LOG_PAGE_MAX = 10000  # lines per page of the logs API, and per chunk of everything that reads logs
+
+
+def log_lines(run: Run, after_seq: int = -1, before_seq: int | None = None,
+              limit: int = LOG_PAGE_MAX) -> list[RunLogChunk]:
+    """At most `limit` stored lines after `after_seq` (and before `before_seq`), in order."""
     query = db.session.query(RunLogChunk).filter(RunLogChunk.run_id == run.id, RunLogChunk.seq > after_seq)
     if before_seq is not None:
         query = query.filter(RunLogChunk.seq < before_seq)
-    return query.order_by(RunLogChunk.seq).all()
+    return query.order_by(RunLogChunk.seq).limit(limit).all()
+
+
+def log_pages(run_pk: int, after_seq: int = -1, before_seq: int | None = None, page: int = 2000):
+    """Every stored line after `after_seq`, a page at a time (keyset on seq): bounded memory."""
+    table = RunLogChunk.__table__
+    while True:
+        query = (select(table.c.seq, table.c.stream, table.c.text, table.c.ts)
+                 .where(table.c.run_id == run_pk, table.c.seq > after_seq))
+        if before_seq is not None:
+            query = query.where(table.c.seq < before_seq)
+        rows = db.session.execute(query.order_by(table.c.seq).limit(page)).all()
+        db.session.commit()
+        if not rows:
+            return
+        yield rows
+        if len(rows) < page:
+            return
+        after_seq = rows[-1].seq
+
+
+def log_text(run_pk: int, after_seq: int = -1):
+    """The log as text, streamed in chunks."""
+    for rows in log_pages(run_pk, after_seq, page=5000):
+        yield "".join(row.text + "\n" for row in rows)
 
 
 def run_url(run: Run) -> str:

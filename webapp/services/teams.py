@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..extensions import db
 from ..models import Environment, Membership, Project, Team, User
-from .errors import Invalid
+from .errors import Invalid, NotFound
 
 WEAK_PASSWORD_LENGTH = 12  # below this the CLI warns (the operator who runs it decides)
 
@@ -39,3 +39,15 @@ def create_user(email: str, password: str, team_name: str) -> tuple[User, Team, 
     db.session.add(Membership(user=user, team=team, role="owner"))
     db.session.commit()
     return user, team, project
+
+
+def set_password(email: str, password: str) -> User:
+    """A new password; every session and remember cookie of the user ends with the old one."""
+    user = db.session.query(User).filter_by(email=email.strip().lower()).first()
+    if user is None:
+        raise NotFound("no user with this email")
+    if not password or len(password) > 1024:
+        raise Invalid("a password is 1 to 1024 characters", {"password": "1 to 1024 characters"})
+    user.set_password(password)
+    db.session.commit()
+    return user

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask import current_app
+
 from ..extensions import db
 from ..models import Environment, Project, Workflow
 from ..models.base import new_public_id, utcnow
@@ -16,8 +18,20 @@ FIELDS = {
     "name": "name", "image": "image", "command": "command", "env": "env", "schedule": "schedule",
     "timeoutSec": "timeout_sec", "maxRetries": "max_retries", "timezone": "timezone",
     "concurrencyPolicy": "concurrency_policy", "retryBackoffSec": "retry_backoff_sec",
-    "memoryMb": "memory_mb", "cpus": "cpus",
+    "memoryMb": "memory_mb", "cpus": "cpus", "network": "network",
 }
+
+
+def check_limits(body) -> None:
+    """memoryMb and cpus within the installation's ceilings (MAX_MEMORY_MB, MAX_CPUS)."""
+    cfg = current_app.config
+    fields = {}
+    if getattr(body, "memoryMb", None) is not None and body.memoryMb > cfg["MAX_MEMORY_MB"]:
+        fields["memoryMb"] = f"at most {cfg['MAX_MEMORY_MB']} on this installation"
+    if getattr(body, "cpus", None) is not None and body.cpus > cfg["MAX_CPUS"]:
+        fields["cpus"] = f"at most {cfg['MAX_CPUS']:g} on this installation"
+    if fields:
+        raise Invalid("the workflow asks for more than this installation allows", fields)
 
 
 def get_project(principal: Principal, team_id: int, project_id: int) -> Project:
@@ -78,6 +92,7 @@ def create_workflow(principal: Principal, team_id: int, project_id: int, body: W
             raise Invalid("environmentId is not an environment of this project",
                           {"environmentId": "not an environment of this project"})
     require_environment_access(principal, environment.is_production)
+    check_limits(body)
     now = utcnow()
     wf = Workflow(public_id=new_public_id("wf_"), team_id=team_id, project_id=project.id,
                   environment_id=environment.id, created_at=now, updated_at=now)
@@ -92,6 +107,7 @@ def create_workflow(principal: Principal, team_id: int, project_id: int, body: W
 
 def update_workflow(principal: Principal, team_id: int, public_id: str, body: WorkflowUpdate) -> Workflow:
     wf = get_workflow(principal, team_id, public_id, write=True)
+    check_limits(body)
     for api_name in body.model_fields_set:
         setattr(wf, FIELDS[api_name], getattr(body, api_name))
     wf.updated_at = utcnow()
