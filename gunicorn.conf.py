@@ -1,5 +1,6 @@
 """gunicorn settings of the `web` process, from the same environment variables as the rest."""
 import os
+import sys
 
 
 def _count(name: str, default: int) -> int:
@@ -16,6 +17,10 @@ workers = _count("WEB_WORKERS", 2)
 threads = _count("WEB_THREADS", 32)
 graceful_timeout = 5
 accesslog = "-"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from webapp.logs import gunicorn_logconfig  # noqa: E402
+
+logconfig_dict = gunicorn_logconfig() or {}
 
 
 def post_worker_init(worker):

@@ -92,8 +92,8 @@ def _sweep_forever(app: Flask, stopping: threading.Event) -> None:
 
 
 def _configure_logging() -> None:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from webapp.logs import configure
+    configure()
 
 
 def _die_with_parent() -> None:

@@ -16,11 +16,12 @@ from flask import current_app
 from sqlalchemy import and_, exists, update
 from sqlalchemy.orm import aliased
 
+from webapp import logs
 from webapp.extensions import db
-from webapp.models import Event, Notification, NotificationChannel, NotificationDelivery, Run
+from webapp.models import Event, Notification, NotificationChannel, NotificationDelivery, Run, Workflow
 from webapp.models.base import isoformat, utcnow
 from webapp.notify import TRANSPORTS, Message, TransportError
-from webapp.services.runs import run_url
+from webapp.services.runs import run_url, workflow_url
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE_SEC = 1.0
@@ -29,9 +30,29 @@ RETRY_AFTER_CAP_SEC = 60.0
 
 def message_for(run: Run, kind: str) -> Message:
     wf = run.workflow
+    if kind == "workflow.missed":  # a fire skipped by forbid: the cancelled run says why
+        return Message(event=kind, workflow_name=wf.name, workflow_id=wf.public_id, run_id=run.public_id,
+                       status="skipped", exit_code=None, attempts=0, error=run.error, url=run_url(run),
+                       finished_at=isoformat(run.finished_at))
     return Message(event=kind, workflow_name=wf.name, workflow_id=wf.public_id, run_id=run.public_id,
                    status=run.status, exit_code=run.exit_code, attempts=run.attempt, error=run.error,
                    url=run_url(run), finished_at=isoformat(run.finished_at))
+
+
+def workflow_message(event: Event) -> Message:
+    """An event about the workflow rather than one run: silent, or fires lost to downtime."""
+    wf = db.session.get(Workflow, event.workflow_id)
+    if event.kind == "workflow.silent":
+        last = isoformat(wf.last_success_at) if wf.last_success_at else "never"
+        detail = (f"no run has succeeded within {wf.expect_success_within_sec} s "
+                  f"(expectSuccessWithinSec); last success: {last}")
+        status = "silent"
+    else:
+        detail = "the scheduler was not running at the scheduled time, and the fire was too old to run late"
+        status = "missed"
+    return Message(event=event.kind, workflow_name=wf.name, workflow_id=wf.public_id, run_id="", status=status,
+                   exit_code=None, attempts=0, error=detail, url=workflow_url(wf),
+                   finished_at=isoformat(event.created_at))
 
 
 def test_message() -> Message:
@@ -69,12 +90,20 @@ def deliver_notification(notification_id: int) -> None:
     n = claim(notification_id)
     if n is None:
         return
+    with logs.about(team_id=n.team_id):
+        _deliver(n)
+
+
+def _deliver(n: Notification) -> None:
     channel = db.session.get(NotificationChannel, n.channel_id)
     if n.event_id is None:
         message = test_message()
     else:
         event = db.session.get(Event, n.event_id)
-        message = message_for(db.session.get(Run, event.run_id), event.kind)
+        if event.run_id is None or event.kind == "workflow.silent":
+            message = workflow_message(event)
+        else:
+            message = message_for(db.session.get(Run, event.run_id), event.kind)
     message = dataclasses.replace(message, delivery_id=f"ntf_{n.id}")
     row = NotificationDelivery(channel_id=channel.id, event_id=n.event_id, notification_id=n.id,
                                attempt=n.attempts, status="pending")

@@ -23,7 +23,7 @@ from flask import current_app
 from redis.exceptions import LockError
 from sqlalchemy import func, select, update
 
-from webapp import faults
+from webapp import faults, logs, metrics
 from webapp.connections import get_docker, get_redis
 from webapp.extensions import db
 from webapp.livelog import last_published_seq, lease_key
@@ -114,7 +114,8 @@ def execute_run(public_id: str) -> None:
             return
         lease.start()
         run = db.session.query(Run).filter_by(public_id=public_id).one()
-        Execution(run, lease).fresh()
+        with logs.about_run(run):
+            Execution(run, lease).fresh()
     finally:
         lease.release()
 
@@ -162,7 +163,8 @@ def resume_run(public_id: str) -> None:
             return
         db.session.refresh(run)
         lease.start()
-        Execution(run, lease).resume()
+        with logs.about_run(run):
+            Execution(run, lease).resume()
     finally:
         lease.release()
 
@@ -378,7 +380,12 @@ class Execution:
             self.api.start(self.container_id)
         except APIError as e:
             raise engine.RunFailure(f"could not start the container: {engine.start_problem(e)}") from None
-        lifecycle.owned_update(self.run, self.token, started_at=utcnow())
+        started = utcnow()
+        lifecycle.owned_update(self.run, self.token, started_at=started)
+        run = self.run
+        metrics.observe("run_queue_wait_seconds", run.team_id, (started - run.due_at).total_seconds())
+        if run.scheduled_for is not None:
+            metrics.observe("schedule_lag_seconds", run.team_id, (started - run.scheduled_for).total_seconds())
 
     def _read(self, output: engine.Output, skip: dict | None = None) -> threading.Thread:
         """Feed the sink from `output` on a thread of its own, skipping the bytes already stored."""

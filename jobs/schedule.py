@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from webapp import faults
+from webapp import faults, metrics
 from webapp.extensions import db
 from webapp.models import Run, Workflow
 from webapp.models.base import utcnow
 from webapp.services import cron
+from webapp.services.lifecycle import count_terminal, emit
 from webapp.services.runs import cancel_in_transaction, fire, hand_over_many, handle
 
 log = logging.getLogger(__name__)
@@ -42,18 +43,41 @@ def fire_due(now: datetime | None = None) -> int:
     return len(handles)
 
 
-def _instants(wf: Workflow, now: datetime) -> tuple[datetime | None, datetime | None]:
-    """(the instant to fire or None, the next instant to store)."""
+MISSED_COUNT_CAP = 1000
+
+
+def _instants(wf: Workflow, now: datetime) -> tuple[datetime | None, datetime | None, int]:
+    """(the instant to fire or None, the next instant to store, how many instants are skipped)."""
     instant = wf.next_run_at
     try:
         latest = max(cron.latest_at_or_before(wf.schedule, wf.timezone, now) or instant, instant)
         following = cron.next_instant(wf.schedule, wf.timezone, latest)
+        missed = 0
+        if latest > instant:  # the scheduler was away: only the latest instant may still run
+            between = cron.next_instants(wf.schedule, wf.timezone, instant, MISSED_COUNT_CAP)
+            missed = 1 + sum(1 for i in between if i < latest)
     except Exception:
         log.exception("bad schedule on %s; unscheduling", wf.public_id)
-        return None, None
+        return None, None, 0
     if (now - latest) > timedelta(seconds=wf.timeout_sec):
-        return None, following  # too old to be worth running: skip to the next instant
-    return latest, following
+        return None, following, missed + 1  # too old to be worth running: skip to the next instant
+    return latest, following, missed
+
+
+def _missed(wf: Workflow, missed: int, notes: list) -> None:
+    """A claim that skipped instants: the workflow.missed event in the claim's transaction, and
+    the count (noted in `notes`, recorded once the transaction is committed)."""
+    if missed:
+        notes.append(("missed", missed, emit(wf.team_id, wf.id, None, "workflow.missed")))
+
+
+def _after_commit(notes: list) -> None:
+    for reason, n, hand_over in notes:
+        metrics.count("fires_skipped", reason, n)
+        try:
+            hand_over()
+        except Exception:  # written: the notification sweep hands it over
+            log.warning("could not hand over a workflow.%s notification; the sweep will", reason)
 
 
 def _claim(wf: Workflow, following: datetime | None) -> bool:
@@ -67,15 +91,19 @@ def _claim(wf: Workflow, following: datetime | None) -> bool:
 def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
     """Fire `allow` workflows in one transaction; returns the hand-over handles of the new runs."""
     plans = [(wf, *_instants(wf, now)) for wf in workflows]
-    runs = []
+    runs, notes = [], []
     with db.session.no_autoflush:
-        for wf, instant, following in plans:
-            if _claim(wf, following) and instant is not None:
+        for wf, instant, following, missed in plans:
+            if not _claim(wf, following):
+                continue
+            _missed(wf, missed, notes)
+            if instant is not None:
                 runs.append(fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant, commit=False))
     try:
         db.session.flush()
         handles = [handle(run) for run in runs]
         db.session.commit()
+        _after_commit(notes)
         return handles
     except IntegrityError:  # a fire already made by another scheduler: redo one by one
         db.session.rollback()
@@ -91,23 +119,30 @@ def _fire_one(wf: Workflow, now: datetime) -> tuple | None:
     """Fire one workflow with its concurrency policy; the hand-over handle of a queued run.
     The claim of the instant, the cancels of `replace` and the new run are one transaction: a
     scheduler that dies anywhere in between leaves the instant unclaimed for the next one."""
-    instant, following = _instants(wf, now)
+    instant, following, missed = _instants(wf, now)
     if not _claim(wf, following):  # another scheduler advanced it
         db.session.rollback()
         return None
+    notes: list = []
+    _missed(wf, missed, notes)
     if instant is None:
         db.session.commit()
+        _after_commit(notes)
         return None
     run, signals = _fire_with_policy(wf, instant)
     try:
         db.session.flush()
         queued = handle(run) if run.status == "queued" else None
+        if run.status == "cancelled":  # skipped by forbid
+            count_terminal(wf.id, "cancelled", "schedule")
+            notes.append(("forbid", 1, emit(wf.team_id, wf.id, run.id, "workflow.missed")))
         if signals:
             faults.stop_here("replace-claimed")
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         return None
+    _after_commit(notes)
     for signal in signals:
         signal()
     return queued

@@ -18,7 +18,8 @@ from webapp.extensions import db
 from webapp.livelog import lease_key
 from webapp.models import Notification, NotificationDelivery, Run
 from webapp.models.base import utcnow
-from webapp.services import dispatch, lifecycle
+from webapp import metrics
+from webapp.services import dispatch, lifecycle, silence
 from webapp.services.runs import handle, hand_over_many
 
 from . import engine
@@ -35,7 +36,7 @@ def sweep() -> dict:
     """Each step on its own: the engine being down must not stop the steps that do not need it."""
     steps = {"handed": hand_over_due, "stale": fail_stale_queued, "recovered": recover_lost,
              "requeued": requeue_lost_queue_entries, "notifications": hand_over_notifications,
-             "reaped": reap_containers}
+             "reaped": reap_containers, "silent": silence.check_silent}
     counts: dict = {}
     for name, step in steps.items():
         try:
@@ -118,12 +119,15 @@ def recover(run: Run) -> None:
     owner = run.owner_token
     container = _find_container(run)
     if container is None:
-        lifecycle.complete(run, "failed", error="worker lost", expect=("running",), owner=owner)
+        if lifecycle.complete(run, "failed", error="worker lost", expect=("running",), owner=owner):
+            metrics.count("runs_recovered", "failed")
         return
     if container["State"].get("Status") in ("exited", "dead"):
         resume_run(run.public_id)  # quick: the output is read back and the run completed
+        metrics.count("runs_recovered", "completed")
     elif get_redis().set(f"run:{run.public_id}:resuming", "1", nx=True, ex=int(lease_absent_sec() * 2) + 1):
         dispatch.enqueue_resume(run.public_id, run.timeout_sec)
+        metrics.count("runs_recovered", "reattached")
 
 
 def _find_container(run: Run) -> dict | None:
@@ -157,6 +161,7 @@ def reap_containers() -> int:
             removed += 1
         except NotFound:
             pass
+    metrics.count("containers_reaped", amount=removed)
     return removed
 
 

@@ -62,6 +62,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from .health import bp as health_bp
     app.register_blueprint(health_bp)
+    from .metrics import bp as metrics_bp
+    app.register_blueprint(metrics_bp)
     from .dashboard import bp as dashboard_bp
     app.register_blueprint(dashboard_bp)
 
@@ -111,7 +113,7 @@ def _register_api_errors(app: Flask) -> None:
 
     def api_only(handler, fallback=None):
         def wrapped(e):
-            if request.path.startswith("/api/") or request.path == "/healthz":
+            if request.path.startswith("/api/") or request.path in ("/healthz", "/metrics"):
                 return handler(e)
             if fallback is not None:
                 return fallback(e)

@@ -135,6 +135,8 @@ def from_env() -> dict:
         "NOTIFY_ALLOW_PRIVATE": _bool("NOTIFY_ALLOW_PRIVATE", env != "production"),
         "NOTIFY_ALLOWED_HOSTS": frozenset(h.strip().lower().rstrip(".") for h in
                                           os.environ.get("NOTIFY_ALLOWED_HOSTS", "").split(",") if h.strip()),
+        # GET /metrics asks for "Authorization: Bearer <this>" when it is set (open when empty).
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "WTF_CSRF_TIME_LIMIT": None,
     }

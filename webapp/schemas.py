@@ -86,6 +86,8 @@ Name = Annotated[str, Field(min_length=1, max_length=100)]
 TimeoutSec = Annotated[int, Field(ge=1, le=86400)]
 MaxRetries = Annotated[int, Field(ge=0, le=10)]
 BackoffSec = Annotated[int, Field(ge=0, le=3600)]
+# A silent-workflow alert's interval: a minute to a year.
+ExpectSec = Annotated[int, Field(ge=60, le=366 * 86400)]
 MemoryMb = Annotated[int, Field(ge=6, le=1048576)]
 Cpus = Annotated[float, Field(ge=0.01, le=256)]
 Policy = Literal["allow", "forbid", "replace"]
@@ -140,6 +142,7 @@ class WorkflowCreate(_WorkflowFields):
     memoryMb: Optional[MemoryMb] = None
     cpus: Optional[Cpus] = None
     network: Network = "bridge"
+    expectSuccessWithinSec: Optional[ExpectSec] = None
 
 
 class WorkflowUpdate(_WorkflowFields):
@@ -158,9 +161,10 @@ class WorkflowUpdate(_WorkflowFields):
     memoryMb: Optional[MemoryMb] = None
     cpus: Optional[Cpus] = None
     network: Optional[Network] = None
+    expectSuccessWithinSec: Optional[ExpectSec] = None
 
     # Fields that may be set to null: the rest must have a value when present.
-    NULLABLE: ClassVar[frozenset] = frozenset({"command", "schedule", "memoryMb", "cpus"})
+    NULLABLE: ClassVar[frozenset] = frozenset({"command", "schedule", "memoryMb", "cpus", "expectSuccessWithinSec"})
 
 
 class TriggerBody(_Strict):
@@ -178,7 +182,7 @@ class ChannelCreate(_Strict):
     kind: Literal["slack", "discord", "email", "webhook"]
     name: Name
     target: Annotated[str, Field(min_length=1, max_length=4000)]  # the webhook URL, or email addresses
-    events: list[Literal["workflow.failed", "workflow.recovered"]] = Field(
+    events: list[Literal["workflow.failed", "workflow.recovered", "workflow.silent", "workflow.missed"]] = Field(
         default_factory=lambda: ["workflow.failed"])
 
 

@@ -35,6 +35,9 @@ class Workflow(BaseModel):
     memoryMb: Optional[int]
     cpus: Optional[float]
     network: Literal["bridge", "none"]
+    expectSuccessWithinSec: Optional[int]
+    silentSince: Optional[str]
+    lastSuccessAt: Optional[str]
 
 
 class Run(BaseModel):
@@ -121,7 +124,7 @@ class ProjectList(BaseModel):
     projects: list[Project]
 
 
-Event = Literal["workflow.failed", "workflow.recovered"]
+Event = Literal["workflow.failed", "workflow.recovered", "workflow.silent", "workflow.missed"]
 
 
 class Channel(BaseModel):

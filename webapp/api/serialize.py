@@ -18,6 +18,8 @@ def workflow_json(wf: Workflow, masked: bool = False) -> dict:
         "updatedAt": isoformat(wf.updated_at), "timezone": wf.timezone,
         "concurrencyPolicy": wf.concurrency_policy, "retryBackoffSec": wf.retry_backoff_sec,
         "memoryMb": wf.memory_mb, "cpus": wf.cpus, "network": wf.network,
+        "expectSuccessWithinSec": wf.expect_success_within_sec, "silentSince": isoformat(wf.silent_at),
+        "lastSuccessAt": isoformat(wf.last_success_at),
     }
 
 

@@ -5,9 +5,9 @@ import json
 
 from ..models import Workflow
 
-INT_FIELDS = ("timeoutSec", "maxRetries", "retryBackoffSec", "memoryMb")
+INT_FIELDS = ("timeoutSec", "maxRetries", "retryBackoffSec", "memoryMb", "expectSuccessWithinSec")
 FLOAT_FIELDS = ("cpus",)
-OPTIONAL = ("memoryMb", "cpus")
+OPTIONAL = ("memoryMb", "cpus", "expectSuccessWithinSec")
 
 
 class FormError(Exception):
@@ -86,4 +86,5 @@ def workflow_form(wf: Workflow | None) -> dict:
         "schedule": wf.schedule or "", "timezone": wf.timezone, "concurrencyPolicy": wf.concurrency_policy,
         "timeoutSec": wf.timeout_sec, "maxRetries": wf.max_retries, "retryBackoffSec": wf.retry_backoff_sec,
         "memoryMb": wf.memory_mb or "", "cpus": wf.cpus or "", "network": wf.network,
+        "expectSuccessWithinSec": wf.expect_success_within_sec or "",
     }

@@ -10,6 +10,7 @@ from ..extensions import db
 from ..models import Project, Run
 from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
 from ..services import cron
+from ..services import health as health_service
 from ..services import runs as run_service
 from ..services import workflows as wf_service
 from ..services.access import Principal, require_public_id
@@ -39,7 +40,9 @@ def navigation():
         return {}
     projects = (db.session.query(Project).filter(Project.team_id.in_(current_user.team_ids))
                 .order_by(Project.team_id, Project.id).all())
-    return {"nav_projects": projects, "nav_project": getattr(g, "project", None)}
+    project = getattr(g, "project", None)
+    silent = health_service.silent_count(principal(), project.team_id, project.id) if project else 0
+    return {"nav_projects": projects, "nav_project": project, "nav_silent": silent}
 
 
 def load_project(team_id: int, project_id: int) -> Project:
@@ -69,6 +72,17 @@ def workflows(team_id: int, project_id: int):
     last_runs = run_service.last_runs([wf.id for wf in items])
     return render_template("dashboard/workflows.html", project=project, workflows=items, last_runs=last_runs,
                            describe=cron.describe, page=page, total=total, per_page=TAB_PAGE)
+
+
+@bp.get("/teams/<int:team_id>/projects/<int:project_id>/health")
+@login_required
+def health(team_id: int, project_id: int):
+    """Per workflow: success rate and durations over 24 h and 7 days, last success, schedule lag."""
+    project = load_project(team_id, project_id)
+    rows = health_service.project_health(principal(), team_id, project_id)
+    page = max(1, request.args.get("page", 1, type=int))
+    return render_template("dashboard/health.html", project=project, rows=rows[(page - 1) * TAB_PAGE:page * TAB_PAGE],
+                           page=page, total=len(rows), per_page=TAB_PAGE, describe=cron.describe)
 
 
 @bp.route("/teams/<int:team_id>/projects/<int:project_id>/workflows/new", methods=["GET", "POST"])

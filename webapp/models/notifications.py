@@ -1,10 +1,10 @@
-"""Events (workflow.failed, workflow.recovered), notification channels and their deliveries."""
+"""Events (workflow.failed, .recovered, .silent, .missed), notification channels and their deliveries."""
 from __future__ import annotations
 
 from ..extensions import db
 from .base import JSON, EncryptedJSON, utcnow
 
-EVENTS = ("workflow.failed", "workflow.recovered")
+EVENTS = ("workflow.failed", "workflow.recovered", "workflow.silent", "workflow.missed")
 
 
 class Event(db.Model):
@@ -13,9 +13,11 @@ class Event(db.Model):
     team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), nullable=False, index=True)
     kind = db.Column(db.String(40), nullable=False)
     workflow_id = db.Column(db.Integer, db.ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False)
-    run_id = db.Column(db.Integer, db.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False)
+    # null for an event about a workflow rather than a run (workflow.silent, a missed fire)
+    run_id = db.Column(db.Integer, db.ForeignKey("runs.id", ondelete="CASCADE"), nullable=True)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
-    # One event per final run and kind, however often the code path is replayed.
+    # One event per final run and kind, however often the code path is replayed (events without a
+    # run are made once by the compare-and-set that decides them).
     __table_args__ = (db.UniqueConstraint("run_id", "kind"),)
 
 

@@ -34,6 +34,13 @@ class Workflow(db.Model):
     # status, so that one failure chain emits one workflow.failed and one recovery one
     # workflow.recovered, however many runs finish at once.
     alert_state = db.Column(db.String(10), nullable=False, default="ok", server_default="ok")
+    # Silent-workflow alerts: when no run has succeeded within expect_success_within_sec (of the
+    # last success, or of when it was set), silent_at is set with a compare-and-set together with
+    # the workflow.silent event; the next success clears it and emits workflow.recovered.
+    expect_success_within_sec = db.Column(db.Integer, nullable=True)
+    expect_since = db.Column(db.DateTime, nullable=True)
+    silent_at = db.Column(db.DateTime, nullable=True)
+    last_success_at = db.Column(db.DateTime, nullable=True)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     updated_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     # Deleted workflows keep their rows so that run history and in-flight runs stay whole.
@@ -99,11 +106,24 @@ class Run(db.Model):
         db.Index("ix_runs_workflow_newest", "workflow_id", "id"),  # scanned backwards: newest first
         db.UniqueConstraint("workflow_id", "scheduled_for", name="uq_runs_workflow_scheduled_for"),
         db.Index("ix_runs_status_due", "status", "due_at"),
+        # the health view reads the last week's finished runs of each workflow
+        db.Index("ix_runs_workflow_finished", "workflow_id", "finished_at"),
     )
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+
+class RunCount(db.Model):
+    """Finished runs per (workflow, final status, trigger), moved in the transaction that makes a
+    run terminal: what /metrics reports as workflows_runs_total without scanning every run."""
+
+    __tablename__ = "run_counts"
+    workflow_id = db.Column(db.Integer, db.ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True)
+    status = db.Column(db.String(10), primary_key=True)
+    trigger = db.Column(db.String(10), primary_key=True)
+    n = db.Column(db.BigInteger, nullable=False, default=0)
 
 
 class RunLogChunk(db.Model):

@@ -19,10 +19,10 @@ class TransportError(Exception):
 
 @dataclass(frozen=True)
 class Message:
-    event: str  # workflow.failed | workflow.recovered | test
+    event: str  # workflow.failed | .recovered | .silent | .missed | test
     workflow_name: str
     workflow_id: str
-    run_id: str
+    run_id: str  # empty for an event about the workflow with no run (silent, missed)
     status: str
     exit_code: int | None
     attempts: int
@@ -39,10 +39,20 @@ class Message:
             return f"✅ {self.workflow_name} is back to normal"
         if self.event == "test":
             return f"Test notification for {self.workflow_name}"
+        if self.event == "workflow.silent":
+            return f"🔕 {self.workflow_name} has gone silent"
+        if self.event == "workflow.missed":
+            return f"⏭ {self.workflow_name} missed a scheduled run"
         return f"🚨 {self.workflow_name} {self.status.replace('_', ' ')}"
 
     @property
+    def link_text(self) -> str:
+        return "Open the run" if self.run_id else "Open the workflow"
+
+    @property
     def summary(self) -> str:
+        if not self.run_id:
+            return self.error or ""
         code = "none" if self.exit_code is None else str(self.exit_code)
         parts = [f"Status: {self.status}", f"Exit code: {code}", f"Attempts: {self.attempts}"]
         if self.error:

@@ -18,7 +18,8 @@ class Discord(Transport):
                 {"name": "Exit code", "value": "none" if message.exit_code is None else str(message.exit_code),
                  "inline": True},
                 {"name": "Attempts", "value": str(message.attempts), "inline": True},
-                {"name": "Run", "value": f"[{message.run_id}]({message.url})", "inline": False},
+                {"name": "Run" if message.run_id else "Workflow page",
+                 "value": f"[{message.run_id or message.workflow_id}]({message.url})", "inline": False},
             ],
         }
         if message.finished_at:

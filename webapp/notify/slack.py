@@ -19,7 +19,7 @@ class Slack(Transport):
                 *([{"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n{message.error[:500]}"}}]
                   if message.error else []),
                 {"type": "actions", "elements": [
-                    {"type": "button", "text": {"type": "plain_text", "text": "Open the run"}, "url": message.url}]},
+                    {"type": "button", "text": {"type": "plain_text", "text": message.link_text}, "url": message.url}]},
             ],
         }
         return self.post_json(self.config["url"], payload)

@@ -23,8 +23,10 @@ class Webhook(Transport):
             "workflow": {"id": message.workflow_id, "name": message.workflow_name},
             "run": {"id": message.run_id, "status": message.status, "exitCode": message.exit_code,
                     "attempts": message.attempts, "error": message.error, "url": message.url,
-                    "finishedAt": message.finished_at},
+                    "finishedAt": message.finished_at} if message.run_id else None,
         }
+        if not message.run_id:  # about the workflow itself (silent, missed)
+            payload["workflow"].update(url=message.url, detail=message.error)
         body = json.dumps(payload, separators=(",", ":")).encode()
         timestamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", "X-Workflows-Timestamp": timestamp,

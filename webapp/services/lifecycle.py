@@ -11,10 +11,10 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import select, update
 
-from .. import faults
+from .. import faults, metrics
 from ..extensions import db
 from ..livelog import publish_end
-from ..models import Event, Notification, NotificationChannel, Run, Workflow
+from ..models import Event, Notification, NotificationChannel, Run, RunCount, Workflow
 from ..models.base import utcnow
 from . import dispatch
 from .errors import LeaseLost
@@ -62,15 +62,28 @@ def complete(run: Run, status: str, *, exit_code: int | None = None, error: str 
         db.session.refresh(run)
         return False
     db.session.refresh(run)
+    count_terminal(run.workflow_id, run.status, run.trigger)
     after_commit = _after_terminal(run)
     db.session.commit()
     faults.stop_here("after-terminal")
+    if run.duration_ms is not None:
+        metrics.observe("run_duration_seconds", run.team_id, run.duration_ms / 1000)
     publish_end(run.public_id, status)
     try:
         after_commit()
     except Exception:  # written already: the sweep hands it over
         current_app.logger.warning("could not hand over what follows %s; the sweep will", run.public_id)
     return True
+
+
+def count_terminal(workflow_id: int, status: str, trigger: str) -> None:
+    """One more finished run in run_counts, in the transaction that makes the run terminal."""
+    from sqlalchemy.dialects import postgresql, sqlite
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    table = RunCount.__table__
+    stmt = dialect.insert(table).values(workflow_id=workflow_id, status=status, trigger=trigger, n=1)
+    db.session.execute(stmt.on_conflict_do_update(index_elements=["workflow_id", "status", "trigger"],
+                                                  set_={"n": table.c.n + 1}))
 
 
 def _after_terminal(run: Run) -> Callable[[], None]:
@@ -89,22 +102,34 @@ def _after_terminal(run: Run) -> Callable[[], None]:
         db.session.execute(update(Workflow).where(Workflow.id == wf.id).values(alert_state="failing"))
         return _emit(run, "workflow.failed")
     if run.status == "succeeded":
+        db.session.execute(update(Workflow).where(Workflow.id == wf.id, (Workflow.last_success_at.is_(None)) |
+                                                  (Workflow.last_success_at < run.finished_at))
+                           .values(last_success_at=run.finished_at))
         recovered = db.session.execute(update(Workflow).where(Workflow.id == wf.id,
                                                               Workflow.alert_state == "failing")
                                        .values(alert_state="ok")).rowcount
+        # A silent workflow is heard from again: the same one workflow.recovered says so.
+        recovered += db.session.execute(update(Workflow).where(Workflow.id == wf.id, Workflow.silent_at.is_not(None))
+                                        .values(silent_at=None)).rowcount
         if recovered:
             return _emit(run, "workflow.recovered")
     return lambda: None
 
 
 def _emit(run: Run, kind: str) -> Callable[[], None]:
-    """The event and one pending notification per subscribed channel, in the caller's transaction."""
-    event = Event(team_id=run.team_id, kind=kind, workflow_id=run.workflow_id, run_id=run.id)
+    return emit(run.team_id, run.workflow_id, run.id, kind)
+
+
+def emit(team_id: int, workflow_id: int, run_id: int | None, kind: str) -> Callable[[], None]:
+    """The event and one pending notification per subscribed channel, in the caller's transaction
+    (whose compare-and-set decided that the event happens); returns the hand-over to make after
+    the commit. `run_id` is None for an event about the workflow itself (silent, missed)."""
+    event = Event(team_id=team_id, kind=kind, workflow_id=workflow_id, run_id=run_id)
     db.session.add(event)
     db.session.flush()
     channels = (db.session.query(NotificationChannel)
-                .filter_by(team_id=run.team_id, disabled_at=None).order_by(NotificationChannel.id).all())
-    pending = [Notification(team_id=run.team_id, channel_id=c.id, event_id=event.id)
+                .filter_by(team_id=team_id, disabled_at=None).order_by(NotificationChannel.id).all())
+    pending = [Notification(team_id=team_id, channel_id=c.id, event_id=event.id)
                for c in channels if kind in (c.events or [])]
     db.session.add_all(pending)
     db.session.flush()

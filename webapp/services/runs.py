@@ -125,6 +125,8 @@ def cancel_in_transaction(run: Run, reason: str | None = None):
     ).rowcount
     public_id = run.public_id
     if done:
+        from .lifecycle import count_terminal
+        count_terminal(run.workflow_id, "cancelled", run.trigger)
         return lambda: publish_end(public_id, "cancelled")
     db.session.execute(update(Run).where(Run.id == run.id, Run.status == "running",
                                          Run.cancel_requested_at.is_(None))
@@ -205,6 +207,10 @@ def log_text(run_pk: int, after_seq: int = -1):
 
 def run_url(run: Run) -> str:
     return f"{current_app.config['BASE_URL']}/runs/{run.public_id}"
+
+
+def workflow_url(wf: Workflow) -> str:
+    return f"{current_app.config['BASE_URL']}/teams/{wf.team_id}/workflows/{wf.public_id}"
 
 
 def last_runs(workflow_ids: list[int]) -> dict[int, Run]:

@@ -19,6 +19,7 @@ FIELDS = {
     "timeoutSec": "timeout_sec", "maxRetries": "max_retries", "timezone": "timezone",
     "concurrencyPolicy": "concurrency_policy", "retryBackoffSec": "retry_backoff_sec",
     "memoryMb": "memory_mb", "cpus": "cpus", "network": "network",
+    "expectSuccessWithinSec": "expect_success_within_sec",
 }
 
 
@@ -99,6 +100,7 @@ def create_workflow(principal: Principal, team_id: int, project_id: int, body: W
     for api_name, attr in FIELDS.items():
         setattr(wf, attr, getattr(body, api_name))
     wf.environment = environment
+    wf.expect_since = now if wf.expect_success_within_sec else None
     wf.next_run_at = compute_next_run_at(wf, now)
     db.session.add(wf)
     db.session.commit()
@@ -108,9 +110,14 @@ def create_workflow(principal: Principal, team_id: int, project_id: int, body: W
 def update_workflow(principal: Principal, team_id: int, public_id: str, body: WorkflowUpdate) -> Workflow:
     wf = get_workflow(principal, team_id, public_id, write=True)
     check_limits(body)
+    before = wf.expect_success_within_sec
     for api_name in body.model_fields_set:
         setattr(wf, FIELDS[api_name], getattr(body, api_name))
     wf.updated_at = utcnow()
+    if wf.expect_success_within_sec != before:
+        # a new expectation counts from now; a workflow silent under the old one is not any more
+        wf.expect_since = wf.updated_at if wf.expect_success_within_sec else None
+        wf.silent_at = None
     if body.model_fields_set & {"schedule", "timezone"}:
         wf.next_run_at = compute_next_run_at(wf)
     db.session.commit()

@@ -1,0 +1,82 @@
+"""Log lines of the web, worker and scheduler processes: text by default, one JSON object a line
+with LOG_FORMAT=json (python-json-logger), carrying the run id, workflow id and team id of the run
+or request the line is about (kept in a context variable by whoever works on a run)."""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+
+_context: contextvars.ContextVar[dict] = contextvars.ContextVar("workflows_log_context", default={})
+TEXT_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+@contextlib.contextmanager
+def about(**fields):
+    """Lines logged inside are about these ids (run_id, workflow_id, team_id)."""
+    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def about_run(run):
+    return about(run_id=run.public_id, workflow_id=run.workflow.public_id if run.workflow else None,
+                 team_id=run.team_id)
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _context.get().items():
+            setattr(record, key, value)
+        try:
+            from flask import g, has_request_context, request
+            if has_request_context():
+                record.method, record.path = request.method, request.path
+                teams = getattr(g.get("principal"), "team_ids", None) or ()
+                if len(teams) == 1 and not hasattr(record, "team_id"):
+                    record.team_id = next(iter(teams))
+                if request.view_args:  # a run or workflow named in the path
+                    for arg, attr in (("run_id", "run_id"), ("workflow_id", "workflow_id"), ("team_id", "team_id")):
+                        if arg in request.view_args and not hasattr(record, attr):
+                            setattr(record, attr, request.view_args[arg])
+        except Exception:
+            pass
+        return True
+
+
+def json_formatter() -> logging.Formatter:
+    from pythonjsonlogger.json import JsonFormatter
+    return JsonFormatter("%(asctime)s %(name)s %(levelname)s %(message)s",
+                         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                         timestamp=False)
+
+
+def configure() -> None:
+    """The root logger's one handler, in the format LOG_FORMAT names (text or json)."""
+    json_lines = os.environ.get("LOG_FORMAT", "text").lower() == "json"
+    handler = logging.StreamHandler()
+    handler.setFormatter(json_formatter() if json_lines else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+
+
+def gunicorn_logconfig() -> dict | None:
+    """gunicorn's own error and access logs as JSON lines too, when LOG_FORMAT=json."""
+    if os.environ.get("LOG_FORMAT", "text").lower() != "json":
+        return None
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"],
+               "stream": "ext://sys.stdout"}
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "filters": {"context": {"()": "webapp.logs.ContextFilter"}},
+        "formatters": {"json": {"()": "webapp.logs.json_formatter"}},
+        "handlers": {"json": handler},
+        "root": {"handlers": ["json"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        "loggers": {"gunicorn.error": {"handlers": ["json"], "propagate": False, "level": "INFO"},
+                    "gunicorn.access": {"handlers": ["json"], "propagate": False, "level": "INFO"}},
+    }
