@@ -399,6 +399,10 @@ class Chaos:
             extra = [r for r in runs if r.status in ("failed", "timed_out") and r.id in retried
                      and events[(r.id, "workflow.failed")]]
             problems += [f"a retried run emitted workflow.failed: {r.public_id}" for r in extra]
+            # every fire skipped by forbid: exactly one workflow.missed
+            skipped = [r for r in runs if r.status == "cancelled" and (r.error or "").startswith("skipped:")]
+            problems += [f"{events[(r.id, 'workflow.missed')]} missed events for {r.public_id}"
+                         for r in skipped if events[(r.id, "workflow.missed")] != 1]
             # nothing left on the engine
             left = _wait_value(lambda: leftover_containers(self.stack.env), 60)
             problems += [f"container left: {c}" for c in (left or [])]
@@ -416,6 +420,7 @@ class Chaos:
               f"runs={len(runs)} succeeded={statuses['succeeded']} failed={statuses['failed']} "
               f"cancelled={statuses['cancelled']} timed_out={statuses['timed_out']} instants={instants} "
               f"logs_checked={logs_checked} log_lines={stored_lines} final_failures={len(finals)} "
+              f"forbid_skips={len(skipped)} "
               f"deliveries={len(self.receiver.posts)} repeated_posts={raw + repeats} "
               f"manual={c['manual_triggers']} retries={c['manual_retries']} cancels={c['cancels']} "
               f"api_refused={self.refused} violations={len(problems)}")
