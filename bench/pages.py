@@ -93,13 +93,18 @@ def main() -> None:
         ("registries", f"/teams/{tid}/projects/{pid}/registry-credentials", {}),
         ("notifications", f"/teams/{tid}/notifications", {}),
         ("API keys", f"/teams/{tid}/api-keys", {}),
+        ("Runs tab", f"/teams/{tid}/projects/{pid}/runs", {}),
+        ("Runs tab, failed, 7 days", f"/teams/{tid}/projects/{pid}/runs?status=failed&range=7d", {}),
+        ("Runs tab, one workflow", f"/teams/{tid}/projects/{pid}/runs?workflow={wf}", {}),
+        ("Workflows tab, search", f"/teams/{tid}/projects/{pid}/workflows?q=job-09", {}),
+        ("Workflows tab, scheduled", f"/teams/{tid}/projects/{pid}/workflows?show=scheduled", {}),
         ("health view", f"/teams/{tid}/projects/{pid}/health", {}),
         ("/metrics", "/metrics", {}),
         ("API: list workflows", f"/api/projects/{tid}/{pid}/workflows", api),
         ("API: list runs", f"/api/workflows/{tid}/workflows/{wf}/runs?limit=100", api),
         ("API: run logs", f"/api/workflows/{tid}/workflows/runs/{run}/logs", api),
     ]
-    print(f"{'page':24} {'first':>8} {'median':>8} {'p95':>8} {'max':>8}  "
+    print(f"{'page':28} {'first':>8} {'median':>8} {'p95':>8} {'max':>8}  "
           f"(ms; first = cold templates, then {REPEAT} requests)")
     for name, path, headers in pages:
         times = []
@@ -112,7 +117,7 @@ def main() -> None:
             assert r.status_code == 200, (path, r.status_code)
         first, warm = times[0], sorted(times[1:])
         p95 = warm[max(0, round(len(warm) * 0.95) - 1)]
-        print(f"{name:24} {first:8.1f} {statistics.median(warm):8.1f} {p95:8.1f} {max(warm):8.1f}")
+        print(f"{name:28} {first:8.1f} {statistics.median(warm):8.1f} {p95:8.1f} {max(warm):8.1f}")
 
 
 if __name__ == "__main__":

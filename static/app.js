@@ -22,4 +22,32 @@
     if (!source) return;
     navigator.clipboard.writeText(source.textContent).then(function () { button.textContent = "Copied"; });
   });
+
+  // <time datetime="...Z">: shown in the viewer's time zone, the UTC text kept on hover;
+  // with data-relative, as an age ("3 min ago"). Pages render UTC; this runs on load and on
+  // every piece htmx swaps in.
+  function age(when) {
+    const s = Math.round((Date.now() - when.getTime()) / 1000);
+    const a = Math.abs(s);
+    const text = a < 60 ? a + " s" : a < 3600 ? Math.round(a / 60) + " min" : a < 86400 ? Math.round(a / 3600) + " h"
+      : Math.round(a / 86400) + " d";
+    return s >= 0 ? text + " ago" : "in " + text;
+  }
+  function localize(root) {
+    if (!root || !root.querySelectorAll) return;
+    const found = Array.from(root.querySelectorAll("time[datetime]"));
+    if (root.matches && root.matches("time[datetime]")) found.push(root);
+    found.forEach(function (el) {
+      if (el.dataset.localized) return;
+      const when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when.getTime())) return;
+      const local = when.toLocaleString(undefined, {year: "numeric", month: "short", day: "numeric",
+        hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"});
+      el.title = el.textContent.trim() + (el.hasAttribute("data-relative") ? " · " + local : "");
+      el.textContent = el.hasAttribute("data-relative") ? age(when) : local;
+      el.dataset.localized = "1";
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { localize(document); });
+  document.addEventListener("htmx:load", function (event) { localize(event.target); });
 })();

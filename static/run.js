@@ -8,6 +8,7 @@
   const COLORS = ["#0c111d", "#f97066", "#32d583", "#fdb022", "#528bff", "#ee46bc", "#22ccee", "#d0d5dd"];
   const BRIGHT = ["#667085", "#fda29b", "#6ce9a6", "#fec84b", "#84adff", "#f670c7", "#67e3f9", "#ffffff"];
   let follow = true;
+  let ended = false;
   pre.addEventListener("scroll", () => { follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8; });
 
   function render(text, parent) {
@@ -56,6 +57,7 @@
   ws.onmessage = (msg) => {
     const item = JSON.parse(msg.data);
     if (item.event === "end") {
+      ended = true;
       if (state) state.textContent = "ended: " + item.status;
       document.body.dispatchEvent(new Event("run-ended"));
       return;
@@ -63,5 +65,6 @@
     add(item);
     if (follow) pre.scrollTop = pre.scrollHeight;
   };
-  ws.onerror = () => { if (state) state.textContent = "connection lost; reload to reconnect"; };
+  // The server closes the stream once it has sent the end: that is not a lost connection.
+  ws.onerror = () => { if (state && !ended) state.textContent = "connection lost; reload to reconnect"; };
 })();

@@ -222,6 +222,10 @@ _MESSAGES = {
 }
 
 
+def _characters(n) -> str:
+    return f"{n} character" if n == 1 else f"{n} characters"
+
+
 def _message(err: dict) -> str:
     kind = err["type"]
     if kind == "value_error":
@@ -230,9 +234,9 @@ def _message(err: dict) -> str:
         return _MESSAGES[kind]
     ctx = err.get("ctx") or {}
     if kind == "string_too_short":
-        return f"at least {ctx.get('min_length')} characters"
+        return f"at least {_characters(ctx.get('min_length'))}"
     if kind == "string_too_long":
-        return f"at most {ctx.get('max_length')} characters"
+        return f"at most {_characters(ctx.get('max_length'))}"
     if kind == "greater_than_equal":
         return f"must be at least {ctx.get('ge')}"
     if kind == "less_than_equal":

@@ -1,14 +1,18 @@
 """Pages of a project: the Workflows tab, workflow forms and page, run page (the deep-link target)."""
 from __future__ import annotations
 
+import json
+import shlex
 
 from flask import (Response, abort, flash, g, has_request_context, redirect, render_template, request,
                    stream_with_context, url_for)
 from flask_login import current_user, login_required
+from markupsafe import Markup
 
 from ..extensions import db
 from ..models import Project, Run
 from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
+from ..services import channels as channel_service
 from ..services import cron
 from ..services import health as health_service
 from ..services import runs as run_service
@@ -31,6 +35,34 @@ def principal() -> Principal:
 
 def htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
+
+
+@bp.app_template_global()
+def when(moment, relative: bool = False) -> Markup:
+    """A time as UTC text in a <time> element; static/app.js shows it in the viewer's time zone
+    (or as "3 min ago" when `relative`) and keeps the UTC text on hover."""
+    if moment is None:
+        return Markup("—")
+    rel = " data-relative" if relative else ""
+    return Markup(f'<time datetime="{moment.isoformat()}Z"{rel}>{moment.strftime("%Y-%m-%d %H:%M:%S")} UTC</time>')
+
+
+@bp.app_template_global()
+def shell_words(args: list[str]) -> str:
+    """A command as a shell would be typed (shlex.join), for reading; the JSON stays for copying."""
+    return shlex.join(args)
+
+
+@bp.app_template_global()
+def page_url(number: int) -> str:
+    """This page's URL with its filters kept and another page number."""
+    args = {k: v for k, v in request.args.items() if v and k != "page"}
+    return url_for(request.endpoint, **(request.view_args or {}), **args, page=number)
+
+
+@bp.app_template_global()
+def as_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 @bp.app_context_processor
@@ -66,12 +98,47 @@ def index():
 def workflows(team_id: int, project_id: int):
     project = load_project(team_id, project_id)
     page = max(1, request.args.get("page", 1, type=int))
-    total = wf_service.count_workflows(principal(), team_id, project_id)
+    search, show = request.args.get("q", ""), request.args.get("show", "")
+    view = dict(project=project, describe=cron.describe, page=page, per_page=TAB_PAGE, q=search, show=show,
+                shows=wf_service.SHOW, filtered=bool(search.strip() or show))
+    try:
+        total = wf_service.count_workflows(principal(), team_id, project_id, search=search, show=show)
+    except ServiceError as e:
+        return render_template("dashboard/workflows.html", workflows=[], last_runs={}, total=0, errors=e.fields,
+                               **view), 400
     items = wf_service.list_workflows(principal(), team_id, project_id, offset=(page - 1) * TAB_PAGE,
-                                      limit=TAB_PAGE)
+                                      limit=TAB_PAGE, search=search, show=show)
     last_runs = run_service.last_runs([wf.id for wf in items])
-    return render_template("dashboard/workflows.html", project=project, workflows=items, last_runs=last_runs,
-                           describe=cron.describe, page=page, total=total, per_page=TAB_PAGE)
+    return render_template("dashboard/workflows.html", workflows=items, last_runs=last_runs, total=total,
+                           errors={}, **view)
+
+
+@bp.get("/teams/<int:team_id>/projects/<int:project_id>/runs")
+@login_required
+def runs_tab(team_id: int, project_id: int):
+    """Every run of the project, newest first, filtered by status, workflow, trigger and time range
+    (kept in the URL); running and queued rows update themselves."""
+    project = load_project(team_id, project_id)
+    choices = wf_service.workflow_choices(principal(), team_id, project_id)
+    try:
+        filters = run_service.RunFilter.from_args(request.args)
+    except ServiceError as e:
+        return render_template("dashboard/runs.html", project=project, runs=[], older=None, choices=choices,
+                               filters=run_service.RunFilter(), errors=e.fields, ranges=run_service.RANGES), 400
+    runs, cursor = run_service.project_runs(principal(), team_id, project_id, filters, TAB_PAGE // 2,
+                                            request.args.get("cursor") or None)
+    kept = {k: v for k, v in request.args.items() if k != "cursor" and v}
+    older = (url_for("dashboard.runs_tab", team_id=team_id, project_id=project_id, **kept, cursor=cursor)
+             if cursor else None)
+    return render_template("dashboard/runs.html", project=project, runs=runs, older=older, choices=choices,
+                           filters=filters, errors={}, ranges=run_service.RANGES)
+
+
+@bp.get("/runs/<run_id>/row")
+@login_required
+def run_row(run_id: str):
+    """One row of the Runs tab (htmx polls it while the run is queued or running)."""
+    return render_template("dashboard/_partials/run_row.html", r=_run_for_member(run_id))
 
 
 @bp.get("/teams/<int:team_id>/projects/<int:project_id>/health")
@@ -199,7 +266,8 @@ def run_page(run_id: str):
     # Readable without JavaScript: the stored tail is in the page; the websocket then replaces it.
     lines = run_service.last_log_lines(run, NO_JS_LINES)
     return render_template("dashboard/run.html", run=run, retries=retries, env=masked_env(run.env),
-                           lines=lines, more=len(lines) == NO_JS_LINES)
+                           lines=lines, more=len(lines) == NO_JS_LINES,
+                           deliveries=channel_service.deliveries_for_run(run))
 
 
 @bp.post("/runs/<run_id>/cancel")

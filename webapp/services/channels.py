@@ -10,7 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 
 from ..extensions import db
-from ..models import EVENTS, Environment, Notification, NotificationChannel, NotificationDelivery, Workflow
+from ..models import EVENTS, Environment, Event, Notification, NotificationChannel, NotificationDelivery, Workflow
 from . import budget, dispatch
 from .access import Principal, require_team, require_write
 from .errors import Forbidden, Invalid, NotFound
@@ -131,6 +131,16 @@ def delete_channel(principal: Principal, team_id: int, channel_id: int) -> None:
 def deliveries(channel: NotificationChannel, limit: int = 50) -> list[NotificationDelivery]:
     return (db.session.query(NotificationDelivery).filter_by(channel_id=channel.id)
             .order_by(NotificationDelivery.id.desc()).limit(limit).all())
+
+
+def deliveries_for_run(run) -> list[tuple[Event, NotificationChannel, NotificationDelivery]]:
+    """What the run's events (its final failure, the recovery it made) caused: each delivery
+    attempt with its channel, oldest first. The caller has checked access to the run."""
+    return (db.session.query(Event, NotificationChannel, NotificationDelivery)
+            .join(NotificationDelivery, NotificationDelivery.event_id == Event.id)
+            .join(NotificationChannel, NotificationChannel.id == NotificationDelivery.channel_id)
+            .filter(Event.run_id == run.id, Event.team_id == run.team_id)
+            .order_by(NotificationDelivery.id).limit(200).all())
 
 
 def send_test(principal: Principal, team_id: int, channel_id: int) -> None:

@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import contains_eager
 
 from ..extensions import db
-from ..models import Run, RunLogChunk, Workflow
+from ..models import STATUSES, TRIGGERS, Run, RunLogChunk, Workflow
 from ..models.base import new_public_id, utcnow
 from . import budget, dispatch
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
-from .workflows import get_workflow
+from .workflows import get_project, get_workflow
 
 MAX_PAGE = 100
 
@@ -161,6 +163,64 @@ def list_runs(principal: Principal, team_id: int, public_id: str, limit: int = 2
     if not 1 <= limit <= MAX_PAGE:
         raise Invalid("limit is 1 to 100", {"limit": f"1 to {MAX_PAGE}"})
     query = db.session.query(Run).filter(Run.workflow_id == wf.id)
+    if cursor:
+        query = query.filter(Run.id < _decode_cursor(cursor))
+    runs = query.order_by(Run.id.desc()).limit(limit + 1).all()
+    more = len(runs) > limit
+    runs = runs[:limit]
+    return runs, (_encode_cursor(runs[-1].id) if more else None)
+
+
+RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": None}
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """The Runs tab's filters, as they appear in its URL."""
+    status: str = ""
+    workflow: str = ""  # a workflow's public id
+    trigger: str = ""
+    range: str = "all"
+
+    @classmethod
+    def from_args(cls, args) -> RunFilter:
+        """Filters from query arguments; Invalid names each bad one."""
+        f = cls(status=args.get("status", ""), workflow=args.get("workflow", ""),
+                trigger=args.get("trigger", ""), range=args.get("range", "") or "all")
+        fields = {}
+        if f.status and f.status not in STATUSES:
+            fields["status"] = f"one of {', '.join(STATUSES)}"
+        if f.trigger and f.trigger not in TRIGGERS:
+            fields["trigger"] = f"one of {', '.join(TRIGGERS)}"
+        if f.range not in RANGES:
+            fields["range"] = f"one of {', '.join(RANGES)}"
+        if f.workflow:
+            try:
+                require_public_id(f.workflow)
+            except NotFound:
+                fields["workflow"] = "not a workflow id"
+        if fields:
+            raise Invalid("the filters are not valid", fields)
+        return f
+
+
+def project_runs(principal: Principal, team_id: int, project_id: int, filters: RunFilter, limit: int = 50,
+                 cursor: str | None = None) -> tuple[list[Run], str | None]:
+    """The runs of every workflow of a project, newest first, filtered; paged by a cursor (the last
+    id seen), so runs that arrive meanwhile never shift a page."""
+    project = get_project(principal, team_id, project_id)
+    query = (db.session.query(Run).join(Workflow, Workflow.id == Run.workflow_id)
+             .options(contains_eager(Run.workflow)).filter(Workflow.project_id == project.id))
+    if principal.mode == "test":
+        query = query.filter(Workflow.environment_id != project.production.id)
+    if filters.status:
+        query = query.filter(Run.status == filters.status)
+    if filters.trigger:
+        query = query.filter(Run.trigger == filters.trigger)
+    if filters.workflow:
+        query = query.filter(Workflow.public_id == filters.workflow)
+    if RANGES[filters.range]:
+        query = query.filter(Run.queued_at >= utcnow() - timedelta(seconds=RANGES[filters.range]))
     if cursor:
         query = query.filter(Run.id < _decode_cursor(cursor))
     runs = query.order_by(Run.id.desc()).limit(limit + 1).all()

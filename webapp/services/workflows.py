@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import current_app
+from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import Environment, Project, Workflow
@@ -43,22 +44,56 @@ def get_project(principal: Principal, team_id: int, project_id: int) -> Project:
     return project
 
 
-def list_workflows(principal: Principal, team_id: int, project_id: int, *, offset: int = 0,
-                   limit: int | None = None) -> list[Workflow]:
+SHOW = {"failing": "failing", "silent": "silent", "scheduled": "scheduled", "manual": "manual only"}
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern that finds `text` anywhere, its own % and _ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _project_workflows(principal: Principal, team_id: int, project_id: int, search: str = "", show: str = ""):
+    """The live workflows of a project, narrowed by a search of name and image and by `show`."""
     project = get_project(principal, team_id, project_id)
-    query = (db.session.query(Workflow).filter(Workflow.project_id == project.id,
-                                               Workflow.deleted_at.is_(None)))
+    query = db.session.query(Workflow).filter(Workflow.project_id == project.id, Workflow.deleted_at.is_(None))
     if principal.mode == "test":
-        production = project.production.id
-        query = query.filter(Workflow.environment_id != production)
-    query = query.order_by(Workflow.id).offset(offset)
+        query = query.filter(Workflow.environment_id != project.production.id)
+    if show and show not in SHOW:
+        raise Invalid("show is not a known filter", {"show": f"one of {', '.join(SHOW)}"})
+    if len(search) > 200:
+        raise Invalid("the search is too long", {"q": "at most 200 characters"})
+    if search.strip():
+        pattern = _like(search.strip().lower())
+        query = query.filter(func.lower(Workflow.name).like(pattern, escape="\\")
+                             | func.lower(Workflow.image).like(pattern, escape="\\"))
+    if show == "failing":
+        query = query.filter(Workflow.alert_state == "failing")
+    elif show == "silent":
+        query = query.filter(Workflow.silent_at.is_not(None))
+    elif show == "scheduled":
+        query = query.filter(Workflow.schedule.is_not(None))
+    elif show == "manual":
+        query = query.filter(Workflow.schedule.is_(None))
+    return query
+
+
+def list_workflows(principal: Principal, team_id: int, project_id: int, *, offset: int = 0,
+                   limit: int | None = None, search: str = "", show: str = "") -> list[Workflow]:
+    query = _project_workflows(principal, team_id, project_id, search, show).order_by(Workflow.id).offset(offset)
     return (query.limit(limit) if limit else query).all()
 
 
-def count_workflows(principal: Principal, team_id: int, project_id: int) -> int:
+def workflow_choices(principal: Principal, team_id: int, project_id: int) -> list[tuple[str, str]]:
+    """(public id, name) of the project's live workflows, by name: a filter's choices."""
     project = get_project(principal, team_id, project_id)
-    return (db.session.query(Workflow.id)
-            .filter(Workflow.project_id == project.id, Workflow.deleted_at.is_(None)).count())
+    return [(p, n) for p, n in db.session.execute(
+        select(Workflow.public_id, Workflow.name)
+        .where(Workflow.project_id == project.id, Workflow.deleted_at.is_(None)).order_by(Workflow.name))]
+
+
+def count_workflows(principal: Principal, team_id: int, project_id: int, *, search: str = "",
+                    show: str = "") -> int:
+    return _project_workflows(principal, team_id, project_id, search, show).with_entities(Workflow.id).count()
 
 
 def get_workflow(principal: Principal, team_id: int, public_id: str, *, write: bool = False) -> Workflow:
