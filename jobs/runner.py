@@ -179,6 +179,10 @@ class Execution:
         self.digest: str | None = None
         self.finished = False
         self.stream = None
+        # Bytes the reader has taken from the engine, stored or skipped: what "progress" means to
+        # _drain (the sink's seq stands still while a re-attached reader skips what is stored, or
+        # while lines past the cap go to the in-memory tail).
+        self.bytes_read = 0
         self.letting_go = False
         cfg = current_app.config
         self.redis = get_redis()
@@ -396,6 +400,7 @@ class Execution:
         def read():
             try:
                 for name, chunk in output:
+                    self.bytes_read += len(chunk)
                     if remaining[name]:
                         cut = min(remaining[name], len(chunk))
                         remaining[name] -= cut
@@ -484,7 +489,7 @@ class Execution:
 
     def _drain(self, reader: threading.Thread) -> None:
         """Let the reader finish what the container wrote, flushing so that it never waits on us.
-        Gives up only when the reader makes no progress for 10 s."""
+        Gives up only when the reader takes no byte from the engine for 10 s."""
         last, still = -1, time.monotonic()
         while reader.is_alive():
             reader.join(POLL_SEC)
@@ -492,8 +497,8 @@ class Execution:
                 raise LeaseLost(self.run.public_id)
             if self.sink.due():
                 self.sink.flush()
-            if self.sink.seq != last:
-                last, still = self.sink.seq, time.monotonic()
+            if self.bytes_read != last:
+                last, still = self.bytes_read, time.monotonic()
             elif time.monotonic() - still > 10:
                 log.warning("output reader of %s stalled; closing", self.run.public_id)
                 self.sink.system("the container's output stopped arriving; the log may end early")

@@ -179,8 +179,11 @@ def test_429_then_200_is_retried_after_retry_after(client, alice, receiver, noti
                        headers=alice.h()).status_code == 202
     wait_for(lambda: len(receiver.on("/flaky")) == 2, 20)
     url = f"/api/teams/{alice.team_id}/notification-channels/{channel['id']}/deliveries"
-    rows = wait_for(lambda: [d for d in client.get(url, headers=alice.h()).get_json()["deliveries"]
-                             if d["status"] != "pending"] if len(client.get(url, headers=alice.h()).get_json()["deliveries"]) == 2 else None, 10)
+
+    def both_recorded():  # an attempt is recorded "pending" before it is made: wait for both outcomes
+        rows = client.get(url, headers=alice.h()).get_json()["deliveries"]
+        return rows if len(rows) == 2 and all(d["status"] != "pending" for d in rows) else None
+    rows = wait_for(both_recorded, 10)
     rows = sorted(rows, key=lambda d: d["attempt"])
     assert [(d["attempt"], d["status"], d["responseCode"]) for d in rows] == [(1, "failed", 429), (2, "sent", 200)]
     first, second = receiver.on("/flaky")
