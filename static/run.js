@@ -59,6 +59,7 @@
     if (item.event === "end") {
       ended = true;
       if (state) state.textContent = "ended: " + item.status;
+      ws.close();  // the client closes first, once it has everything
       document.body.dispatchEvent(new Event("run-ended"));
       return;
     }

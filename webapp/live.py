@@ -192,12 +192,25 @@ def _fill_hole(ws, run_pk: int, last: int, seq: int) -> None:
                            "the stored log keeps its head and its last part]"})
 
 
+CLIENT_CLOSE_WAIT_SEC = 5.0
+
+
+def _end(ws, status: str) -> None:
+    """Send the end, then let the client close first: a server that closes at once can reset the
+    connection under frames the browser has not read yet (they are then lost, and the page says
+    the connection was lost). A client that does not close is closed after a few seconds."""
+    _send(ws, {"event": "end", "status": status})
+    deadline = time.monotonic() + CLIENT_CLOSE_WAIT_SEC
+    while ws.connected and time.monotonic() < deadline:
+        ws.receive(timeout=0.2)
+
+
 def stream_logs(ws, run_pk: int, public_id: str, watch: Watch) -> None:
     try:
         status = _status(run_pk)
         last = _send_stored(ws, run_pk, -1)
         if status in TERMINAL:
-            _send(ws, {"event": "end", "status": status})
+            _end(ws, status)
             return
         redis = get_redis(blocking=True)
         key, cursor = stream_key(public_id), "0-0"
@@ -207,7 +220,7 @@ def stream_logs(ws, run_pk: int, public_id: str, watch: Watch) -> None:
                 status = _status(run_pk)
                 if status in TERMINAL:
                     _send_stored(ws, run_pk, last)
-                    _send(ws, {"event": "end", "status": status})
+                    _end(ws, status)
                     return
                 continue
             for entry_id, fields in reply[0][1]:
@@ -215,7 +228,7 @@ def stream_logs(ws, run_pk: int, public_id: str, watch: Watch) -> None:
                 for item in decode(fields):
                     if "event" in item:
                         _send_stored(ws, run_pk, last)
-                        _send(ws, {"event": "end", "status": item["status"] or _status(run_pk)})
+                        _end(ws, item["status"] or _status(run_pk))
                         return
                     if item["seq"] <= last:
                         continue
