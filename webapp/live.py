@@ -17,6 +17,7 @@ from .livelog import decode, stream_key
 
 from .api import bp as api_bp
 from .api.errors import ApiError
+from .api.serialize import line_json
 from .connections import get_redis
 from .extensions import db, sock
 from .models import Run
@@ -168,7 +169,7 @@ def _send_stored(ws, run_pk: int, after: int, before: int | None = None) -> int:
     last = after
     for rows in run_service.log_pages(run_pk, after, before):
         for row in rows:
-            _send(ws, {"stream": row.stream, "text": row.text, "ts": isoformat(row.ts), "seq": row.seq})
+            _send(ws, line_json(row))
             last = row.seq
     return last
 

@@ -11,11 +11,8 @@ from .serialize import line_json, run_json
 
 @bp.get("/workflows/<int:team_id>/workflows/<workflow_id>/runs")
 def list_runs(team_id: int, workflow_id: str):
-    raw_limit = request.args.get("limit", "20")
-    if not raw_limit.isdigit():
-        raise Invalid("limit is a whole number from 1 to 100", {"limit": "a whole number from 1 to 100"})
-    runs, cursor = service.list_runs(g.principal, team_id, workflow_id, int(raw_limit),
-                                     request.args.get("cursor") or None)
+    limit = _int_arg("limit", 20, 1, service.MAX_PAGE)
+    runs, cursor = service.list_runs(g.principal, team_id, workflow_id, limit, request.args.get("cursor") or None)
     masked = g.principal.scope == "read"
     return jsonify({"runs": [run_json(r, masked) for r in runs], "nextCursor": cursor})
 

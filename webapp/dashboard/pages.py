@@ -54,10 +54,10 @@ def shell_words(args: list[str]) -> str:
 
 
 @bp.app_template_global()
-def page_url(number: int) -> str:
-    """This page's URL with its filters kept and another page number."""
-    args = {k: v for k, v in request.args.items() if v and k != "page"}
-    return url_for(request.endpoint, **(request.view_args or {}), **args, page=number)
+def url_with(**changes) -> str:
+    """This page's URL with its filters kept and `changes` (another page, a cursor) applied."""
+    args = {k: v for k, v in request.args.items() if v and k not in changes}
+    return url_for(request.endpoint, **(request.view_args or {}), **args, **changes)
 
 
 @bp.app_template_global()
@@ -123,14 +123,11 @@ def runs_tab(team_id: int, project_id: int):
     try:
         filters = run_service.RunFilter.from_args(request.args)
     except ServiceError as e:
-        return render_template("dashboard/runs.html", project=project, runs=[], older=None, choices=choices,
+        return render_template("dashboard/runs.html", project=project, runs=[], cursor=None, choices=choices,
                                filters=run_service.RunFilter(), errors=e.fields, ranges=run_service.RANGES), 400
     runs, cursor = run_service.project_runs(principal(), team_id, project_id, filters, TAB_PAGE // 2,
                                             request.args.get("cursor") or None)
-    kept = {k: v for k, v in request.args.items() if k != "cursor" and v}
-    older = (url_for("dashboard.runs_tab", team_id=team_id, project_id=project_id, **kept, cursor=cursor)
-             if cursor else None)
-    return render_template("dashboard/runs.html", project=project, runs=runs, older=older, choices=choices,
+    return render_template("dashboard/runs.html", project=project, runs=runs, cursor=cursor, choices=choices,
                            filters=filters, errors={}, ranges=run_service.RANGES)
 
 

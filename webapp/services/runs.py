@@ -162,7 +162,12 @@ def list_runs(principal: Principal, team_id: int, public_id: str, limit: int = 2
     wf = get_workflow(principal, team_id, public_id)
     if not 1 <= limit <= MAX_PAGE:
         raise Invalid("limit is 1 to 100", {"limit": f"1 to {MAX_PAGE}"})
-    query = db.session.query(Run).filter(Run.workflow_id == wf.id)
+    return _newest_first(db.session.query(Run).filter(Run.workflow_id == wf.id), limit, cursor)
+
+
+def _newest_first(query, limit: int, cursor: str | None) -> tuple[list[Run], str | None]:
+    """A page of `query`'s runs, newest first, and the cursor of the next page (the last id seen,
+    so runs that arrive meanwhile never shift a page), or None on the last."""
     if cursor:
         query = query.filter(Run.id < _decode_cursor(cursor))
     runs = query.order_by(Run.id.desc()).limit(limit + 1).all()
@@ -206,8 +211,7 @@ class RunFilter:
 
 def project_runs(principal: Principal, team_id: int, project_id: int, filters: RunFilter, limit: int = 50,
                  cursor: str | None = None) -> tuple[list[Run], str | None]:
-    """The runs of every workflow of a project, newest first, filtered; paged by a cursor (the last
-    id seen), so runs that arrive meanwhile never shift a page."""
+    """The runs of every workflow of a project, newest first, filtered, a page at a time."""
     project = get_project(principal, team_id, project_id)
     query = (db.session.query(Run).join(Workflow, Workflow.id == Run.workflow_id)
              .options(contains_eager(Run.workflow)).filter(Workflow.project_id == project.id))
@@ -221,12 +225,7 @@ def project_runs(principal: Principal, team_id: int, project_id: int, filters: R
         query = query.filter(Workflow.public_id == filters.workflow)
     if RANGES[filters.range]:
         query = query.filter(Run.queued_at >= utcnow() - timedelta(seconds=RANGES[filters.range]))
-    if cursor:
-        query = query.filter(Run.id < _decode_cursor(cursor))
-    runs = query.order_by(Run.id.desc()).limit(limit + 1).all()
-    more = len(runs) > limit
-    runs = runs[:limit]
-    return runs, (_encode_cursor(runs[-1].id) if more else None)
+    return _newest_first(query, limit, cursor)
 
 
 LOG_PAGE_MAX = 10000  # lines per page of the logs API, and per chunk of everything that reads logs
