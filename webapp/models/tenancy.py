@@ -68,11 +68,12 @@ class Project(db.Model):
 
     @property
     def production(self) -> "Environment":
-        return next(e for e in self.environments if e.name == "Production")
+        return next(e for e in self.environments if e.is_production)
 
 
 class Environment(db.Model):
     __tablename__ = "environments"
+    PRODUCTION = "Production"  # every project has one; hs_test_ keys never act on it
     id = db.Column(db.Integer, primary_key=True)
     project_id = db.Column(db.Integer, db.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False, index=True)
     name = db.Column(db.String(100), nullable=False)
@@ -83,7 +84,7 @@ class Environment(db.Model):
 
     @property
     def is_production(self) -> bool:
-        return self.name == "Production"
+        return self.name == Environment.PRODUCTION
 
 
 class ApiKey(db.Model):

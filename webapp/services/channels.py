@@ -10,10 +10,11 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 
 from ..extensions import db
-from ..models import EVENTS, Environment, Event, Notification, NotificationChannel, NotificationDelivery, Workflow
+from ..models import EVENTS, Event, Notification, NotificationChannel, NotificationDelivery, Workflow
 from . import budget, dispatch
 from .access import Principal, require_team, require_write
 from .errors import Forbidden, Invalid, NotFound
+from .workflows import live_production_workflows
 
 KINDS = ("slack", "discord", "email", "webhook")
 DEFAULT_EVENTS = ["workflow.failed"]
@@ -169,5 +170,5 @@ def describe_target(channel: NotificationChannel) -> str:
 
 
 def _team_has_production_workflows(team_id: int) -> bool:
-    return db.session.query(Workflow.id).join(Environment, Workflow.environment_id == Environment.id).filter(
-        Workflow.team_id == team_id, Workflow.deleted_at.is_(None), Environment.name == "Production").first() is not None
+    found = live_production_workflows().filter(Workflow.team_id == team_id).with_entities(Workflow.id).first()
+    return found is not None

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from ..extensions import db
-from ..models import Environment, RegistryCredential, Workflow
+from ..models import RegistryCredential, Workflow
 from ..schemas import RegistryCredentialCreate
 from .access import Principal, require_write
 from .errors import Conflict, Forbidden, NotFound
-from .workflows import get_project
+from .workflows import get_project, live_production_workflows
 
 DOCKER_HUB = "docker.io"
 
@@ -51,9 +51,7 @@ def delete_credential(principal: Principal, team_id: int, project_id: int, cred_
 
 
 def _production_uses(project_id: int, host: str) -> bool:
-    images = (db.session.query(Workflow.image).join(Environment, Workflow.environment_id == Environment.id)
-              .filter(Workflow.project_id == project_id, Workflow.deleted_at.is_(None),
-                      Environment.name == "Production").all())
+    images = live_production_workflows().filter(Workflow.project_id == project_id).with_entities(Workflow.image)
     return any(registry_host(image) == host for (image,) in images)
 
 

@@ -17,7 +17,7 @@ from ..models.base import new_public_id, utcnow
 from . import budget, dispatch
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
-from .workflows import get_project, get_workflow
+from .workflows import get_project, get_workflow, visible
 
 MAX_PAGE = 100
 
@@ -215,8 +215,7 @@ def project_runs(principal: Principal, team_id: int, project_id: int, filters: R
     project = get_project(principal, team_id, project_id)
     query = (db.session.query(Run).join(Workflow, Workflow.id == Run.workflow_id)
              .options(contains_eager(Run.workflow)).filter(Workflow.project_id == project.id))
-    if principal.mode == "test":
-        query = query.filter(Workflow.environment_id != project.production.id)
+    query = visible(query, principal, project)
     if filters.status:
         query = query.filter(Run.status == filters.status)
     if filters.trigger:

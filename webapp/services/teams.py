@@ -11,7 +11,7 @@ WEAK_PASSWORD_LENGTH = 12  # below this the CLI warns (the operator who runs it 
 def create_project(team: Team, name: str) -> Project:
     project = Project(team=team, name=name)
     db.session.add(project)
-    db.session.add(Environment(project=project, name="Production"))
+    db.session.add(Environment(project=project, name=Environment.PRODUCTION))
     return project
 
 

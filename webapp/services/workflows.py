@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func
 
 from ..extensions import db
 from ..models import Environment, Project, Workflow
@@ -52,12 +52,25 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def visible(query, principal: Principal, project: Project):
+    """`query` (on workflows, or on runs joined to them) without what hs_test_ keys may not see:
+    the project's Production workflows."""
+    if principal.mode == "test":
+        query = query.filter(Workflow.environment_id != project.production.id)
+    return query
+
+
+def live_production_workflows():
+    """Workflows not deleted, in a Production environment (any team: the caller narrows)."""
+    return (db.session.query(Workflow).join(Environment, Workflow.environment_id == Environment.id)
+            .filter(Workflow.deleted_at.is_(None), Environment.name == Environment.PRODUCTION))
+
+
 def _project_workflows(principal: Principal, team_id: int, project_id: int, search: str = "", show: str = ""):
     """The live workflows of a project, narrowed by a search of name and image and by `show`."""
     project = get_project(principal, team_id, project_id)
-    query = db.session.query(Workflow).filter(Workflow.project_id == project.id, Workflow.deleted_at.is_(None))
-    if principal.mode == "test":
-        query = query.filter(Workflow.environment_id != project.production.id)
+    query = visible(db.session.query(Workflow).filter(Workflow.project_id == project.id,
+                                                      Workflow.deleted_at.is_(None)), principal, project)
     if show and show not in SHOW:
         raise Invalid("show is not a known filter", {"show": f"one of {', '.join(SHOW)}"})
     if len(search) > 200:
@@ -85,10 +98,8 @@ def list_workflows(principal: Principal, team_id: int, project_id: int, *, offse
 
 def workflow_choices(principal: Principal, team_id: int, project_id: int) -> list[tuple[str, str]]:
     """(public id, name) of the project's live workflows, by name: a filter's choices."""
-    project = get_project(principal, team_id, project_id)
-    return [(p, n) for p, n in db.session.execute(
-        select(Workflow.public_id, Workflow.name)
-        .where(Workflow.project_id == project.id, Workflow.deleted_at.is_(None)).order_by(Workflow.name))]
+    return [tuple(row) for row in _project_workflows(principal, team_id, project_id)
+            .with_entities(Workflow.public_id, Workflow.name).order_by(Workflow.name)]
 
 
 def count_workflows(principal: Principal, team_id: int, project_id: int, *, search: str = "",
