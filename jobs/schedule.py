@@ -54,8 +54,7 @@ def _instants(wf: Workflow, now: datetime) -> tuple[datetime | None, datetime | 
         following = cron.next_instant(wf.schedule, wf.timezone, latest)
         missed = 0
         if latest > instant:  # the scheduler was away: only the latest instant may still run
-            between = cron.next_instants(wf.schedule, wf.timezone, instant, MISSED_COUNT_CAP)
-            missed = 1 + sum(1 for i in between if i < latest)
+            missed = 1 + len(cron.next_instants(wf.schedule, wf.timezone, instant, MISSED_COUNT_CAP, before=latest))
     except Exception:
         log.exception("bad schedule on %s; unscheduling", wf.public_id)
         return None, None, 0

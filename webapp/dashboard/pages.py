@@ -73,7 +73,7 @@ def navigation():
     projects = (db.session.query(Project).filter(Project.team_id.in_(current_user.team_ids))
                 .order_by(Project.team_id, Project.id).all())
     project = getattr(g, "project", None)
-    silent = health_service.silent_count(principal(), project.team_id, project.id) if project else 0
+    silent = health_service.silent_count(project) if project else 0  # load_project checked access
     return {"nav_projects": projects, "nav_project": project, "nav_silent": silent}
 
 

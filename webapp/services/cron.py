@@ -40,8 +40,9 @@ def validate_timezone(name: str) -> str | None:
     return None
 
 
-def next_instants(expr: str, tz: str, after: datetime, count: int) -> list[datetime]:
-    """The next `count` fire instants strictly after `after` (naive UTC), as naive UTC.
+def next_instants(expr: str, tz: str, after: datetime, count: int, before: datetime | None = None) -> list[datetime]:
+    """The next `count` fire instants strictly after `after` (and, given `before`, strictly before
+    it: fewer then), as naive UTC.
 
     Evaluated on the wall clock of `tz`. On a fall-back day a wall-clock time that occurs twice
     fires once (the first occurrence); on a spring-forward day croniter's own rule applies.
@@ -62,6 +63,8 @@ def next_instants(expr: str, tz: str, after: datetime, count: int) -> list[datet
         instant = nxt.astimezone(timezone.utc).replace(tzinfo=None)
         if instant <= after:
             continue
+        if before is not None and instant >= before:
+            break
         if wall in seen_wall or _is_second_occurrence(nxt, zone):
             continue
         seen_wall.add(wall)

@@ -105,12 +105,11 @@ def _after_terminal(run: Run) -> Callable[[], None]:
         db.session.execute(update(Workflow).where(Workflow.id == wf.id, (Workflow.last_success_at.is_(None)) |
                                                   (Workflow.last_success_at < run.finished_at))
                            .values(last_success_at=run.finished_at))
-        recovered = db.session.execute(update(Workflow).where(Workflow.id == wf.id,
-                                                              Workflow.alert_state == "failing")
-                                       .values(alert_state="ok")).rowcount
-        # A silent workflow is heard from again: the same one workflow.recovered says so.
-        recovered += db.session.execute(update(Workflow).where(Workflow.id == wf.id, Workflow.silent_at.is_not(None))
-                                        .values(silent_at=None)).rowcount
+        # Failing or silent, the workflow is heard from again: one workflow.recovered says so.
+        recovered = db.session.execute(
+            update(Workflow).where(Workflow.id == wf.id,
+                                   (Workflow.alert_state == "failing") | Workflow.silent_at.is_not(None))
+            .values(alert_state="ok", silent_at=None)).rowcount
         if recovered:
             return _emit(run, "workflow.recovered")
     return lambda: None
