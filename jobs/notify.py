@@ -100,7 +100,7 @@ def _deliver(n: Notification) -> None:
         message = test_message()
     else:
         event = db.session.get(Event, n.event_id)
-        if event.run_id is None or event.kind == "workflow.silent":
+        if event.run_id is None:  # about the workflow: silent, or fires lost to downtime
             message = workflow_message(event)
         else:
             message = message_for(db.session.get(Run, event.run_id), event.kind)

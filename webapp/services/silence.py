@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 
 from ..extensions import db
-from ..models import Run, Workflow
+from ..models import Workflow
 from ..models.base import utcnow
 from .lifecycle import emit
 
@@ -28,8 +28,7 @@ def check_silent(now: datetime | None = None) -> int:
     candidates = (db.session.query(Workflow)
                   .filter(Workflow.expect_success_within_sec.is_not(None), Workflow.silent_at.is_(None),
                           Workflow.deleted_at.is_(None)).all())
-    handed: list[int] = []
-    found = 0
+    handed = []  # hand-overs of the notifications, made after the commits
     for wf in candidates:
         if not silent_for(wf, now):
             continue
@@ -37,11 +36,8 @@ def check_silent(now: datetime | None = None) -> int:
                                  .values(silent_at=now)).rowcount
         if not won:
             continue
-        latest = (db.session.query(Run.id).filter(Run.workflow_id == wf.id).order_by(Run.id.desc()).limit(1)
-                  .scalar())
-        hand_over = emit(wf.team_id, wf.id, latest, "workflow.silent")
+        hand_over = emit(wf.team_id, wf.id, None, "workflow.silent")  # about the workflow, no run
         db.session.commit()
-        found += 1
         handed.append(hand_over)
     db.session.commit()
     for hand_over in handed:
@@ -49,4 +45,4 @@ def check_silent(now: datetime | None = None) -> int:
             hand_over()
         except Exception:  # written: the notification sweep hands it over
             pass
-    return found
+    return len(handed)
