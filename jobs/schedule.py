@@ -18,8 +18,8 @@ from webapp.extensions import db
 from webapp.models import Run, Workflow
 from webapp.models.base import utcnow
 from webapp.services import cron
-from webapp.services.lifecycle import count_terminal, emit
-from webapp.services.runs import cancel_in_transaction, fire, hand_over_many, handle
+from webapp.services.lifecycle import emit
+from webapp.services.runs import cancel_in_transaction, count_terminal, fire, hand_over_many, handle
 
 log = logging.getLogger(__name__)
 BATCH = 1000

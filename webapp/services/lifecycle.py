@@ -14,11 +14,11 @@ from sqlalchemy import select, update
 from .. import faults, metrics
 from ..extensions import db
 from ..livelog import publish_end
-from ..models import Event, Notification, NotificationChannel, Run, RunCount, Workflow
+from ..models import Event, Notification, NotificationChannel, Run, Workflow
 from ..models.base import utcnow
 from . import dispatch
 from .errors import LeaseLost
-from .runs import fire, handle, hand_over_many
+from .runs import count_terminal, fire, handle, hand_over_many
 
 ACTIVE = ("queued", "running")
 BACKOFF_CAP_SEC = 300
@@ -74,16 +74,6 @@ def complete(run: Run, status: str, *, exit_code: int | None = None, error: str 
     except Exception:  # written already: the sweep hands it over
         current_app.logger.warning("could not hand over what follows %s; the sweep will", run.public_id)
     return True
-
-
-def count_terminal(workflow_id: int, status: str, trigger: str) -> None:
-    """One more finished run in run_counts, in the transaction that makes the run terminal."""
-    from sqlalchemy.dialects import postgresql, sqlite
-    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
-    table = RunCount.__table__
-    stmt = dialect.insert(table).values(workflow_id=workflow_id, status=status, trigger=trigger, n=1)
-    db.session.execute(stmt.on_conflict_do_update(index_elements=["workflow_id", "status", "trigger"],
-                                                  set_={"n": table.c.n + 1}))
 
 
 def _after_terminal(run: Run) -> Callable[[], None]:

@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import contains_eager
 
 from ..extensions import db
-from ..models import STATUSES, TRIGGERS, Run, RunLogChunk, Workflow
+from ..models import STATUSES, TRIGGERS, Run, RunCount, RunLogChunk, Workflow
 from ..models.base import new_public_id, utcnow
 from . import budget, dispatch
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
@@ -115,6 +116,15 @@ def request_cancel(run: Run, reason: str | None = None) -> Run:
     return run
 
 
+def count_terminal(workflow_id: int, status: str, trigger: str) -> None:
+    """One more finished run in run_counts, in the transaction that makes the run terminal."""
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    table = RunCount.__table__
+    stmt = dialect.insert(table).values(workflow_id=workflow_id, status=status, trigger=trigger, n=1)
+    db.session.execute(stmt.on_conflict_do_update(index_elements=["workflow_id", "status", "trigger"],
+                                                  set_={"n": table.c.n + 1}))
+
+
 def cancel_in_transaction(run: Run, reason: str | None = None):
     """Write the cancel in the current transaction; returns what to call after the commit (the
     Redis fast path). The database is the record: a worker notices a cancel within a second
@@ -127,7 +137,6 @@ def cancel_in_transaction(run: Run, reason: str | None = None):
     ).rowcount
     public_id = run.public_id
     if done:
-        from .lifecycle import count_terminal
         count_terminal(run.workflow_id, "cancelled", run.trigger)
         return lambda: publish_end(public_id, "cancelled")
     db.session.execute(update(Run).where(Run.id == run.id, Run.status == "running",
