@@ -1,8 +1,9 @@
 """Delivery of notifications: one attempt per RQ job, never a sleep in a worker slot.
 
 A job claims its notification with a compare-and-set (pending and due -> sending), which also
-requires that no other notification of the same team is being sent: one team's slow endpoint
-holds at most one notification slot, so other teams' alerts go out on the others. The attempt is
+requires that no other notification of the same team is being sent (a partial unique index holds
+that under concurrent claims): one team's slow endpoint holds at most one notification slot, so
+other teams' alerts go out on the others. The attempt is
 recorded before it is made. A transient failure (network, 5xx, 429) sets `next_attempt_at` with
 exponential backoff honouring Retry-After, and the scheduler's sweep enqueues it when due;
 a permanent one (other 4xx) ends the notification."""
@@ -14,6 +15,7 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import and_, exists, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from webapp import logs
@@ -71,11 +73,17 @@ def claim(notification_id: int) -> Notification | None:
     if team is None:
         return None
     busy = exists().where(and_(other.team_id == team, other.state == "sending", other.id != notification_id))
-    claimed = db.session.execute(
-        update(table).where(table.c.id == notification_id, table.c.state == "pending",
-                            table.c.next_attempt_at <= now, ~busy)
-        .values(state="sending", claimed_at=now, attempts=table.c.attempts + 1, enqueued_at=None)
-    ).rowcount
+    try:
+        claimed = db.session.execute(
+            update(table).where(table.c.id == notification_id, table.c.state == "pending",
+                                table.c.next_attempt_at <= now, ~busy)
+            .values(state="sending", claimed_at=now, attempts=table.c.attempts + 1, enqueued_at=None)
+        ).rowcount
+    except IntegrityError:
+        # Another slot claimed one of this team's notifications in the same instant (neither saw
+        # the other's uncommitted claim): the one-in-flight index let only one of them through.
+        db.session.rollback()
+        claimed = 0
     if not claimed:
         # Not due, taken by a duplicate job, or its team is busy: the sweep hands it over again.
         db.session.execute(update(table).where(table.c.id == notification_id, table.c.state == "pending")

@@ -177,7 +177,7 @@ class Processes:
     def worker(self, slots: int = 2, env: dict | None = None, wait: bool = True) -> subprocess.Popen:
         p = self.start("worker", "--slots", str(slots), env=env)
         if wait:
-            self.wait_worker(p, slots)
+            self.wait_worker(p, slots, int((env or {}).get("NOTIFY_SLOTS", os.environ.get("NOTIFY_SLOTS", 2))))
         return p
 
     def scheduler(self, env: dict | None = None, wait: bool = True) -> subprocess.Popen:
@@ -186,7 +186,8 @@ class Processes:
             self.wait_scheduler(p)
         return p
 
-    def wait_worker(self, p: subprocess.Popen, slots: int, timeout: float = 90) -> None:
+    def wait_worker(self, p: subprocess.Popen, slots: int, notify_slots: int = 0, timeout: float = 90) -> None:
+        """Until every run slot and every notification slot of the pool is registered with RQ."""
         from rq import Worker
         with self.app.app_context():
             redis = get_redis()
@@ -194,8 +195,9 @@ class Processes:
             def ready():
                 assert p.poll() is None, f"the worker exited with {p.returncode}"
                 kids = _children(p.pid)
-                return sum(1 for w in Worker.all(connection=redis)
-                           if w.pid in kids and "runs" in w.queue_names()) >= slots
+                queues = [w.queue_names() for w in Worker.all(connection=redis) if w.pid in kids]
+                return (sum("runs" in q for q in queues) >= slots
+                        and sum("notify" in q for q in queues) >= notify_slots)
             wait_for(ready, timeout)
 
     def wait_scheduler(self, p: subprocess.Popen, timeout: float = 90) -> None:

@@ -239,3 +239,45 @@ def test_one_teams_slow_endpoint_does_not_delay_another_teams_alert(client, alic
     arrived = wait_for(lambda: receiver.on("/fast"), 15)[0]["at"]
     assert arrived - asked < 4, arrived - asked
     assert len(receiver.on("/slow")) == 1  # and team A holds one slot at a time, not all of them
+
+
+def test_two_slots_claiming_one_teams_notifications_at_once_let_one_through(app, client, alice, receiver):
+    """Each claim checks "none of this team's in flight" and writes in one statement, yet two such
+    statements running at once each miss the other's uncommitted claim (PostgreSQL runs them side by
+    side; SQLite queues writers, so there the race has no window): the database lets one through."""
+    from sqlalchemy import text, update
+
+    from jobs.notify import claim
+    from webapp.extensions import db
+    from webapp.models import Notification
+    channel = add_channel(client, alice, "slack", receiver.url + "/slack")
+    for _ in range(2):
+        client.post(f"/api/teams/{alice.team_id}/notification-channels/{channel['id']}/test", headers=alice.h())
+    with app.app_context():
+        first, second = db.session.scalars(db.select(Notification.id).order_by(Notification.id)).all()
+        engine = db.engine
+    table = Notification.__table__
+    with engine.connect() as slot_a:
+        slot_a.execute(update(table).where(table.c.id == first).values(state="sending"))  # not committed yet
+        outcome = {}
+
+        def slot_b():
+            with app.app_context():
+                outcome["claimed"] = claim(second) is not None
+
+        racer = threading.Thread(target=slot_b)
+        racer.start()
+
+        def b_done_or_waiting_on_a():
+            if not racer.is_alive() or engine.dialect.name != "postgresql":
+                return True
+            with engine.connect() as probe:
+                return probe.execute(text("select count(*) from pg_locks l join pg_stat_activity a on a.pid = l.pid "
+                                          "where not l.granted and a.datname = current_database()")).scalar()
+        wait_for(b_done_or_waiting_on_a, 10)
+        slot_a.commit()
+    racer.join(30)
+    assert outcome == {"claimed": False}
+    with app.app_context():
+        states = dict(db.session.execute(db.select(Notification.id, Notification.state)).all())
+    assert states == {first: "sending", second: "pending"}

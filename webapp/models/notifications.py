@@ -55,7 +55,12 @@ class Notification(db.Model):
     claimed_at = db.Column(db.DateTime, nullable=True)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     __table_args__ = (db.UniqueConstraint("channel_id", "event_id"),
-                      db.Index("ix_notifications_state_next", "state", "next_attempt_at"))
+                      db.Index("ix_notifications_state_next", "state", "next_attempt_at"),
+                      # One notification per team in flight, enforced by the database: two claims
+                      # racing for one team's rows cannot both see "none sending" and both win.
+                      db.Index("uq_notifications_one_sending_per_team", "team_id", unique=True,
+                               postgresql_where=db.text("state = 'sending'"),
+                               sqlite_where=db.text("state = 'sending'")))
 
 
 class NotificationDelivery(db.Model):
