@@ -201,14 +201,18 @@ def attach_output(api: docker.APIClient, container_id: str) -> Output:
     return Output(pairs(), stream.close)
 
 
-def follow_output(api: docker.APIClient, container_id: str) -> Output:
-    """The whole output of a container that is already running, then what it writes next, until
-    it exits: the engine's log followed, like `docker logs -f`. Not attach: attach's replay of past
-    output loses lines when the container exits around the time of the attach (seen on Docker
-    20.10: nothing, or only the last line). docker-py's logs() drops which stream a frame is
-    from, so the multiplexed frames are read here (8-byte header: stream, length)."""
+def log_output(api: docker.APIClient, container_id: str, *, follow: bool) -> Output:
+    """The engine's log of a container from its first byte, in the order written; with `follow`,
+    then what it writes next until it exits (`docker logs -f`). Not attach for a container already
+    running: attach's replay of past output loses lines when the container exits around the time of
+    the attach (seen on Docker 20.10: nothing, or only the last line). Nor is a follow alone the
+    whole output: Docker 20.10 ends it when the container exits, without what was written after the
+    log as it stood when the follow began, if the reader had not got that far yet; a followed
+    container's output is therefore completed by a read without follow once it has exited.
+    docker-py's logs() drops which stream a frame is from, so the multiplexed frames are read here
+    (8-byte header: stream, length), streamed rather than held whole in memory."""
     response = api._get(api._url("/containers/{0}/logs", container_id),
-                        params={"stdout": 1, "stderr": 1, "follow": 1}, stream=True)
+                        params={"stdout": 1, "stderr": 1, "follow": int(follow)}, stream=True)
     api._raise_for_status(response)
     api._disable_socket_timeout(api._get_raw_response_socket(response))
 

@@ -179,6 +179,7 @@ class Execution:
         self.digest: str | None = None
         self.finished = False
         self.stream = None
+        self.followed = False  # reading the engine's log with follow (a re-attached running container)
         # Bytes the reader has taken from the engine, stored or skipped: what "progress" means to
         # _drain (the sink's seq stands still while a re-attached reader skips what is stored, or
         # while lines past the cap go to the in-memory tail).
@@ -266,11 +267,15 @@ class Execution:
             self._supervise(reader, time.monotonic() + self.run.timeout_sec)
         elif status in ("running", "paused", "restarting"):
             self.sink.system_after(notice, published)
-            reader = self._read(engine.follow_output(self.api, self.container_id), skip=dict(self.sink.stream_bytes))
+            self.followed = True
+            output = engine.log_output(self.api, self.container_id, follow=True)
+            faults.wait_here("reader-lags", until=lambda: self.api.inspect_container(
+                self.container_id)["State"]["Status"] != "running")
+            reader = self._read(output, skip=dict(self.sink.stream_bytes))
             self._supervise(reader, time.monotonic() + self._remaining())
         elif status in ("exited", "dead"):
             self.sink.system_after(notice, published)
-            self._collect_exited()
+            self._read_rest()
             self._complete_exited(state)
         else:  # removing
             self._finish("failed", error="worker lost")
@@ -445,6 +450,8 @@ class Execution:
         if code is None:
             code = self._exit_code()
         self._drain(reader)
+        if self.followed and not reader.is_alive():
+            self._read_rest()  # the engine's follow may have ended short of the exit's output
         self.sink.close()
         if outcome is None:
             outcome = "succeeded" if code == 0 else "failed"
@@ -504,12 +511,10 @@ class Execution:
                 self.sink.system("the container's output stopped arriving; the log may end early")
                 break
 
-    def _collect_exited(self) -> None:
-        for name in ("stdout", "stderr"):
-            data = self.api.logs(self.container_id, stdout=name == "stdout", stderr=name == "stderr")
-            data = data[self.sink.stream_bytes[name]:]
-            if data:
-                self.sink.feed(name, data)
+    def _read_rest(self) -> None:
+        """An exited container's output past the bytes already taken, in the order written."""
+        self._drain(self._read(engine.log_output(self.api, self.container_id, follow=False),
+                               skip=dict(self.sink.stream_bytes)))
 
     def _stop_container(self) -> None:
         try:

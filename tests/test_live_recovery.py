@@ -97,3 +97,43 @@ def test_bytes_past_the_cap_lost_with_a_worker_are_counted_as_dropped(app, clien
     assert sum(len(t) + 1 for t in out) + body["droppedBytes"] == total
     assert out[0] == f"first-000000-{pad}" and out[-1] == f"second-009999-{pad}"
     assert [l for l in body["lines"] if l["stream"] == "system" and "dropped" in l["text"]]
+
+
+def test_a_reattached_reader_far_behind_its_container_still_stores_what_it_wrote_before_exiting(
+        app, client, alice, procs):
+    """Docker 20.10 ends a log follow when the container exits, without what was written after the
+    log as it stood when the follow began if the reader had not got that far: the new owner opens
+    the log, reads it only after the exit (a fault point: a reader far behind on a loaded machine),
+    and must still store every line, in order."""
+    from webapp.connections import get_docker, get_redis
+    from webapp.extensions import db
+    from webapp.models import Run
+    worker = procs.worker(1, env=FAST)
+    procs.scheduler(env=FAST)
+    pad = "abcdefghijklmnopqrstuvwxyz" * 3
+    script = (f"awk 'BEGIN{{for(i=0;i<30000;i++) printf \"first-%06d-{pad}\\n\", i}}'; "
+              "while [ ! -e /go ]; do usleep 100000; done; "
+              f"awk 'BEGIN{{for(i=0;i<10000;i++) printf \"second-%06d-{pad}\\n\", i}}'")
+    run = fire(client, alice, command=["sh", "-c", script], timeoutSec=120)
+
+    def row():
+        with app.app_context():
+            r = db.session.query(Run).filter_by(public_id=run["id"]).one()
+            db.session.commit()
+            return r.stdout_bytes, r.owner_token, r.container_id
+    wait_for(lambda: row()[0] == 30000 * len(f"first-000000-{pad}\n"), 60)
+    _, first_owner, container_id = row()
+    procs.kill(worker)
+    procs.worker(1, env={**FAST, "WORKFLOWS_FAULTS": "reader-lags"})
+    with app.app_context():
+        wait_for(lambda: get_redis().exists("fault:reader-lags"), 60)  # the new owner has the log open
+    assert row()[1] not in (None, first_owner)
+    with app.app_context():
+        api = get_docker().api
+        api.exec_start(api.exec_create(container_id, ["touch", "/go"]))  # now the second part, then the exit
+    done = wait_status(client, alice, run["id"], timeout=90)
+    assert done["status"] == "succeeded"
+    body = all_logs(client, alice, run["id"])
+    assert body["droppedBytes"] == 0
+    assert [l["text"] for l in body["lines"] if l["stream"] == "stdout"] == (
+        [f"first-{i:06d}-{pad}" for i in range(30000)] + [f"second-{i:06d}-{pad}" for i in range(10000)])
