@@ -513,8 +513,13 @@ class Execution:
 
     def _read_rest(self) -> None:
         """An exited container's output past the bytes already taken, in the order written."""
-        self._drain(self._read(engine.log_output(self.api, self.container_id, follow=False),
-                               skip=dict(self.sink.stream_bytes)))
+        try:
+            output = engine.log_output(self.api, self.container_id, follow=False)
+        except NotFound:
+            self.sink.system("the container was removed before the rest of its output was read; "
+                             "the log may end early")
+            return
+        self._drain(self._read(output, skip=dict(self.sink.stream_bytes)))
 
     def _stop_container(self) -> None:
         try:
