@@ -21,6 +21,7 @@ redis-server and dockerd, so run it alone, not beside the test suite)
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import random
@@ -178,7 +179,7 @@ class Chaos:
     def api(self, method: str, path: str, body=None):
         try:
             status, data = self.stack.call(method, path, body)
-        except OSError:
+        except (OSError, http.client.HTTPException, ValueError):  # killed mid-answer: cut short
             with self.lock:
                 self.refused += 1
             return None, None
