@@ -35,20 +35,27 @@ class Events:
             self.by_id[e["id"]]["labels"] = e.get("Actor", {}).get("Attributes", {})
 
     def of_run(self, run_id: str) -> dict:
-        for events in self.by_id.values():
-            if events.get("labels", {}).get("workflows.run") == run_id:
-                return events
-        return {}
+        """The events of our run's container, once its `destroy` has arrived."""
+        return self._wait(lambda e: e.get("labels", {}).get("workflows.run") == run_id)
 
-    def newest_since(self, since: float) -> dict:
-        found = [e for e in self.by_id.values() if e.get("create", 0) >= since]
-        return min(found, key=lambda e: e["create"]) if found else {}
+    def first_since(self, since: float) -> dict:
+        """The events of the first container created after `since`, once its `destroy` has arrived."""
+        return self._wait(lambda e: e.get("create", 0) >= since)
+
+    def _wait(self, match, limit: float = 30) -> dict:
+        """The earliest-created matching container's events, once they include its `destroy`."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            found = sorted((e for e in list(self.by_id.values()) if match(e)), key=lambda e: e.get("create", 0))
+            if found and "destroy" in found[0]:
+                return found[0]
+            time.sleep(0.01)
+        raise RuntimeError("the engine's events did not arrive")
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 15
-    events = Events()
-    time.sleep(0.5)
+    events = Events()  # subscribed long before the first measured run: the stack's start-up takes seconds
     ours_rows, cli_rows = [], []
     with Stack(slots=4, extra_env={"TRIGGER_RATE_LIMIT": "1000 per minute"}) as stack:
         wf_id = stack.create_workflow(command=["true"])
@@ -61,17 +68,15 @@ def main() -> None:
             done = stack.wait_terminal(run["id"])
             t_seen = time.time()
             assert done["status"] == "succeeded", done
-            time.sleep(0.3)  # let the destroy event arrive
             e = events.of_run(run["id"])
             ours_rows.append({"trigger answered": t1 - t0, "to create": e["create"] - t0,
                               "create to start": e["start"] - e["create"], "start to die": e["die"] - e["start"],
                               "die to status seen": t_seen - e["die"], "total": t_seen - t0,
-                              "(die to destroy)": e.get("destroy", t_seen) - e["die"]})
+                              "(die to destroy)": e["destroy"] - e["die"]})
             t0 = time.time()
             subprocess.run(["docker", "run", "--rm", IMAGE, "true"], check=True, capture_output=True)
             t_exit = time.time()
-            time.sleep(0.3)
-            e = events.newest_since(t0)
+            e = events.first_since(t0)
             cli_rows.append({"to create": e["create"] - t0, "create to start": e["start"] - e["create"],
                              "start to die": e["die"] - e["start"], "die to exit": t_exit - e["die"],
                              "total": t_exit - t0, "(die to destroy)": e["destroy"] - e["die"]})
