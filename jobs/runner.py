@@ -179,7 +179,6 @@ class Execution:
         self.digest: str | None = None
         self.finished = False
         self.stream = None
-        self.followed = False  # reading the engine's log with follow (a re-attached running container)
         # Bytes the reader has taken from the engine, stored or skipped: what "progress" means to
         # _drain (the sink's seq stands still while a re-attached reader skips what is stored, or
         # while lines past the cap go to the in-memory tail).
@@ -267,12 +266,11 @@ class Execution:
             self._supervise(reader, time.monotonic() + self.run.timeout_sec)
         elif status in ("running", "paused", "restarting"):
             self.sink.system_after(notice, published)
-            self.followed = True
             output = engine.log_output(self.api, self.container_id, follow=True)
             faults.wait_here("reader-lags", until=lambda: self.api.inspect_container(
                 self.container_id)["State"]["Status"] != "running")
             reader = self._read(output, skip=dict(self.sink.stream_bytes))
-            self._supervise(reader, time.monotonic() + self._remaining())
+            self._supervise(reader, time.monotonic() + self._remaining(), followed=True)
         elif status in ("exited", "dead"):
             self.sink.system_after(notice, published)
             self._read_rest()
@@ -425,8 +423,10 @@ class Execution:
         thread.start()
         return thread
 
-    def _supervise(self, reader: threading.Thread, deadline: float) -> None:
-        """Wait for the exit while flushing logs; enforce the deadline and cancel requests."""
+    def _supervise(self, reader: threading.Thread, deadline: float, followed: bool = False) -> None:
+        """Wait for the exit while flushing logs; enforce the deadline and cancel requests.
+        `followed`: the reader follows the engine's log (a re-attached running container), which
+        may end short of the exit's output; the rest is then read once the container has exited."""
         outcome, code, error = None, None, None
         while True:
             if self.lease.lost.is_set():
@@ -450,8 +450,8 @@ class Execution:
         if code is None:
             code = self._exit_code()
         self._drain(reader)
-        if self.followed and not reader.is_alive():
-            self._read_rest()  # the engine's follow may have ended short of the exit's output
+        if followed and not reader.is_alive():
+            self._read_rest()
         self.sink.close()
         if outcome is None:
             outcome = "succeeded" if code == 0 else "failed"
