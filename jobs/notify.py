@@ -3,10 +3,9 @@
 A job claims its notification with a compare-and-set (pending and due -> sending), which also
 requires that no other notification of the same team is being sent (a partial unique index holds
 that under concurrent claims): one team's slow endpoint holds at most one notification slot, so
-other teams' alerts go out on the others. The attempt is
-recorded before it is made. A transient failure (network, 5xx, 429) sets `next_attempt_at` with
-exponential backoff honouring Retry-After, and the scheduler's sweep enqueues it when due;
-a permanent one (other 4xx) ends the notification."""
+other teams' alerts go out on the others. The attempt is recorded before it is made. A transient
+failure (network, 5xx, 429) sets `next_attempt_at` with exponential backoff honouring Retry-After,
+and the scheduler's sweep enqueues it when due; a permanent one (other 4xx) ends the notification."""
 from __future__ import annotations
 
 import dataclasses

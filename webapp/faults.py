@@ -3,8 +3,8 @@
 `WORKFLOWS_FAULTS=after-create,replace-claimed` makes the process that reaches one of those points
 record it in Redis (`fault:<name>` = its pid) and then stop there (sleep) until a test kills it,
 so a test can kill -9 a process inside a window no signal could hit reliably. `sink-flush` and
-`reader` raise instead of stopping; `reader-lags` waits for a condition, then goes on. Production never sets the variable; it is read once per
-process.
+`reader` raise instead of stopping; `reader-lags` records itself, waits for a condition, then goes
+on. Production never sets the variable; it is read once per process.
 """
 from __future__ import annotations
 
