@@ -25,7 +25,7 @@ def seed(app) -> dict:
     from sqlalchemy import text
 
     from webapp.extensions import db
-    from webapp.models import Run, RunLogChunk, Workflow
+    from webapp.models import Run, RunLogBlock, Workflow
     from webapp.models.base import new_public_id
     from webapp.services.keys import create_key
     from webapp.services.teams import create_user
@@ -62,8 +62,9 @@ def seed(app) -> dict:
         db.session.commit()
         wf = db.session.query(Workflow).order_by(Workflow.id.desc()).first()
         run = db.session.query(Run).filter_by(workflow_id=wf.id).order_by(Run.id.desc()).first()
-        db.session.execute(RunLogChunk.__table__.insert(), [
-            dict(run_id=run.id, seq=i, stream="stdout", text=f"line {i}", ts=now) for i in range(2000)])
+        db.session.execute(RunLogBlock.__table__.insert(), [  # a slow writer's log: a block a line
+            dict(run_id=run.id, first_seq=i, last_seq=i, stream="stdout", text=f"line {i}", ts=now)
+            for i in range(2000)])
         db.session.commit()
         key = create_key(team.id, "full", "live")[1]
         return {"team": team.id, "project": project.id, "wf": wf.public_id, "run": run.public_id, "key": key}

@@ -1,4 +1,8 @@
-"""Where a run's output goes: split into lines, published live at once, stored in batches, capped.
+"""Where a run's output goes: split into lines, published live at once, stored in blocks, capped.
+
+Lines are numbered (`seq`) one by one but stored and published as blocks: the lines of one read of
+one stream joined by newlines, merged up to BLOCK_CHARS. A chunk of a flood whose lines all fit the
+head is taken whole (one decode, one block) instead of line by line.
 
 Past the cap the sink keeps the head (cap minus the tail size) and a rolling last 1 MiB, and at
 close stores a notice of the bytes dropped between them. Memory stays bounded whatever the flood.
@@ -22,18 +26,22 @@ from sqlalchemy import update
 from webapp import faults
 from webapp.extensions import db
 from webapp.livelog import publish_lines
-from webapp.models import Run, RunLogChunk
+from webapp.models import Run, RunLogBlock
 from webapp.models.base import isoformat, utcnow
 from webapp.services.errors import LeaseLost
 
 log = logging.getLogger(__name__)
 
-CHUNKS = RunLogChunk.__table__
+BLOCKS = RunLogBlock.__table__
 RUNS = Run.__table__
 MAX_LINE = 64 * 1024  # a longer line without a newline is stored in pieces of this size
+BLOCK_CHARS = 64 * 1024  # lines are merged into a stored block up to this size
 LIVE_TEXT_MAX = 16 * 1024  # bounds Redis memory in a flood; the stored line is whole
-BATCH_LINES = 1000
-MAX_PENDING_LINES = 20000  # past this the reader waits for a flush: the container's writes block
+BATCH_BYTES = 1024 * 1024  # a flush is due when this much waits (or LOG_BATCH_SECONDS passed)
+BATCH_PIECES = 1000
+# Past either bound the reader waits for a flush: the container's writes block, memory stays flat.
+MAX_PENDING_BYTES = 8 * 1024 * 1024
+MAX_PENDING_PIECES = 20000
 
 
 class SinkError(RuntimeError):
@@ -89,8 +97,9 @@ class LogSink:
         self.stream_bytes = {"stdout": run.stdout_bytes or 0, "stderr": run.stderr_bytes or 0}
         self.lock = threading.Lock()
         self.drained = threading.Condition(self.lock)
-        self.pending: list[dict] = []
-        self.live: list[tuple] = []
+        self.pending: list[list] = []  # blocks: [first_seq, last_seq, stream, ts, [texts], chars]
+        self.pending_bytes = self.pending_pieces = 0
+        self.live: list[tuple] = []  # (first_seq, stream, text of one or more lines, ts)
         self.tail: deque = deque()
         self.tail_size = 0
         self.deferred: tuple[str, int] | None = None
@@ -104,17 +113,42 @@ class LogSink:
 
     # -- input -------------------------------------------------------------------------------
     def feed(self, stream: str, chunk: bytes) -> None:
-        """Called on the reader thread. Waits while too many lines are waiting for the database."""
+        """Called on the reader thread. Waits while too much is waiting for the database."""
         with self.lock:
-            while len(self.pending) >= MAX_PENDING_LINES and not self.fence.lost.is_set():
+            while ((self.pending_bytes >= MAX_PENDING_BYTES or self.pending_pieces >= MAX_PENDING_PIECES)
+                   and not self.fence.lost.is_set()):
                 self.drained.wait(1.0)
         ts = utcnow()
         with self.lock:
             self.dirty = True
             self.stream_bytes[stream] += len(chunk)
-            for raw in self.splitters[stream].feed(chunk):
-                self._add(stream, raw, ts)
+            lines = self.splitters[stream].feed(chunk)
+            if not self._add_whole(stream, lines, ts):
+                for raw in lines:
+                    self._add(stream, raw, ts)
         self.publish()
+
+    def _add_whole(self, stream: str, lines: list[bytes], ts: datetime) -> bool:
+        """The lines of one chunk as one block, when they all go to the head as they are (no
+        notice pending, under the cap, no line cut for the live stream). False: line by line."""
+        if len(lines) < 2 or self.deferred is not None or self.notice_seq is not None:
+            return False
+        joined = b"\n".join(lines)
+        size = len(joined) + 1
+        if (len(joined) > BLOCK_CHARS or self.stored + size > self.head_budget
+                or self.head_lines + len(lines) > self.head_line_budget
+                or (len(joined) > LIVE_TEXT_MAX and max(map(len, lines)) > LIVE_TEXT_MAX)):
+            return False
+        text = joined.decode("utf-8", errors="replace")  # a newline is never part of a UTF-8 sequence
+        if "\x00" in text:
+            text = text.replace("\x00", "\ufffd")  # NUL cannot be stored
+        first = self.seq
+        self.seq += len(lines)
+        self.stored += size
+        self.head_lines += len(lines)
+        self.live.append((first, stream, text, isoformat(ts)))
+        self._pend(first, self.seq - 1, stream, ts, text)
+        return True
 
     def system(self, text: str) -> None:
         with self.lock:
@@ -152,11 +186,10 @@ class LogSink:
         size = len(raw) + 1
         seq = self.seq
         self.seq += 1
-        row = {"run_id": self.run_id, "seq": seq, "stream": stream, "text": text, "ts": ts}
         if (self.notice_seq is None and self.stored + size <= self.head_budget
                 and self.head_lines < self.head_line_budget):
             self.live.append((seq, stream, text[:LIVE_TEXT_MAX], isoformat(ts)))
-            self.pending.append(row)
+            self._pend(seq, seq, stream, ts, text)
             self.stored += size
             self.head_lines += 1
             return
@@ -164,14 +197,20 @@ class LogSink:
             self.notice_seq = seq
             seq = self.seq
             self.seq += 1
-            row["seq"] = seq
         self.live.append((seq, stream, text[:LIVE_TEXT_MAX], isoformat(ts)))
-        self.tail.append((row, size))
+        self.tail.append(((seq, stream, text, ts), size))
         self.tail_size += size
         while (self.tail_size > self.tail_budget or len(self.tail) > self.tail_line_budget) and self.tail:
             _, old = self.tail.popleft()
             self.tail_size -= old
             self.dropped += old
+
+    def _pend(self, first: int, last: int, stream: str, ts: datetime, text: str) -> None:
+        """Lines first..last for the next flush: merged into the block before when they continue it
+        (same stream and read, the next seq, room left), else a block of their own."""
+        self.pending_bytes += len(text) + 1
+        self.pending_pieces += 1
+        _merge(self.pending, first, last, stream, ts, text)
 
     # -- output ------------------------------------------------------------------------------
     def publish(self) -> None:
@@ -192,14 +231,15 @@ class LogSink:
     def due(self) -> bool:
         """Lines to store, or (past the cap, where lines go to the in-memory tail) new bytes read:
         the stored read offsets must follow, or a re-attached reader would read them again."""
-        return len(self.pending) >= BATCH_LINES or (
+        return self.pending_bytes >= BATCH_BYTES or self.pending_pieces >= BATCH_PIECES or (
             (self.pending or self.dirty) and time.monotonic() - self.last_flush >= self.batch_seconds)
 
     def flush(self) -> None:
         """Store the pending lines, fenced by the owner's token. LeaseLost if the run is no
         longer ours; SinkError if the database refused."""
         with self.lock:
-            rows, self.pending = self.pending, []
+            blocks, self.pending = self.pending, []
+            self.pending_bytes = self.pending_pieces = 0
             self.dirty = False
             self.drained.notify_all()
             # Bytes read and turned into lines: a re-attached reader resumes after them.
@@ -208,7 +248,7 @@ class LogSink:
                           log_next_seq=self.seq, log_notice_seq=self.notice_seq,
                           log_dropped_bytes=self.dropped + self.tail_size)
         self.last_flush = time.monotonic()
-        self._store(rows, values)
+        self._store(blocks, values)
 
     def close(self) -> None:
         """Store what is left: the pending head, then the notice and the tail if the cap was hit."""
@@ -216,16 +256,20 @@ class LogSink:
         self.flush()
         if self.notice_seq is None:
             return
-        notice = {"run_id": self.run_id, "seq": self.notice_seq, "stream": "system",
-                  "text": f"[{self.dropped} bytes of output dropped here: the log keeps its first "
-                          f"{self.head_budget} bytes ({self.head_line_budget} lines) and its last "
-                          f"{self.tail_budget} bytes ({self.tail_line_budget} lines)]",
-                  "ts": utcnow()}
-        rows = [notice] + [row for row, _ in self.tail]
+        notice = (f"[{self.dropped} bytes of output dropped here: the log keeps its first "
+                  f"{self.head_budget} bytes ({self.head_line_budget} lines) and its last "
+                  f"{self.tail_budget} bytes ({self.tail_line_budget} lines)]")
+        blocks: list[list] = []
+        _merge(blocks, self.notice_seq, self.notice_seq, "system", utcnow(), notice)
+        for (seq, stream, text, ts), _ in self.tail:
+            _merge(blocks, seq, seq, stream, ts, text)
         self.tail.clear()
-        self._store(rows, dict(log_dropped_bytes=self.dropped, log_bytes=self.stored + self.tail_size))
+        self._store(blocks, dict(log_dropped_bytes=self.dropped, log_bytes=self.stored + self.tail_size))
 
-    def _store(self, rows: list[dict], values: dict) -> None:
+    def _store(self, blocks: list[list], values: dict) -> None:
+        rows = [{"run_id": self.run_id, "first_seq": first, "last_seq": last, "stream": stream, "ts": ts,
+                 "text": texts[0] if len(texts) == 1 else "\n".join(texts)}
+                for first, last, stream, ts, texts, _ in blocks]
         try:
             if rows:
                 faults.raise_here("sink-flush")
@@ -237,7 +281,7 @@ class LogSink:
                 self.fence.lost.set()
                 raise LeaseLost(self.public_id)
             if rows:
-                db.session.execute(CHUNKS.insert(), rows)  # Core executemany: far faster than the ORM path
+                db.session.execute(BLOCKS.insert(), rows)  # Core executemany: far faster than the ORM path
             db.session.commit()
         except LeaseLost:
             raise
@@ -245,3 +289,17 @@ class LogSink:
             db.session.rollback()
             log.exception("could not store the output of %s", self.public_id)
             raise SinkError(str(e)) from e
+
+
+def _merge(blocks: list[list], first: int, last: int, stream: str, ts: datetime, text: str) -> None:
+    """Append lines first..last to `blocks`: onto the last block when they continue it (same
+    stream, same read time, the next seq) and it has room, else as a block of their own."""
+    if blocks:
+        block = blocks[-1]
+        if (block[1] + 1 == first and block[2] == stream and block[3] == ts
+                and block[5] + len(text) + 1 <= BLOCK_CHARS):
+            block[1] = last
+            block[4].append(text)
+            block[5] += len(text) + 1
+            return
+    blocks.append([first, last, stream, ts, [text], len(text)])

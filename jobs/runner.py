@@ -27,7 +27,7 @@ from webapp import faults, logs, metrics
 from webapp.connections import get_docker, get_redis
 from webapp.extensions import db
 from webapp.livelog import last_published_seq, lease_key
-from webapp.models import Run, RunLogChunk, Team
+from webapp.models import Run, RunLogBlock, Team
 from webapp.models.base import utcnow
 from webapp.services import lifecycle
 from webapp.services.dispatch import CANCEL_PLAIN, cancel_key
@@ -193,13 +193,14 @@ class Execution:
         fence = Fence(lease.token, cfg["RUN_LEASE_TTL_SEC"], self.redis, lease.lost)
         stored_lines = 0
         if run.log_bytes:  # a take-over: the head already holds lines
-            stored_lines = db.session.scalar(select(func.count()).select_from(RunLogChunk)
-                                             .where(RunLogChunk.run_id == run.id))
+            stored_lines = db.session.scalar(
+                select(func.coalesce(func.sum(RunLogBlock.last_seq - RunLogBlock.first_seq + 1), 0))
+                .where(RunLogBlock.run_id == run.id))
         self.sink = LogSink(run, fence, cap_bytes=cfg["LOG_CAP_BYTES"], tail_bytes=cfg["LOG_TAIL_BYTES"],
                             batch_seconds=cfg["LOG_BATCH_SECONDS"], live_maxlen=cfg["LIVE_STREAM_MAXLEN"],
                             cap_lines=cfg["LOG_CAP_LINES"], stored_lines=stored_lines)
-        self.sink.start_after(db.session.scalar(select(func.max(RunLogChunk.seq))
-                                                .where(RunLogChunk.run_id == run.id)))
+        self.sink.start_after(db.session.scalar(select(func.max(RunLogBlock.last_seq))
+                                                .where(RunLogBlock.run_id == run.id)))
         db.session.commit()
 
     # -- entry points --------------------------------------------------------------------------

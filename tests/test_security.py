@@ -337,22 +337,23 @@ def test_reading_a_five_million_line_log_keeps_the_web_process_flat(app, client,
     wf = create_wf(client, alice)
     run_id = trigger(client, alice, wf["id"]).get_json()["id"]
     with app.app_context():
-        # Five million lines; one million on PostgreSQL, where loading the rows alone (a foreign-key
+        # Five million lines, each a block of its own (a slow writer's log: the most rows a log can
+        # have); one million on PostgreSQL, where loading the rows alone (a foreign-key
         # check each) takes a minute: the reading code is the same, and the assertion the same.
         lines = 1_000_000 if db.engine.dialect.name == "postgresql" else 5_000_000
         run = db.session.query(Run).filter_by(public_id=run_id).one()
         if db.engine.dialect.name == "postgresql":
-            fill = ("INSERT INTO run_log_chunks (run_id, seq, stream, text, ts) "
-                    "SELECT :run, g, 'stdout', '', now() FROM generate_series(0, :last) g")
+            fill = ("INSERT INTO run_log_blocks (run_id, first_seq, last_seq, stream, text, ts) "
+                    "SELECT :run, g, g, 'stdout', '', now() FROM generate_series(0, :last) g")
         else:
-            fill = ("INSERT INTO run_log_chunks (run_id, seq, stream, text, ts) "
+            fill = ("INSERT INTO run_log_blocks (run_id, first_seq, last_seq, stream, text, ts) "
                     "WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x < :last) "
-                    "SELECT :run, x, 'stdout', '', CURRENT_TIMESTAMP FROM c")
+                    "SELECT :run, x, x, 'stdout', '', CURRENT_TIMESTAMP FROM c")
         db.session.execute(text(fill), {"run": run.id, "last": lines - 1})
         db.session.execute(text("UPDATE runs SET status = 'succeeded' WHERE id = :run"), {"run": run.id})
         db.session.commit()
         if db.engine.dialect.name == "postgresql":  # what autovacuum does after a bulk load
-            db.session.execute(text("ANALYZE run_log_chunks"))
+            db.session.execute(text("ANALYZE run_log_blocks"))
             db.session.commit()
     port = _free_port()
     env = dict(os.environ, PORT=str(port), WEB_WORKERS="1", WEB_THREADS="4")

@@ -1,7 +1,9 @@
 """The live tail of a run's output: one Redis stream per run.
 
-Entries carry the line's `seq`, the same number as its stored row, so a viewer can read the stored
-backlog, then the stream, and skip what it already has: no duplicate at the seam. Where the stream
+Entries carry lines with their `seq`, the same number as stored, so a viewer can read the stored
+backlog, then the stream, and skip what it already has: no duplicate at the seam. An item of an
+entry is `[seq, stream, text, ts]`, where text may hold several lines joined by newlines (a block of
+one read): they are numbered seq, seq + 1, ... (a line itself never holds a newline). Where the stream
 was trimmed past what the viewer has, the viewer fills the hole from the database (`webapp/live.py`).
 
 Lines are published only by the run's owner: the publish is one Lua script that checks the run's
@@ -17,7 +19,8 @@ from flask import current_app, has_app_context
 from .connections import get_redis
 from .services.errors import LeaseLost
 
-ENTRY_LINES = 200
+ENTRY_ITEMS = 200
+ENTRY_CHARS = 16 * 1024  # an entry holds up to this much text (one bigger item alone)
 KEEP_AFTER_END_SEC = 3600
 KEEP_SEC = 7 * 86400
 DEFAULT_MAXLEN = 2000  # entries (batches of lines): far more than the database lags behind
@@ -55,13 +58,20 @@ return 1
 
 def publish_lines(public_id: str, lines: list[tuple], *, token: str, lease_ttl_ms: int,
                   maxlen: int = DEFAULT_MAXLEN, redis=None) -> None:
-    """lines: (seq, stream, text, ts iso). One stream entry holds a batch of lines (a flood makes
-    thousands of lines a second; one entry each would cost Redis more than the lines are worth).
-    Raises LeaseLost when another worker owns the run."""
+    """lines: (seq, stream, text, ts iso), text one line or a block of them. One stream entry holds
+    a batch of items (a flood makes thousands of lines a second; one entry each would cost Redis
+    more than the lines are worth). Raises LeaseLost when another worker owns the run."""
     if not lines:
         return
     r = redis or get_redis()
-    entries = [json.dumps(lines[start:start + ENTRY_LINES]) for start in range(0, len(lines), ENTRY_LINES)]
+    entries, batch, chars = [], [], 0
+    for item in lines:
+        if batch and (len(batch) >= ENTRY_ITEMS or chars + len(item[2]) > ENTRY_CHARS):
+            entries.append(json.dumps(batch))
+            batch, chars = [], 0
+        batch.append(item)
+        chars += len(item[2])
+    entries.append(json.dumps(batch))
     ok = r.eval(_FENCED_XADD, 2, lease_key(public_id), stream_key(public_id), token, lease_ttl_ms, maxlen,
                 KEEP_SEC, *entries)
     if not ok:
@@ -94,4 +104,5 @@ def decode(fields: dict) -> list[dict]:
          for k, v in fields.items()}
     if "event" in f:
         return [{"event": f["event"], "status": f.get("status")}]
-    return [{"stream": stream, "text": text, "ts": ts, "seq": seq} for seq, stream, text, ts in json.loads(f["lines"])]
+    return [{"stream": stream, "text": line, "ts": ts, "seq": seq + i}
+            for seq, stream, text, ts in json.loads(f["lines"]) for i, line in enumerate(text.split("\n"))]

@@ -1,10 +1,10 @@
 """The JSON shapes of the contract."""
 from __future__ import annotations
 
-from ..models import Run, RunLogChunk, Workflow
+from ..models import Run, Workflow
 from ..models.base import isoformat
 from ..services.masking import masked_env
-from ..services.runs import run_url
+from ..services.runs import LogLine, run_url
 
 
 def workflow_json(wf: Workflow, masked: bool = False) -> dict:
@@ -38,5 +38,5 @@ def run_json(run: Run, masked: bool = False) -> dict:
     }
 
 
-def line_json(line: RunLogChunk) -> dict:
+def line_json(line: LogLine) -> dict:
     return {"stream": line.stream, "text": line.text, "ts": isoformat(line.ts), "seq": line.seq}

@@ -2,10 +2,10 @@
 from .notifications import EVENTS, Event, Notification, NotificationChannel, NotificationDelivery
 from .registry import RegistryCredential
 from .tenancy import ApiKey, Environment, Membership, Project, Team, User
-from .workflows import STATUSES, TERMINAL, TRIGGERS, Run, RunCount, RunLogChunk, Workflow
+from .workflows import STATUSES, TERMINAL, TRIGGERS, Run, RunCount, RunLogBlock, Workflow
 
 __all__ = [
     "ApiKey", "Environment", "Event", "EVENTS", "Membership", "Notification", "NotificationChannel",
-    "NotificationDelivery", "Project", "RegistryCredential", "Run", "RunCount", "RunLogChunk", "STATUSES",
+    "NotificationDelivery", "Project", "RegistryCredential", "Run", "RunCount", "RunLogBlock", "STATUSES",
     "Team", "TERMINAL", "TRIGGERS", "User", "Workflow",
 ]

@@ -126,14 +126,23 @@ class RunCount(db.Model):
     n = db.Column(db.BigInteger, nullable=False, default=0)
 
 
-class RunLogChunk(db.Model):
-    """One line (or unterminated tail) of a run's output, in order, with its stream and time."""
+class RunLogBlock(db.Model):
+    """Consecutive lines of a run's output from one stream and one read of it (one timestamp),
+    joined by newlines: seqs `first_seq`..`last_seq`, one per line. A flood is stored as a few
+    thousand rows of up to 64 KiB instead of a row per line; a slow writer's line is a block alone."""
 
-    __tablename__ = "run_log_chunks"
+    __tablename__ = "run_log_blocks"
     id = db.Column(db.BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
     run_id = db.Column(db.Integer, db.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False)
-    seq = db.Column(db.Integer, nullable=False)
+    first_seq = db.Column(db.Integer, nullable=False)
+    last_seq = db.Column(db.Integer, nullable=False)
     stream = db.Column(db.String(6), nullable=False)  # stdout | stderr | system
     text = db.Column(db.Text, nullable=False)
     ts = db.Column(db.DateTime, nullable=False)
-    __table_args__ = (db.UniqueConstraint("run_id", "seq", name="uq_run_log_chunks_run_seq"),)
+    # Blocks never overlap, so ordering by last_seq is ordering by seq, and "the blocks holding a
+    # seq after N" is a range scan of this index.
+    __table_args__ = (db.UniqueConstraint("run_id", "last_seq", name="uq_run_log_blocks_run_last_seq"),)
+
+    @property
+    def lines(self) -> int:
+        return self.last_seq - self.first_seq + 1
