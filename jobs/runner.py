@@ -237,7 +237,15 @@ class Execution:
             return self._finish("cancelled", error=self.cancel_reason)
         self._create()
         faults.stop_here("after-create")
+        self._attach_and_start()
+
+    def _attach_and_start(self) -> None:
+        """A created container: attach, wait for the run's instant if it is still to come, start,
+        supervise to the end."""
         reader = self._read(engine.attach_output(self.api, self.container_id))
+        cancelled = self._until_due()
+        if cancelled:
+            return self._finish("cancelled", error=cancelled)
         self._start()
         self._supervise(reader, time.monotonic() + self.run.timeout_sec)
 
@@ -262,9 +270,7 @@ class Execution:
             self.sink.system_after(notice + " and started the container", published)
             if self._cancel_requested():
                 return self._finish("cancelled", error=self.cancel_reason)
-            reader = self._read(engine.attach_output(self.api, self.container_id))
-            self._start()
-            self._supervise(reader, time.monotonic() + self.run.timeout_sec)
+            self._attach_and_start()
         elif status in ("running", "paused", "restarting"):
             self.sink.system_after(notice, published)
             output = engine.log_output(self.api, self.container_id, follow=True)
@@ -382,6 +388,27 @@ class Execution:
             raise engine.RunFailure(f"could not create the container: {e.explanation or e}") from None
         self.container_id = created["Id"]
         lifecycle.owned_update(run, self.token, container_id=self.container_id)
+
+    def _until_due(self) -> str | None:
+        """A run handed over ahead of its instant (a cron fire made SCHEDULE_LEAD_SEC early: `due_at`
+        still to come) waits for it on the monotonic clock, its container created and attached, then
+        starts on time. Only a cancel stops it meanwhile: the fire is made, and like any run in
+        flight it outlives a later change or delete of its workflow. Returns the cancel's reason,
+        or None to start."""
+        wait = (self.run.due_at - utcnow()).total_seconds()
+        if wait <= 0:
+            return None
+        start_at = time.monotonic() + wait
+        while start_at - time.monotonic() > POLL_SEC:
+            if self.lease.lost.is_set():
+                raise LeaseLost(self.run.public_id)
+            if self._cancel_requested():
+                return self.cancel_reason or "cancelled before its instant"
+            time.sleep(min(start_at - time.monotonic() - POLL_SEC, POLL_SEC))
+        if self._cancel_requested():
+            return self.cancel_reason or "cancelled before its instant"
+        time.sleep(max(0.0, start_at - time.monotonic()))
+        return None
 
     def _start(self) -> None:
         try:

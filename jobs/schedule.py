@@ -4,12 +4,18 @@ Each due workflow's `next_run_at` is advanced with a compare-and-set, and the ru
 unique (workflow, scheduledFor): two schedulers, or one fire seen twice, cannot fire twice.
 A scheduler that was down fires at most the latest missed instant, and only if it is younger
 than the workflow's timeout.
+
+`allow` workflows (the default) are fired up to SCHEDULE_LEAD_SEC ahead of their instant: the run
+is made and handed over with `due_at` = the instant, and the worker prepares the container and
+starts it on time (jobs/runner.py). `forbid` and `replace` decide on what is in flight, so they
+are fired at their instant, as the rule says.
 """
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
@@ -29,11 +35,12 @@ def fire_due(now: datetime | None = None) -> int:
     """Fire every due workflow. `allow` workflows (the default) are fired in one transaction and
     handed over in one Redis round trip, so a thousand fires of one instant take well under 2 s."""
     now = now or utcnow()
+    ahead = now + timedelta(seconds=current_app.config["SCHEDULE_LEAD_SEC"])
     due = (db.session.query(Workflow)
-           .filter(Workflow.next_run_at <= now, Workflow.deleted_at.is_(None), Workflow.schedule.is_not(None))
+           .filter(Workflow.next_run_at <= ahead, Workflow.deleted_at.is_(None), Workflow.schedule.is_not(None))
            .order_by(Workflow.next_run_at).limit(BATCH).all())
     plain = [wf for wf in due if wf.concurrency_policy == "allow"]
-    others = [wf for wf in due if wf.concurrency_policy != "allow"]
+    others = [wf for wf in due if wf.concurrency_policy != "allow" and wf.next_run_at <= now]
     handles = _fire_batch(plain, now)
     for wf in others:
         run = _fire_one(wf, now)
@@ -88,8 +95,9 @@ def _claim(wf: Workflow, following: datetime | None) -> bool:
 
 
 def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
-    """Fire `allow` workflows in one transaction; returns the hand-over handles of the new runs."""
-    plans = [(wf, *_instants(wf, now)) for wf in workflows]
+    """Fire `allow` workflows in one transaction; returns the hand-over handles of the new runs.
+    An instant still ahead of `now` is fired with `due_at` = the instant: prepared, started on time."""
+    plans = [(wf, *_instants(wf, max(now, wf.next_run_at))) for wf in workflows]
     runs, notes = [], []
     with db.session.no_autoflush:
         for wf, instant, following, missed in plans:
@@ -97,7 +105,8 @@ def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
                 continue
             _missed(wf, missed, notes)
             if instant is not None:
-                runs.append(fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant, commit=False))
+                runs.append(fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant,
+                                 due_at=max(now, instant), commit=False))
     try:
         db.session.flush()
         handles = [handle(run) for run in runs]

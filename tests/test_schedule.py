@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from conftest import create_wf, wait_for, wait_status
+from conftest import all_logs, create_wf, wait_for, wait_status
 
 from webapp.services import cron
 
@@ -178,6 +178,99 @@ def test_patch_and_delete_change_the_next_fire(client, alice):
     tz = client.patch(url, json={"schedule": "0 9 * * *", "timezone": "Asia/Tokyo"}, headers=alice.h()).get_json()
     assert tz["nextRunAt"].endswith("T00:00:00.000Z")  # 09:00 in Tokyo
     assert client.patch(url, json={"schedule": None}, headers=alice.h()).get_json()["nextRunAt"] is None
+
+
+def test_an_allow_instant_within_the_lead_is_fired_ahead_and_due_at_its_instant(app, client, alice):
+    from webapp.extensions import db
+    from webapp.models import Run
+    plain = create_wf(client, alice, schedule="*/5 * * * *")
+    forbid = create_wf(client, alice, schedule="*/5 * * * *", concurrencyPolicy="forbid")
+    for wf in (plain, forbid):
+        _set_next(app, wf["id"], at("2026-01-01T00:05:00"))
+    assert _fire(app, at("2026-01-01T00:04:58.500000")) == 1  # SCHEDULE_LEAD_SEC is 2
+    runs, nxt = _runs(app, plain["id"])
+    assert runs == [("schedule", at("2026-01-01T00:05:00"))] and nxt == at("2026-01-01T00:10:00")
+    with app.app_context():
+        assert db.session.query(Run.due_at).scalar() == at("2026-01-01T00:05:00")
+    # forbid and replace decide on what is in flight: at their instant, not before
+    assert _runs(app, forbid["id"]) == ([], at("2026-01-01T00:05:00"))
+    assert _fire(app, at("2026-01-01T00:05:00.100000")) == 1
+    assert _runs(app, forbid["id"])[0] == [("schedule", at("2026-01-01T00:05:00"))]
+
+
+def test_a_schedule_saved_after_an_ahead_fire_does_not_fire_that_instant_again(app, client, alice):
+    wf = create_wf(client, alice, schedule="* * * * * *")
+    instant = (datetime.utcnow() + timedelta(seconds=2)).replace(microsecond=0)
+    _set_next(app, wf["id"], instant)
+    assert _fire(app, instant - timedelta(seconds=1.5)) == 1
+    url = f"/api/workflows/{alice.team_id}/workflows/{wf['id']}"
+    saved = client.patch(url, json={"schedule": "*/1 * * * * *"}, headers=alice.h()).get_json()
+    assert datetime.fromisoformat(saved["nextRunAt"][:-1]) > instant
+
+
+def _boot_clock_at(instant: datetime) -> float:
+    """The kernel's boot clock (what /proc/uptime shows in any container) at a wall-clock instant."""
+    from datetime import timezone
+    return instant.replace(tzinfo=timezone.utc).timestamp() + time.clock_gettime(time.CLOCK_BOOTTIME) - time.time()
+
+
+def _run_containers(run_id: str) -> list[dict]:
+    import docker
+
+    from jobs.engine import LABEL_RUN
+    engine = docker.from_env()
+    try:
+        return engine.api.containers(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+    finally:
+        engine.close()
+
+
+def test_a_run_prepared_ahead_starts_its_process_at_the_instant_not_before(app, client, alice, procs):
+    procs.worker(1)
+    procs.scheduler(env={"SCHEDULE_LEAD_SEC": "4"})
+    wf = create_wf(client, alice, schedule="*/10 * * * * *", command=["cat", "/proc/uptime"], timeoutSec=30)
+    url = f"/api/workflows/{alice.team_id}/workflows/{wf['id']}"
+
+    def ahead():  # a run made before its instant, its container already created and not started
+        for run in client.get(f"{url}/runs", headers=alice.h()).get_json()["runs"]:
+            instant = datetime.fromisoformat(run["scheduledFor"][:-1])
+            if instant > datetime.utcnow() + timedelta(seconds=0.5):
+                found = _run_containers(run["id"])
+                if found and found[0]["State"] == "created":
+                    return run
+        return None
+    run = wait_for(ahead, 30, every=0.05)
+    client.patch(url, json={"schedule": None}, headers=alice.h())
+    done = wait_status(client, alice, run["id"], timeout=30)
+    assert done["status"] == "succeeded"
+    instant = datetime.fromisoformat(run["scheduledFor"][:-1])
+    uptime = float(all_logs(client, alice, run["id"])["lines"][0]["text"].split()[0])
+    # /proc/uptime moves in 10 ms steps (truncated): a process at the instant may read 10 ms less
+    assert uptime >= _boot_clock_at(instant) - 0.011, (uptime, _boot_clock_at(instant))
+    assert datetime.fromisoformat(done["startedAt"][:-1]) >= instant
+    assert wait_for(lambda: not _run_containers(run["id"]), 10)
+
+
+def test_a_run_prepared_ahead_and_cancelled_before_its_instant_never_starts(app, client, alice, procs):
+    procs.worker(1)
+    procs.scheduler(env={"SCHEDULE_LEAD_SEC": "8"})
+    wf = create_wf(client, alice, schedule="*/10 * * * * *", command=["echo", "ran"], timeoutSec=30)
+    url = f"/api/workflows/{alice.team_id}/workflows/{wf['id']}"
+
+    def prepared():
+        for run in client.get(f"{url}/runs", headers=alice.h()).get_json()["runs"]:
+            instant = datetime.fromisoformat(run["scheduledFor"][:-1])
+            if instant > datetime.utcnow() + timedelta(seconds=2) and _run_containers(run["id"]):
+                return run
+        return None
+    run = wait_for(prepared, 30, every=0.05)
+    client.patch(url, json={"schedule": None}, headers=alice.h())
+    cancel = client.post(f"/api/workflows/{alice.team_id}/workflows/runs/{run['id']}/cancel", headers=alice.h())
+    assert cancel.status_code == 202
+    done = wait_status(client, alice, run["id"], timeout=30)
+    assert done["status"] == "cancelled" and done["startedAt"] is None
+    assert wait_for(lambda: not _run_containers(run["id"]), 10)
+    assert [l["text"] for l in all_logs(client, alice, run["id"])["lines"] if l["stream"] == "stdout"] == []
 
 
 # -- live: two scheduler processes, a 2-second schedule --------------------------------------

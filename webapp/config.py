@@ -106,6 +106,9 @@ def from_env() -> dict:
         "QUEUE_WAIT_FLOOR_SEC": _int("QUEUE_WAIT_FLOOR_SEC", 300, 0, 86400),
         # Live-log stream length in entries (batches of lines); tests make it short.
         "LIVE_STREAM_MAXLEN": _int("LIVE_STREAM_MAXLEN", 2000, 1, 1_000_000),
+        # A scheduled run of an `allow` workflow is handed to a worker this many seconds before its
+        # instant: the worker pulls, creates and attaches ahead and starts the container on time.
+        "SCHEDULE_LEAD_SEC": _float("SCHEDULE_LEAD_SEC", 2.0, 0.0, 30.0),
         # How often a run's output is written to the database (seconds).
         "LOG_BATCH_SECONDS": _float("LOG_BATCH_SECONDS", 0.25, 0.01, 60.0),
         "NOTIFY_SLOTS": _int("NOTIFY_SLOTS", 2, 1, 64),

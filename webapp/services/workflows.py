@@ -4,10 +4,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import func
+from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import Environment, Project, Workflow
+from ..models import Environment, Project, Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..schemas import WorkflowCreate, WorkflowUpdate
 from . import cron
@@ -165,7 +165,10 @@ def update_workflow(principal: Principal, team_id: int, public_id: str, body: Wo
         wf.expect_since = wf.updated_at if wf.expect_success_within_sec else None
         wf.silent_at = None
     if body.model_fields_set & {"schedule", "timezone"}:
-        wf.next_run_at = compute_next_run_at(wf)
+        # A fire prepared ahead of its instant (SCHEDULE_LEAD_SEC) holds that instant already:
+        # the next one is counted from after it, never the same instant twice.
+        fired = db.session.scalar(select(func.max(Run.scheduled_for)).where(Run.workflow_id == wf.id))
+        wf.next_run_at = compute_next_run_at(wf, max(wf.updated_at, fired) if fired else wf.updated_at)
     db.session.commit()
     return wf
 
