@@ -6,6 +6,7 @@ import logging
 import os
 import struct
 import subprocess
+import threading
 
 import docker
 import requests
@@ -186,6 +187,43 @@ class Output:
 
     def close(self) -> None:
         self.closer()
+
+
+class ExitWatch:
+    """A container's `die` event, read on a thread of its own from the engine's event stream.
+
+    The engine reports the exit (with its code) as soon as the process has ended, then releases
+    the container's network and mounts, and only then answers `wait`: on Docker 20.10 that
+    teardown is about 0.1 s on every run, which the event does not wait out. Subscribe before the
+    container starts, so that the event cannot be missed. If the stream ends without it (the
+    engine restarted), `broken` is set and the caller falls back to `wait`."""
+
+    def __init__(self, api: docker.APIClient, container_id: str):
+        self.code: int | None = None
+        self.broken = False
+        self.ended = threading.Event()
+        self.stream = api.events(filters={"container": container_id, "event": "die"}, decode=True)
+        threading.Thread(target=self._read, daemon=True, name=f"exit-{container_id[:12]}").start()
+
+    def _read(self) -> None:
+        try:
+            for event in self.stream:
+                if event.get("Action", event.get("status")) == "die":
+                    code = event.get("Actor", {}).get("Attributes", {}).get("exitCode")
+                    if code is not None and code.lstrip("-").isdigit():
+                        self.code = int(code)
+                    break
+        except Exception:  # the stream broke, or close() from the supervising thread
+            pass
+        finally:
+            self.broken = self.code is None
+            self.ended.set()
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except Exception:
+            pass
 
 
 def attach_output(api: docker.APIClient, container_id: str) -> Output:

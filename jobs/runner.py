@@ -246,8 +246,12 @@ class Execution:
         cancelled = self._until_due()
         if cancelled:
             return self._finish("cancelled", error=cancelled)
-        self._start()
-        self._supervise(reader, time.monotonic() + self.run.timeout_sec)
+        watch = engine.ExitWatch(self.api, self.container_id)
+        try:
+            self._start()
+            self._supervise(reader, time.monotonic() + self.run.timeout_sec, watch=watch)
+        finally:
+            watch.close()
 
     def _resume(self) -> None:
         """By the container's state: `created` (the worker died before starting it) is started
@@ -451,19 +455,19 @@ class Execution:
         thread.start()
         return thread
 
-    def _supervise(self, reader: threading.Thread, deadline: float, followed: bool = False) -> None:
+    def _supervise(self, reader: threading.Thread, deadline: float, followed: bool = False,
+                   watch: engine.ExitWatch | None = None) -> None:
         """Wait for the exit while flushing logs; enforce the deadline and cancel requests.
         `followed`: the reader follows the engine's log (a re-attached running container), which
-        may end short of the exit's output; the rest is then read once the container has exited."""
+        may end short of the exit's output; the rest is then read once the container has exited.
+        `watch`: the container's exit event, subscribed before it started (else `wait` is polled)."""
         outcome, code, error = None, None, None
         while True:
             if self.lease.lost.is_set():
                 raise LeaseLost(self.run.public_id)
-            try:
-                code = self.api.wait(self.container_id, timeout=POLL_SEC)["StatusCode"]
+            code = self._exit_within(POLL_SEC, watch)
+            if code is not None:
                 break
-            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                pass
             if self.sink.due():
                 self.sink.flush()
             if self._cancel_requested():
@@ -486,6 +490,17 @@ class Execution:
             if code != 0:
                 error = self._oom_error()
         self._finish(outcome, exit_code=code, error=error, store=False)
+
+    def _exit_within(self, seconds: float, watch: engine.ExitWatch | None) -> int | None:
+        """The exit code if the container exits within `seconds`, else None."""
+        if watch is not None and not watch.broken:
+            watch.ended.wait(seconds)
+            if watch.code is not None or not watch.broken:
+                return watch.code
+        try:
+            return self.api.wait(self.container_id, timeout=seconds)["StatusCode"]
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            return None
 
     def _kill_at_deadline(self) -> bool:
         """SIGKILL at the deadline; False when the container had exited on its own meanwhile

@@ -195,3 +195,19 @@ def test_image_tag_policy_uses_the_local_copy_when_the_pull_fails(client, alice,
         assert lines[0]["stream"] == "system" and "running the local copy" in lines[0]["text"]
     finally:
         docker_api.remove_image(f"{local}:latest")
+
+
+def test_the_exit_event_carries_the_code_and_a_closed_watch_says_it_is_broken(docker_api):
+    from jobs.engine import ExitWatch
+    cid = docker_api.create_container(TEST_IMAGE, ["sh", "-c", "exit 3"])["Id"]
+    idle = docker_api.create_container(TEST_IMAGE, ["sleep", "30"])["Id"]
+    try:
+        watch = ExitWatch(docker_api, cid)  # before the start: the event cannot be missed
+        docker_api.start(cid)
+        assert watch.ended.wait(10) and (watch.code, watch.broken) == (3, False)
+        closed = ExitWatch(docker_api, idle)  # a stream that ends without the event: the caller falls back
+        closed.close()
+        assert closed.ended.wait(10) and (closed.code, closed.broken) == (None, True)
+    finally:
+        for c in (cid, idle):
+            docker_api.remove_container(c, force=True)
