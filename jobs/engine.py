@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import struct
 import subprocess
 import threading
@@ -224,6 +225,33 @@ class ExitWatch:
             self.stream.close()
         except Exception:
             pass
+
+
+_removals: queue.Queue | None = None
+_removals_lock = threading.Lock()
+
+
+def remove_later(api: docker.APIClient, container_id: str) -> None:
+    """Remove a finished run's container on this process's remover thread: the slot takes its next
+    run meanwhile (a removal took 0.15 s of slot time per run in a burst of 40 on 4 slots). What a
+    process dying first leaves is removed by the sweeper's reaper."""
+    global _removals
+    with _removals_lock:
+        if _removals is None:
+            _removals = queue.Queue()
+            threading.Thread(target=_remove_forever, args=(_removals,), daemon=True, name="remover").start()
+    _removals.put((api, container_id))
+
+
+def _remove_forever(removals: queue.Queue) -> None:
+    while True:
+        api, container_id = removals.get()
+        try:
+            api.remove_container(container_id, force=True)
+        except NotFound:
+            pass
+        except Exception:
+            log.warning("could not remove container %s; the reaper will", container_id)
 
 
 def attach_output(api: docker.APIClient, container_id: str) -> Output:

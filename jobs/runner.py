@@ -638,13 +638,9 @@ class Execution:
                 pass
 
     def _remove(self) -> None:
-        """Remove the container of a run this worker finished. If this process is being stopped
-        mid-run, or lost the run, the container is left for its owner or the sweeper."""
+        """Remove the container of a run this worker finished (off the slot's path: the remover
+        thread does it). If this process is being stopped mid-run, or lost the run, the container
+        is left for its owner or the sweeper."""
         if not self.container_id or self.api is None or not self.finished:
             return
-        try:
-            self.api.remove_container(self.container_id, force=True)
-        except NotFound:
-            pass
-        except Exception:
-            log.warning("could not remove container %s; the reaper will", self.container_id)
+        engine.remove_later(self.api, self.container_id)
