@@ -408,7 +408,7 @@ class Execution:
                 raise LeaseLost(self.run.public_id)
             if self._cancel_requested():
                 return self.cancel_reason or "cancelled before its instant"
-            time.sleep(min(start_at - time.monotonic() - POLL_SEC, POLL_SEC))
+            time.sleep(max(0.0, min(start_at - time.monotonic() - POLL_SEC, POLL_SEC)))
         if self._cancel_requested():
             return self.cancel_reason or "cancelled before its instant"
         time.sleep(max(0.0, start_at - time.monotonic()))

@@ -321,3 +321,21 @@ def test_a_restarted_scheduler_after_a_redis_flush_keeps_firing_once(app, client
     instants = [r["scheduledFor"] for r in runs()]
     assert len(instants) == len(set(instants))
     wait_for(lambda: all(r["status"] == "succeeded" for r in runs()), 40)
+
+
+def test_waiting_for_the_instant_survives_a_cancel_check_that_runs_past_it():
+    """The wait's own checks may take longer than what was left of it (a slow database under
+    load): the run then starts at once instead of crashing on a negative sleep."""
+    import threading
+    from types import SimpleNamespace
+
+    from jobs.runner import Execution
+    from webapp.models.base import utcnow
+
+    def slow_cancel_check():
+        time.sleep(0.3)
+        return False
+    stand_in = SimpleNamespace(run=SimpleNamespace(due_at=utcnow() + timedelta(seconds=0.25), public_id="run_x"),
+                               lease=SimpleNamespace(lost=threading.Event()), cancel_reason=None,
+                               _cancel_requested=slow_cancel_check)
+    assert Execution._until_due(stand_in) is None
