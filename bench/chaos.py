@@ -1,7 +1,8 @@
 """Chaos soak: exactly once while processes die and services restart, audited from outside.
 
-For --minutes N (default 10): 20 workflows fire every 2 s (`*/2 * * * * *`, some failing with a
-retry, all printing a known sequence), manual triggers, manual retries and cancels arrive over the
+For --minutes N (default 10): 20 workflows fire every 2 s (`*/2 * * * * *`, `forbid`, some failing
+with a retry, all printing a known sequence) and 2 every 10 s (`allow`: made ahead of the instant
+and started on it), manual triggers, manual retries and cancels arrive over the
 API, and every ~5 s one of a worker slot, the worker supervisor, a scheduler (two run) or the web
 process is killed with SIGKILL and brought back. Redis is restarted twice and dockerd once. Then
 the faults stop, the schedules are removed, everything settles, and the audit checks:
@@ -40,6 +41,8 @@ from stack import ROOT, Stack
 VAR = ROOT / "var"
 LINES = 20
 SCHEDULED = 20
+AHEAD = 2  # `allow` workflows, fired SCHEDULE_LEAD_SEC ahead of their instants, every AHEAD_EVERY s
+AHEAD_EVERY = 10
 FAILING = 5  # of the scheduled workflows, these exit 3 after their output (maxRetries 1)
 SETTLE_SEC = 240
 
@@ -196,6 +199,7 @@ class Chaos:
         assert status == 201, status
         self.tags: dict[str, str] = {}
         self.scheduled: list[str] = []
+        self.period: dict[str, int] = {}  # seconds between a scheduled workflow's instants
         for i in range(SCHEDULED):
             tag = f"sched{i:02d}"
             fail = i < FAILING
@@ -204,6 +208,14 @@ class Chaos:
                                    maxRetries=1 if fail else 0, retryBackoffSec=1)
             self.tags[wf] = tag
             self.scheduled.append(wf)
+            self.period[wf] = 2
+        for i in range(AHEAD):
+            tag = f"ahead{i}"
+            wf = s.create_workflow(name=tag, command=sequence(tag, False, pause="0.5"), timeoutSec=60,
+                                   schedule=f"*/{AHEAD_EVERY} * * * * *")
+            self.tags[wf] = tag
+            self.scheduled.append(wf)
+            self.period[wf] = AHEAD_EVERY
         self.manual = []
         for i in range(3):
             tag = f"manual{i}"
@@ -363,13 +375,16 @@ class Chaos:
                 wf = wfs[public_id]
                 fired = Counter(r.scheduled_for for r in by_wf[wf.id] if r.trigger == "schedule")
                 problems += [f"instant fired {n} times: {public_id} {t}" for t, n in fired.items() if n > 1]
-                t = _next_even(self.created_at + timedelta(seconds=1))
+                period = self.period[public_id]
+                t = _next_multiple(self.created_at + timedelta(seconds=1), period)
+                # instants past this may or may not have fired (an allow workflow's up to
+                # SCHEDULE_LEAD_SEC ahead of the unschedule): at most once is checked above
                 end = self.unscheduled_at[public_id] - timedelta(seconds=1)
                 while t <= end:
                     instants += 1
                     if fired.get(t, 0) != 1:
                         problems.append(f"instant missing: {public_id} {t.isoformat()}")
-                    t += timedelta(seconds=2)
+                    t += timedelta(seconds=period)
             # at most one container per run, from the engine's own events
             problems += [f"{n} containers created for {run}" for run, n in self.events.created.items() if n > 1]
             # logs of succeeded runs: contiguous and byte-exact
@@ -430,9 +445,10 @@ class Chaos:
         return len(problems)
 
 
-def _next_even(t: datetime) -> datetime:
+def _next_multiple(t: datetime, period: int) -> datetime:
+    """The first instant of a `*/period` seconds schedule after `t`."""
     t = t.replace(microsecond=0) + timedelta(seconds=1)
-    return t + timedelta(seconds=t.second % 2)
+    return t + timedelta(seconds=-t.second % period)
 
 
 def _wait(predicate, limit: float) -> bool:
