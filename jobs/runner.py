@@ -255,7 +255,7 @@ class Execution:
 
     def _resume(self) -> None:
         """By the container's state: `created` (the worker died before starting it) is started
-        now; a running one is re-attached; an exited one is completed from its exit code and
+        now (at its instant if it was prepared ahead); a running one is re-attached; an exited one is completed from its exit code and
         output; none at all means the worker was lost before anything ran."""
         self.api = get_docker(timeout=120).api
         container = self._find_container()
