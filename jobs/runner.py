@@ -403,15 +403,13 @@ class Execution:
         if wait <= 0:
             return None
         start_at = time.monotonic() + wait
-        while start_at - time.monotonic() > POLL_SEC:
+        while start_at > time.monotonic():
             if self.lease.lost.is_set():
                 raise LeaseLost(self.run.public_id)
             if self._cancel_requested():
                 return self.cancel_reason or "cancelled before its instant"
-            time.sleep(max(0.0, min(start_at - time.monotonic() - POLL_SEC, POLL_SEC)))
-        if self._cancel_requested():
-            return self.cancel_reason or "cancelled before its instant"
-        time.sleep(max(0.0, start_at - time.monotonic()))
+            # read the clock after the checks: they may have taken longer than what was left
+            time.sleep(max(0.0, min(start_at - time.monotonic(), POLL_SEC)))
         return None
 
     def _start(self) -> None:
