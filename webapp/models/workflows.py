@@ -142,7 +142,3 @@ class RunLogBlock(db.Model):
     # Blocks never overlap, so ordering by last_seq is ordering by seq, and "the blocks holding a
     # seq after N" is a range scan of this index.
     __table_args__ = (db.UniqueConstraint("run_id", "last_seq", name="uq_run_log_blocks_run_last_seq"),)
-
-    @property
-    def lines(self) -> int:
-        return self.last_seq - self.first_seq + 1
