@@ -8,6 +8,7 @@ import queue
 import struct
 import subprocess
 import threading
+import time
 
 import docker
 import requests
@@ -52,6 +53,66 @@ def local_image(api: docker.APIClient, image: str) -> dict | None:
         return None
     except NotFound:
         return None
+
+
+class ImageCache:
+    """`local_image` answers, kept per reference while this process follows the engine's image
+    events: any of them (pull, tag, untag, delete, import, load) empties the cache, so a run never
+    sees a reference as it was before a change the engine has reported. Until the subscription
+    is open, and whenever it breaks, nothing is kept and every call asks the engine. An inspect
+    that raced with an event is not kept (the generation counter)."""
+
+    RETRY_SEC = 2.0
+
+    def __init__(self, api: docker.APIClient):
+        self.api = api
+        self.items: dict[str, dict] = {}
+        self.generation = 0
+        self.live = False
+        self.lock = threading.Lock()
+        threading.Thread(target=self._follow, daemon=True, name="image-events").start()
+
+    def local_image(self, image: str) -> dict | None:
+        with self.lock:
+            if self.live and image in self.items:
+                return self.items[image]
+            generation = self.generation
+        info = local_image(self.api, image)
+        with self.lock:
+            if info is not None and self.live and generation == self.generation:
+                self.items[image] = info
+        return info
+
+    def _forget(self, live: bool) -> None:
+        with self.lock:
+            self.items.clear()
+            self.generation += 1
+            self.live = live
+
+    def _follow(self) -> None:
+        while True:
+            try:
+                stream = self.api.events(filters={"type": "image"}, decode=True)
+                self._forget(live=True)
+                for _ in stream:
+                    self._forget(live=True)
+            except Exception:
+                pass
+            self._forget(live=False)
+            time.sleep(self.RETRY_SEC)
+
+
+_image_caches: dict[str, ImageCache] = {}
+_image_caches_lock = threading.Lock()
+
+
+def cached_image(api: docker.APIClient, image: str) -> dict | None:
+    """`local_image` through this process's cache for `api`'s engine (see ImageCache)."""
+    with _image_caches_lock:
+        cache = _image_caches.get(api.base_url)
+        if cache is None:
+            cache = _image_caches[api.base_url] = ImageCache(api)
+    return cache.local_image(image)
 
 
 def pull(api: docker.APIClient, image: str, auth: dict | None, on_progress=None) -> None:
@@ -191,38 +252,54 @@ class Output:
 
 
 class ExitWatch:
-    """A container's `die` event, read on a thread of its own from the engine's event stream.
+    """The `die` event of a run's container, read on a thread of its own from the engine's event
+    stream, by the run's label: it can be subscribed before the container exists.
 
     The engine reports the exit (with its code) as soon as the process has ended, then releases
     the container's network and mounts, and only then answers `wait`: on Docker 20.10 that
-    teardown is about 0.1 s on every run, which the event does not wait out. Subscribe before the
-    container starts, so that the event cannot be missed. If the stream ends without it (the
-    engine restarted), `broken` is set and the caller falls back to `wait`."""
+    teardown is about 0.1 s on every run, which the event does not wait out. The subscription is
+    made on the thread, meanwhile the caller pulls and creates; `subscribed()` before the start
+    makes sure the event cannot be missed. If the stream cannot be opened or ends without the
+    event (the engine restarted), `broken` is set and the caller falls back to `wait`."""
 
-    def __init__(self, api: docker.APIClient, container_id: str):
+    def __init__(self, api: docker.APIClient, run_id: str):
         self.code: int | None = None
         self.broken = False
         self.ended = threading.Event()
-        self.stream = api.events(filters={"container": container_id, "event": "die"}, decode=True)
-        threading.Thread(target=self._read, daemon=True, name=f"exit-{container_id[:12]}").start()
+        self._open = threading.Event()
+        self._closed = False
+        self.stream = None
+        filters = {"type": "container", "label": f"{LABEL_RUN}={run_id}", "event": "die"}
+        threading.Thread(target=self._read, args=(api, filters), daemon=True, name=f"exit-{run_id}").start()
 
-    def _read(self) -> None:
+    def subscribed(self, timeout: float = 30) -> None:
+        """Return once the engine streams this run's events to us (or the stream failed: broken)."""
+        self._open.wait(timeout)
+
+    def _read(self, api: docker.APIClient, filters: dict) -> None:
         try:
+            self.stream = api.events(filters=filters, decode=True)
+            self._open.set()
+            if self._closed:
+                return self.stream.close()
             for event in self.stream:
                 if event.get("Action", event.get("status")) == "die":
                     code = event.get("Actor", {}).get("Attributes", {}).get("exitCode")
                     if code is not None and code.lstrip("-").isdigit():
                         self.code = int(code)
                     break
-        except Exception:  # the stream broke, or close() from the supervising thread
+        except Exception:  # the stream broke, could not be opened, or close() from the supervisor
             pass
         finally:
             self.broken = self.code is None
             self.ended.set()
+            self._open.set()
 
     def close(self) -> None:
+        self._closed = True
         try:
-            self.stream.close()
+            if self.stream is not None:
+                self.stream.close()
         except Exception:
             pass
 

@@ -14,6 +14,7 @@ import secrets
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import redis
@@ -110,37 +111,54 @@ def execute_run(public_id: str) -> None:
     if not lease.acquire():
         return
     try:
-        if not claim(public_id, lease.token):
+        run = claim(public_id, lease.token)
+        if run is None:
             return
         lease.start()
-        run = db.session.query(Run).filter_by(public_id=public_id).one()
-        with logs.about_run(run):
+        with logs.about_run(run), _rows_kept():
             Execution(run, lease).fresh()
     finally:
         lease.release()
 
 
-def claim(public_id: str, token: str) -> bool:
+@contextmanager
+def _rows_kept():
+    """An execution's many small commits (container id, start, log blocks) do not expire the run
+    it loaded: every field it reads from the row is fixed when the run is made (image, command,
+    timeout, instant), and what changes meanwhile (a cancel, the status) is read by a query of its
+    own. Otherwise each commit cost a reload of the row on the way to the container's start.
+    `_finish` expires everything before the terminal write, as any commit did before."""
+    session = db.session()
+    kept, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        yield
+    finally:
+        session.expire_on_commit = kept
+
+
+def claim(public_id: str, token: str) -> Run | None:
     """queued -> running, owned by `token`, unless the run's team already has TEAM_MAX_RUNNING
     runs running: then it goes back to the scheduler's sweep, which hands it over again, so one
-    team's burst cannot hold every slot while other teams' runs wait."""
+    team's burst cannot hold every slot while other teams' runs wait. Returns the claimed run,
+    read back by the claim's own statement."""
     team_id = db.session.scalar(select(Run.team_id).where(Run.public_id == public_id, Run.status == "queued"))
     if team_id is None:
         db.session.commit()
-        return False
+        return None
     if db.engine.dialect.name == "postgresql":  # claims of one team, one at a time: the count holds
         db.session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
     running = (select(func.count()).select_from(Run)
                .where(Run.team_id == team_id, Run.status == "running").scalar_subquery())
-    claimed = db.session.execute(
+    claimed = db.session.scalars(
         update(Run).where(Run.public_id == public_id, Run.status == "queued",
                           running < current_app.config["TEAM_MAX_RUNNING"])
-        .values(status="running", owner_token=token, worker_name=worker_name())).rowcount
-    if not claimed:
+        .values(status="running", owner_token=token, worker_name=worker_name())
+        .returning(Run), execution_options={"populate_existing": True}).one_or_none()
+    if claimed is None:
         db.session.execute(update(Run).where(Run.public_id == public_id, Run.status == "queued")
                            .values(enqueued_at=None))
     db.session.commit()
-    return bool(claimed)
+    return claimed
 
 
 def resume_run(public_id: str) -> None:
@@ -163,7 +181,7 @@ def resume_run(public_id: str) -> None:
             return
         db.session.refresh(run)
         lease.start()
-        with logs.about_run(run):
+        with logs.about_run(run), _rows_kept():
             Execution(run, lease).resume()
     finally:
         lease.release()
@@ -188,7 +206,7 @@ class Execution:
         self.redis = get_redis()
         self.cancel_seen = run.cancel_requested_at is not None
         self.cancel_reason = run.cancel_reason
-        self.next_db_check = 0.0
+        self.next_db_check = time.monotonic() + CANCEL_DB_EVERY_SEC  # the row was just read
         self.redis_warned = False
         fence = Fence(lease.token, cfg["RUN_LEASE_TTL_SEC"], self.redis, lease.lost)
         stored_lines = 0
@@ -232,26 +250,27 @@ class Execution:
 
     def _fresh(self) -> None:
         self.api = get_docker(timeout=120).api
-        self._prepare_image()
-        if self._cancel_requested():
-            return self._finish("cancelled", error=self.cancel_reason)
-        self._create()
-        faults.stop_here("after-create")
-        self._attach_and_start()
+        watch = engine.ExitWatch(self.api, self.run.public_id)  # subscribes while we pull and create
+        try:
+            self._prepare_image()
+            if self._cancel_requested():
+                return self._finish("cancelled", error=self.cancel_reason)
+            self._create()
+            faults.stop_here("after-create")
+            self._attach_and_start(watch)
+        finally:
+            watch.close()
 
-    def _attach_and_start(self) -> None:
+    def _attach_and_start(self, watch: engine.ExitWatch) -> None:
         """A created container: attach, wait for the run's instant if it is still to come, start,
-        supervise to the end."""
+        supervise to the end. `watch` is the exit's subscription, made before the start."""
         reader = self._read(engine.attach_output(self.api, self.container_id))
         cancelled = self._until_due()
         if cancelled:
             return self._finish("cancelled", error=cancelled)
-        watch = engine.ExitWatch(self.api, self.container_id)
-        try:
-            self._start()
-            self._supervise(reader, time.monotonic() + self.run.timeout_sec, watch=watch)
-        finally:
-            watch.close()
+        watch.subscribed()
+        self._start()
+        self._supervise(reader, time.monotonic() + self.run.timeout_sec, watch=watch)
 
     def _resume(self) -> None:
         """By the container's state: `created` (the worker died before starting it) is started
@@ -274,7 +293,11 @@ class Execution:
             self.sink.system_after(notice + " and started the container", published)
             if self._cancel_requested():
                 return self._finish("cancelled", error=self.cancel_reason)
-            self._attach_and_start()
+            watch = engine.ExitWatch(self.api, self.run.public_id)
+            try:
+                self._attach_and_start(watch)
+            finally:
+                watch.close()
         elif status in ("running", "paused", "restarting"):
             self.sink.system_after(notice, published)
             output = engine.log_output(self.api, self.container_id, follow=True)
@@ -322,7 +345,7 @@ class Execution:
         or a manifest check): one team's private image on the engine is not another's."""
         image = self.run.image
         project_id = self.run.workflow.project_id
-        local = engine.local_image(self.api, image)
+        local = engine.cached_image(self.api, image)
         auth = auth_for_image(project_id, image)
         if local is None or engine.always_pull(image):
             try:
@@ -611,6 +634,7 @@ class Execution:
         return self.cancel_seen
 
     def _finish(self, status: str, *, exit_code=None, error=None, store: bool = True) -> None:
+        db.session.expire_all()  # what follows the terminal write (retry, alerts) reads fresh rows
         if store:
             try:
                 self.sink.close()

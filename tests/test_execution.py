@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime
 
 import pytest
@@ -184,6 +185,34 @@ def test_a_workflow_deleted_mid_run_finishes_its_run(client, alice):
     assert logs(client, alice, run["id"])["lines"][-1]["text"] == "finished"
 
 
+def test_a_tag_moved_to_another_image_between_runs_runs_the_new_image(client, alice, docker_api, procs):
+    """A worker slot keeps what the engine said about an image between runs; a re-tag on the
+    engine must reach the slot's next run all the same. One slot, so that both runs are its."""
+    procs.stop_all()
+    procs.worker(1)
+    procs.scheduler()
+    ref = f"workflows.local/moved-{uuid.uuid4().hex[:8]}"
+    docker_api.tag(TEST_IMAGE, ref, "1")
+    made = docker_api.create_container(TEST_IMAGE, ["true"])["Id"]
+    try:
+        wf, run = fire(client, alice, image=f"{ref}:1", command=["sh", "-c", "echo mark=$MARK"])
+        first = docker_api.inspect_image(f"{ref}:1")["Id"]
+        for _ in range(2):  # the second finds the slot following the engine's events
+            done = wait_status(client, alice, run["id"])
+            assert (done["status"], done["imageDigest"]) == ("succeeded", first)
+            assert logs(client, alice, run["id"])["lines"][-1]["text"] == "mark="
+            run = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()
+        wait_status(client, alice, run["id"])
+        moved = docker_api.commit(made, repository=ref, tag="1", changes=["ENV MARK=moved"])["Id"]
+        again = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()
+        done = wait_status(client, alice, again["id"])
+        assert (done["status"], done["imageDigest"]) == ("succeeded", moved)  # what ran, not what the slot saw before
+        assert logs(client, alice, again["id"])["lines"][-1]["text"] == "mark=moved"
+    finally:
+        docker_api.remove_container(made, force=True)
+        docker_api.remove_image(f"{ref}:1", force=True)
+
+
 def test_image_tag_policy_uses_the_local_copy_when_the_pull_fails(client, alice, docker_api):
     local = f"127.0.0.1:5001/nowhere/busybox-{TEST_PASS}"
     docker_api.tag(TEST_IMAGE, local, "latest")
@@ -199,13 +228,17 @@ def test_image_tag_policy_uses_the_local_copy_when_the_pull_fails(client, alice,
 
 def test_the_exit_event_carries_the_code_and_a_closed_watch_says_it_is_broken(docker_api):
     from jobs.engine import ExitWatch
-    cid = docker_api.create_container(TEST_IMAGE, ["sh", "-c", "exit 3"])["Id"]
-    idle = docker_api.create_container(TEST_IMAGE, ["sleep", "30"])["Id"]
+    label = f"exit-watch-{uuid.uuid4().hex[:8]}"
+    watch = ExitWatch(docker_api, label)  # before the container exists: subscribed by the run's label
+    watch.subscribed()
+    cid = docker_api.create_container(TEST_IMAGE, ["sh", "-c", "exit 3"], labels={"workflows.run": label})["Id"]
+    idle = docker_api.create_container(TEST_IMAGE, ["sleep", "30"], labels={"workflows.run": label + "-idle"})["Id"]
     try:
-        watch = ExitWatch(docker_api, cid)  # before the start: the event cannot be missed
         docker_api.start(cid)
         assert watch.ended.wait(10) and (watch.code, watch.broken) == (3, False)
-        closed = ExitWatch(docker_api, idle)  # a stream that ends without the event: the caller falls back
+        closed = ExitWatch(docker_api, label + "-idle")  # a stream that ends without the event: the caller falls back
+        closed.subscribed()
+        docker_api.start(idle)
         closed.close()
         assert closed.ended.wait(10) and (closed.code, closed.broken) == (None, True)
     finally:
