@@ -39,8 +39,8 @@ def get_docker(base_url: str | None = None, timeout: int = 60) -> docker.DockerC
     key = f"{base_url}|{timeout}"
 
     def make():
-        if base_url:
-            return docker.DockerClient(base_url=base_url, timeout=timeout)
-        return docker.from_env(timeout=timeout)
+        # from_env reads DOCKER_TLS_VERIFY and DOCKER_CERT_PATH too: a remote engine over TLS
+        environment = dict(os.environ, DOCKER_HOST=base_url) if base_url else None
+        return docker.from_env(timeout=timeout, environment=environment)
 
     return _cached("docker", key, make)
