@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import contextlib
+import functools
 import signal
 import sys
 import threading
@@ -23,20 +24,43 @@ SWEEP_EVERY_SEC = 2.0
 def register(app: Flask) -> None:
     @app.cli.command("worker")
     @click.option("--slots", type=int, default=None, help="concurrent runs (default WORKER_SLOTS)")
-    def worker(slots: int | None):
+    @click.option("--pool", "pools", multiple=True, default=["default"], show_default=True,
+                  help="a worker pool whose runs this worker takes (repeatable)")
+    def worker(slots: int | None, pools: tuple[str, ...]):
         """Run WORKER_SLOTS run slots plus NOTIFY_SLOTS notification slots; restart any that dies."""
+        import re
+
+        from webapp.heartbeats import process_name
+        from webapp.services.dispatch import host_queue, pool_queue
+
+        from . import hosts
+        for pool in pools:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", pool):
+                raise click.BadParameter(f"{pool!r}: lowercase letters, digits, - and _, at most 40", param_hint="--pool")
+        pools = tuple(dict.fromkeys(pools))
         slots = slots or current_app.config["WORKER_SLOTS"]
         _configure_logging()
         app_ = current_app._get_current_object()
-        Supervisor(app_, [["runs"]] * slots + [["notify"]] * current_app.config["NOTIFY_SLOTS"]).run()
+        host, version = hosts.identify()
+        hosts.set_current(host)  # the slots fork with it: the runs they claim record this host
+        hosts.warn_if_single_host_database(host)
+        keeper = functools.partial(hosts.keep, app_, process_name(), host, list(pools), slots, version)
+        log.info("worker host %s (engine %s), pools %s", host, version or "not answering", ", ".join(pools))
+        run_queues = [host_queue(host)] + [pool_queue(p) for p in pools]
+        Supervisor(app_, [run_queues] * slots + [["notify"]] * current_app.config["NOTIFY_SLOTS"],
+                   keeper=keeper).run()
 
     @app.cli.command("worker-slot")
-    @click.option("--queue", "queues", multiple=True, default=["runs"])
+    @click.option("--queue", "queues", multiple=True, default=None)
     def worker_slot(queues: tuple[str, ...]):
-        """One RQ worker slot, on its own (what `flask worker` forks several of)."""
+        """One RQ worker slot, on its own (what `flask worker` forks several of): its host's queue
+        and the runs queue unless told which."""
+        from webapp.services.dispatch import host_queue
+
+        from . import hosts
         _configure_logging()
         settle_heap()
-        run_slot(current_app._get_current_object(), list(queues))
+        run_slot(current_app._get_current_object(), list(queues or [host_queue(hosts.current()), "runs"]))
 
     @app.cli.command("scheduler")
     def scheduler():
@@ -114,9 +138,10 @@ class Supervisor:
     dies with the supervisor. Slots are forked once the app is loaded, so one (re)starts in
     milliseconds instead of importing everything again."""
 
-    def __init__(self, app: Flask, slot_queues: list[list[str]]):
+    def __init__(self, app: Flask, slot_queues: list[list[str]], keeper=None):
         self.app = app
         self.slot_queues = slot_queues
+        self.keeper = keeper  # a child of its own besides the slots (the host keeper), kept alive too
         self.children: dict[int, int] = {}  # slot index -> pid
         self.stopping = False
 
@@ -131,8 +156,11 @@ class Supervisor:
         try:
             _die_with_parent()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            run_slot(self.app, self.slot_queues[index])
+            signal.signal(signal.SIGINT, signal.SIG_IGN if index == len(self.slot_queues) else signal.SIG_DFL)
+            if index == len(self.slot_queues):
+                self.keeper()
+            else:
+                run_slot(self.app, self.slot_queues[index])
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1
@@ -157,7 +185,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         settle_heap()  # before the forks: the children share the loaded app's pages
-        for i in range(len(self.slot_queues)):
+        for i in range(len(self.slot_queues) + (self.keeper is not None)):
             self._spawn(i)
         from webapp.heartbeats import beat
         log.info("worker started with %d slots", len(self.slot_queues))

@@ -35,7 +35,7 @@ from webapp.services.dispatch import CANCEL_PLAIN, cancel_key
 from webapp.services.errors import LeaseLost
 from webapp.services.registry import auth_for_image
 
-from . import engine
+from . import engine, hosts
 from .logsink import Fence, LogSink, SinkError
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def claim(public_id: str, token: str) -> Run | None:
     claimed = db.session.scalars(
         update(Run).where(Run.public_id == public_id, Run.status == "queued",
                           running < current_app.config["TEAM_MAX_RUNNING"])
-        .values(status="running", owner_token=token, worker_name=worker_name())
+        .values(status="running", owner_token=token, worker_name=worker_name(), worker_host=hosts.current())
         .returning(Run), execution_options={"populate_existing": True}).one_or_none()
     if claimed is None:
         db.session.execute(update(Run).where(Run.public_id == public_id, Run.status == "queued")

@@ -1,6 +1,8 @@
 """Keeps every run moving: hands over due runs and pending notifications (the outbox), fails
-queued runs nobody picked up, recovers runs whose worker died, and removes containers nobody owns.
-Idempotent; safe to run from several processes: every change it makes is a compare-and-set."""
+queued runs nobody picked up, and recovers runs whose worker died. Idempotent; safe to run from
+several processes: every change it makes is a compare-and-set. It never calls a Docker engine:
+what needs one (re-attach, completion from an exited container, removal) is handed to a worker on
+the run's engine host (jobs/hosts.py), so the scheduler may run on a machine without an engine."""
 from __future__ import annotations
 
 import logging
@@ -8,40 +10,37 @@ import time
 from datetime import timedelta
 
 import redis
-import requests
-from docker.errors import DockerException, NotFound
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from webapp.connections import get_docker, get_redis
+from webapp.connections import get_redis
 from webapp.extensions import db
 from webapp.livelog import lease_key
 from webapp.models import Notification, NotificationDelivery, Run
 from webapp.models.base import utcnow
 from webapp import metrics
-from webapp.services import dispatch, lifecycle, silence
+from webapp.services import dispatch, hosts, lifecycle, silence
 from webapp.services.runs import handle, hand_over_many
 
-from . import engine
 from .notify import LOST_ENTRY_AFTER_SEC as NOTIFY_LOST_AFTER_SEC
 from .notify import STUCK_AFTER_SEC
-from .runner import resume_run
 
 log = logging.getLogger(__name__)
 
 NO_WORKER = "no worker picked up the run within its timeout"
+HOST_LOST = "worker host lost"
 
 
 def sweep() -> dict:
-    """Each step on its own: the engine being down must not stop the steps that do not need it."""
+    """Each step on its own: Redis being away must not stop the steps that do not need it."""
     steps = {"handed": hand_over_due, "stale": fail_stale_queued, "recovered": recover_lost,
              "requeued": requeue_lost_queue_entries, "notifications": hand_over_notifications,
-             "reaped": reap_containers, "silent": silence.check_silent}
+             "silent": silence.check_silent}
     counts: dict = {}
     for name, step in steps.items():
         try:
             counts[name] = step()
-        except (DockerException, requests.exceptions.ConnectionError, redis.exceptions.RedisError) as e:
+        except redis.exceptions.RedisError as e:
             db.session.rollback()
             counts[name] = None
             _warn_once(name, f"sweep step {name} skipped: {type(e).__name__}: {str(e)[:160]}")
@@ -93,76 +92,37 @@ def lease_absent_sec() -> float:
 
 
 def recover_lost() -> int:
-    """Running runs whose lease stays absent: re-attach, complete from the exit code, or fail."""
+    """Running runs whose lease stays absent, by the state of their engine host: alive, a worker
+    there takes the run over (re-attach, complete from the exit, or "worker lost" when the
+    container is gone); away, the run waits for it; lost for HOST_LOST_SEC, the run fails
+    "worker host lost" (fenced by the old owner's token) and retries by its budget."""
     redis = get_redis()
-    count = 0
     now = time.monotonic()
     running = db.session.query(Run).filter(Run.status == "running").all()
+    lapsed = []
     for run in running:
         if redis.exists(lease_key(run.public_id)):
             _missing_since.pop(run.id, None)
             continue
-        first = _missing_since.setdefault(run.id, now)
-        if now - first < lease_absent_sec():
-            continue
-        _missing_since.pop(run.id, None)
-        count += 1
-        recover(run)
+        if now - _missing_since.setdefault(run.id, now) >= lease_absent_sec():
+            lapsed.append(run)
     for run_id in set(_missing_since) - {r.id for r in running}:
         _missing_since.pop(run_id, None)
+    states = hosts.host_states({run.worker_host for run in lapsed if run.worker_host})
+    count = 0
+    for run in lapsed:
+        state = states.get(run.worker_host, hosts.ALIVE)  # a run claimed before hosts were recorded
+        if state == hosts.LOST:
+            _missing_since.pop(run.id, None)
+            if lifecycle.complete(run, "failed", error=HOST_LOST, expect=("running",), owner=run.owner_token):
+                metrics.count("runs_recovered", "host_lost")
+                count += 1
+        elif state == hosts.ALIVE and redis.set(f"run:{run.public_id}:resuming", "1", nx=True,
+                                                 ex=int(lease_absent_sec() * 2) + 1):
+            dispatch.enqueue_resume(run.public_id, run.timeout_sec, run.worker_host)
+            metrics.count("runs_recovered", "handed_to_host")
+            count += 1
     return count
-
-
-def recover(run: Run) -> None:
-    """A running run whose lease lapsed: by its container, re-attach (a worker takes the run over),
-    complete it from the exit, or fail it "worker lost". Each is fenced by the old owner's token."""
-    owner = run.owner_token
-    container = _find_container(run)
-    if container is None:
-        if lifecycle.complete(run, "failed", error="worker lost", expect=("running",), owner=owner):
-            metrics.count("runs_recovered", "failed")
-        return
-    if container["State"].get("Status") in ("exited", "dead"):
-        resume_run(run.public_id)  # quick: the output is read back and the run completed
-        metrics.count("runs_recovered", "completed")
-    elif get_redis().set(f"run:{run.public_id}:resuming", "1", nx=True, ex=int(lease_absent_sec() * 2) + 1):
-        dispatch.enqueue_resume(run.public_id, run.timeout_sec)
-        metrics.count("runs_recovered", "reattached")
-
-
-def _find_container(run: Run) -> dict | None:
-    api = get_docker().api
-    if run.container_id:
-        try:
-            return api.inspect_container(run.container_id)
-        except NotFound:
-            return None
-    found = api.containers(all=True, filters={"label": f"{engine.LABEL_RUN}={run.public_id}"})
-    return found and {"Id": found[0]["Id"], "State": {"Status": found[0].get("State")}} or None
-
-
-# Nothing reads a container once its run is terminal; the grace only spares a double removal.
-REAP_GRACE_SEC = 5
-
-
-def reap_containers() -> int:
-    """Remove this installation's containers whose run is finished or unknown."""
-    api = get_docker().api
-    removed = 0
-    for c in api.containers(all=True, filters={"label": f"{engine.LABEL_INSTANCE}={engine.instance_id()}"}):
-        public_id = (c.get("Labels") or {}).get(engine.LABEL_RUN)
-        run = db.session.query(Run).filter_by(public_id=public_id).first()
-        if run is not None and not run.terminal:
-            continue
-        if run is not None and run.finished_at and utcnow() - run.finished_at < timedelta(seconds=REAP_GRACE_SEC):
-            continue  # its worker is removing it right now
-        try:
-            api.remove_container(c["Id"], force=True)
-            removed += 1
-        except NotFound:
-            pass
-    metrics.count("containers_reaped", amount=removed)
-    return removed
 
 
 # Present while Redis still holds what was handed to it; a flush or a restart without
@@ -175,19 +135,23 @@ def requeue_lost_queue_entries() -> int:
     """After Redis lost its data: queued runs marked as handed over but absent from the queue.
 
     Marked runs lose their mark and the next sweep hands them over again; a duplicate entry is
-    harmless, since a run is claimed once (lease plus a conditional update)."""
+    harmless, since a run is claimed once (lease plus a conditional update). Without a loss of
+    Redis's data, only runs of a pool whose queue is empty count as lost (a pool's runs wait in
+    its queue for as long as the pool has no worker)."""
+    where = [Run.status == "queued", Run.enqueued_at.is_not(None)]
     if get_redis().set(REDIS_ALIVE_KEY, "1", nx=True):
-        cutoff = utcnow()  # Redis lost its data (or is new): nothing handed over before is there
+        where.append(Run.enqueued_at < utcnow())  # Redis lost its data (or is new): nothing is there
         db.session.execute(update(Notification).where(Notification.state == "pending")
                            .values(enqueued_at=None))
-    elif dispatch.queue(dispatch.RUNS).count > 0:
-        return 0
     else:
-        cutoff = utcnow() - timedelta(seconds=LOST_ENTRY_AFTER_SEC)
-    marked = db.session.execute(
-        update(Run).where(Run.status == "queued", Run.enqueued_at.is_not(None),
-                          Run.enqueued_at < cutoff)
-        .values(enqueued_at=None)).rowcount
+        where.append(Run.enqueued_at < utcnow() - timedelta(seconds=LOST_ENTRY_AFTER_SEC))
+        pools = db.session.scalars(select(Run.worker_pool).where(*where).distinct()).all()
+        empty = [p for p in pools if dispatch.queue(dispatch.pool_queue(p)).count == 0]
+        if not empty:
+            db.session.commit()
+            return 0
+        where.append(Run.worker_pool.in_(empty))
+    marked = db.session.execute(update(Run).where(*where).values(enqueued_at=None)).rowcount
     db.session.commit()
     return marked
 

@@ -174,8 +174,8 @@ class Processes:
         self.procs.append(p)
         return p
 
-    def worker(self, slots: int = 2, env: dict | None = None, wait: bool = True) -> subprocess.Popen:
-        p = self.start("worker", "--slots", str(slots), env=env)
+    def worker(self, slots: int = 2, env: dict | None = None, wait: bool = True, args: tuple = ()) -> subprocess.Popen:
+        p = self.start("worker", "--slots", str(slots), *args, env=env)
         if wait:
             self.wait_worker(p, slots, int((env or {}).get("NOTIFY_SLOTS", os.environ.get("NOTIFY_SLOTS", 2))))
         return p
@@ -196,7 +196,7 @@ class Processes:
                 assert p.poll() is None, f"the worker exited with {p.returncode}"
                 kids = _children(p.pid)
                 queues = [w.queue_names() for w in Worker.all(connection=redis) if w.pid in kids]
-                return (sum("runs" in q for q in queues) >= slots
+                return (sum(any(n == "runs" or n.startswith("runs:") for n in q) for q in queues) >= slots
                         and sum("notify" in q for q in queues) >= notify_slots)
             wait_for(ready, timeout)
 

@@ -81,6 +81,8 @@ BOUNDARIES = [
     ("retryBackoffSec", 3600, 3601),
     ("memoryMb", 6, 5),
     ("cpus", 0.5, 0),
+    ("workerPool", "gpu-" + "a" * 36, "a" * 41),
+    ("workerPool", "gpu_1", "GPU"),
 ]
 
 

@@ -101,6 +101,12 @@ def from_env() -> dict:
         "TRIGGER_RATE_LIMIT": os.environ.get("TRIGGER_RATE_LIMIT", "30 per minute"),
         # How long a dead worker's run goes unnoticed: its lease lapses after this many seconds.
         "RUN_LEASE_TTL_SEC": _int("RUN_LEASE_TTL_SEC", 15, 2, 600),
+        # This worker's engine host, the name its runs record (default: the engine's own name and
+        # id from `docker info`). Set it when an engine's identity may change (a re-created data root).
+        "WORKER_HOST": os.environ.get("WORKER_HOST", "").strip()[:200] or None,
+        # A worker host whose heartbeat is absent this long is lost: its running runs fail "worker
+        # host lost" (and retry by their budget); until then they wait for it to come back.
+        "HOST_LOST_SEC": _int("HOST_LOST_SEC", 60, 3, 86400),
         # A queued run fails "no worker picked up the run" only after max(timeoutSec, this) from
         # when it became due: a short timeout bounds the run, not how long a worker restart takes.
         "QUEUE_WAIT_FLOOR_SEC": _int("QUEUE_WAIT_FLOOR_SEC", 300, 0, 86400),

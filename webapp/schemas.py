@@ -92,6 +92,7 @@ MemoryMb = Annotated[int, Field(ge=6, le=1048576)]
 Cpus = Annotated[float, Field(ge=0.01, le=256)]
 Policy = Literal["allow", "forbid", "replace"]
 Network = Literal["bridge", "none"]
+Pool = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 Env = dict[str, str]
 
 
@@ -142,6 +143,7 @@ class WorkflowCreate(_WorkflowFields):
     memoryMb: Optional[MemoryMb] = None
     cpus: Optional[Cpus] = None
     network: Network = "bridge"
+    workerPool: Pool = "default"
     expectSuccessWithinSec: Optional[ExpectSec] = None
 
 
@@ -161,6 +163,7 @@ class WorkflowUpdate(_WorkflowFields):
     memoryMb: Optional[MemoryMb] = None
     cpus: Optional[Cpus] = None
     network: Optional[Network] = None
+    workerPool: Optional[Pool] = None
     expectSuccessWithinSec: Optional[ExpectSec] = None
 
     # Fields that may be set to null: the rest must have a value when present.

@@ -35,6 +35,7 @@ class Workflow(BaseModel):
     memoryMb: Optional[int]
     cpus: Optional[float]
     network: Literal["bridge", "none"]
+    workerPool: str = Field(description="extension: the worker pool that runs it (`flask worker --pool NAME`)")
     expectSuccessWithinSec: Optional[int]
     silentSince: Optional[str]
     lastSuccessAt: Optional[str]
@@ -54,6 +55,11 @@ class Run(BaseModel):
     image: str
     command: Optional[list[str]]
     imageDigest: Optional[str]
+    workerHost: Optional[str] = Field(description="extension: the engine host the run was claimed on (its "
+                                                  "worker's WORKER_HOST); null until a worker claims it")
+    workerPool: str = Field(description="extension: the worker pool of its workflow when it was fired")
+    waiting: Optional[str] = Field(description="extension: why a queued run waits, when no worker of its pool "
+                                               "is alive (\"no live worker in pool gpu\"); else null")
     scheduledFor: Optional[str]
     queuedAt: str
     notBefore: str

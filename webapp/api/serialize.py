@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..models import Run, Workflow
 from ..models.base import isoformat
+from ..services import hosts
 from ..services.masking import masked_env
 from ..services.runs import LogLine, run_url
 
@@ -17,7 +18,7 @@ def workflow_json(wf: Workflow, masked: bool = False) -> dict:
         "nextRunAt": isoformat(wf.next_run_at), "createdAt": isoformat(wf.created_at),
         "updatedAt": isoformat(wf.updated_at), "timezone": wf.timezone,
         "concurrencyPolicy": wf.concurrency_policy, "retryBackoffSec": wf.retry_backoff_sec,
-        "memoryMb": wf.memory_mb, "cpus": wf.cpus, "network": wf.network,
+        "memoryMb": wf.memory_mb, "cpus": wf.cpus, "network": wf.network, "workerPool": wf.worker_pool,
         "expectSuccessWithinSec": wf.expect_success_within_sec, "silentSince": isoformat(wf.silent_at),
         "lastSuccessAt": isoformat(wf.last_success_at),
     }
@@ -30,7 +31,8 @@ def run_json(run: Run, masked: bool = False) -> dict:
         "retryOf": run.retry_of.public_id if run.retry_of_id else None,
         "status": run.status, "exitCode": run.exit_code, "error": run.error,
         "env": masked_env(run.env) if masked else (run.env or {}), "image": run.image, "command": run.command,
-        "imageDigest": run.image_digest, "scheduledFor": isoformat(run.scheduled_for),
+        "imageDigest": run.image_digest, "workerHost": run.worker_host,
+        "workerPool": run.worker_pool, "waiting": hosts.waiting(run), "scheduledFor": isoformat(run.scheduled_for),
         "queuedAt": isoformat(run.queued_at), "notBefore": isoformat(run.due_at),
         "startedAt": isoformat(run.started_at), "finishedAt": isoformat(run.finished_at),
         "durationMs": run.duration_ms, "cancelRequested": run.cancel_requested_at is not None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from flask import (Response, abort, flash, g, has_request_context, redirect, render_template, request,
+from flask import (Response, abort, current_app, flash, g, has_request_context, redirect, render_template, request,
                    stream_with_context, url_for)
 from flask_login import current_user, login_required
 from markupsafe import Markup
@@ -15,6 +15,7 @@ from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
 from ..services import channels as channel_service
 from ..services import cron
 from ..services import health as health_service
+from ..services import hosts
 from ..services import runs as run_service
 from ..services import workflows as wf_service
 from ..services.access import Principal, require_public_id
@@ -58,6 +59,11 @@ def url_with(**changes) -> str:
     """This page's URL with its filters kept and `changes` (another page, a cursor) applied."""
     args = {k: v for k, v in request.args.items() if v and k not in changes}
     return url_for(request.endpoint, **(request.view_args or {}), **args, **changes)
+
+
+@bp.app_template_global()
+def waiting(run) -> str | None:
+    return hosts.waiting(run)
 
 
 @bp.app_template_global()
@@ -241,7 +247,7 @@ def workflow_page(team_id: int, workflow_id: str):
     runs, cursor = run_service.list_runs(principal(), team_id, workflow_id, PAGE, request.args.get("cursor") or None)
     recent = run_service.recent_runs(wf.id, 30)
     return render_template("dashboard/workflow.html", wf=wf, runs=runs, cursor=cursor, recent=recent,
-                           describe=cron.describe, env=masked_env(wf.env))
+                           describe=cron.describe, env=masked_env(wf.env), live_pools=hosts.live_pools())
 
 
 def _run_for_member(run_id: str) -> Run:
@@ -250,6 +256,15 @@ def _run_for_member(run_id: str) -> Run:
     if run is None:
         abort(404)
     return run_service.get_run(principal(), run.team_id, run_id)
+
+
+@bp.get("/workers")
+@login_required
+def workers():
+    """The worker hosts of this installation: shared by every team, so each sees the hosts, their
+    pools and slot counts, and only its own runs among those in flight."""
+    return render_template("dashboard/workers.html", hosts=hosts.host_views(set(current_user.team_ids)),
+                           lost_after=current_app.config["HOST_LOST_SEC"])
 
 
 @bp.get("/runs/<run_id>")

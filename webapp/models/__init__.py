@@ -1,4 +1,5 @@
 """All models, importable from one place."""
+from .hosts import WorkerProcess
 from .notifications import EVENTS, Event, Notification, NotificationChannel, NotificationDelivery
 from .registry import RegistryCredential
 from .tenancy import ApiKey, Environment, Membership, Project, Team, User
@@ -7,5 +8,5 @@ from .workflows import STATUSES, TERMINAL, TRIGGERS, Run, RunCount, RunLogBlock,
 __all__ = [
     "ApiKey", "Environment", "Event", "EVENTS", "Membership", "Notification", "NotificationChannel",
     "NotificationDelivery", "Project", "RegistryCredential", "Run", "RunCount", "RunLogBlock", "STATUSES",
-    "Team", "TERMINAL", "TRIGGERS", "User", "Workflow",
+    "Team", "TERMINAL", "TRIGGERS", "User", "Workflow", "WorkerProcess",
 ]

@@ -29,6 +29,8 @@ class Workflow(db.Model):
     memory_mb = db.Column(db.Integer, nullable=True)
     cpus = db.Column(db.Float, nullable=True)
     network = db.Column(db.String(10), nullable=False, default="bridge", server_default="bridge")
+    # The worker pool that runs it (`flask worker --pool NAME`); a run keeps its workflow's.
+    worker_pool = db.Column(db.String(40), nullable=False, default="default", server_default="default")
     next_run_at = db.Column(db.DateTime, nullable=True, index=True)
     # "ok" or "failing": moved with a compare-and-set in the transaction of a run's terminal
     # status, so that one failure chain emits one workflow.failed and one recovery one
@@ -71,6 +73,8 @@ class Run(db.Model):
     memory_mb = db.Column(db.Integer, nullable=True)
     cpus = db.Column(db.Float, nullable=True)
     network = db.Column(db.String(10), nullable=False, default="bridge", server_default="bridge")
+    # The worker pool that runs it (`flask worker --pool NAME`); a run keeps its workflow's.
+    worker_pool = db.Column(db.String(40), nullable=False, default="default", server_default="default")
     image_digest = db.Column(db.String(200), nullable=True)
     scheduled_for = db.Column(db.DateTime, nullable=True)
     queued_at = db.Column(db.DateTime, nullable=False, default=utcnow)
@@ -83,6 +87,9 @@ class Run(db.Model):
     duration_ms = db.Column(db.Integer, nullable=True)
     container_id = db.Column(db.String(80), nullable=True)
     worker_name = db.Column(db.String(200), nullable=True)
+    # The engine host the run was claimed on (its worker's WORKER_HOST): where its container is, and
+    # so where its re-attach, completion and removal must be done.
+    worker_host = db.Column(db.String(200), nullable=True)
     # The fencing token of the worker that owns the run (the value of its Redis lease). Every
     # write a worker makes to a running run is conditional on it, so a worker that lost the run
     # (paused past its lease, partitioned) cannot overwrite what the new owner writes.

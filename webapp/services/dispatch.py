@@ -14,6 +14,7 @@ from rq import Queue
 from ..connections import get_redis
 
 RUNS = "runs"
+DEFAULT_POOL = "default"
 NOTIFY = "notify"
 # A run's job must outlive the run: pull time plus the container's own timeout, plus slack.
 PULL_ALLOWANCE_SEC = 900
@@ -39,20 +40,34 @@ def _run_job(run_public_id: str, timeout_sec: int):
     )
 
 
-def enqueue_runs(runs: list[tuple[str, int]]) -> None:
-    """Hand many runs (public id, timeout) to the workers in one Redis round trip."""
+def pool_queue(pool: str) -> str:
+    """The queue of a worker pool's runs (the default pool's is `runs`)."""
+    return RUNS if pool == DEFAULT_POOL else f"{RUNS}:{pool}"
+
+
+def enqueue_runs(runs: list[tuple[str, int, str]]) -> None:
+    """Hand many runs (public id, timeout, pool) to their pools' workers in one Redis round trip."""
     if not runs:
         return
-    q = queue(RUNS)
-    with q.connection.pipeline() as pipe:
-        q.enqueue_many([_run_job(public_id, timeout) for public_id, timeout in runs], pipeline=pipe)
+    connection = get_redis()
+    with connection.pipeline() as pipe:
+        for pool in sorted({pool for _, _, pool in runs}):
+            Queue(pool_queue(pool), connection=connection).enqueue_many(
+                [_run_job(public_id, timeout) for public_id, timeout, p in runs if p == pool], pipeline=pipe)
         pipe.execute()
 
 
-def enqueue_resume(run_public_id: str, timeout_sec: int) -> None:
-    """Re-attach a run whose worker is gone; ahead of fresh runs, since its container is running."""
-    queue(RUNS).enqueue("jobs.tasks.resume_run", run_public_id, job_timeout=timeout_sec + PULL_ALLOWANCE_SEC,
-                        result_ttl=300, at_front=True, description=f"resume {run_public_id}")
+def host_queue(host: str) -> str:
+    """The queue of work bound to one engine host: only workers on that host listen to it."""
+    return f"host:{host}"
+
+
+def enqueue_resume(run_public_id: str, timeout_sec: int, host: str | None) -> None:
+    """Take over a run whose worker is gone, on its engine's host (a run claimed before hosts were
+    recorded: on any worker); ahead of fresh runs, since its container may be running."""
+    queue(host_queue(host) if host else RUNS).enqueue(
+        "jobs.tasks.resume_run", run_public_id, job_timeout=timeout_sec + PULL_ALLOWANCE_SEC,
+        result_ttl=300, at_front=True, description=f"resume {run_public_id}")
 
 
 def enqueue_notifications(ids: list[int]) -> None:

@@ -32,6 +32,7 @@ def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: R
               trigger=trigger, attempt=attempt, retry_of_id=retry_of.id if retry_of else None,
               status="queued", env=env, image=wf.image, command=wf.command,
               timeout_sec=wf.timeout_sec, memory_mb=wf.memory_mb, cpus=wf.cpus, network=wf.network,
+              worker_pool=wf.worker_pool,
               scheduled_for=scheduled_for, queued_at=now, due_at=due_at or now)
     run.workflow = wf
     db.session.add(run)
@@ -46,17 +47,17 @@ def hand_over(run: Run) -> None:
     hand_over_many([handle(run)])
 
 
-def handle(run: Run) -> tuple[int, str, int]:
+def handle(run: Run) -> tuple[int, str, int, str]:
     """What the hand-over needs of a run, read while it is loaded (before a commit expires it)."""
-    return run.id, run.public_id, run.timeout_sec
+    return run.id, run.public_id, run.timeout_sec, run.worker_pool
 
 
-def hand_over_many(runs: list[tuple[int, str, int]]) -> None:
+def hand_over_many(runs: list[tuple[int, str, int, str]]) -> None:
     """Enqueue due runs (as handles). If Redis is away the scheduler's sweep enqueues them later."""
     if not runs:
         return
     try:
-        dispatch.enqueue_runs([(public_id, timeout) for _, public_id, timeout in runs])
+        dispatch.enqueue_runs([(public_id, timeout, pool) for _, public_id, timeout, pool in runs])
     except RedisError as e:
         current_app.logger.warning("could not enqueue %d runs (%s); the scheduler will", len(runs), e)
         return
@@ -64,7 +65,7 @@ def hand_over_many(runs: list[tuple[int, str, int]]) -> None:
         current_app.logger.exception("could not enqueue %d runs; the scheduler will", len(runs))
         return
     table = Run.__table__
-    db.session.execute(update(table).where(table.c.id.in_([run_id for run_id, _, _ in runs]))
+    db.session.execute(update(table).where(table.c.id.in_([handle[0] for handle in runs]))
                        .values(enqueued_at=utcnow()))
     db.session.commit()
 

@@ -19,7 +19,7 @@ FIELDS = {
     "name": "name", "image": "image", "command": "command", "env": "env", "schedule": "schedule",
     "timeoutSec": "timeout_sec", "maxRetries": "max_retries", "timezone": "timezone",
     "concurrencyPolicy": "concurrency_policy", "retryBackoffSec": "retry_backoff_sec",
-    "memoryMb": "memory_mb", "cpus": "cpus", "network": "network",
+    "memoryMb": "memory_mb", "cpus": "cpus", "network": "network", "workerPool": "worker_pool",
     "expectSuccessWithinSec": "expect_success_within_sec",
 }
 

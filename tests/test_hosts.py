@@ -1,0 +1,142 @@
+"""Work bound to an engine host is done on that host (re-attach, completion from the exit,
+removal of containers); a host away for HOST_LOST_SEC loses its runs; the scheduler never calls
+an engine. Two worker hosts here share one engine under two WORKER_HOST names; the tests with a
+second real engine are in test_two_engines.py."""
+from __future__ import annotations
+
+import signal
+import time
+
+from conftest import create_wf, wait_for, wait_status
+
+FAST = {"RUN_LEASE_TTL_SEC": "3"}
+HOST_A = {**FAST, "WORKER_HOST": "host-a"}
+HOST_B = {**FAST, "WORKER_HOST": "host-b"}
+COUNT_TO_12 = "for i in $(seq 1 12); do echo line-$i; sleep 0.5; done; exit 4"
+EXPECTED = [f"line-{i}" for i in range(1, 13)]
+
+
+def base(m):
+    return f"/api/workflows/{m.team_id}/workflows"
+
+
+def fire(client, m, **fields):
+    wf = create_wf(client, m, **fields)
+    return client.post(f"{base(m)}/{wf['id']}/trigger", headers=m.h()).get_json()
+
+
+def get(client, m, run_id):
+    return client.get(f"{base(m)}/runs/{run_id}", headers=m.h()).get_json()
+
+
+def lines(client, m, run_id):
+    return [l["text"] for l in client.get(f"{base(m)}/runs/{run_id}/logs", headers=m.h()).get_json()["lines"]
+            if l["stream"] != "system"]
+
+
+def containers(docker_api, run_id):
+    return docker_api.containers(all=True, filters={"label": f"workflows.run={run_id}"})
+
+
+def test_a_run_records_its_host_and_is_reattached_there_by_a_scheduler_without_an_engine(
+        client, alice, procs, tmp_path):
+    procs.scheduler(env={**FAST, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    worker = procs.worker(1, env=HOST_A)
+    run = fire(client, alice, command=["sh", "-c", COUNT_TO_12], timeoutSec=120)
+    wait_for(lambda: len(lines(client, alice, run["id"])) >= 2, 30)
+    assert get(client, alice, run["id"])["workerHost"] == "host-a"
+    procs.kill(worker)  # kill -9 mid-run
+    procs.worker(1, env=HOST_A)
+    done = wait_status(client, alice, run["id"], timeout=60)
+    assert (done["status"], done["exitCode"], done["workerHost"]) == ("failed", 4, "host-a")
+    assert lines(client, alice, run["id"]) == EXPECTED
+
+
+def test_a_run_is_taken_over_only_by_a_worker_on_its_own_host(client, alice, procs, docker_api):
+    procs.scheduler(env=FAST)
+    worker_a = procs.worker(1, env=HOST_A)
+    run = fire(client, alice, command=["sh", "-c", "echo up; sleep 15; echo down"], timeoutSec=120)
+    wait_for(lambda: lines(client, alice, run["id"]), 30)
+    procs.kill(worker_a)
+    procs.worker(1, env=HOST_B)  # alive, but another engine as far as the run knows
+    time.sleep(6)  # the lease lapses (1.5 s) and the sweep runs several times meanwhile
+    assert get(client, alice, run["id"])["status"] == "running"
+    assert [c["State"] for c in containers(docker_api, run["id"])] == ["running"]  # untouched by host-b
+    procs.worker(1, env=HOST_A)
+    done = wait_status(client, alice, run["id"], timeout=60)
+    assert (done["status"], done["exitCode"]) == ("succeeded", 0)
+    assert lines(client, alice, run["id"]) == ["up", "down"]
+
+
+def test_a_host_lost_for_host_lost_sec_fails_its_runs_and_removes_their_containers_when_back(
+        client, alice, procs, docker_api):
+    procs.scheduler(env={**FAST, "HOST_LOST_SEC": "6"})
+    worker = procs.worker(1, env=HOST_A)
+    run = fire(client, alice, command=["sh", "-c", "echo up; sleep 120"], timeoutSec=300, maxRetries=1)
+    wait_for(lambda: lines(client, alice, run["id"]), 30)
+    procs.kill(worker)
+    done = wait_status(client, alice, run["id"], timeout=40)
+    assert (done["status"], done["error"]) == ("failed", "worker host lost")
+    finished = time.monotonic()
+    retries = client.get(f"{base(alice)}/{run['workflowId']}/runs", headers=alice.h()).get_json()["runs"]
+    assert [r["retryOf"] for r in retries if r["trigger"] == "retry"] == [run["id"]]  # retried by its budget
+    assert [c["State"] for c in containers(docker_api, run["id"])] == ["running"]  # nobody there to stop it
+    procs.worker(1, env=HOST_A)  # the host comes back: what ended meanwhile is removed, never resumed
+    wait_for(lambda: not containers(docker_api, run["id"]), 30)
+    after = get(client, alice, run["id"])
+    assert (after["status"], after["error"], after["finishedAt"]) == ("failed", "worker host lost", done["finishedAt"])
+    assert time.monotonic() - finished < 30
+
+
+def test_a_host_stopped_cleanly_and_back_within_host_lost_sec_reattaches_its_runs(
+        app, client, alice, procs, docker_api):
+    procs.scheduler(env={**FAST, "HOST_LOST_SEC": "60"})
+    worker = procs.worker(1, env=HOST_A)
+    run = fire(client, alice, command=["sh", "-c", COUNT_TO_12], timeoutSec=120)
+    wait_for(lambda: len(lines(client, alice, run["id"])) >= 2, 30)
+    procs.kill(worker, signal.SIGTERM)  # a clean stop leaves the container running
+    assert [c["State"] for c in containers(docker_api, run["id"])] == ["running"]
+    with app.app_context():
+        from webapp.extensions import db
+        from webapp.models import WorkerProcess
+        rows = db.session.query(WorkerProcess).filter_by(host="host-a").all()
+        assert [r.stopped_at is not None for r in rows] == [True]
+        db.session.remove()
+    time.sleep(3)  # away, not lost: the run waits for its host
+    assert get(client, alice, run["id"])["status"] == "running"
+    procs.worker(1, env=HOST_A)
+    done = wait_status(client, alice, run["id"], timeout=60)
+    assert (done["status"], done["exitCode"]) == ("failed", 4)
+    assert lines(client, alice, run["id"]) == EXPECTED
+
+
+def test_a_pool_runs_only_on_its_workers_and_a_pool_without_one_says_so(client, alice, bob, procs, docker_api):
+    procs.scheduler(env=FAST)
+    procs.worker(1, env=HOST_A)  # the default pool only
+    wf = create_wf(client, alice, command=["sh", "-c", "echo on gpu"], workerPool="gpu")
+    assert wf["workerPool"] == "gpu"
+    run = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()
+    assert (run["workerPool"], run["status"]) == ("gpu", "queued")
+    waiting = wait_for(lambda: get(client, alice, run["id"])["waiting"], 10)
+    assert waiting == "no live worker in pool gpu"
+    time.sleep(2)  # the default pool's worker is idle and does not take it
+    assert get(client, alice, run["id"])["status"] == "queued"
+    procs.worker(1, env=HOST_B, args=("--pool", "gpu"))
+    done = wait_status(client, alice, run["id"], timeout=30)
+    assert (done["status"], done["workerHost"], done["waiting"]) == ("succeeded", "host-b", None)
+    default = create_wf(client, alice, command=["true"])  # the default pool is unchanged
+    assert default["workerPool"] == "default"
+    other = client.post(f"{base(alice)}/{default['id']}/trigger", headers=alice.h()).get_json()
+    assert wait_status(client, alice, other["id"], timeout=30)["workerHost"] == "host-a"
+
+    client.post("/login", data={"email": bob.email, "password": bob.password})  # another team's member
+    page = client.get("/workers")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'data-host="host-a"' in html and 'data-host="host-b"' in html and "<code>gpu</code>" in html
+    assert run["id"] not in html and other["id"] not in html  # hosts are shared, runs are not
+
+
+def test_a_worker_refuses_a_pool_name_it_could_not_serve(procs):
+    p = procs.start("worker", "--pool", "GPU!")
+    assert p.wait(60) == 2
