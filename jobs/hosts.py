@@ -31,12 +31,14 @@ REAP_EVERY_SEC = 5.0
 # Nothing reads a container once its run is terminal; the grace only spares a double removal.
 REAP_GRACE_SEC = 5
 
+DEFAULT_ROOT = "/var/lib/docker"
 _current: str | None = None  # set by the supervisor before its slots fork
 
 
 def identify() -> tuple[str, str | None]:
     """(host name, engine version): WORKER_HOST, else the engine's own name and the first part of
-    its id (two engines on one machine differ by the id). The name is remembered on this machine
+    its id, and a hash of its data root if not the default one (two engines on one machine share
+    the id). The name is remembered on this machine
     per engine address, so that a worker starting while its engine is down (restarting) still
     answers for its runs; with neither, the machine's name, and a warning."""
     configured = current_app.config["WORKER_HOST"]
@@ -52,6 +54,9 @@ def identify() -> tuple[str, str | None]:
     if configured:
         return configured, info.get("ServerVersion")
     default = f"{info.get('Name') or socket.gethostname()}-{(info.get('ID') or '').split(':')[0].lower()}"
+    root = info.get("DockerRootDir") or DEFAULT_ROOT
+    if root != DEFAULT_ROOT:  # a second engine on one machine shares its id (/etc/docker/key.json)
+        default += "-" + hashlib.sha1(root.encode()).hexdigest()[:6]
     name = re.sub(r"[^A-Za-z0-9._-]", "-", default.strip("-"))[:200]
     try:
         remembered.parent.mkdir(exist_ok=True)
