@@ -15,11 +15,11 @@ die() { echo "setup: $*" >&2; exit 1; }
 quiet() { "$@" >>"$LOG" 2>&1 || { tail -n 30 "$LOG" >&2; die "failed: $*"; }; }
 
 MAIN_PKGS=(docker.io redis-server busybox-static)
-TEST_PKGS=(docker-registry apache2-utils postgresql chromium prometheus)
+TEST_PKGS=(docker-registry apache2-utils postgresql chromium prometheus iproute2 util-linux)
 declare -A PKG_BIN=(
   [docker.io]=dockerd [redis-server]=redis-server [busybox-static]=busybox
   [docker-registry]=docker-registry [apache2-utils]=htpasswd [postgresql]=pg_ctlcluster
-  [chromium]=chromium [prometheus]=promtool
+  [chromium]=chromium [prometheus]=promtool [iproute2]=ip [util-linux]=nsenter
 )
 
 install_missing() {
