@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 
 import requests
-from docker.errors import DockerException, NotFound
+from docker.errors import DockerException
 from flask import Flask, current_app
 
 from webapp import metrics
@@ -23,7 +23,7 @@ from webapp.models import Run
 from webapp.models.base import utcnow
 from webapp.services import hosts
 
-from . import engine
+from .executor import DockerExecutor
 
 log = logging.getLogger(__name__)
 
@@ -142,20 +142,16 @@ def _guard(what: str, step) -> bool:
 def reap() -> int:
     """Remove this installation's containers on this engine whose run is finished or unknown
     (a run that ended while its host was away or lost leaves its container here)."""
-    api = get_docker().api
-    removed = 0
-    for c in api.containers(all=True, filters={"label": f"{engine.LABEL_INSTANCE}={engine.instance_id()}"}):
-        public_id = (c.get("Labels") or {}).get(engine.LABEL_RUN)
-        run = db.session.query(Run).filter_by(public_id=public_id).first()
-        if run is not None and not run.terminal:
-            continue
-        if run is not None and run.finished_at and utcnow() - run.finished_at < timedelta(seconds=REAP_GRACE_SEC):
-            continue  # its worker is removing it right now
-        try:
-            api.remove_container(c["Id"], force=True)
-            removed += 1
-        except NotFound:
-            pass
+    def keep(public_id: str | None) -> bool:
+        run = db.session.query(Run).filter_by(public_id=public_id).first() if public_id else None
+        if run is None:
+            return False
+        if not run.terminal:
+            return True
+        # just finished: its worker is removing it right now
+        return bool(run.finished_at and utcnow() - run.finished_at < timedelta(seconds=REAP_GRACE_SEC))
+
+    removed = DockerExecutor(get_docker().api).reap(keep)
     db.session.commit()
     metrics.count("containers_reaped", amount=removed)
     return removed

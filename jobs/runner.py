@@ -36,6 +36,7 @@ from webapp.services.errors import LeaseLost
 from webapp.services.registry import auth_for_image
 
 from . import engine, hosts
+from .executor import DockerExecutor
 from .logsink import Fence, LogSink, SinkError
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,7 @@ class Execution:
         self.lease = lease
         self.token = lease.token
         self.api = None
+        self.executor: DockerExecutor | None = None
         self.container_id: str | None = run.container_id
         self.digest: str | None = None
         self.finished = False
@@ -248,9 +250,13 @@ class Execution:
         finally:
             self._remove()
 
-    def _fresh(self) -> None:
+    def _connect(self) -> None:
         self.api = get_docker(timeout=120).api
-        watch = engine.ExitWatch(self.api, self.run.public_id)  # subscribes while we pull and create
+        self.executor = DockerExecutor(self.api)
+
+    def _fresh(self) -> None:
+        self._connect()
+        watch = self.executor.exit_watch(self.run.public_id)  # subscribes while we pull and create
         try:
             self._prepare_image()
             if self._cancel_requested():
@@ -264,7 +270,7 @@ class Execution:
     def _attach_and_start(self, watch: engine.ExitWatch) -> None:
         """A created container: attach, wait for the run's instant if it is still to come, start,
         supervise to the end. `watch` is the exit's subscription, made before the start."""
-        reader = self._read(engine.attach_output(self.api, self.container_id))
+        reader = self._read(self.executor.attach(self.container_id))
         cancelled = self._until_due()
         if cancelled:
             return self._finish("cancelled", error=cancelled)
@@ -276,8 +282,8 @@ class Execution:
         """By the container's state: `created` (the worker died before starting it) is started
         now (at its instant if it was prepared ahead); a running one is re-attached; an exited one is completed from its exit code and
         output; none at all means the worker was lost before anything ran."""
-        self.api = get_docker(timeout=120).api
-        container = self._find_container()
+        self._connect()
+        container = self.executor.find(self.run.public_id, self.container_id)
         if container is None:
             return self._finish("failed", error="worker lost")
         state = container["State"]
@@ -293,16 +299,15 @@ class Execution:
             self.sink.system_after(notice + " and started the container", published)
             if self._cancel_requested():
                 return self._finish("cancelled", error=self.cancel_reason)
-            watch = engine.ExitWatch(self.api, self.run.public_id)
+            watch = self.executor.exit_watch(self.run.public_id)
             try:
                 self._attach_and_start(watch)
             finally:
                 watch.close()
         elif status in ("running", "paused", "restarting"):
             self.sink.system_after(notice, published)
-            output = engine.log_output(self.api, self.container_id, follow=True)
-            faults.wait_here("reader-lags", until=lambda: self.api.inspect_container(
-                self.container_id)["State"]["Status"] != "running")
+            output = self.executor.follow(self.container_id)
+            faults.wait_here("reader-lags", until=lambda: self.executor.state(self.container_id)["Status"] != "running")
             reader = self._read(output, skip=dict(self.sink.stream_bytes))
             self._supervise(reader, time.monotonic() + self._remaining(), followed=True)
         elif status in ("exited", "dead"):
@@ -313,22 +318,6 @@ class Execution:
             self._finish("failed", error="worker lost")
 
     # -- steps ---------------------------------------------------------------------------------
-    def _find_container(self) -> dict | None:
-        """The run's container: by its stored id, or by its label when the worker died between
-        creating it and recording the id."""
-        if self.container_id:
-            try:
-                return self.api.inspect_container(self.container_id)
-            except NotFound:
-                return None
-        found = self.api.containers(all=True, filters={"label": f"{engine.LABEL_RUN}={self.run.public_id}"})
-        if not found:
-            return None
-        try:
-            return self.api.inspect_container(found[0]["Id"])
-        except NotFound:
-            return None
-
     def _published_seq(self) -> int | None:
         try:
             return last_published_seq(self.run.public_id, redis=self.redis)
@@ -403,18 +392,8 @@ class Execution:
                                 "the copy on the engine is not used without the registry's yes")
 
     def _create(self) -> None:
-        run = self.run
-        try:
-            created = self.api.create_container(
-                run.image, command=run.command, environment=dict(run.env or {}),
-                labels={engine.LABEL_RUN: run.public_id, engine.LABEL_INSTANCE: engine.instance_id()},
-                host_config=engine.host_config(self.api, run.memory_mb, run.cpus, run.network),
-                stdin_open=False, tty=False, detach=True,
-            )
-        except APIError as e:
-            raise engine.RunFailure(f"could not create the container: {e.explanation or e}") from None
-        self.container_id = created["Id"]
-        lifecycle.owned_update(run, self.token, container_id=self.container_id)
+        self.container_id = self.executor.submit(self.run)
+        lifecycle.owned_update(self.run, self.token, container_id=self.container_id)
 
     def _until_due(self) -> str | None:
         """A run handed over ahead of its instant (a cron fire made SCHEDULE_LEAD_SEC early: `due_at`
@@ -436,10 +415,7 @@ class Execution:
         return None
 
     def _start(self) -> None:
-        try:
-            self.api.start(self.container_id)
-        except APIError as e:
-            raise engine.RunFailure(f"could not start the container: {engine.start_problem(e)}") from None
+        self.executor.start(self.container_id)
         started = utcnow()
         lifecycle.owned_update(self.run, self.token, started_at=started)
         run = self.run
@@ -518,21 +494,12 @@ class Execution:
             watch.ended.wait(seconds)
             if watch.code is not None or not watch.broken:
                 return watch.code
-        try:
-            return self.api.wait(self.container_id, timeout=seconds)["StatusCode"]
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-            return None
+        return self.executor.wait(self.container_id, seconds)
 
     def _kill_at_deadline(self) -> bool:
         """SIGKILL at the deadline; False when the container had exited on its own meanwhile
         (its real exit is then recorded, not a failure of the engine)."""
-        try:
-            self.api.kill(self.container_id)
-            return True
-        except APIError as e:
-            if e.status_code == 409:  # "is not running"
-                return False
-            raise
+        return self.executor.kill(self.container_id)
 
     def _complete_exited(self, state: dict) -> None:
         code = state.get("ExitCode")
@@ -550,7 +517,7 @@ class Execution:
     def _oom_error(self) -> str | None:
         """The exit code of an out-of-memory kill (137) does not say why; the engine does."""
         try:
-            killed = self.api.inspect_container(self.container_id)["State"].get("OOMKilled")
+            killed = self.executor.state(self.container_id).get("OOMKilled")
         except (APIError, requests.exceptions.RequestException):
             return None
         if not killed:
@@ -578,7 +545,7 @@ class Execution:
     def _read_rest(self) -> None:
         """An exited container's output past the bytes already taken, in the order written."""
         try:
-            output = engine.log_output(self.api, self.container_id, follow=False)
+            output = self.executor.read(self.container_id)
         except NotFound:
             self.sink.system("the container was removed before the rest of its output was read; "
                              "the log may end early")
@@ -587,14 +554,17 @@ class Execution:
 
     def _stop_container(self) -> None:
         try:
-            self.api.stop(self.container_id, timeout=STOP_GRACE_SEC)
+            self.executor.stop(self.container_id, STOP_GRACE_SEC)
         except APIError:
             log.exception("stopping the container of %s failed", self.run.public_id)
             self.sink.system("stopping the container failed; it is removed instead")
 
     def _exit_code(self) -> int | None:
         try:
-            return self.api.wait(self.container_id, timeout=STOP_GRACE_SEC + 5)["StatusCode"]
+            code = self.executor.wait(self.container_id, STOP_GRACE_SEC + 5)
+            if code is None:
+                raise TimeoutError(f"no exit within {STOP_GRACE_SEC + 5} s")
+            return code
         except Exception as e:
             log.exception("reading the exit code of %s failed", self.run.public_id)
             self.sink.system(f"could not read the container's exit code ({type(e).__name__})")
@@ -663,6 +633,6 @@ class Execution:
         """Remove the container of a run this worker finished (off the slot's path: the remover
         thread does it). If this process is being stopped mid-run, or lost the run, the container
         is left for its owner or the sweeper."""
-        if not self.container_id or self.api is None or not self.finished:
+        if not self.container_id or self.executor is None or not self.finished:
             return
-        engine.remove_later(self.api, self.container_id)
+        self.executor.remove_later(self.container_id)

@@ -244,3 +244,20 @@ def test_the_exit_event_carries_the_code_and_a_closed_watch_says_it_is_broken(do
     finally:
         for c in (cid, idle):
             docker_api.remove_container(c, force=True)
+
+
+def test_a_second_submit_of_a_run_finds_its_container_instead_of_making_another(app, docker_api):
+    from types import SimpleNamespace
+
+    from jobs.executor import DockerExecutor
+    run = SimpleNamespace(public_id=f"run_submit{uuid.uuid4().hex[:10]}", image=TEST_IMAGE, command=["true"],
+                          env={}, memory_mb=None, cpus=None, network="none")
+    with app.app_context():
+        executor = DockerExecutor(docker_api)
+        first = executor.submit(run)
+        try:
+            assert executor.submit(run) == first  # a worker that retries its submit gets the same container
+            assert [c["Id"] for c in docker_api.containers(
+                all=True, filters={"label": f"workflows.run={run.public_id}"})] == [first]
+        finally:
+            docker_api.remove_container(first, force=True)
