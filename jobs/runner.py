@@ -285,6 +285,7 @@ class Execution:
         self._connect()
         container = self.executor.find(self.run.public_id, self.container_id)
         if container is None:
+            metrics.count("runs_recovered", "failed")
             return self._finish("failed", error="worker lost")
         state = container["State"]
         status = state.get("Status")
@@ -295,6 +296,8 @@ class Execution:
         log.info("taking over %s: container %s, output read up to %s, live viewers have up to seq %s",
                  self.run.public_id, status, self.sink.stream_bytes, published)
         notice = "the worker handling this run stopped; another worker re-attached"
+        metrics.count("runs_recovered", "completed" if status in ("exited", "dead") else
+                      "reattached" if status in ("created", "running", "paused", "restarting") else "failed")
         if status == "created":
             self.sink.system_after(notice + " and started the container", published)
             if self._cancel_requested():

@@ -120,7 +120,6 @@ def recover_lost() -> int:
         elif state == hosts.ALIVE and redis.set(f"run:{run.public_id}:resuming", "1", nx=True,
                                                  ex=int(lease_absent_sec() * 2) + 1):
             dispatch.enqueue_resume(run.public_id, run.timeout_sec, run.worker_host)
-            metrics.count("runs_recovered", "handed_to_host")
             count += 1
     return count
 

@@ -38,12 +38,13 @@ HISTOGRAMS = {
     "schedule_lag_seconds": (LAG_BUCKETS, "Scheduled runs: startedAt - scheduledFor."),
 }
 # Label values reported as 0 before anything happened, so that rate() and alerts see the series.
-KNOWN_VALUES = {"fires_skipped": ("forbid", "missed"), "runs_recovered": ("reattached", "completed", "failed")}
+KNOWN_VALUES = {"fires_skipped": ("forbid", "missed"), "runs_recovered": ("reattached", "completed", "failed", "host_lost")}
 COUNTERS = {
     "fires_skipped": ("reason", "Scheduled instants not run: forbid (the previous run was still going) "
                                 "or missed (the scheduler was down past the workflow's timeout)."),
-    "runs_recovered": ("how", "Runs whose worker died, taken over by the sweeper: reattached, completed "
-                              "from the exited container, or failed (worker lost)."),
+    "runs_recovered": ("how", "Runs whose worker died, taken over by a worker of their host: reattached, "
+                              "completed from the exited container, or failed (worker lost); or failed "
+                              "by the sweeper because their host was lost (host_lost)."),
     "containers_reaped": ("", "Containers removed because their run was over or unknown."),
 }
 
