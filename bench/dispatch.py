@@ -3,7 +3,10 @@
 One run: (1) the median of N interleaved single runs of `true`, ours vs the engine's own; (2) a
 burst of 40 runs on 4 slots against `xargs -P4 docker run --rm`. Each is also compared with the
 same CLI given the options every run gets (the runs network, capabilities, limits, log options):
-what the engine alone charges for that isolation. Goal: ratios against the bare CLI <= 1.00.
+what the engine alone charges for that isolation. Goal: ratios against the bare CLI <= 1.00. Then
+the burst on two worker hosts of 2 slots each (two `flask worker` processes with their own
+WORKER_HOST, on this one engine) against one host of 4 slots, in interleaved rounds: goal within
+10%, and the single run with two hosts as before.
 Usage: .venv/bin/python bench/dispatch.py [N]
 """
 from __future__ import annotations
@@ -37,6 +40,14 @@ def ours(stack: Stack, wf_id: str) -> float:
     return time.monotonic() - t
 
 
+def timed_burst(stack: Stack, wf_id: str) -> float:
+    t = time.monotonic()
+    runs = [stack.trigger(wf_id) for _ in range(BURST)]
+    for r in runs:
+        stack.wait_terminal(r["id"], every=0.05)
+    return time.monotonic() - t
+
+
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 15
     # The 30/minute/team trigger limit is configuration; the benchmark lifts it to measure the engine path.
@@ -54,11 +65,7 @@ def main() -> None:
 
         burst_wf = stack.create_workflow(command=["true"], name="burst")
         time.sleep(1)
-        t = time.monotonic()
-        runs = [stack.trigger(burst_wf) for _ in range(BURST)]
-        for r in runs:
-            stack.wait_terminal(r["id"], every=0.05)
-        ours_burst = time.monotonic() - t
+        ours_burst = timed_burst(stack, burst_wf)
         cli = {}
         for name, options in (("bare", ""), ("alike", " ".join(RUN_OPTIONS))):
             t = time.monotonic()
@@ -68,6 +75,30 @@ def main() -> None:
         print(f"burst of {BURST} on 4 slots: workflows {ours_burst:.2f} s, xargs -P4 docker run --rm "
               f"{cli['bare']:.2f} s (ratio {ours_burst / cli['bare']:.2f}), the same with the run options "
               f"{cli['alike']:.2f} s (ratio {ours_burst / cli['alike']:.2f})")
+
+        # Two worker hosts of 2 slots each against one of 4 (one engine: the split is what is measured).
+        one_host, two_hosts = [ours_burst], []
+        workers = [stack.procs[1]]  # the stack's own worker: one host, 4 slots
+        for round_ in range(3):
+            for p in workers:
+                stack.stop_process(p)
+            workers = [stack.worker(2, "bench-host-a"), stack.worker(2, "bench-host-b")]
+            time.sleep(1)
+            two_hosts.append(timed_burst(stack, burst_wf))
+            if round_ == 2:
+                break
+            for p in workers:
+                stack.stop_process(p)
+            workers = [stack.worker(4)]
+            time.sleep(1)
+            one_host.append(timed_burst(stack, burst_wf))
+        one, two = statistics.median(one_host), statistics.median(two_hosts)
+        print(f"burst of {BURST}, medians of {len(one_host)} interleaved rounds: one host of 4 slots {one:.2f} s "
+              f"({', '.join(f'{x:.2f}' for x in one_host)}), two hosts of 2 slots {two:.2f} s "
+              f"({', '.join(f'{x:.2f}' for x in two_hosts)}); ratio {two / one:.2f} (goal <= 1.10)")
+        singles = [ours(stack, wf_id) for _ in range(n)]
+        print(f"single run with two hosts, median of {n}: {statistics.median(singles) * 1000:.0f} ms "
+              f"(one host above: {m * 1000:.0f} ms)")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,28 @@ class Stack:
         time.sleep(1.5)
         return self
 
+    def worker(self, slots: int, host: str | None = None) -> subprocess.Popen:
+        """One more `flask worker` of `slots` slots (as the host `host`), once its slots wait for runs."""
+        env = dict(self.env, WORKER_SLOTS=str(slots), **({"WORKER_HOST": host} if host else {}))
+        p = subprocess.Popen([".venv/bin/flask", "--app", "wsgi", "worker"], cwd=ROOT, env=env, start_new_session=True,
+                             stdout=open(f"{self.tmp}/worker-{host or 'default'}-{len(self.procs)}.log", "w"),
+                             stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        from redis import Redis
+        from rq import Worker
+        connection = Redis.from_url(self.env["REDIS_URL"])
+        for _ in range(600):
+            kids = set(map(int, subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()))
+            if sum("runs" in w.queue_names() for w in Worker.all(connection=connection) if w.pid in kids) >= slots:
+                return p
+            time.sleep(0.1)
+        raise TimeoutError("the worker's slots did not start")
+
+    def stop_process(self, p: subprocess.Popen) -> None:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(15)
+        self.procs.remove(p)
+
     def stop(self) -> None:
         for p in self.procs:
             try:
