@@ -265,3 +265,29 @@ def test_phone_width_and_keyboard(page, server, alice):
 if not os.path.exists(CHROMIUM):  # the suite's set-up installs it; its absence is a broken set-up
     raise RuntimeError(f"{CHROMIUM} is missing: run `make setup-test`")
 _ = make_member
+
+
+def test_a_workflow_in_a_pool_without_workers_says_so_and_the_workers_page_lists_the_hosts(page, server, alice):
+    login(page, server, alice)
+    page.goto(f"{server}/teams/{alice.team_id}/projects/{alice.project_id}/workflows/new")
+    page.locator("[name=name]").fill("on-gpu")
+    page.locator("[name=image]").fill(TEST_IMAGE)
+    page.get_by_label("Worker pool").fill("GPU box")
+    page.get_by_role("button", name="Create workflow").click()
+    expect(page.locator("#workerPool-error")).to_be_visible()
+    expect(page.locator("[name=name]")).to_have_value("on-gpu")
+    page.get_by_label("Worker pool").fill("gpu")
+    page.get_by_role("button", name="Create workflow").click()
+    expect(page.locator("h1")).to_have_text("on-gpu")
+    expect(page.locator("dl")).to_contain_text("gpu")
+    expect(page.get_by_text("no live worker in this pool")).to_be_visible()
+    page.get_by_role("button", name="Run now").click()
+    expect(page).to_have_url(re.compile(r"/runs/run_"))
+    expect(page.get_by_text("no live worker in pool gpu")).to_be_visible()
+    expect(page.locator("#status")).to_have_text("queued")
+    page.get_by_role("navigation", name="Sections").get_by_role("link", name="Workers").click()
+    expect(page.locator("h1")).to_have_text("Workers")
+    row = page.locator("#workers tbody tr").first
+    expect(row).to_contain_text("alive")
+    expect(row).to_contain_text("default")
+    shot(page, "workers")
