@@ -34,6 +34,10 @@ def register(app: Flask) -> None:
         from webapp.services.dispatch import host_queue, pool_queue
 
         from . import hosts
+        from webapp.connections import NO_ENGINE
+        if current_app.config["DOCKER_HOST"] == NO_ENGINE:
+            raise click.UsageError("DOCKER_HOST=none says this host has no Docker engine: run workers on the "
+                                   "engine hosts (docs/deploy.md)")
         for pool in pools:
             if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", pool):
                 raise click.BadParameter(f"{pool!r}: lowercase letters, digits, - and _, at most 40", param_hint="--pool")

@@ -175,3 +175,19 @@ def test_bad_numbers_in_config_are_refused(monkeypatch):
     monkeypatch.setenv("WORKER_SLOTS", "many")
     with pytest.raises(ConfigError):
         create_app()
+
+
+def test_healthz_of_a_host_without_an_engine_does_not_ask_one():
+    """A web and scheduler host of a several-host installation has no engine: DOCKER_HOST=none."""
+    app = create_app({"DOCKER_HOST": "none"})
+    body = app.test_client().get("/healthz").get_json()
+    assert body["docker"] == {"ok": True, "detail": "no engine on this host (DOCKER_HOST=none): the worker hosts have theirs"}
+
+
+def test_a_worker_refuses_to_start_on_a_host_without_an_engine(tmp_path):
+    import os
+    import subprocess
+    from conftest import ROOT
+    p = subprocess.run([str(ROOT / ".venv/bin/flask"), "--app", "wsgi", "worker"], cwd=ROOT, capture_output=True,
+                       text=True, env=dict(os.environ, DOCKER_HOST="none"), timeout=60)
+    assert p.returncode == 2 and "DOCKER_HOST=none" in p.stderr

@@ -34,6 +34,9 @@ def get_redis(url: str | None = None, *, blocking: bool = False) -> redis.Redis:
                                                 health_check_interval=30))
 
 
+NO_ENGINE = "none"  # DOCKER_HOST of a web or scheduler host that has no engine
+
+
 def get_docker(base_url: str | None = None, timeout: int = 60) -> docker.DockerClient:
     base_url = base_url or current_app.config.get("DOCKER_HOST") or None
     key = f"{base_url}|{timeout}"

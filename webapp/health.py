@@ -1,11 +1,11 @@
 """GET /healthz: the state of the database, Redis and the Docker engine."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
 from . import heartbeats
-from .connections import get_docker, get_redis
+from .connections import NO_ENGINE, get_docker, get_redis
 from .extensions import db
 
 bp = Blueprint("health", __name__)
@@ -29,6 +29,8 @@ def _redis():
 
 
 def _docker():
+    if current_app.config["DOCKER_HOST"] == NO_ENGINE:
+        return "no engine on this host (DOCKER_HOST=none): the worker hosts have theirs"
     return get_docker(timeout=3).version().get("Version")
 
 
