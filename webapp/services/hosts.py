@@ -103,7 +103,8 @@ class HostView:
 
 
 def host_views(team_ids: set[int]) -> list[HostView]:
-    """Every host seen within FORGET_AFTER, alive first; `own_runs` only of `team_ids`."""
+    """Every host seen within FORGET_AFTER, alive first; its live processes (or its last one);
+    `own_runs` only of `team_ids`."""
     from ..models import Run
     rows = db.session.scalars(select(WorkerProcess).order_by(WorkerProcess.host, WorkerProcess.name)).all()
     busy = dict(db.session.execute(select(Run.worker_host, func.count()).where(Run.status == "running")
@@ -120,7 +121,8 @@ def host_views(team_ids: set[int]) -> list[HostView]:
             pools=sorted({pool for p in (live or procs) for pool in p.pool_list}),
             slots=sum(p.slots for p in live), busy=busy.get(host, 0),
             engine_version=max(procs, key=lambda p: p.last_seen_at).engine_version,
-            last_seen_at=max(p.last_seen_at for p in procs), processes=procs,
+            last_seen_at=max(p.last_seen_at for p in procs),
+            processes=live or [max(procs, key=lambda p: p.last_seen_at)],
             own_runs=db.session.scalars(select(Run).where(Run.status == "running", Run.worker_host == host,
                                                           Run.team_id.in_(team_ids or {-1}))
                                         .order_by(Run.started_at).limit(50)).all()))
