@@ -28,18 +28,17 @@ def register(app: Flask) -> None:
                   help="a worker pool whose runs this worker takes (repeatable)")
     def worker(slots: int | None, pools: tuple[str, ...]):
         """Run WORKER_SLOTS run slots plus NOTIFY_SLOTS notification slots; restart any that dies."""
-        import re
-
+        from webapp.connections import NO_ENGINE
         from webapp.heartbeats import process_name
+        from webapp.schemas import valid_pool
         from webapp.services.dispatch import host_queue, pool_queue
 
         from . import hosts
-        from webapp.connections import NO_ENGINE
         if current_app.config["DOCKER_HOST"] == NO_ENGINE:
             raise click.UsageError("DOCKER_HOST=none says this host has no Docker engine: run workers on the "
                                    "engine hosts (docs/deploy.md)")
         for pool in pools:
-            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", pool):
+            if not valid_pool(pool):
                 raise click.BadParameter(f"{pool!r}: lowercase letters, digits, - and _, at most 40", param_hint="--pool")
         pools = tuple(dict.fromkeys(pools))
         slots = slots or current_app.config["WORKER_SLOTS"]

@@ -92,7 +92,15 @@ MemoryMb = Annotated[int, Field(ge=6, le=1048576)]
 Cpus = Annotated[float, Field(ge=0.01, le=256)]
 Policy = Literal["allow", "forbid", "replace"]
 Network = Literal["bridge", "none"]
-Pool = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+POOL_NAME = r"[a-z0-9][a-z0-9_-]*"
+POOL_PATTERN = f"^{POOL_NAME}$"
+POOL_MAX = 40
+Pool = Annotated[str, Field(min_length=1, max_length=POOL_MAX, pattern=POOL_PATTERN)]
+
+
+def valid_pool(name: str) -> bool:
+    """A worker pool's name as `flask worker --pool` and a workflow's `workerPool` accept it."""
+    return len(name) <= POOL_MAX and re.fullmatch(POOL_NAME, name) is not None
 Env = dict[str, str]
 
 
