@@ -83,6 +83,7 @@ BOUNDARIES = [
     ("cpus", 0.5, 0),
     ("workerPool", "gpu-" + "a" * 36, "a" * 41),
     ("workerPool", "gpu_1", "GPU"),
+    ("workerPool", "gpu", "gpu\n"),
 ]
 
 
