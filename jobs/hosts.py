@@ -8,6 +8,7 @@ import logging
 import re
 import signal
 import socket
+import threading
 import time
 from datetime import timedelta
 
@@ -103,15 +104,21 @@ def keep(app: Flask, name: str, host: str, pools: list[str], slots: int, version
     with app.app_context():
         db.engine.dispose(close=False)
         _retry(lambda: hosts.register(name, host, pools, slots, version), stopping)
-        next_reap = 0.0
+        # on a thread of its own: an engine that is slow to answer must not delay the heartbeat
+        threading.Thread(target=_reap_forever, args=(app, stopping), daemon=True, name="reaper").start()
         while not stopping:
             started = time.monotonic()
             _guard("heartbeat", lambda: hosts.beat(name))
-            if started >= next_reap:
-                _guard("reaping", reap)
-                next_reap = started + REAP_EVERY_SEC
             time.sleep(max(0.0, hosts.BEAT_EVERY_SEC - (time.monotonic() - started)))
         _guard("recording the stop", lambda: hosts.stopped(name))
+
+
+def _reap_forever(app: Flask, stopping: list) -> None:
+    with app.app_context():
+        while not stopping:
+            started = time.monotonic()
+            _guard("reaping", reap)
+            time.sleep(max(0.0, REAP_EVERY_SEC - (time.monotonic() - started)))
 
 
 def _retry(step, stopping: list) -> None:
