@@ -295,6 +295,12 @@ class ExitWatch:
             self.ended.set()
             self._open.set()
 
+    def __enter__(self) -> "ExitWatch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         self._closed = True
         try:
@@ -311,7 +317,7 @@ _removals_lock = threading.Lock()
 def remove_later(api: docker.APIClient, container_id: str) -> None:
     """Remove a finished run's container on this process's remover thread: the slot takes its next
     run meanwhile (a removal took 0.15 s of slot time per run in a burst of 40 on 4 slots). What a
-    process dying first leaves is removed by the sweeper's reaper."""
+    process dying first leaves is removed by its host's keeper (jobs/hosts.py)."""
     global _removals
     with _removals_lock:
         if _removals is None:

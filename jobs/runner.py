@@ -256,16 +256,13 @@ class Execution:
 
     def _fresh(self) -> None:
         self._connect()
-        watch = self.executor.exit_watch(self.run.public_id)  # subscribes while we pull and create
-        try:
+        with self.executor.exit_watch(self.run.public_id) as watch:  # subscribes while we pull and create
             self._prepare_image()
             if self._cancel_requested():
                 return self._finish("cancelled", error=self.cancel_reason)
             self._create()
             faults.stop_here("after-create")
             self._attach_and_start(watch)
-        finally:
-            watch.close()
 
     def _attach_and_start(self, watch: engine.ExitWatch) -> None:
         """A created container: attach, wait for the run's instant if it is still to come, start,
@@ -302,11 +299,8 @@ class Execution:
             self.sink.system_after(notice + " and started the container", published)
             if self._cancel_requested():
                 return self._finish("cancelled", error=self.cancel_reason)
-            watch = self.executor.exit_watch(self.run.public_id)
-            try:
+            with self.executor.exit_watch(self.run.public_id) as watch:
                 self._attach_and_start(watch)
-            finally:
-                watch.close()
         elif status in ("running", "paused", "restarting"):
             self.sink.system_after(notice, published)
             output = self.executor.follow(self.container_id)
@@ -565,13 +559,14 @@ class Execution:
     def _exit_code(self) -> int | None:
         try:
             code = self.executor.wait(self.container_id, STOP_GRACE_SEC + 5)
-            if code is None:
-                raise TimeoutError(f"no exit within {STOP_GRACE_SEC + 5} s")
-            return code
         except Exception as e:
             log.exception("reading the exit code of %s failed", self.run.public_id)
-            self.sink.system(f"could not read the container's exit code ({type(e).__name__})")
-            return None
+            code, problem = None, type(e).__name__
+        else:
+            problem = "no exit within the stop's grace"
+        if code is None:
+            self.sink.system(f"could not read the container's exit code ({problem})")
+        return code
 
     def _cancel_requested(self) -> bool:
         """Redis is the fast path (checked every poll); the database, the record, is read at
@@ -635,7 +630,7 @@ class Execution:
     def _remove(self) -> None:
         """Remove the container of a run this worker finished (off the slot's path: the remover
         thread does it). If this process is being stopped mid-run, or lost the run, the container
-        is left for its owner or the sweeper."""
+        is left for its owner or its host's keeper."""
         if not self.container_id or self.executor is None or not self.finished:
             return
         self.executor.remove_later(self.container_id)
