@@ -55,8 +55,9 @@ class Executor(Protocol):
     def remove_later(self, unit_id: str) -> None:
         """Remove a finished unit, off the caller's path."""
 
-    def reap(self, keep: Callable[[str | None], bool]) -> int:
-        """Remove this installation's units whose run (by id, None if unlabelled) `keep` refuses."""
+    def reap(self, keeping: Callable[[set[str]], set[str]]) -> int:
+        """Remove this installation's units except those of the runs `keeping` returns (it is given
+        the run ids of all of them; a unit without one is removed)."""
 
 
 class DockerExecutor:
@@ -137,10 +138,12 @@ class DockerExecutor:
     def remove_later(self, unit_id: str) -> None:
         engine.remove_later(self.api, unit_id)
 
-    def reap(self, keep: Callable[[str | None], bool]) -> int:
+    def reap(self, keeping: Callable[[set[str]], set[str]]) -> int:
         removed = 0
-        for c in self.api.containers(all=True, filters={"label": f"{engine.LABEL_INSTANCE}={engine.instance_id()}"}):
-            if keep((c.get("Labels") or {}).get(engine.LABEL_RUN)):
+        found = self.api.containers(all=True, filters={"label": f"{engine.LABEL_INSTANCE}={engine.instance_id()}"})
+        kept = keeping({run_id for c in found if (run_id := (c.get("Labels") or {}).get(engine.LABEL_RUN))})
+        for c in found:
+            if (c.get("Labels") or {}).get(engine.LABEL_RUN) in kept:
                 continue
             try:
                 self.api.remove_container(c["Id"], force=True)

@@ -15,12 +15,13 @@ from datetime import timedelta
 import requests
 from docker.errors import DockerException
 from flask import Flask, current_app
+from sqlalchemy import select
 
 from webapp import metrics
 from webapp.config import ROOT
 from webapp.connections import get_docker
 from webapp.extensions import db
-from webapp.models import Run
+from webapp.models import TERMINAL, Run
 from webapp.models.base import utcnow
 from webapp.services import hosts
 
@@ -99,33 +100,27 @@ def keep(app: Flask, name: str, host: str, pools: list[str], slots: int, version
     """The host keeper, one child of each worker supervisor: the heartbeat of this worker process in
     the database every second, and this engine's leftovers removed every few seconds. A SIGTERM
     (the supervisor stopping cleanly) records the stop; the runs' containers go on running."""
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     with app.app_context():
         db.engine.dispose(close=False)
-        _retry(lambda: hosts.register(name, host, pools, slots, version), stopping)
+        while not stopping.is_set() and not _guard("registering", lambda: hosts.register(
+                name, host, pools, slots, version)):
+            stopping.wait(1)
         # on a thread of its own: an engine that is slow to answer must not delay the heartbeat
-        threading.Thread(target=_reap_forever, args=(app, stopping), daemon=True, name="reaper").start()
-        while not stopping:
-            started = time.monotonic()
-            _guard("heartbeat", lambda: hosts.beat(name))
-            time.sleep(max(0.0, hosts.BEAT_EVERY_SEC - (time.monotonic() - started)))
+        threading.Thread(target=_every, args=(app, REAP_EVERY_SEC, "reaping", reap, stopping),
+                         daemon=True, name="reaper").start()
+        _every(app, hosts.BEAT_EVERY_SEC, "heartbeat", lambda: hosts.beat(name), stopping)
         _guard("recording the stop", lambda: hosts.stopped(name))
 
 
-def _reap_forever(app: Flask, stopping: list) -> None:
+def _every(app: Flask, seconds: float, what: str, step, stopping: threading.Event) -> None:
+    """`step` every `seconds` until `stopping`, each failure logged once (see _guard)."""
     with app.app_context():
-        while not stopping:
+        while not stopping.is_set():
             started = time.monotonic()
-            _guard("reaping", reap)
-            time.sleep(max(0.0, REAP_EVERY_SEC - (time.monotonic() - started)))
-
-
-def _retry(step, stopping: list) -> None:
-    while not stopping:
-        if _guard("registering", step):
-            return
-        time.sleep(1)
+            _guard(what, step)
+            stopping.wait(max(0.0, seconds - (time.monotonic() - started)))
 
 
 _warned: set[str] = set()
@@ -149,16 +144,15 @@ def _guard(what: str, step) -> bool:
 def reap() -> int:
     """Remove this installation's containers on this engine whose run is finished or unknown
     (a run that ended while its host was away or lost leaves its container here)."""
-    def keep(public_id: str | None) -> bool:
-        run = db.session.query(Run).filter_by(public_id=public_id).first() if public_id else None
-        if run is None:
-            return False
-        if not run.terminal:
-            return True
-        # just finished: its worker is removing it right now
-        return bool(run.finished_at and utcnow() - run.finished_at < timedelta(seconds=REAP_GRACE_SEC))
+    def keeping(run_ids: set[str]) -> set[str]:
+        """Of these runs, those whose container stays: not terminal, or just finished (its worker
+        is removing it right now). One query for them all."""
+        grace = utcnow() - timedelta(seconds=REAP_GRACE_SEC)
+        return set(db.session.scalars(select(Run.public_id).where(
+            Run.public_id.in_(run_ids),
+            Run.status.not_in(TERMINAL) | (Run.finished_at > grace))).all()) if run_ids else set()
 
-    removed = DockerExecutor(get_docker().api).reap(keep)
+    removed = DockerExecutor(get_docker().api).reap(keeping)
     db.session.commit()
     metrics.count("containers_reaped", amount=removed)
     return removed

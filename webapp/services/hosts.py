@@ -3,10 +3,11 @@ lost. The database holds the heartbeats (Redis losing its data must not make eve
 hosts' clocks are assumed to agree within a second or two, as for the rest of a deployment."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from flask import current_app, g
+from flask import current_app
 from sqlalchemy import delete, func, select, update
 
 from ..extensions import db
@@ -64,15 +65,26 @@ def host_states(hosts: set[str]) -> dict[str, str]:
     return states
 
 
+def _live(process: WorkerProcess, now: datetime) -> bool:
+    """A worker process is live when it beat within ALIVE_SEC and did not stop."""
+    return process.stopped_at is None and (now - process.last_seen_at).total_seconds() < ALIVE_SEC
+
+
+_pools_seen: dict[str, tuple[float, set[str]]] = {}  # database -> (when read, live pools)
+
+
 def live_pools() -> set[str]:
-    """Pools with at least one worker process that beat within ALIVE_SEC and did not stop; read
-    once per request (or app context)."""
-    if "_live_pools" not in g:
-        cutoff = utcnow() - timedelta(seconds=ALIVE_SEC)
-        rows = db.session.scalars(select(WorkerProcess.pools).where(
-            WorkerProcess.last_seen_at >= cutoff, WorkerProcess.stopped_at.is_(None))).all()
-        g._live_pools = {pool for pools in rows for pool in pools.split(",") if pool}
-    return g._live_pools
+    """Pools with at least one live worker process. Read at most once per heartbeat interval per
+    process (a trigger's answer and every page of runs ask): heartbeats move no faster."""
+    key = current_app.config["SQLALCHEMY_DATABASE_URI"]
+    read_at, pools = _pools_seen.get(key, (float("-inf"), set()))
+    if time.monotonic() - read_at >= BEAT_EVERY_SEC:
+        now = utcnow()
+        rows = db.session.scalars(select(WorkerProcess).where(
+            WorkerProcess.last_seen_at >= now - timedelta(seconds=ALIVE_SEC))).all()
+        pools = {pool for p in rows if _live(p, now) for pool in p.pool_list}
+        _pools_seen[key] = (time.monotonic(), pools)
+    return pools
 
 
 def waiting(run) -> str | None:
@@ -113,9 +125,10 @@ def host_views(team_ids: set[int]) -> list[HostView]:
     for row in rows:
         by_host.setdefault(row.host, []).append(row)
     states = host_states(set(by_host))
+    now = utcnow()
     views = []
     for host, procs in by_host.items():
-        live = [p for p in procs if p.stopped_at is None and (utcnow() - p.last_seen_at).total_seconds() < ALIVE_SEC]
+        live = [p for p in procs if _live(p, now)]
         views.append(HostView(
             host=host, state=states[host],
             pools=sorted({pool for p in (live or procs) for pool in p.pool_list}),
