@@ -8,34 +8,13 @@ import signal
 import time
 
 from conftest import create_wf, wait_for, wait_status
+from runs_api import base, containers, fire, get, lines
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
 HOST_A = {**FAST, "WORKER_HOST": "host-a"}
 HOST_B = {**FAST, "WORKER_HOST": "host-b"}
 COUNT_TO_12 = "for i in $(seq 1 12); do echo line-$i; sleep 0.5; done; exit 4"
 EXPECTED = [f"line-{i}" for i in range(1, 13)]
-
-
-def base(m):
-    return f"/api/workflows/{m.team_id}/workflows"
-
-
-def fire(client, m, **fields):
-    wf = create_wf(client, m, **fields)
-    return client.post(f"{base(m)}/{wf['id']}/trigger", headers=m.h()).get_json()
-
-
-def get(client, m, run_id):
-    return client.get(f"{base(m)}/runs/{run_id}", headers=m.h()).get_json()
-
-
-def lines(client, m, run_id):
-    return [l["text"] for l in client.get(f"{base(m)}/runs/{run_id}/logs", headers=m.h()).get_json()["lines"]
-            if l["stream"] != "system"]
-
-
-def containers(docker_api, run_id):
-    return docker_api.containers(all=True, filters={"label": f"workflows.run={run_id}"})
 
 
 def test_a_run_records_its_host_and_is_reattached_there_by_a_scheduler_without_an_engine(

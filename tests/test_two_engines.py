@@ -9,6 +9,8 @@ import time
 import pytest
 
 from conftest import TEST_PASS, create_wf, wait_for, wait_status
+from runs_api import base, get, lines, trigger
+from runs_api import containers as on
 from second_engine import SecondEngine
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
@@ -26,29 +28,6 @@ def engine_b():
     engine.close()
 
 
-def base(m):
-    return f"/api/workflows/{m.team_id}/workflows"
-
-
-def trigger(client, m, wf):
-    r = client.post(f"{base(m)}/{wf['id']}/trigger", headers=m.h())
-    assert r.status_code == 202, r.get_json()
-    return r.get_json()
-
-
-def get(client, m, run_id):
-    return client.get(f"{base(m)}/runs/{run_id}", headers=m.h()).get_json()
-
-
-def lines(client, m, run_id):
-    return [l["text"] for l in client.get(f"{base(m)}/runs/{run_id}/logs", headers=m.h()).get_json()["lines"]
-            if l["stream"] != "system"]
-
-
-def on(api, run_id) -> list[dict]:
-    return api.containers(all=True, filters={"label": f"workflows.run={run_id}"})
-
-
 def no_engine(tmp_path) -> dict:
     return {**FAST, "DOCKER_HOST": f"unix://{tmp_path}/no-engine-here.sock"}
 
@@ -59,8 +38,8 @@ def test_a_pools_runs_run_only_on_the_engine_of_its_workers(client, alice, procs
     procs.worker(2, env={**FAST, "DOCKER_HOST": engine_b.url}, args=("--pool", "b"))
     wf_b = create_wf(client, alice, command=["sh", "-c", "echo on b; sleep 2"], workerPool="b")
     wf_a = create_wf(client, alice, command=["sh", "-c", "echo on a; sleep 2"])
-    runs_b = [trigger(client, alice, wf_b) for _ in range(3)]
-    run_a = trigger(client, alice, wf_a)
+    runs_b = [trigger(client, alice, wf_b["id"]) for _ in range(3)]
+    run_a = trigger(client, alice, wf_a["id"])
     for run in runs_b:
         wait_for(lambda: lines(client, alice, run["id"]), 30)  # its container started: it is on B
         assert on(engine_b.api, run["id"]) or get(client, alice, run["id"])["status"] == "succeeded"
@@ -78,8 +57,8 @@ def test_a_killed_worker_of_engine_b_is_reattached_on_b_and_engine_a_is_not_touc
     procs.scheduler(env=no_engine(tmp_path))
     procs.worker(1, env=FAST)
     worker_b = procs.worker(1, env={**FAST, "DOCKER_HOST": engine_b.url}, args=("--pool", "b"))
-    run_b = trigger(client, alice, create_wf(client, alice, command=["sh", "-c", COUNT_TO_12], workerPool="b"))
-    run_a = trigger(client, alice, create_wf(client, alice, command=["sh", "-c", COUNT_TO_12]))
+    run_b = trigger(client, alice, create_wf(client, alice, command=["sh", "-c", COUNT_TO_12], workerPool="b")["id"])
+    run_a = trigger(client, alice, create_wf(client, alice, command=["sh", "-c", COUNT_TO_12])["id"])
     wait_for(lambda: len(lines(client, alice, run_b["id"])) >= 2 and len(lines(client, alice, run_a["id"])) >= 2, 30)
     container_a = on(docker_api, run_a["id"])[0]["Id"]
     procs.kill(worker_b)  # kill -9 of B's worker and its slots, mid-run
@@ -101,7 +80,7 @@ def test_a_host_gone_past_host_lost_sec_loses_its_runs_which_retry_on_another_ho
     worker_b = procs.worker(1, env={**FAST, "DOCKER_HOST": engine_b.url}, args=("--pool", "b"))
     wf = create_wf(client, alice, command=["sh", "-c", "echo up; sleep 15; echo down"], workerPool="b",
                    maxRetries=1, retryBackoffSec=1)
-    run = trigger(client, alice, wf)
+    run = trigger(client, alice, wf["id"])
     wait_for(lambda: lines(client, alice, run["id"]), 30)
     host_b = get(client, alice, run["id"])["workerHost"]
     procs.worker(1, env=FAST, args=("--pool", "b"))  # engine A joins pool b
