@@ -201,9 +201,10 @@ def runs_network(api: docker.APIClient) -> str:
                                options={"com.docker.network.bridge.enable_icc": "false",
                                         "com.docker.network.bridge.name": RUNS_BRIDGE},
                                labels={LABEL_INSTANCE: "shared"})
-        except APIError as e:
-            if e.status_code != 409:  # made by another worker meanwhile
-                raise
+        except APIError:
+            # Made by another slot meanwhile: Docker 20.10 answers a racing create of the same
+            # name with 409, or with 500 "networks have same bridge name" (seen on a new engine).
+            api.inspect_network(RUNS_NETWORK)  # NotFound: it was not a race
     _block_host(RUNS_BRIDGE)
     _networks.add(key)
     return RUNS_NETWORK

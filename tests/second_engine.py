@@ -14,6 +14,7 @@ from pathlib import Path
 import docker
 
 from conftest import ROOT, TEST_IMAGE
+from jobs.engine import RUNS_NETWORK
 
 
 class SecondEngine:
@@ -56,12 +57,21 @@ class SecondEngine:
             if time.monotonic() > end:
                 raise RuntimeError(f"the second engine did not answer within {timeout}s:\n{self._log_tail()}")
             time.sleep(0.1)
+        self._forget_runs_network()
         if not self.api.images(name=TEST_IMAGE):
             save = subprocess.Popen(["docker", "save", TEST_IMAGE], stdout=subprocess.PIPE)
             subprocess.run(["docker", "-H", self.url, "load", "-q"], stdin=save.stdout, check=True,
                            capture_output=True)
             assert save.wait() == 0
         return self
+
+    def _forget_runs_network(self) -> None:
+        """Each pass starts as a new engine would, without the runs network: the first runs of
+        several slots then race to make it (a race that failed runs on a new machine)."""
+        for c in self.api.containers(all=True):
+            self.api.remove_container(c["Id"], force=True)
+        for n in self.api.networks(names=[RUNS_NETWORK]):
+            self.api.remove_network(n["Id"])
 
     def stop(self, timeout: float = 60) -> None:
         """SIGTERM, as a service manager stops it (it stops its containers first), then SIGKILL."""
