@@ -4,6 +4,7 @@ an engine. Two worker hosts here share one engine under two WORKER_HOST names; t
 second real engine are in test_two_engines.py."""
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -119,3 +120,25 @@ def test_a_pool_runs_only_on_its_workers_and_a_pool_without_one_says_so(client, 
 def test_a_worker_refuses_a_pool_name_it_could_not_serve(procs):
     p = procs.start("worker", "--pool", "GPU!")
     assert p.wait(60) == 2
+
+
+def test_a_run_cancelled_while_its_host_is_frozen_ends_cancelled_when_the_host_is_lost_and_is_never_retried(
+        client, alice, procs, docker_api):
+    procs.scheduler(env={**FAST, "HOST_LOST_SEC": "6"})
+    worker = procs.worker(1, env=HOST_A)
+    wf = create_wf(client, alice, command=["sh", "-c", "echo up; sleep 60"], timeoutSec=300, maxRetries=2,
+                   retryBackoffSec=0)
+    run = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()
+    wait_for(lambda: lines(client, alice, run["id"]), 30)
+    os.killpg(worker.pid, signal.SIGSTOP)  # the supervisor, its slot and its host keeper, frozen whole
+    try:
+        r = client.post(f"{base(alice)}/runs/{run['id']}/cancel", headers=alice.h())
+        assert r.status_code == 202 and r.get_json()["cancelRequested"]
+        done = wait_status(client, alice, run["id"], timeout=40)
+        assert (done["status"], done["error"]) == ("cancelled", "worker host lost")
+        runs = client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
+        assert [r["id"] for r in runs] == [run["id"]]  # a retry is made with the terminal status
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        for c in containers(docker_api, run["id"]):
+            docker_api.remove_container(c["Id"], force=True)

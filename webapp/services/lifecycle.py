@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 
 from .. import faults, metrics
 from ..extensions import db
@@ -21,6 +21,7 @@ from .errors import LeaseLost
 from .runs import count_terminal, fire, handle, hand_over_many
 
 ACTIVE = ("queued", "running")
+RETRIED = ("failed", "timed_out")  # the final statuses an automatic retry follows
 BACKOFF_CAP_SEC = 300
 
 
@@ -51,6 +52,13 @@ def complete(run: Run, status: str, *, exit_code: int | None = None, error: str 
     started = db.session.scalar(select(Run.started_at).where(Run.id == run.id))
     values = dict(status=status, exit_code=exit_code, error=error, finished_at=now,
                   duration_ms=int((now - started).total_seconds() * 1000) if started else None)
+    if status in RETRIED:
+        # Cancel beats retry: a run whose cancel was requested ends cancelled whatever ends it (a
+        # lost host, a lost worker, a crash), decided in the same statement as the transition, so
+        # a cancel written a moment before cannot be missed. Its error says what ended it.
+        requested = Run.cancel_requested_at.is_not(None)
+        values.update(status=case((requested, "cancelled"), else_=status),
+                      error=case((requested, func.coalesce(Run.cancel_reason, error)), else_=error))
     if image_digest:
         values["image_digest"] = image_digest
     where = [Run.id == run.id, Run.status.in_(expect)]
@@ -68,7 +76,7 @@ def complete(run: Run, status: str, *, exit_code: int | None = None, error: str 
     faults.stop_here("after-terminal")
     if run.duration_ms is not None:
         metrics.observe("run_duration_seconds", run.team_id, run.duration_ms / 1000)
-    publish_end(run.public_id, status)
+    publish_end(run.public_id, run.status)
     try:
         after_commit()
     except Exception:  # written already: the sweep hands it over
@@ -79,7 +87,7 @@ def complete(run: Run, status: str, *, exit_code: int | None = None, error: str 
 def _after_terminal(run: Run) -> Callable[[], None]:
     """Add the retry or the event to the transaction; returns the hand-over to make after it."""
     wf = run.workflow
-    if run.status in ("failed", "timed_out"):
+    if run.status in RETRIED:
         if run.attempt <= wf.max_retries and wf.deleted_at is None:
             due = utcnow() + timedelta(seconds=backoff_seconds(wf.retry_backoff_sec, run.attempt))
             retry = fire(wf, "retry", dict(run.env), attempt=run.attempt + 1, retry_of=run, due_at=due,
