@@ -46,7 +46,8 @@ def fire_due(now: datetime | None = None) -> int:
         run = _fire_one(wf, now)
         if run is not None:
             handles.append(run)
-    hand_over_many([h for h in handles if h is not None])
+    handles = [h for h in handles if h is not None]
+    hand_over_many(handles)
     return len(handles)
 
 
@@ -96,8 +97,10 @@ def _claim(wf: Workflow, following: datetime | None) -> bool:
 
 def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
     """Fire `allow` workflows in one transaction; returns the hand-over handles of the new runs.
-    An instant still ahead of `now` is fired with `due_at` = the instant: prepared, started on time."""
-    plans = [(wf, *_instants(wf, max(now, wf.next_run_at))) for wf in workflows]
+    An instant still ahead of `now` is fired with `due_at` = the instant: prepared, started on time.
+    If one instant has its run already (the unique key), the batch is redone one workflow at a
+    time, where such an instant is passed over alone (see _fire_one)."""
+    plans = [(wf, *_instants(wf, _fire_at(wf, now))) for wf in workflows]
     runs, notes = [], []
     with db.session.no_autoflush:
         for wf, instant, following, missed in plans:
@@ -113,50 +116,60 @@ def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
         db.session.commit()
         _after_commit(notes)
         return handles
-    except IntegrityError:  # a fire already made by another scheduler: redo one by one
+    except IntegrityError:
         db.session.rollback()
+        ahead = now + timedelta(seconds=current_app.config["SCHEDULE_LEAD_SEC"])
         handles = []
         for wf in workflows:
             db.session.refresh(wf)
-            if wf.next_run_at is not None and wf.next_run_at <= now:
+            if wf.next_run_at is not None and wf.next_run_at <= ahead and wf.deleted_at is None:
                 handles.append(_fire_one(wf, now))
         return handles
+
+
+def _fire_at(wf: Workflow, now: datetime) -> datetime:
+    """The time an instant is fired for: an `allow` instant ahead of now (within the lead) counts
+    as now-at-the-instant; the others are fired at their instant, not before."""
+    return max(now, wf.next_run_at) if wf.concurrency_policy == "allow" else now
 
 
 def _fire_one(wf: Workflow, now: datetime) -> tuple | None:
     """Fire one workflow with its concurrency policy; the hand-over handle of a queued run.
     The claim of the instant, the cancels of `replace` and the new run are one transaction: a
-    scheduler that dies anywhere in between leaves the instant unclaimed for the next one."""
-    instant, following, missed = _instants(wf, now)
+    scheduler that dies anywhere in between leaves the instant unclaimed for the next one. An
+    instant that has its run already (a fire made another way) is passed over: the claim is kept
+    and the rest is undone in its savepoint, so the workflow moves on to its next instant instead
+    of trying the same one on every tick."""
+    instant, following, missed = _instants(wf, _fire_at(wf, now))
     if not _claim(wf, following):  # another scheduler advanced it
         db.session.rollback()
         return None
     notes: list = []
     _missed(wf, missed, notes)
-    if instant is None:
-        db.session.commit()
-        _after_commit(notes)
-        return None
-    run, signals = _fire_with_policy(wf, instant)
-    try:
-        db.session.flush()
-        queued = handle(run) if run.status == "queued" else None
-        if run.status == "cancelled":  # skipped by forbid
-            count_terminal(wf.id, "cancelled", "schedule")
-            notes.append(("forbid", 1, emit(wf.team_id, wf.id, run.id, "workflow.missed")))
-        if signals:
-            faults.stop_here("replace-claimed")
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        return None
+    run, signals = None, []
+    if instant is not None:
+        try:
+            with db.session.begin_nested():
+                run, signals = _fire_with_policy(wf, instant, now)
+                db.session.flush()
+        except IntegrityError:
+            log.warning("workflow %s: the instant %s has its run already; moving on", wf.public_id, instant)
+            metrics.count("fire_collisions")
+            run, signals = None, []
+    queued = handle(run) if run is not None and run.status == "queued" else None
+    if run is not None and run.status == "cancelled":  # skipped by forbid
+        count_terminal(wf.id, "cancelled", "schedule")
+        notes.append(("forbid", 1, emit(wf.team_id, wf.id, run.id, "workflow.missed")))
+    if signals:
+        faults.stop_here("replace-claimed")
+    db.session.commit()
     _after_commit(notes)
     for signal in signals:
         signal()
     return queued
 
 
-def _fire_with_policy(wf: Workflow, instant: datetime) -> tuple[Run, list]:
+def _fire_with_policy(wf: Workflow, instant: datetime, now: datetime) -> tuple[Run, list]:
     """The new run (in the session, not committed) and the cancel signals to send after commit."""
     active = []
     if wf.concurrency_policy != "allow":
@@ -172,7 +185,8 @@ def _fire_with_policy(wf: Workflow, instant: datetime) -> tuple[Run, list]:
     if active and wf.concurrency_policy == "replace":
         reason = f"replaced by the fire of {instant.isoformat()}Z (concurrencyPolicy replace)"
         signals = [cancel_in_transaction(old, reason=reason) for old in active]
-    return fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant, commit=False), signals
+    return fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant, due_at=max(now, instant),
+                commit=False), signals
 
 
 def repair_next_run_at() -> int:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
@@ -289,11 +288,11 @@ def test_two_schedulers_fire_each_instant_exactly_once(app, client, alice, procs
     runs = schedule_runs()
     instants = [r["scheduledFor"] for r in runs]
     assert all(r["trigger"] == "schedule" for r in runs)
-    assert Counter(instants).most_common(1)[0][1] == 1  # no instant twice
     stamps = sorted(datetime.fromisoformat(i[:-1]) for i in instants)
     assert all(s.second % 2 == 0 and s.microsecond == 0 for s in stamps)
     assert all((b - a).total_seconds() == 2 for a, b in zip(stamps, stamps[1:]))
     count = len(runs)
+    assert _collisions(app) == 0  # no instant was ever inserted twice: the claim decided, not the key
     time.sleep(3)
     assert len(schedule_runs()) == count  # unscheduled: no more fires
     wait_for(lambda: all(r["status"] == "succeeded" for r in schedule_runs()), 30)
@@ -313,13 +312,10 @@ def test_a_restarted_scheduler_after_a_redis_flush_keeps_firing_once(app, client
     with app.app_context():
         get_redis().flushdb()
     before = len(runs())
-    time.sleep(3)
-    assert len(runs()) == before  # no scheduler, no fire
     procs.scheduler()
     wait_for(lambda: len(runs()) >= before + 3, 30)
     client.patch(url, json={"schedule": None}, headers=alice.h())
-    instants = [r["scheduledFor"] for r in runs()]
-    assert len(instants) == len(set(instants))
+    assert _collisions(app) == 0  # the restarted scheduler claimed each instant once; the key never had to refuse one
     wait_for(lambda: all(r["status"] == "succeeded" for r in runs()), 40)
 
 
@@ -339,3 +335,56 @@ def test_waiting_for_the_instant_survives_a_cancel_check_that_runs_past_it():
                                lease=SimpleNamespace(lost=threading.Event()), cancel_reason=None,
                                _cancel_requested=slow_cancel_check)
     assert Execution._until_due(stand_in) is None
+
+
+def _events(app, kind: str) -> int:
+    from webapp.extensions import db
+    from webapp.models import Event
+    with app.app_context():
+        return db.session.query(Event).filter_by(kind=kind).count()
+
+
+def _collisions(app) -> int:
+    from webapp.connections import get_redis
+    with app.app_context():
+        return int(get_redis().hget("workflows:metrics:c:fire_collisions", "") or 0)
+
+
+def test_an_instant_that_has_its_run_already_is_passed_over_without_undoing_the_other_fires(app, client, alice):
+    """A workflow whose next_run_at names an instant that has a run (however it came about) moves
+    on to its next instant; the other workflows of the batch keep their fires prepared ahead."""
+    from webapp.extensions import db
+    from webapp.models import Run, Workflow
+    from webapp.services.runs import fire
+    taken = create_wf(client, alice, schedule="* * * * *")
+    other = create_wf(client, alice, schedule="* * * * *")
+    instant = at("2026-01-01T00:01:00")
+    for wf in (taken, other):
+        _set_next(app, wf["id"], instant)
+    with app.app_context():
+        fire(db.session.query(Workflow).filter_by(public_id=taken["id"]).one(), "schedule", {},
+             scheduled_for=instant, commit=False)
+        db.session.commit()
+    assert _fire(app, at("2026-01-01T00:00:59.500000")) == 1  # ahead of the instant, within the lead
+    assert _runs(app, taken["id"]) == ([("schedule", instant)], at("2026-01-01T00:02:00"))
+    assert _runs(app, other["id"]) == ([("schedule", instant)], at("2026-01-01T00:02:00"))
+    with app.app_context():  # still prepared ahead: due at its instant
+        assert db.session.query(Run.due_at).filter(Run.workflow.has(public_id=other["id"])).scalar() == instant
+    assert _fire(app, at("2026-01-01T00:01:00.100000")) == 0  # nothing left to fire, nothing jammed
+    assert (_collisions(app), _events(app, "workflow.missed")) == (1, 0)
+
+
+def test_a_forbid_instant_that_has_its_run_already_is_passed_over(app, client, alice):
+    from webapp.extensions import db
+    from webapp.models import Workflow
+    from webapp.services.runs import fire
+    wf = create_wf(client, alice, schedule="* * * * *", concurrencyPolicy="forbid")
+    instant = at("2026-01-01T00:05:00")
+    _set_next(app, wf["id"], instant)
+    with app.app_context():
+        fire(db.session.query(Workflow).filter_by(public_id=wf["id"]).one(), "schedule", {},
+             scheduled_for=instant, commit=False)
+        db.session.commit()
+    assert _fire(app, at("2026-01-01T00:05:00.200000")) == 0
+    assert _runs(app, wf["id"]) == ([("schedule", instant)], at("2026-01-01T00:06:00"))
+    assert (_collisions(app), _events(app, "workflow.missed")) == (1, 0)

@@ -46,6 +46,8 @@ COUNTERS = {
                               "completed from the exited container, or failed (worker lost); or failed "
                               "by the sweeper because their host was lost (host_lost)."),
     "containers_reaped": ("", "Containers removed because their run was over or unknown."),
+    "fire_collisions": ("", "Scheduled instants found with a run already when claimed (made another way): "
+                            "passed over, the workflow moving on to its next instant."),
 }
 
 

@@ -166,7 +166,11 @@ def update_workflow(principal: Principal, team_id: int, public_id: str, body: Wo
         wf.silent_at = None
     if body.model_fields_set & {"schedule", "timezone"}:
         # A fire prepared ahead of its instant (SCHEDULE_LEAD_SEC) holds that instant already:
-        # the next one is counted from after it, never the same instant twice.
+        # the next one is counted from after it, never the same instant twice. The row is written
+        # first, which locks it (PostgreSQL's row lock, SQLite's write lock): a scheduler's claim
+        # of an instant either committed before, and its run is read here, or waits for this edit
+        # and then finds next_run_at changed, so its compare-and-set fails.
+        db.session.flush()
         fired = db.session.scalar(select(func.max(Run.scheduled_for)).where(Run.workflow_id == wf.id))
         wf.next_run_at = compute_next_run_at(wf, max(wf.updated_at, fired) if fired else wf.updated_at)
     db.session.commit()
