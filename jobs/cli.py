@@ -65,6 +65,16 @@ def register(app: Flask) -> None:
         settle_heap()
         run_slot(current_app._get_current_object(), list(queues or [host_queue(hosts.current()), "runs"]))
 
+    @app.cli.command("host-guard")
+    @click.argument("host")
+    def host_guard(host: str):
+        """Fence HOST's run containers when its heartbeat stops (started by the host keeper, in a
+        session of its own: it outlives the worker; jobs/fence.py). Leaves when nothing is left."""
+        from . import fence
+        _configure_logging()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for `make run` is not for it
+        fence.guard(host)
+
     @app.cli.command("scheduler")
     def scheduler():
         """Fire cron schedules and sweep runs, forever (several may run: fires stay exactly-once)."""

@@ -20,6 +20,7 @@ from webapp.services.registry import registry_host  # noqa: F401  (re-exported f
 
 LABEL_RUN = "workflows.run"
 LABEL_INSTANCE = "workflows.instance"
+LABEL_HOST = "workflows.host"  # the engine host the run was claimed on: whose guard fences it
 
 
 class RunFailure(Exception):

@@ -71,7 +71,8 @@ class DockerExecutor:
         try:
             return self.api.create_container(
                 run.image, command=run.command, environment=dict(run.env or {}), name=name,
-                labels={engine.LABEL_RUN: run.public_id, engine.LABEL_INSTANCE: engine.instance_id()},
+                labels={engine.LABEL_RUN: run.public_id, engine.LABEL_INSTANCE: engine.instance_id(),
+                        engine.LABEL_HOST: run.worker_host or ""},
                 host_config=engine.host_config(self.api, run.memory_mb, run.cpus, run.network),
                 stdin_open=False, tty=False, detach=True,
             )["Id"]

@@ -23,8 +23,10 @@ from webapp.connections import get_docker
 from webapp.extensions import db
 from webapp.models import TERMINAL, Run
 from webapp.models.base import utcnow
-from webapp.services import hosts
+from webapp.models.clock import clock
+from webapp.services import hosts, runs
 
+from . import fence
 from .executor import DockerExecutor
 
 log = logging.getLogger(__name__)
@@ -98,8 +100,10 @@ def warn_if_single_host_database(host: str) -> None:
 
 def keep(app: Flask, name: str, host: str, pools: list[str], slots: int, version: str | None) -> None:
     """The host keeper, one child of each worker supervisor: the heartbeat of this worker process in
-    the database every second, and this engine's leftovers removed every few seconds. A SIGTERM
-    (the supervisor stopping cleanly) records the stop; the runs' containers go on running."""
+    the database every second (each one the database accepted recorded for the host's guard,
+    jobs/fence.py), this engine's leftovers removed every few seconds, and the guard kept running.
+    A SIGTERM (the supervisor stopping cleanly) records the stop; the runs' containers go on
+    running, until a worker of this host takes them back or the guard fences them."""
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     with app.app_context():
@@ -107,11 +111,60 @@ def keep(app: Flask, name: str, host: str, pools: list[str], slots: int, version
         while not stopping.is_set() and not _guard("registering", lambda: hosts.register(
                 name, host, pools, slots, version)):
             stopping.wait(1)
+        heart = Heart(name, host)
         # on a thread of its own: an engine that is slow to answer must not delay the heartbeat
-        threading.Thread(target=_every, args=(app, REAP_EVERY_SEC, "reaping", reap, stopping),
+        threading.Thread(target=_every, args=(app, REAP_EVERY_SEC, "reaping", heart.reap, stopping),
                          daemon=True, name="reaper").start()
-        _every(app, hosts.BEAT_EVERY_SEC, "heartbeat", lambda: hosts.beat(name), stopping)
+        _every(app, hosts.BEAT_EVERY_SEC, "heartbeat", heart.beat, stopping)
         _guard("recording the stop", lambda: hosts.stopped(name))
+        fence.record_stop(host)
+
+
+class Heart:
+    """The keeper's two duties: the heartbeat (with the clock's offset, measured every
+    CLOCK_EVERY_SEC, and the fence notes told once the database answers again), and the reap."""
+
+    CLOCK_EVERY_SEC = 10.0
+
+    def __init__(self, name: str, host: str):
+        self.name, self.host = name, host
+        self.offset_ms: int | None = None
+        self.next_clock = 0.0
+        self.guarded = False
+
+    def beat(self) -> None:
+        self._measure_clock()
+        sent = time.monotonic()
+        hosts.beat(self.name, self.offset_ms)
+        fence.record_beat(self.host, sent)
+        if not self.guarded:
+            fence.ensure_guard(self.host)
+            self.guarded = True
+        self._tell_notes()
+
+    def reap(self) -> None:
+        fence.ensure_guard(self.host)
+        reap()
+
+    def _measure_clock(self) -> None:
+        if time.monotonic() < self.next_clock:
+            return
+        self.next_clock = time.monotonic() + self.CLOCK_EVERY_SEC
+        offset = clock.measure()
+        if offset is None:
+            return
+        was_off = self.offset_ms is not None and abs(self.offset_ms) > hosts.CLOCK_TOLERANCE_MS
+        self.offset_ms = round(offset * 1000)
+        if abs(self.offset_ms) > hosts.CLOCK_TOLERANCE_MS and not was_off:
+            log.warning("this host's clock is %+.1f s off the database's; nothing of ours depends on it (the "
+                        "database's clock decides), but logs and containers see this host's time", offset)
+
+    def _tell_notes(self) -> None:
+        """Fence notes of runs finished meanwhile (failed "worker host lost" elsewhere) go to the
+        end of their logs; a run still running keeps its note for the worker that completes it."""
+        for run_id, text in fence.notes(self.host).items():
+            if runs.note_in_log(run_id, text) is not False:
+                fence.drop_note(self.host, run_id)
 
 
 def _every(app: Flask, seconds: float, what: str, step, stopping: threading.Event) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import timedelta
+import threading
 
 from flask import current_app
 from sqlalchemy import and_, exists, update
@@ -21,6 +21,7 @@ from webapp import logs
 from webapp.extensions import db
 from webapp.models import Event, Notification, NotificationChannel, NotificationDelivery, Run, Workflow
 from webapp.models.base import isoformat, utcnow
+from webapp.models.clock import db_now
 from webapp.notify import TRANSPORTS, Message, TransportError
 from webapp.services.runs import run_url, workflow_url
 
@@ -64,10 +65,10 @@ def test_message() -> Message:
 
 
 def claim(notification_id: int) -> Notification | None:
-    """pending and due -> sending, unless its team already has a notification in flight."""
+    """pending and due -> sending, unless its team already has a notification in flight. The
+    claim is stamped and compared on the database's clock."""
     table = Notification.__table__
     other = aliased(Notification)
-    now = utcnow()
     team = db.session.query(Notification.team_id).filter(Notification.id == notification_id).scalar()
     if team is None:
         return None
@@ -75,8 +76,8 @@ def claim(notification_id: int) -> Notification | None:
     try:
         claimed = db.session.execute(
             update(table).where(table.c.id == notification_id, table.c.state == "pending",
-                                table.c.next_attempt_at <= now, ~busy)
-            .values(state="sending", claimed_at=now, attempts=table.c.attempts + 1, enqueued_at=None)
+                                table.c.next_attempt_at <= db_now(), ~busy)
+            .values(state="sending", claimed_at=db_now(), attempts=table.c.attempts + 1, enqueued_at=None)
         ).rowcount
     except IntegrityError:
         # Another slot claimed one of this team's notifications in the same instant (neither saw
@@ -112,36 +113,78 @@ def _deliver(n: Notification) -> None:
         else:
             message = message_for(db.session.get(Run, event.run_id), event.kind)
     message = dataclasses.replace(message, delivery_id=f"ntf_{n.id}")
+    attempt = n.attempts  # this claim's number: what settle() checks that it still holds
     row = NotificationDelivery(channel_id=channel.id, event_id=n.event_id, notification_id=n.id,
-                               attempt=n.attempts, status="pending")
+                               attempt=attempt, status="pending")
     db.session.add(row)
     db.session.commit()  # the attempt is on record before it is made
     max_attempts = current_app.config["NOTIFY_MAX_ATTEMPTS"]
+    state, retry_in = "sent", None
     try:
-        transport = TRANSPORTS[channel.kind](channel.config, current_app.config)
-        row.response_code = transport.notify(message)
-        row.status = n.state = "sent"
+        row.response_code = _attempt(channel, message)
+        row.status = "sent"
     except TransportError as e:
         row.status, row.error, row.response_code = "failed", e.message[:1000], e.status
-        if e.permanent or n.attempts >= max_attempts:
+        if e.permanent or attempt >= max_attempts:
             log.warning("delivery to channel %s failed for good: %s", channel.id, e.message)
-            n.state = "failed"
+            state = "failed"
         else:
-            delay = BACKOFF_BASE_SEC * 2 ** (n.attempts - 1)
+            retry_in = BACKOFF_BASE_SEC * 2 ** (attempt - 1)
             if e.retry_after is not None:
-                delay = min(RETRY_AFTER_CAP_SEC, max(delay, e.retry_after))
-            n.state, n.next_attempt_at = "pending", utcnow() + timedelta(seconds=delay)
+                retry_in = min(RETRY_AFTER_CAP_SEC, max(retry_in, e.retry_after))
+            state = "pending"
     except Exception as e:  # a bug must not leave the attempt pending forever
         log.exception("delivery to channel %s crashed", channel.id)
         db.session.rollback()
         row.status, row.error = "failed", f"internal error: {type(e).__name__}"
-        n.state = "failed"
-    n.claimed_at = None
+        state = "failed"
+    db.session.commit()  # this attempt's own record, whatever became of the notification meanwhile
+    if not settle(row.notification_id, attempt, state, retry_in):
+        log.warning("notification %s was taken back while its attempt %s ran; its outcome (%s) is "
+                    "recorded on the attempt only", row.notification_id, attempt, row.status)
+
+
+def settle(notification_id: int, attempt: int, state: str, retry_in: float | None) -> bool:
+    """The notification's state after its attempt `attempt`, only while that attempt still holds
+    it (sending, and no later claim since): an attempt that outlived the sweep's patience must not
+    overwrite what a later attempt wrote. False if it no longer held it."""
+    table = Notification.__table__
+    values = dict(state=state, claimed_at=None)
+    if retry_in is not None:
+        values["next_attempt_at"] = db_now(retry_in)
+    done = db.session.execute(update(table).where(table.c.id == notification_id, table.c.state == "sending",
+                                                  table.c.attempts == attempt).values(**values)).rowcount
     db.session.commit()
+    return bool(done)
+
+
+def _attempt(channel: NotificationChannel, message: Message) -> int | None:
+    """The transport's send, cut at NOTIFY_DEADLINE_SEC whatever it waits on (a server that
+    answers a byte at a time never trips a per-read timeout). A cut attempt is a failure to retry:
+    the endpoint may still get it, which is what the delivery id is for."""
+    app = current_app._get_current_object()
+    deadline = app.config["NOTIFY_DEADLINE_SEC"]
+    outcome: dict = {}
+
+    def send():
+        with app.app_context():
+            try:
+                outcome["code"] = TRANSPORTS[channel.kind](channel.config, app.config).notify(message)
+            except BaseException as e:  # handed to the caller's thread
+                outcome["error"] = e
+
+    worker = threading.Thread(target=send, daemon=True, name=f"notify-{channel.id}")
+    worker.start()
+    worker.join(deadline)
+    if worker.is_alive():
+        raise TransportError(f"no answer within {deadline} s (NOTIFY_DEADLINE_SEC); given up")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("code")
 
 
 # An attempt's worker died if its notification is still "sending" this long after the claim
-# (a transport gives up after 10 s).
+# (an attempt is given up after NOTIFY_DEADLINE_SEC, at most 45 s).
 STUCK_AFTER_SEC = 60
 # A handed-over notification not claimed within this long lost its queue entry.
 LOST_ENTRY_AFTER_SEC = 60

@@ -35,7 +35,7 @@ from webapp.services.dispatch import CANCEL_PLAIN, cancel_key
 from webapp.services.errors import LeaseLost
 from webapp.services.registry import auth_for_image
 
-from . import engine, hosts
+from . import engine, fence, hosts
 from .executor import DockerExecutor
 from .logsink import Fence, LogSink, SinkError
 
@@ -283,7 +283,7 @@ class Execution:
         container = self.executor.find(self.run.public_id, self.container_id)
         if container is None:
             metrics.count("runs_recovered", "failed")
-            return self._finish("failed", error="worker lost")
+            return self._finish("failed", error=self._fenced() or "worker lost")
         state = container["State"]
         status = state.get("Status")
         if container["Id"] != self.container_id:
@@ -412,6 +412,9 @@ class Execution:
         return None
 
     def _start(self) -> None:
+        if fence.fenced(self._host()):
+            raise engine.RunFailure("not started: this worker host could not record its heartbeat for "
+                                    f"{fence.fence_sec():g} s (self-fencing, HOST_FENCE_SEC)")
         self.executor.start(self.container_id)
         started = utcnow()
         lifecycle.owned_update(self.run, self.token, started_at=started)
@@ -478,11 +481,11 @@ class Execution:
         self._drain(reader)
         if followed and not reader.is_alive():
             self._read_rest()
-        self.sink.close()
         if outcome is None:
             outcome = "succeeded" if code == 0 else "failed"
             if code != 0:
-                error = self._oom_error()
+                error = self._fenced() or self._oom_error()
+        self.sink.close()
         self._finish(outcome, exit_code=code, error=error, store=False)
 
     def _exit_within(self, seconds: float, watch: engine.ExitWatch | None) -> int | None:
@@ -509,7 +512,18 @@ class Execution:
                                 error=f"the run exceeded its timeout of {self.run.timeout_sec} s while no "
                                       "worker watched it")
         self._finish("succeeded" if code == 0 else "failed", exit_code=code,
-                     error=None if code == 0 else self._oom_error())
+                     error=None if code == 0 else self._fenced() or self._oom_error())
+
+    def _host(self) -> str:
+        return self.run.worker_host or hosts.current()
+
+    def _fenced(self) -> str | None:
+        """Why this host stopped the run's container itself (jobs/fence.py), said in its log too;
+        None if it did not."""
+        text = fence.read_note(self._host(), self.run.public_id)
+        if text is not None:
+            self.sink.system(text)
+        return text
 
     def _oom_error(self) -> str | None:
         """The exit code of an out-of-memory kill (137) does not say why; the engine does."""
@@ -613,7 +627,8 @@ class Execution:
         self.finished = lifecycle.complete(self.run, status, exit_code=exit_code, error=error,
                                            image_digest=self.digest, expect=("running",), owner=self.token)
         if not self.finished:
-            self._let_go()
+            return self._let_go()
+        fence.drop_note(self._host(), self.run.public_id)  # told: in the log and the error
 
     def _let_go(self) -> None:
         """Another worker owns the run now: stop reading, write nothing, leave the container."""

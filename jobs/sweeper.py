@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import case, exists, func, select, update
+from sqlalchemy.orm import aliased
 
 from webapp.connections import get_redis
 from webapp.extensions import db
 from webapp.livelog import lease_key
 from webapp.models import Notification, NotificationDelivery, Run
-from webapp.models.base import utcnow
+from webapp.models.clock import db_now, seconds_between
 from webapp import metrics
 from webapp.services import dispatch, hosts, lifecycle, silence
 from webapp.services.runs import handle, hand_over_many
@@ -59,26 +59,40 @@ def _warn_once(step: str, message: str) -> None:
         log.warning(message)
 
 
+SWEEP_BATCH = 500  # rows a step takes per pass (every one of them is acted on: no filtering after)
+
+
 def hand_over_due() -> int:
-    now = utcnow()
-    runs = (db.session.query(Run).filter(Run.status == "queued", Run.enqueued_at.is_(None),
-                                         Run.due_at <= now).order_by(Run.due_at).limit(500).all())
-    hand_over_many([handle(run) for run in runs])
-    return len(runs)
+    """Due queued runs not in the queue, fairly: each team's oldest first, at most as many per team
+    as it may run at once, and none of a team already running its TEAM_MAX_RUNNING (the claim
+    would only send them back). A team with thousands of runs waiting delays no other team's."""
+    team_max = current_app.config["TEAM_MAX_RUNNING"]
+    busy = (select(Run.team_id, func.count().label("n")).where(Run.status == "running")
+            .group_by(Run.team_id).subquery())
+    ranked = (select(Run.id, Run.public_id, Run.timeout_sec, Run.worker_pool, Run.due_at,
+                     func.row_number().over(partition_by=Run.team_id, order_by=(Run.due_at, Run.id)).label("rank"))
+              .outerjoin(busy, busy.c.team_id == Run.team_id)
+              .where(Run.status == "queued", Run.enqueued_at.is_(None), Run.due_at <= db_now(),
+                     func.coalesce(busy.c.n, 0) < team_max)
+              .subquery())
+    rows = db.session.execute(select(ranked.c.id, ranked.c.public_id, ranked.c.timeout_sec, ranked.c.worker_pool)
+                              .where(ranked.c.rank <= team_max)
+                              .order_by(ranked.c.rank, ranked.c.due_at).limit(SWEEP_BATCH)).all()
+    db.session.commit()
+    hand_over_many([tuple(row) for row in rows])
+    return len(rows)
 
 
 def fail_stale_queued() -> int:
     """Queued runs that no worker started within max(timeoutSec, QUEUE_WAIT_FLOOR_SEC) of when they
-    became due. Only a run that is still queued: a worker that claimed it meanwhile wins."""
-    now = utcnow()
+    became due, the condition in SQL on the database's clock (so a pool's long-waiting runs never
+    hide another's). Only a run that is still queued: a worker that claimed it meanwhile wins."""
     floor = current_app.config["QUEUE_WAIT_FLOOR_SEC"]
-    count = 0
-    candidates = (db.session.query(Run).filter(Run.status == "queued", Run.due_at <= now - timedelta(seconds=floor))
-                  .order_by(Run.due_at).limit(500).all())
-    for run in candidates:
-        if run.due_at + timedelta(seconds=max(run.timeout_sec, floor)) <= now:
-            if lifecycle.complete(run, "failed", error=NO_WORKER, expect=("queued",)):
-                count += 1
+    wait = case((Run.timeout_sec > floor, Run.timeout_sec), else_=floor)
+    stale = db.session.scalars(select(Run).where(
+        Run.status == "queued", Run.due_at <= db_now(-floor), seconds_between(db_now(), Run.due_at) >= wait)
+        .order_by(Run.due_at).limit(SWEEP_BATCH)).all()
+    count = sum(lifecycle.complete(run, "failed", error=NO_WORKER, expect=("queued",)) for run in stale)
     db.session.commit()
     return count
 
@@ -94,34 +108,53 @@ def lease_absent_sec() -> float:
 def recover_lost() -> int:
     """Running runs whose lease stays absent, by the state of their engine host: alive, a worker
     there takes the run over (re-attach, complete from the exit, or "worker lost" when the
-    container is gone); away, the run waits for it; lost for HOST_LOST_SEC, the run fails
-    "worker host lost" (fenced by the old owner's token) and retries by its budget."""
+    container is gone); away, the run waits for it; lost for HOST_LOST_SEC (by then the host has
+    stopped its own containers, if anything of ours still runs there: jobs/fence.py), the run fails
+    "worker host lost" (fenced by the old owner's token) and retries by its budget, unless its
+    workflow says onHostLost "wait". A run that never recorded its host (claimed before hosts
+    were) counts as on a lost host: no other host's engine has its container."""
     redis = get_redis()
     now = time.monotonic()
-    running = db.session.query(Run).filter(Run.status == "running").all()
-    lapsed = []
+    running = db.session.execute(select(Run.id, Run.public_id, Run.worker_host, Run.timeout_sec)
+                                 .where(Run.status == "running")).all()
+    db.session.commit()
+    pipe = redis.pipeline(transaction=False)
     for run in running:
-        if redis.exists(lease_key(run.public_id)):
+        pipe.exists(lease_key(run.public_id))
+    held = pipe.execute() if running else []
+    lapsed = []
+    for run, present in zip(running, held):
+        if present:
             _missing_since.pop(run.id, None)
-            continue
-        if now - _missing_since.setdefault(run.id, now) >= lease_absent_sec():
+        elif now - _missing_since.setdefault(run.id, now) >= lease_absent_sec():
             lapsed.append(run)
     for run_id in set(_missing_since) - {r.id for r in running}:
         _missing_since.pop(run_id, None)
     states = hosts.host_states({run.worker_host for run in lapsed if run.worker_host})
     count = 0
     for run in lapsed:
-        state = states.get(run.worker_host, hosts.ALIVE)  # a run claimed before hosts were recorded
+        state = states.get(run.worker_host, hosts.LOST)
         if state == hosts.LOST:
-            _missing_since.pop(run.id, None)
-            if lifecycle.complete(run, "failed", error=HOST_LOST, expect=("running",), owner=run.owner_token):
-                metrics.count("runs_recovered", "host_lost")
-                count += 1
+            count += _host_lost(run.id)
         elif state == hosts.ALIVE and redis.set(f"run:{run.public_id}:resuming", "1", nx=True,
                                                  ex=int(lease_absent_sec() * 2) + 1):
             dispatch.enqueue_resume(run.public_id, run.timeout_sec, run.worker_host)
             count += 1
     return count
+
+
+def _host_lost(run_id: int) -> int:
+    """A lapsed run whose host is lost: failed "worker host lost" (retried by its budget), unless
+    its workflow waits for the host; 1 if it was failed."""
+    run = db.session.get(Run, run_id)
+    if run is None or run.status != "running" or run.workflow.on_host_lost == "wait":
+        db.session.commit()
+        return 0
+    _missing_since.pop(run.id, None)
+    if lifecycle.complete(run, "failed", error=HOST_LOST, expect=("running",), owner=run.owner_token):
+        metrics.count("runs_recovered", "host_lost")
+        return 1
+    return 0
 
 
 # Present while Redis still holds what was handed to it; a flush or a restart without
@@ -139,11 +172,11 @@ def requeue_lost_queue_entries() -> int:
     its queue for as long as the pool has no worker)."""
     where = [Run.status == "queued", Run.enqueued_at.is_not(None)]
     if get_redis().set(REDIS_ALIVE_KEY, "1", nx=True):
-        where.append(Run.enqueued_at < utcnow())  # Redis lost its data (or is new): nothing is there
+        where.append(Run.enqueued_at < db_now())  # Redis lost its data (or is new): nothing is there
         db.session.execute(update(Notification).where(Notification.state == "pending")
                            .values(enqueued_at=None))
     else:
-        where.append(Run.enqueued_at < utcnow() - timedelta(seconds=LOST_ENTRY_AFTER_SEC))
+        where.append(Run.enqueued_at < db_now(-LOST_ENTRY_AFTER_SEC))
         pools = db.session.scalars(select(Run.worker_pool).where(*where).distinct()).all()
         empty = [p for p in pools if dispatch.queue(dispatch.pool_queue(p)).count == 0]
         if not empty:
@@ -156,26 +189,32 @@ def requeue_lost_queue_entries() -> int:
 
 
 def hand_over_notifications() -> int:
-    """The notification outbox: take back attempts whose worker died, then enqueue every pending
-    notification that is due and not (or no longer) in the queue."""
-    now = utcnow()
-    max_attempts = current_app.config["NOTIFY_MAX_ATTEMPTS"]
-    stuck = (db.session.query(Notification)
-             .filter(Notification.state == "sending",
-                     Notification.claimed_at < now - timedelta(seconds=STUCK_AFTER_SEC)).all())
-    for n in stuck:
-        db.session.execute(update(NotificationDelivery)
-                           .where(NotificationDelivery.notification_id == n.id,
-                                  NotificationDelivery.status == "pending")
+    """The notification outbox: take back attempts whose worker died, then hand over each team's
+    oldest due pending notification, none of a team that has one in flight (it could not be
+    claimed): a team with thousands waiting delays no other team's. On the database's clock."""
+    table = Notification.__table__
+    deliveries = NotificationDelivery.__table__
+    stuck = db.session.scalars(select(table.c.id).where(
+        table.c.state == "sending", table.c.claimed_at < db_now(-STUCK_AFTER_SEC))).all()
+    if stuck:
+        db.session.execute(update(deliveries).where(deliveries.c.notification_id.in_(stuck),
+                                                     deliveries.c.status == "pending")
                            .values(status="failed", error="interrupted: the worker stopped during the attempt"))
-        n.state = "pending" if n.attempts < max_attempts else "failed"
-        n.claimed_at, n.enqueued_at, n.next_attempt_at = None, None, now
+        retry = table.c.attempts < current_app.config["NOTIFY_MAX_ATTEMPTS"]
+        db.session.execute(update(table).where(table.c.id.in_(stuck), table.c.state == "sending",
+                                               table.c.claimed_at < db_now(-STUCK_AFTER_SEC))
+                           .values(state=case((retry, "pending"), else_="failed"), claimed_at=None,
+                                   enqueued_at=None, next_attempt_at=db_now()))
     db.session.commit()
-    lost_cutoff = now - timedelta(seconds=NOTIFY_LOST_AFTER_SEC)
-    due = [i for (i,) in db.session.query(Notification.id).filter(
-        Notification.state == "pending", Notification.next_attempt_at <= now,
-        (Notification.enqueued_at.is_(None)) | (Notification.enqueued_at < lost_cutoff))
-        .order_by(Notification.id).limit(500)]
+    in_flight = aliased(Notification)
+    ranked = (select(table.c.id, func.row_number().over(partition_by=table.c.team_id,
+                                                         order_by=table.c.id).label("rank"))
+              .where(table.c.state == "pending", table.c.next_attempt_at <= db_now(),
+                     table.c.enqueued_at.is_(None) | (table.c.enqueued_at < db_now(-NOTIFY_LOST_AFTER_SEC)),
+                     ~exists().where(in_flight.team_id == table.c.team_id, in_flight.state == "sending"))
+              .subquery())
+    due = db.session.scalars(select(ranked.c.id).where(ranked.c.rank == 1).order_by(ranked.c.id)
+                             .limit(SWEEP_BATCH)).all()
     db.session.commit()
-    dispatch.hand_over_notifications(due, first_attempt=False)
+    dispatch.hand_over_notifications(list(due), first_attempt=False)
     return len(due)

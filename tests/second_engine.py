@@ -33,8 +33,9 @@ class SecondEngine:
     def api(self) -> docker.APIClient:
         return docker.APIClient(base_url=self.url, timeout=60)
 
-    def start(self, timeout: float = 90) -> "SecondEngine":
-        """Until the engine answers and has the test image (copied from the first engine)."""
+    def start(self, timeout: float = 90, fresh: bool = False) -> "SecondEngine":
+        """Until the engine answers and has the test image (copied from the first engine); `fresh`:
+        without any container or runs network, as a new engine."""
         self._kill_leftover()
         if not self.netns.exists():
             subprocess.run(["ip", "netns", "add", self.name], check=True)
@@ -57,7 +58,8 @@ class SecondEngine:
             if time.monotonic() > end:
                 raise RuntimeError(f"the second engine did not answer within {timeout}s:\n{self._log_tail()}")
             time.sleep(0.1)
-        self._forget_runs_network()
+        if fresh:
+            self._forget_runs_network()
         if not self.api.images(name=TEST_IMAGE):
             save = subprocess.Popen(["docker", "save", TEST_IMAGE], stdout=subprocess.PIPE)
             subprocess.run(["docker", "-H", self.url, "load", "-q"], stdin=save.stdout, check=True,

@@ -50,8 +50,9 @@ def test_a_run_is_taken_over_only_by_a_worker_on_its_own_host(client, alice, pro
 
 def test_a_host_lost_for_host_lost_sec_fails_its_runs_and_removes_their_containers_when_back(
         client, alice, procs, docker_api):
-    procs.scheduler(env={**FAST, "HOST_LOST_SEC": "6"})
-    worker = procs.worker(1, env=HOST_A)
+    lost = {"HOST_LOST_SEC": "8"}  # the host fences at 4 s, with a 2 s grace
+    procs.scheduler(env={**FAST, **lost})
+    worker = procs.worker(1, env={**HOST_A, **lost})
     run = fire(client, alice, command=["sh", "-c", "echo up; sleep 120"], timeoutSec=300, maxRetries=1)
     wait_for(lambda: lines(client, alice, run["id"]), 30)
     procs.kill(worker)
@@ -60,8 +61,8 @@ def test_a_host_lost_for_host_lost_sec_fails_its_runs_and_removes_their_containe
     finished = time.monotonic()
     retries = client.get(f"{base(alice)}/{run['workflowId']}/runs", headers=alice.h()).get_json()["runs"]
     assert [r["retryOf"] for r in retries if r["trigger"] == "retry"] == [run["id"]]  # retried by its budget
-    assert [c["State"] for c in containers(docker_api, run["id"])] == ["running"]  # nobody there to stop it
-    procs.worker(1, env=HOST_A)  # the host comes back: what ended meanwhile is removed, never resumed
+    assert [c["State"] for c in containers(docker_api, run["id"])] == ["exited"]  # the host stopped it first
+    procs.worker(1, env={**HOST_A, **lost})  # the host comes back: what ended meanwhile is removed, never resumed
     wait_for(lambda: not containers(docker_api, run["id"]), 30)
     after = get(client, alice, run["id"])
     assert (after["status"], after["error"], after["finishedAt"]) == ("failed", "worker host lost", done["finishedAt"])
@@ -124,8 +125,9 @@ def test_a_worker_refuses_a_pool_name_it_could_not_serve(procs):
 
 def test_a_run_cancelled_while_its_host_is_frozen_ends_cancelled_when_the_host_is_lost_and_is_never_retried(
         client, alice, procs, docker_api):
-    procs.scheduler(env={**FAST, "HOST_LOST_SEC": "6"})
-    worker = procs.worker(1, env=HOST_A)
+    lost = {"HOST_LOST_SEC": "8"}
+    procs.scheduler(env={**FAST, **lost})
+    worker = procs.worker(1, env={**HOST_A, **lost})
     wf = create_wf(client, alice, command=["sh", "-c", "echo up; sleep 60"], timeoutSec=300, maxRetries=2,
                    retryBackoffSec=0)
     run = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()

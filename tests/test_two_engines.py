@@ -11,6 +11,7 @@ import pytest
 from conftest import TEST_PASS, create_wf, wait_for, wait_status
 from runs_api import base, get, lines, trigger
 from runs_api import containers as on
+from engine_events import intervals, overlaps
 from second_engine import SecondEngine
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
@@ -22,7 +23,7 @@ EXPECTED = [f"line-{i}" for i in range(1, 13)]
 def engine_b():
     engine = SecondEngine(f"wf-engine-b-{TEST_PASS}")  # each pass of the suite has its own
     started = time.monotonic()
-    engine.start()
+    engine.start(fresh=True)
     print(f"second engine up in {time.monotonic() - started:.1f} s")
     yield engine
     engine.close()
@@ -74,28 +75,40 @@ def test_a_killed_worker_of_engine_b_is_reattached_on_b_and_engine_a_is_not_touc
     assert container_a not in {c["Id"] for c in engine_b.api.containers(all=True)}
 
 
-def test_a_host_gone_past_host_lost_sec_loses_its_runs_which_retry_on_another_host_of_the_pool(
+def test_a_worker_host_killed_and_not_restarted_stops_its_containers_before_the_retry_runs_elsewhere(
         client, alice, procs, docker_api, engine_b, tmp_path):
-    procs.scheduler(env={**no_engine(tmp_path), "HOST_LOST_SEC": "8"})
-    worker_b = procs.worker(1, env={**FAST, "DOCKER_HOST": engine_b.url}, args=("--pool", "b"))
-    wf = create_wf(client, alice, command=["sh", "-c", "echo up; sleep 15; echo down"], workerPool="b",
-                   maxRetries=1, retryBackoffSec=1)
+    """kill -9 of B's whole worker (its host guard lives on, in a session of its own): B's engine
+    keeps running, B stops the run's container itself (HOST_FENCE_SEC), and only then, once B is
+    lost (HOST_LOST_SEC), is the run retried on A. The engines' own events show the two attempts'
+    containers never running at once. When B's worker is back, the run's log says why."""
+    since = time.time()
+    lost = {"HOST_LOST_SEC": "10"}  # fence at 5 s, with a 2 s grace
+    procs.scheduler(env={**no_engine(tmp_path), **lost})
+    on_b = {**FAST, **lost, "DOCKER_HOST": engine_b.url}
+    worker_b = procs.worker(1, env=on_b, args=("--pool", "b"))
+    wf = create_wf(client, alice, command=["sh", "-c", "echo up; sleep 60; echo down"], workerPool="b",
+                   maxRetries=1, retryBackoffSec=0, timeoutSec=120)
     run = trigger(client, alice, wf["id"])
     wait_for(lambda: lines(client, alice, run["id"]), 30)
     host_b = get(client, alice, run["id"])["workerHost"]
-    procs.worker(1, env=FAST, args=("--pool", "b"))  # engine A joins pool b
+    procs.worker(1, env={**FAST, **lost}, args=("--pool", "b"))  # engine A joins pool b
     procs.kill(worker_b, signal.SIGKILL)
-    engine_b.stop()  # the whole host goes away
     done = wait_status(client, alice, run["id"], timeout=60)
     assert (done["status"], done["error"]) == ("failed", "worker host lost")
     runs = client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
     retry = next(r for r in runs if r["retryOf"] == run["id"])
-    retried = wait_status(client, alice, retry["id"], timeout=60)
-    assert retried["status"] == "succeeded" and retried["workerHost"] not in (None, host_b)
-    assert lines(client, alice, retry["id"]) == ["up", "down"]
-    engine_b.start()  # the host comes back: the container of the run that ended meanwhile is removed
-    assert on(engine_b.api, run["id"])  # still there (stopped with the engine)
-    procs.worker(1, env={**FAST, "DOCKER_HOST": engine_b.url}, args=("--pool", "b"))
-    wait_for(lambda: not on(engine_b.api, run["id"]), 30)
+    wait_for(lambda: lines(client, alice, retry["id"]), 30)
+    assert get(client, alice, retry["id"])["workerHost"] not in (None, host_b)
+    ids = {run["id"], retry["id"]}
+    spans = intervals(engine_b.api, since, ids) + intervals(docker_api, since, ids)
+    assert [s[0] for s in spans] == [run["id"], retry["id"]] and not overlaps(spans), spans
+    assert [c["State"] for c in on(engine_b.api, run["id"])] == ["exited"]  # stopped by B itself
+
+    procs.worker(1, env=on_b, args=("--pool", "b"))  # B is back: its note reaches the log
+    wait_for(lambda: any("stopped by its own host" in l["text"] for l in client.get(
+        f"{base(alice)}/runs/{run['id']}/logs", headers=alice.h()).get_json()["lines"]), 30)
+    wait_for(lambda: not on(engine_b.api, run["id"]), 30)  # and the container of the ended run goes
     after = get(client, alice, run["id"])
     assert (after["status"], after["finishedAt"]) == ("failed", done["finishedAt"])  # never resumed
+    client.post(f"{base(alice)}/runs/{retry['id']}/cancel", headers=alice.h())
+    assert wait_status(client, alice, retry["id"], timeout=30)["status"] == "cancelled"

@@ -69,7 +69,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     _register_api_errors(app)
     from .cli import register as register_cli
+    from .cli import register_hosts
     register_cli(app)
+    register_hosts(app)
     from jobs.cli import register as register_job_cli
     register_job_cli(app)
     return app

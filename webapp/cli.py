@@ -99,6 +99,30 @@ def register(app: Flask) -> None:
         click.echo(raw)
 
 
+def register_hosts(app: Flask) -> None:
+    @app.cli.group("hosts")
+    def hosts():
+        """Worker hosts, as their heartbeats record them."""
+
+    @hosts.command("list")
+    def list_hosts():
+        """Each worker host with its state (alive, away, lost), pools and runs in flight, as JSON lines."""
+        from .services.hosts import host_views
+        for view in host_views(set()):
+            click.echo(json.dumps({"host": view.host, "state": view.state, "pools": view.pools,
+                                   "running": view.busy, "lastSeenAt": view.last_seen_at.isoformat() + "Z",
+                                   "clockOffsetMs": view.clock_offset_ms}))
+
+    @hosts.command("forget")
+    @click.argument("name")
+    def forget(name: str):
+        """Say that the lost host NAME is gone with every container it ran: its running runs fail
+        "worker host lost" and retry by their budget, onHostLost "wait" ones included."""
+        from .services.hosts import forget as forget_host
+        failed = _or_exit(lambda: forget_host(name))
+        click.echo(json.dumps({"host": name, "runsFailed": failed}))
+
+
 def _operator(team_id: int):
     """Whoever runs the CLI acts with a full key's rights on the team they name."""
     from .services.access import Principal

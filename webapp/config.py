@@ -51,6 +51,17 @@ def _bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _fence_sec(lost_sec: int) -> float:
+    """HOST_FENCE_SEC: half of HOST_LOST_SEC by default, and refused unless clearly shorter (at
+    most three quarters of it): the fenced containers must be gone, grace included, before the
+    host is called lost and its runs retried elsewhere."""
+    fence = _float("HOST_FENCE_SEC", lost_sec / 2, 1.0, 86400.0)
+    if fence > lost_sec * 0.75:
+        raise ConfigError(f"HOST_FENCE_SEC ({fence:g}) must be clearly shorter than HOST_LOST_SEC ({lost_sec}): "
+                          f"at most {lost_sec * 0.75:g}, so that a host stops its containers before it is called lost")
+    return fence
+
+
 def _local_secret() -> str:
     """Outside production, without SECRET_KEY: a random key made once and kept in var/ (mode
     0600), shared by every process of this checkout, instead of a key everyone knows."""
@@ -83,6 +94,7 @@ def from_env() -> dict:
         raise ConfigError("SECRET_KEY must be set to a real secret (16+ chars) in production")
     secret = secret or _local_secret()
     port = _int("PORT", 5000, 1, 65535)
+    lost_sec = _int("HOST_LOST_SEC", 60, 4, 86400)
     return {
         "ENV_NAME": env,
         "SECRET_KEY": secret,
@@ -106,7 +118,10 @@ def from_env() -> dict:
         "WORKER_HOST": os.environ.get("WORKER_HOST", "").strip()[:200] or None,
         # A worker host whose heartbeat is absent this long is lost: its running runs fail "worker
         # host lost" (and retry by their budget); until then they wait for it to come back.
-        "HOST_LOST_SEC": _int("HOST_LOST_SEC", 60, 3, 86400),
+        "HOST_LOST_SEC": lost_sec,
+        # A worker host that could not record its heartbeat for this long stops its own run
+        # containers (self-fencing, jobs/fence.py), well before the fleet may call it lost.
+        "HOST_FENCE_SEC": _fence_sec(lost_sec),
         # A queued run fails "no worker picked up the run" only after max(timeoutSec, this) from
         # when it became due: a short timeout bounds the run, not how long a worker restart takes.
         "QUEUE_WAIT_FLOOR_SEC": _int("QUEUE_WAIT_FLOOR_SEC", 300, 0, 86400),
@@ -140,6 +155,10 @@ def from_env() -> dict:
         # Webhook URLs must be https; this allows http to localhost (development and tests only).
         "NOTIFY_ALLOW_HTTP_LOCALHOST": _bool("NOTIFY_ALLOW_HTTP_LOCALHOST", env != "production"),
         "NOTIFY_MAX_ATTEMPTS": _int("NOTIFY_MAX_ATTEMPTS", 5, 1, 20),
+        # One delivery attempt, whole (connect, every read, every SMTP step): past it the attempt
+        # is given up and retried. Below the 60 s after which a "sending" notification is taken
+        # back from a worker presumed dead, so a slow attempt is never sent a second time meanwhile.
+        "NOTIFY_DEADLINE_SEC": _int("NOTIFY_DEADLINE_SEC", 30, 1, 45),
         # Webhook targets on loopback or private addresses: refused in production unless allowed.
         "NOTIFY_ALLOW_PRIVATE": _bool("NOTIFY_ALLOW_PRIVATE", env != "production"),
         "NOTIFY_ALLOWED_HOSTS": frozenset(h.strip().lower().rstrip(".") for h in

@@ -96,6 +96,8 @@ POOL_NAME = r"[a-z0-9][a-z0-9_-]*"
 POOL_PATTERN = f"^{POOL_NAME}$"
 POOL_MAX = 40
 Pool = Annotated[str, Field(min_length=1, max_length=POOL_MAX, pattern=POOL_PATTERN)]
+# What becomes of a running run whose worker host is lost: retried, or waiting for the host.
+HostLost = Literal["retry", "wait"]
 
 
 def valid_pool(name: str) -> bool:
@@ -152,6 +154,7 @@ class WorkflowCreate(_WorkflowFields):
     cpus: Optional[Cpus] = None
     network: Network = "bridge"
     workerPool: Pool = "default"
+    onHostLost: HostLost = "retry"
     expectSuccessWithinSec: Optional[ExpectSec] = None
 
 
@@ -172,6 +175,7 @@ class WorkflowUpdate(_WorkflowFields):
     cpus: Optional[Cpus] = None
     network: Optional[Network] = None
     workerPool: Optional[Pool] = None
+    onHostLost: Optional[HostLost] = None
     expectSuccessWithinSec: Optional[ExpectSec] = None
 
     # Fields that may be set to null: the rest must have a value when present.

@@ -36,6 +36,10 @@ class Workflow(BaseModel):
     cpus: Optional[float]
     network: Literal["bridge", "none"]
     workerPool: str = Field(description="extension: the worker pool that runs it (`flask worker --pool NAME`)")
+    onHostLost: Literal["retry", "wait"] = Field(
+        description="extension: a running run whose worker host is lost (no heartbeat for HOST_LOST_SEC): "
+                    "`retry` fails it \"worker host lost\" and retries it by its budget; `wait` keeps it "
+                    "running until the host is back or an operator forgets the host")
     expectSuccessWithinSec: Optional[int]
     silentSince: Optional[str]
     lastSuccessAt: Optional[str]

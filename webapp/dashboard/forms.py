@@ -58,6 +58,7 @@ def workflow_input(form, *, project_id: int | None = None) -> dict:
     data["concurrencyPolicy"] = form.get("concurrencyPolicy", "allow")
     data["network"] = form.get("network", "bridge")
     data["workerPool"] = form.get("workerPool", "").strip() or "default"
+    data["onHostLost"] = form.get("onHostLost", "retry")
     for field in INT_FIELDS + FLOAT_FIELDS:
         raw = form.get(field, "").strip()
         if raw == "":
@@ -79,7 +80,8 @@ def workflow_form(wf: Workflow | None) -> dict:
     """The form's initial values."""
     if wf is None:
         return {"timeoutSec": 3600, "maxRetries": 0, "retryBackoffSec": 5, "timezone": "UTC",
-                "concurrencyPolicy": "allow", "network": "bridge", "workerPool": "default", "command": "", "env": ""}
+                "concurrencyPolicy": "allow", "network": "bridge", "workerPool": "default", "onHostLost": "retry",
+                "command": "", "env": ""}
     return {
         "name": wf.name, "image": wf.image,
         "command": "" if wf.command is None else "\n".join(wf.command),
@@ -87,6 +89,6 @@ def workflow_form(wf: Workflow | None) -> dict:
         "schedule": wf.schedule or "", "timezone": wf.timezone, "concurrencyPolicy": wf.concurrency_policy,
         "timeoutSec": wf.timeout_sec, "maxRetries": wf.max_retries, "retryBackoffSec": wf.retry_backoff_sec,
         "memoryMb": wf.memory_mb or "", "cpus": wf.cpus or "", "network": wf.network,
-        "workerPool": wf.worker_pool,
+        "workerPool": wf.worker_pool, "onHostLost": wf.on_host_lost,
         "expectSuccessWithinSec": wf.expect_success_within_sec or "",
     }

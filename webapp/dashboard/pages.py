@@ -267,6 +267,25 @@ def workers():
                            lost_after=current_app.config["HOST_LOST_SEC"])
 
 
+@bp.post("/workers/<host>/forget")
+@login_required
+def forget_host(host: str):
+    """A lost host whose runs in flight are all the viewer's teams' may be forgotten from here;
+    any other lost host only by an operator (`flask hosts forget`)."""
+    view = next((v for v in hosts.host_views(set(current_user.team_ids)) if v.host == host), None)
+    if view is None:
+        abort(404)
+    if not view.forgettable:
+        flash(f"{host} cannot be forgotten from here: it is {view.state}" + (
+            "" if view.state != hosts.LOST else ", and runs of other teams are on it; an operator can run "
+            f"flask hosts forget {host}"))
+        return redirect(url_for("dashboard.workers"))
+    failed = hosts.forget(host)
+    flash(f"{host} forgotten: {failed} run{'s' if failed != 1 else ''} failed “worker host lost” and retried by "
+          "their budget")
+    return redirect(url_for("dashboard.workers"))
+
+
 @bp.get("/runs/<run_id>")
 @login_required
 def run_page(run_id: str):

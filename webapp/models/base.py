@@ -8,13 +8,15 @@ from datetime import datetime, timezone
 from sqlalchemy.types import JSON, LargeBinary, TypeDecorator
 
 from ..crypto import decrypt, encrypt
+from .clock import clock
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
 
 def utcnow() -> datetime:
-    """Naive UTC: stored the same way on SQLite and PostgreSQL."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    """Now on the database's clock (models/clock.py), naive UTC: stored the same way on SQLite and
+    PostgreSQL. Outside an app, this host's clock."""
+    return clock.now()
 
 
 def new_public_id(prefix: str, length: int = 20) -> str:

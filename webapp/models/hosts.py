@@ -20,6 +20,9 @@ class WorkerProcess(db.Model):
     started_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     last_seen_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     stopped_at = db.Column(db.DateTime, nullable=True)  # a clean stop (SIGTERM)
+    # This host's wall clock minus the database's, as last measured (the Workers page shows it
+    # when it is off by more than a second; nothing of ours depends on it).
+    clock_offset_ms = db.Column(db.Integer, nullable=True)
 
     @property
     def pool_list(self) -> list[str]:

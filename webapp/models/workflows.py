@@ -7,6 +7,7 @@ from .base import JSON, EncryptedJSON, utcnow
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 STATUSES = ("queued", "running") + TERMINAL
 TRIGGERS = ("schedule", "manual", "retry")
+ON_HOST_LOST = ("retry", "wait")
 
 
 class Workflow(db.Model):
@@ -31,6 +32,10 @@ class Workflow(db.Model):
     network = db.Column(db.String(10), nullable=False, default="bridge", server_default="bridge")
     # The worker pool that runs it (`flask worker --pool NAME`); a run keeps its workflow's.
     worker_pool = db.Column(db.String(40), nullable=False, default="default", server_default="default")
+    # What becomes of a running run whose worker host is lost (no heartbeat for HOST_LOST_SEC):
+    # "retry" fails it "worker host lost" (retried by its budget); "wait" keeps it running until
+    # the host is back or an operator forgets the host (`flask hosts forget`).
+    on_host_lost = db.Column(db.String(5), nullable=False, default="retry", server_default="retry")
     next_run_at = db.Column(db.DateTime, nullable=True, index=True)
     # "ok" or "failing": moved with a compare-and-set in the transaction of a run's terminal
     # status, so that one failure chain emits one workflow.failed and one recovery one

@@ -90,14 +90,14 @@ def hand_over_notifications(notification_ids: list[int], *, first_attempt: bool 
 
     from ..extensions import db
     from ..models import Notification
-    from ..models.base import utcnow
+    from ..models.clock import db_now
     if not notification_ids:
         return
     table = Notification.__table__
     where = [table.c.id.in_(notification_ids), table.c.state == "pending"]
     if first_attempt:
         where.append(table.c.attempts == 0)
-    db.session.execute(update(table).where(*where).values(enqueued_at=utcnow()))
+    db.session.execute(update(table).where(*where).values(enqueued_at=db_now()))
     db.session.commit()
     try:
         enqueue_notifications(notification_ids)

@@ -1,73 +1,79 @@
 """Worker hosts: the heartbeats of worker processes, and whether an engine host is alive, away or
-lost. The database holds the heartbeats (Redis losing its data must not make every host look lost);
-hosts' clocks are assumed to agree within a second or two, as for the rest of a deployment."""
+lost. The database holds the heartbeats (Redis losing its data must not make every host look lost),
+and its clock alone stamps and ages them (models/clock.py): a host whose own clock is off by a
+minute is judged exactly like the others."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
 from ..extensions import db
-from ..models import WorkerProcess
-from ..models.base import utcnow
+from ..models import Run, WorkerProcess
+from ..models.clock import db_now
+from .errors import Conflict, NotFound
 
 BEAT_EVERY_SEC = 1.0
 ALIVE_SEC = 5.0  # a host that beat within this is there: its host-bound work is handed to it
-FORGET_AFTER = timedelta(days=7)  # rows of processes not seen for this long are dropped
+FORGET_AFTER_SEC = 7 * 86400  # rows of processes not seen for this long are dropped
+CLOCK_TOLERANCE_MS = 1000  # a worker whose clock is further off than this says so
 
 ALIVE, AWAY, LOST = "alive", "away", "lost"
 
 
 def register(name: str, host: str, pools: list[str], slots: int, engine_version: str | None) -> None:
-    now = utcnow()
     db.session.execute(delete(WorkerProcess).where(WorkerProcess.name == name))
     db.session.add(WorkerProcess(name=name, host=host, pools=",".join(pools), slots=slots,
-                                 engine_version=engine_version, started_at=now, last_seen_at=now))
-    db.session.execute(delete(WorkerProcess).where(WorkerProcess.last_seen_at < now - FORGET_AFTER))
+                                 engine_version=engine_version, started_at=db_now(), last_seen_at=db_now()))
+    db.session.execute(delete(WorkerProcess).where(WorkerProcess.last_seen_at < db_now(-FORGET_AFTER_SEC)))
     db.session.commit()
 
 
-def beat(name: str) -> None:
-    db.session.execute(update(WorkerProcess).where(WorkerProcess.name == name)
-                       .values(last_seen_at=utcnow(), stopped_at=None))
+def beat(name: str, clock_offset_ms: int | None = None) -> None:
+    """This worker process is alive, on the database's clock; `clock_offset_ms` is how far its
+    host's wall clock is from the database's, when last measured."""
+    values = dict(last_seen_at=db_now(), stopped_at=None)
+    if clock_offset_ms is not None:
+        values["clock_offset_ms"] = clock_offset_ms
+    db.session.execute(update(WorkerProcess).where(WorkerProcess.name == name).values(**values))
     db.session.commit()
 
 
 def stopped(name: str) -> None:
-    db.session.execute(update(WorkerProcess).where(WorkerProcess.name == name).values(stopped_at=utcnow()))
+    db.session.execute(update(WorkerProcess).where(WorkerProcess.name == name).values(stopped_at=db_now()))
     db.session.commit()
 
 
 def other_hosts(host: str) -> set[str]:
     """Hosts other than `host` whose workers beat within the last HOST_LOST_SEC."""
-    cutoff = utcnow() - timedelta(seconds=current_app.config["HOST_LOST_SEC"])
     return set(db.session.scalars(select(WorkerProcess.host).where(
-        WorkerProcess.host != host, WorkerProcess.last_seen_at >= cutoff)).all())
+        WorkerProcess.host != host,
+        WorkerProcess.last_seen_at >= db_now(-current_app.config["HOST_LOST_SEC"]))).all())
 
 
 def host_states(hosts: set[str]) -> dict[str, str]:
     """alive (beat within ALIVE_SEC), away (not since, but within HOST_LOST_SEC) or lost (not
-    within HOST_LOST_SEC, or never seen), for each host."""
+    within HOST_LOST_SEC, or never seen), for each host; aged in SQL on the database's clock."""
     if not hosts:
         return {}
-    seen = dict(db.session.execute(
-        select(WorkerProcess.host, func.max(WorkerProcess.last_seen_at))
-        .where(WorkerProcess.host.in_(hosts)).group_by(WorkerProcess.host)).all())
-    now = utcnow()
-    lost_after = current_app.config["HOST_LOST_SEC"]
+    newest = func.max(WorkerProcess.last_seen_at)
+    seen = {host: (alive, present) for host, alive, present in db.session.execute(
+        select(WorkerProcess.host, newest >= db_now(-ALIVE_SEC),
+               newest > db_now(-current_app.config["HOST_LOST_SEC"]))
+        .where(WorkerProcess.host.in_(hosts)).group_by(WorkerProcess.host)).all()}
     states = {}
     for host in hosts:
-        age = (now - seen[host]).total_seconds() if seen.get(host) else None
-        states[host] = (LOST if age is None or age >= lost_after else ALIVE if age < ALIVE_SEC else AWAY)
+        alive, present = seen.get(host, (False, False))
+        states[host] = ALIVE if alive else AWAY if present else LOST
     return states
 
 
-def _live(process: WorkerProcess, now: datetime) -> bool:
-    """A worker process is live when it beat within ALIVE_SEC and did not stop."""
-    return process.stopped_at is None and (now - process.last_seen_at).total_seconds() < ALIVE_SEC
+def _live():
+    """The SQL condition of a live worker process: it beat within ALIVE_SEC and did not stop."""
+    return WorkerProcess.stopped_at.is_(None) & (WorkerProcess.last_seen_at >= db_now(-ALIVE_SEC))
 
 
 _pools_seen: dict[str, tuple[float, set[str]]] = {}  # database -> (when read, live pools)
@@ -79,10 +85,8 @@ def live_pools() -> set[str]:
     key = current_app.config["SQLALCHEMY_DATABASE_URI"]
     read_at, pools = _pools_seen.get(key, (float("-inf"), set()))
     if time.monotonic() - read_at >= BEAT_EVERY_SEC:
-        now = utcnow()
-        rows = db.session.scalars(select(WorkerProcess).where(
-            WorkerProcess.last_seen_at >= now - timedelta(seconds=ALIVE_SEC))).all()
-        pools = {pool for p in rows if _live(p, now) for pool in p.pool_list}
+        rows = db.session.scalars(select(WorkerProcess.pools).where(_live())).all()
+        pools = {pool for row in rows for pool in row.split(",") if pool}
         _pools_seen[key] = (time.monotonic(), pools)
     return pools
 
@@ -98,7 +102,8 @@ def waiting(run) -> str | None:
 @dataclass
 class HostView:
     """One engine host as the workers page shows it: its processes' pools and slots, its engine,
-    its last heartbeat, the runs in flight on it (all teams: a count) and the viewer's own."""
+    its last heartbeat, how far its clock is from the database's, the runs in flight on it (all
+    teams: a count) and the viewer's own."""
     host: str
     state: str
     pools: list[str]
@@ -107,37 +112,72 @@ class HostView:
     engine_version: str | None
     last_seen_at: datetime
     processes: list[WorkerProcess]
+    clock_offset_ms: int | None = None
     own_runs: list = field(default_factory=list)
+    own_running: int = 0
 
     @property
     def free(self) -> int:
         return max(0, self.slots - self.busy)
 
+    @property
+    def forgettable(self) -> bool:
+        """Lost, and every run in flight on it is the viewer's: forgetting it touches no other team."""
+        return self.state == LOST and self.busy == self.own_running
+
+    @property
+    def clock_off(self) -> bool:
+        return self.clock_offset_ms is not None and abs(self.clock_offset_ms) > CLOCK_TOLERANCE_MS
+
 
 def host_views(team_ids: set[int]) -> list[HostView]:
-    """Every host seen within FORGET_AFTER, alive first; its live processes (or its last one);
+    """Every host seen within FORGET_AFTER_SEC, alive first; its live processes (or its last one);
     `own_runs` only of `team_ids`."""
-    from ..models import Run
-    rows = db.session.scalars(select(WorkerProcess).order_by(WorkerProcess.host, WorkerProcess.name)).all()
+    rows = db.session.execute(select(WorkerProcess, _live()).order_by(WorkerProcess.host, WorkerProcess.name)).all()
     busy = dict(db.session.execute(select(Run.worker_host, func.count()).where(Run.status == "running")
                                    .group_by(Run.worker_host)).all())
-    by_host: dict[str, list[WorkerProcess]] = {}
-    for row in rows:
-        by_host.setdefault(row.host, []).append(row)
+    by_host: dict[str, list[tuple[WorkerProcess, bool]]] = {}
+    for process, live in rows:
+        by_host.setdefault(process.host, []).append((process, bool(live)))
     states = host_states(set(by_host))
-    now = utcnow()
     views = []
     for host, procs in by_host.items():
-        live = [p for p in procs if _live(p, now)]
+        live = [p for p, is_live in procs if is_live]
+        newest = max((p for p, _ in procs), key=lambda p: p.last_seen_at)
         views.append(HostView(
             host=host, state=states[host],
-            pools=sorted({pool for p in (live or procs) for pool in p.pool_list}),
+            pools=sorted({pool for p in (live or [newest]) for pool in p.pool_list}),
             slots=sum(p.slots for p in live), busy=busy.get(host, 0),
-            engine_version=max(procs, key=lambda p: p.last_seen_at).engine_version,
-            last_seen_at=max(p.last_seen_at for p in procs),
-            processes=live or [max(procs, key=lambda p: p.last_seen_at)],
+            engine_version=newest.engine_version, last_seen_at=newest.last_seen_at,
+            processes=live or [newest], clock_offset_ms=newest.clock_offset_ms,
             own_runs=db.session.scalars(select(Run).where(Run.status == "running", Run.worker_host == host,
                                                           Run.team_id.in_(team_ids or {-1}))
-                                        .order_by(Run.started_at).limit(50)).all()))
+                                        .order_by(Run.started_at).limit(50)).all(),
+            own_running=db.session.scalar(select(func.count()).select_from(Run).where(
+                Run.status == "running", Run.worker_host == host, Run.team_id.in_(team_ids or {-1})))))
     order = {ALIVE: 0, AWAY: 1, LOST: 2}
     return sorted(views, key=lambda v: (order[v.state], v.host))
+
+
+FORGOTTEN = "worker host lost (forgotten by an operator)"
+
+
+def forget(host: str) -> int:
+    """An operator's word that `host` is gone, with every container it ran: its running runs fail
+    "worker host lost" and retry by their budget (whatever their onHostLost), and its heartbeat rows
+    go. Refused while the host is alive or away: only a lost host may be forgotten, so that no run
+    is failed under a host that still runs it. Returns how many runs it failed."""
+    from . import lifecycle
+    state = host_states({host})[host]
+    known = db.session.scalar(select(func.count()).select_from(WorkerProcess).where(WorkerProcess.host == host))
+    running = db.session.scalars(select(Run).where(Run.status == "running", Run.worker_host == host)).all()
+    if not known and not running:
+        raise NotFound(f"no worker host named {host}")
+    if state != LOST:
+        raise Conflict(f"the worker host {host} is {state}: stop its workers first, then forget it once it is "
+                       f"lost ({current_app.config['HOST_LOST_SEC']} s without a heartbeat)")
+    failed = sum(lifecycle.complete(run, "failed", error=FORGOTTEN, expect=("running",), owner=run.owner_token)
+                 for run in running)
+    db.session.execute(delete(WorkerProcess).where(WorkerProcess.host == host))
+    db.session.commit()
+    return failed

@@ -14,8 +14,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import contains_eager
 
 from ..extensions import db
-from ..models import STATUSES, TRIGGERS, Run, RunCount, RunLogBlock, Workflow
+from ..models import STATUSES, TERMINAL, TRIGGERS, Run, RunCount, RunLogBlock, Workflow
 from ..models.base import new_public_id, utcnow
+from ..models.clock import db_now
 from . import budget, dispatch
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
@@ -66,7 +67,7 @@ def hand_over_many(runs: list[tuple[int, str, int, str]]) -> None:
         return
     table = Run.__table__
     db.session.execute(update(table).where(table.c.id.in_([handle[0] for handle in runs]))
-                       .values(enqueued_at=utcnow()))
+                       .values(enqueued_at=db_now()))
     db.session.commit()
 
 
@@ -307,6 +308,27 @@ def log_text(run_pk: int, after_seq: int = -1):
             yield block.text + "\n"
         else:
             yield "".join(line.text + "\n" for line in _lines(block, after_seq))
+
+
+def note_in_log(public_id: str, text: str) -> bool | None:
+    """A system line added at the end of a finished run's stored output, after the fact (that its
+    host stopped its container, say). True once added; False while the run is not finished (its log
+    belongs to its owner, who says it); None if there is no such run. The seq is taken with a
+    compare-and-set on the run's next seq, so two writers never share one."""
+    table = Run.__table__
+    row = db.session.execute(select(table.c.id, table.c.status, table.c.log_next_seq)
+                             .where(table.c.public_id == public_id)).one_or_none()
+    if row is None or row.status not in TERMINAL:
+        db.session.commit()
+        return None if row is None else False
+    taken = db.session.execute(update(table).where(table.c.id == row.id, table.c.log_next_seq == row.log_next_seq)
+                               .values(log_next_seq=row.log_next_seq + 1)).rowcount
+    if taken:
+        db.session.execute(RunLogBlock.__table__.insert().values(
+            run_id=row.id, first_seq=row.log_next_seq, last_seq=row.log_next_seq, stream="system", text=text,
+            ts=utcnow()))
+    db.session.commit()
+    return bool(taken) or note_in_log(public_id, text)
 
 
 def run_url(run: Run) -> str:

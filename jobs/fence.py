@@ -1,0 +1,221 @@
+"""Self-fencing: a worker host that cannot show the fleet it is alive stops its own run containers
+before the fleet may call it lost and run their retries elsewhere.
+
+The rule, on each host and on its monotonic clock: the host keeper records, in a file of this host
+(`var/hosts/<instance>-<host>/beat`), the moment just before each heartbeat the database accepted
+(so the database's stamp of it is never older). Once the newest is HOST_FENCE_SEC old, the guard
+stops every run container of this host (SIGTERM, then SIGKILL after the fence grace; a container
+created but not started is removed) and leaves a fence note per run saying why. The sweeper calls
+a host lost HOST_LOST_SEC after its newest heartbeat on the database's clock, which is later than
+HOST_FENCE_SEC plus the grace: by then the containers are gone. Durations on both sides are
+measured by one clock each (this host's monotonic one, the database's), never compared across.
+
+The notes reach the run's log through whoever can write to the database next: a worker that
+completes the run says it in its log and error; the keeper appends it to a run that was finished
+meanwhile (failed "worker host lost" by the sweeper).
+
+The guard is a process of its own (`flask host-guard`), started by the host keeper in a session of
+its own: it outlives a worker stopped cleanly, killed with its whole process group, or crashed,
+and one runs per host on a machine (a lock file). It needs neither the database nor Redis, only
+that file and the engine. What no guard covers: a machine that froze whole, or lost every process
+of ours (the guard too), while its engine keeps containers running (README, "Durability")."""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from docker.errors import APIError, NotFound
+from flask import current_app
+
+from webapp.config import ROOT
+from webapp.connections import get_docker
+
+from . import engine
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY_SEC = 0.5
+STOP_GRACE_SEC = 10  # a cancel's grace; a fence's is shorter when HOST_LOST_SEC leaves less room
+LIVE_STATES = ("created", "running", "paused", "restarting")
+
+
+def fence_sec() -> float:
+    return current_app.config["HOST_FENCE_SEC"]
+
+
+def fence_grace() -> int:
+    """SIGTERM to SIGKILL when fencing: the run's grace, unless the time left before the host is
+    called lost asks for less (half of it, so that the kill lands well before)."""
+    room = current_app.config["HOST_LOST_SEC"] - fence_sec()
+    return max(1, min(STOP_GRACE_SEC, int(room / 2)))
+
+
+def host_dir(host: str) -> Path:
+    """This installation's (the instance's) files about engine host `host` on this machine."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{engine.instance_id()}-{host}")[:200]
+    return ROOT / "var" / "hosts" / name
+
+
+def record_beat(host: str, sent_at: float) -> None:
+    """A heartbeat of `host` was accepted; it was sent at `sent_at` (this machine's monotonic clock)."""
+    _write(host_dir(host) / "beat", f"{sent_at:.6f}\n")
+
+
+def record_stop(host: str) -> None:
+    """A worker of `host` stopped cleanly: its guard may leave at once if nothing of the host runs."""
+    _write(host_dir(host) / "stopped", f"{time.monotonic():.6f}\n")
+
+
+def beat_age(host: str) -> float | None:
+    """Seconds since the newest accepted heartbeat of `host` was sent; None if none was recorded."""
+    try:
+        return time.monotonic() - float((host_dir(host) / "beat").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def fenced(host: str) -> bool:
+    """True when `host` is past HOST_FENCE_SEC without a heartbeat: start nothing, keep nothing."""
+    age = beat_age(host)
+    return age is not None and age >= fence_sec()
+
+
+def note(host: str, run_id: str, text: str) -> None:
+    _write(host_dir(host) / "fenced" / run_id, text)
+
+
+def read_note(host: str, run_id: str) -> str | None:
+    try:
+        return (host_dir(host) / "fenced" / run_id).read_text()
+    except OSError:
+        return None
+
+
+def drop_note(host: str, run_id: str) -> None:
+    (host_dir(host) / "fenced" / run_id).unlink(missing_ok=True)
+
+
+def notes(host: str) -> dict[str, str]:
+    """Every fence note of `host` not yet told: run id -> text."""
+    folder = host_dir(host) / "fenced"
+    found = {}
+    for path in folder.glob("run_*") if folder.is_dir() else ():
+        try:
+            found[path.name] = path.read_text()
+        except OSError:
+            pass
+    return found
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# -- the guard -----------------------------------------------------------------------------------
+def ensure_guard(host: str) -> None:
+    """Start this host's guard unless one runs (its lock is held). Called by the host keeper at
+    start and every few seconds, so that a guard that died is replaced while a worker lives."""
+    lock = host_dir(host) / "guard.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # a guard holds it
+        fcntl.flock(f, fcntl.LOCK_UN)
+    subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "host-guard", host], cwd=ROOT,
+                     stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+
+
+def guard(host: str) -> None:
+    """The loop of `flask host-guard HOST`: fence this host's run containers whenever its heartbeat
+    is HOST_FENCE_SEC old; leave once nothing of the host is live on the engine and no worker of it
+    beats (the next worker starts a new guard). One per host on this machine."""
+    lock_path = host_dir(host) / "guard.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(lock_path, "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return
+    log.info("host guard of %s started (fences at %g s without a heartbeat)", host, fence_sec())
+    while True:
+        age = beat_age(host)
+        try:
+            live = _live_containers(host) if age is None or age >= fence_sec() or _stopped(host) else None
+        except Exception as e:  # the engine away (restarting): try again
+            log.warning("host guard of %s could not list containers: %s", host, str(e)[:200])
+            time.sleep(CHECK_EVERY_SEC * 4)
+            continue
+        if live == [] and (age is None or age >= fence_sec() or _stopped(host)):
+            log.info("host guard of %s leaving: no worker beats and nothing of the host is live", host)
+            return
+        if live and age is not None and age >= fence_sec():
+            _fence(host, live, age)
+        time.sleep(CHECK_EVERY_SEC)
+
+
+def _stopped(host: str) -> bool:
+    """The newest word of the host's workers is a clean stop (no heartbeat after it)."""
+    try:
+        stopped = float((host_dir(host) / "stopped").read_text())
+        beat = float((host_dir(host) / "beat").read_text())
+    except (OSError, ValueError):
+        return False
+    return stopped >= beat
+
+
+def _live_containers(host: str) -> list[dict]:
+    api = get_docker(timeout=30).api
+    found = api.containers(all=True, filters={"label": [f"{engine.LABEL_INSTANCE}={engine.instance_id()}",
+                                                        f"{engine.LABEL_HOST}={host}"]})
+    return [c for c in found if c.get("State") in LIVE_STATES]
+
+
+def _fence(host: str, containers: list[dict], age: float) -> None:
+    """Stop (or, not started yet, remove) every live run container of `host`, at once, each with a
+    note first: a note without a stop is harmless, a stop without a note would be a mystery."""
+    grace = fence_grace()
+    text = (f"stopped by its own host ({host}): the host could not record its heartbeat in the database "
+            f"for {age:.0f} s (HOST_FENCE_SEC {fence_sec():g}), so it stopped its run containers before "
+            "another host could be given the run (self-fencing)")
+    api = get_docker(timeout=grace + 30).api
+    threads = []
+    for c in containers:
+        run_id = (c.get("Labels") or {}).get(engine.LABEL_RUN)
+        if run_id:
+            note(host, run_id, text)
+        threads.append(threading.Thread(target=_stop_one, args=(api, c, grace), daemon=True))
+        threads[-1].start()
+    for t in threads:
+        t.join(grace + 30)
+    log.warning("host %s fenced: %d run container(s) stopped after %.0f s without a heartbeat",
+                host, len(containers), age)
+
+
+def _stop_one(api, container: dict, grace: int) -> None:
+    try:
+        if container.get("State") == "created":
+            api.remove_container(container["Id"], force=True)
+        else:
+            if container.get("State") == "paused":
+                api.unpause(container["Id"])
+            api.stop(container["Id"], timeout=grace)
+    except NotFound:
+        pass
+    except APIError as e:
+        log.warning("fencing container %s: %s; killing it", container["Id"][:12], e.explanation or e)
+        try:
+            api.kill(container["Id"])
+        except (APIError, NotFound):
+            pass
