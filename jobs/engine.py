@@ -21,6 +21,7 @@ from webapp.services.registry import registry_host  # noqa: F401  (re-exported f
 LABEL_RUN = "workflows.run"
 LABEL_INSTANCE = "workflows.instance"
 LABEL_HOST = "workflows.host"  # the engine host the run was claimed on: whose guard fences it
+LABEL_WAITS = "workflows.waits-for-host"  # "1": its workflow's onHostLost is "wait": never fenced
 
 
 class RunFailure(Exception):

@@ -72,7 +72,8 @@ class DockerExecutor:
             return self.api.create_container(
                 run.image, command=run.command, environment=dict(run.env or {}), name=name,
                 labels={engine.LABEL_RUN: run.public_id, engine.LABEL_INSTANCE: engine.instance_id(),
-                        engine.LABEL_HOST: run.worker_host or ""},
+                        engine.LABEL_HOST: run.worker_host or "",
+                        engine.LABEL_WAITS: "1" if run.workflow.on_host_lost == "wait" else ""},
                 host_config=engine.host_config(self.api, run.memory_mb, run.cpus, run.network),
                 stdin_open=False, tty=False, detach=True,
             )["Id"]

@@ -4,7 +4,7 @@ before the fleet may call it lost and run their retries elsewhere.
 The rule, on each host and on its monotonic clock: the host keeper records, in a file of this host
 (`var/hosts/<instance>-<host>/beat`), the moment just before each heartbeat the database accepted
 (so the database's stamp of it is never older). Once the newest is HOST_FENCE_SEC old, the guard
-stops every run container of this host (SIGTERM, then SIGKILL after the fence grace; a container
+stops every run container of this host (but those of workflows with onHostLost "wait") (SIGTERM, then SIGKILL after the fence grace; a container
 created but not started is removed) and leaves a fence note per run saying why. The sweeper calls
 a host lost HOST_LOST_SEC after its newest heartbeat on the database's clock, which is later than
 HOST_FENCE_SEC plus the grace: by then the containers are gone. Durations on both sides are
@@ -179,7 +179,9 @@ def _live_containers(host: str) -> list[dict]:
     api = get_docker(timeout=30).api
     found = api.containers(all=True, filters={"label": [f"{engine.LABEL_INSTANCE}={engine.instance_id()}",
                                                         f"{engine.LABEL_HOST}={host}"]})
-    return [c for c in found if c.get("State") in LIVE_STATES]
+    # a run of a workflow that waits for its host (onHostLost "wait") is never retried elsewhere while
+    # the host is away: its container runs on through a partition, to be re-attached
+    return [c for c in found if c.get("State") in LIVE_STATES and not (c.get("Labels") or {}).get(engine.LABEL_WAITS)]
 
 
 def _fence(host: str, containers: list[dict], age: float) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
-from conftest import create_wf, wait_for, wait_status
+from conftest import ROOT, create_wf, wait_for, wait_status
 from runs_api import base, containers, fire, get, lines
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
@@ -144,3 +145,45 @@ def test_a_run_cancelled_while_its_host_is_frozen_ends_cancelled_when_the_host_i
         os.killpg(worker.pid, signal.SIGKILL)
         for c in containers(docker_api, run["id"]):
             docker_api.remove_container(c["Id"], force=True)
+
+
+def flask_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / ".venv/bin/flask"), "--app", "wsgi", *args], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})})
+
+
+def test_a_run_that_waits_for_its_host_keeps_its_container_until_the_host_is_forgotten(
+        app, client, alice, charlie, procs, docker_api, monkeypatch):
+    lost = {"HOST_LOST_SEC": "8"}
+    monkeypatch.setitem(app.config, "HOST_LOST_SEC", 8)  # the web's setting too (settings that must match)
+    procs.scheduler(env={**FAST, **lost})
+    worker = procs.worker(1, env={**HOST_A, **lost})
+    wf = create_wf(client, alice, command=["sh", "-c", "echo up; sleep 120"], timeoutSec=300, maxRetries=1,
+                   retryBackoffSec=0, onHostLost="wait")
+    assert wf["onHostLost"] == "wait"
+    run = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()
+    wait_for(lambda: lines(client, alice, run["id"]), 30)
+    procs.kill(worker)
+    refused = flask_cli("hosts", "forget", "host-a", env=lost)  # alive or away, not lost: not to be forgotten
+    assert refused.returncode == 1 and "forget it once it is lost" in refused.stderr
+    why = wait_for(lambda: get(client, alice, run["id"])["waiting"], 30)
+    assert why.startswith("its worker host host-a is lost: waiting for it")
+    assert get(client, alice, run["id"])["status"] == "running"
+    assert [c["State"] for c in containers(docker_api, run["id"])] == ["running"]  # never fenced, never retried
+
+    client.post("/login", data={"email": charlie.email, "password": charlie.password})  # another team
+    html = client.get("/workers").get_data(as_text=True)
+    assert "data-forget" not in html and "flask hosts forget host-a" in html
+    assert client.post("/workers/host-a/forget").status_code == 302
+    assert get(client, alice, run["id"])["status"] == "running"  # not charlie's to forget
+    client.post("/logout")
+    client.post("/login", data={"email": alice.email, "password": alice.password})
+    assert "data-forget" in client.get("/workers").get_data(as_text=True)
+    assert client.post("/workers/host-a/forget").status_code == 302
+    done = get(client, alice, run["id"])
+    assert (done["status"], done["error"]) == ("failed", "worker host lost (forgotten by an operator)")
+    runs = client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
+    assert [r["retryOf"] for r in runs if r["trigger"] == "retry"] == [run["id"]]
+    assert flask_cli("hosts", "forget", "no-such-host", env=lost).returncode == 1
+    procs.worker(1, env={**HOST_A, **lost})  # back: the container of the forgotten run goes
+    wait_for(lambda: not containers(docker_api, run["id"]), 30)

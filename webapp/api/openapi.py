@@ -62,8 +62,10 @@ class Run(BaseModel):
     workerHost: Optional[str] = Field(description="extension: the engine host the run was claimed on (its "
                                                   "worker's WORKER_HOST); null until a worker claims it")
     workerPool: str = Field(description="extension: the worker pool of its workflow when it was fired")
-    waiting: Optional[str] = Field(description="extension: why a queued run waits, when no worker of its pool "
-                                               "is alive (\"no live worker in pool gpu\"); else null")
+    waiting: Optional[str] = Field(description="extension: why a run is not moving, when the reason is ours: a "
+                                               "queued run whose pool has no live worker (\"no live worker in "
+                                               "pool gpu\"), or a running run waiting for its lost worker host "
+                                               "(onHostLost wait); else null")
     scheduledFor: Optional[str]
     queuedAt: str
     notBefore: str

@@ -91,12 +91,31 @@ def live_pools() -> set[str]:
     return pools
 
 
+_lost_seen: dict[str, tuple[float, set[str]]] = {}  # database -> (when read, lost hosts)
+
+
+def lost_hosts() -> set[str]:
+    """Hosts without a heartbeat for HOST_LOST_SEC, read at most once a heartbeat interval."""
+    key = current_app.config["SQLALCHEMY_DATABASE_URI"]
+    read_at, lost = _lost_seen.get(key, (float("-inf"), set()))
+    if time.monotonic() - read_at >= BEAT_EVERY_SEC:
+        newest = func.max(WorkerProcess.last_seen_at)
+        lost = set(db.session.scalars(select(WorkerProcess.host).group_by(WorkerProcess.host).having(
+            newest <= db_now(-current_app.config["HOST_LOST_SEC"]))).all())
+        _lost_seen[key] = (time.monotonic(), lost)
+    return lost
+
+
 def waiting(run) -> str | None:
-    """Why a queued run is not being run, when the reason is ours to tell: its pool has no live
-    worker. (It still follows the queue-wait rule: it fails if none comes within its wait.)"""
-    if run.status != "queued" or run.worker_pool in live_pools():
-        return None
-    return f"no live worker in pool {run.worker_pool}"
+    """Why a run is not moving, when the reason is ours to tell: a queued run's pool has no live
+    worker (it still follows the queue-wait rule), or a running run waits for its lost host."""
+    if run.status == "queued" and run.worker_pool not in live_pools():
+        return f"no live worker in pool {run.worker_pool}"
+    if (run.status == "running" and run.worker_host and run.workflow.on_host_lost == "wait"
+            and run.worker_host in lost_hosts()):
+        return (f"its worker host {run.worker_host} is lost: waiting for it to come back, or for an operator "
+                "to forget it (onHostLost wait)")
+    return None
 
 
 @dataclass
