@@ -45,7 +45,17 @@ MAX_PENDING_PIECES = 20000
 
 
 class SinkError(RuntimeError):
-    """Output could not be stored: the run fails rather than end as a silently truncated success."""
+    """Output could not be stored for STORAGE_OUTAGE_SEC: the run fails rather than end as a
+    silently truncated success."""
+
+
+class StorageAway(RuntimeError):
+    """One write of output failed (the database restarting, failing over, unreachable): kept in
+    memory and tried again with backoff."""
+
+
+OUTAGE_BACKOFF_FIRST_SEC = 0.25
+OUTAGE_BACKOFF_MAX_SEC = 5.0
 
 
 class LineSplitter:
@@ -77,7 +87,7 @@ class Fence:
 
 class LogSink:
     def __init__(self, run: Run, fence: Fence, *, cap_bytes: int, tail_bytes: int, batch_seconds: float,
-                 live_maxlen: int, cap_lines: int, stored_lines: int = 0):
+                 live_maxlen: int, cap_lines: int, stored_lines: int = 0, outage_sec: float = 120):
         self.run_id, self.public_id = run.id, run.public_id
         self.fence = fence
         self.batch_seconds, self.live_maxlen = batch_seconds, live_maxlen
@@ -106,6 +116,13 @@ class LogSink:
         self.dirty = False
         self.last_flush = time.monotonic()
         self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        # While the database cannot be written: since when (monotonic), the next try, the backoff,
+        # and the bytes dropped because the in-memory bound was reached meanwhile.
+        self.outage_sec = outage_sec
+        self.outage_since: float | None = None
+        self.retry_at = 0.0
+        self.backoff = OUTAGE_BACKOFF_FIRST_SEC
+        self.outage_dropped = 0
 
     def start_after(self, stored_max_seq: int | None) -> None:
         if stored_max_seq is not None:
@@ -117,6 +134,8 @@ class LogSink:
         with self.lock:
             while ((self.pending_bytes >= MAX_PENDING_BYTES or self.pending_pieces >= MAX_PENDING_PIECES)
                    and not self.fence.lost.is_set()):
+                if self.outage_since is not None:  # nothing drains while the database is away
+                    return self._drop_while_away(stream, chunk)
                 self.drained.wait(1.0)
         ts = utcnow()
         with self.lock:
@@ -127,6 +146,18 @@ class LogSink:
                 for raw in lines:
                     self._add(stream, raw, ts)
         self.publish()
+
+    def _drop_while_away(self, stream: str, chunk: bytes) -> None:
+        """Past the in-memory bound during an outage: the chunk (and the unfinished line before it)
+        is counted as dropped, not waited on, so the container is never blocked on its output.
+        Called holding the lock."""
+        splitter = self.splitters[stream]
+        lost = len(chunk) + len(splitter.buf)
+        splitter.buf = b""
+        self.stream_bytes[stream] += len(chunk)
+        self.outage_dropped += lost
+        self.dropped += lost
+        self.dirty = True
 
     def _add_whole(self, stream: str, lines: list[bytes], ts: datetime) -> bool:
         """The lines of one chunk as one block, when they all go to the head as they are (no
@@ -230,13 +261,17 @@ class LogSink:
 
     def due(self) -> bool:
         """Lines to store, or (past the cap, where lines go to the in-memory tail) new bytes read:
-        the stored read offsets must follow, or a re-attached reader would read them again."""
+        the stored read offsets must follow, or a re-attached reader would read them again. While
+        the database is away, not before the next try."""
+        if self.outage_since is not None and time.monotonic() < self.retry_at:
+            return False
         return self.pending_bytes >= BATCH_BYTES or self.pending_pieces >= BATCH_PIECES or (
             (self.pending or self.dirty) and time.monotonic() - self.last_flush >= self.batch_seconds)
 
     def flush(self) -> None:
-        """Store the pending lines, fenced by the owner's token. LeaseLost if the run is no
-        longer ours; SinkError if the database refused."""
+        """Store the pending lines, fenced by the owner's token. LeaseLost if the run is no longer
+        ours. If the database cannot be written, the lines stay pending for the next try (see
+        `due`); SinkError once that has lasted STORAGE_OUTAGE_SEC."""
         with self.lock:
             blocks, self.pending = self.pending, []
             self.pending_bytes = self.pending_pieces = 0
@@ -248,12 +283,59 @@ class LogSink:
                           log_next_seq=self.seq, log_notice_seq=self.notice_seq,
                           log_dropped_bytes=self.dropped + self.tail_size)
         self.last_flush = time.monotonic()
-        self._store(blocks, values)
+        try:
+            self._store(blocks, values)
+        except StorageAway as e:
+            with self.lock:
+                self.pending[:0] = blocks
+                self.pending_bytes += sum(block[5] + 1 for block in blocks)
+                self.pending_pieces += sum(len(block[4]) for block in blocks)
+                self.dirty = True
+            self._away(e)
+            return
+        self._back()
+
+    def _away(self, e: StorageAway) -> None:
+        now = time.monotonic()
+        if self.outage_since is None:
+            self.outage_since, self.backoff = now, OUTAGE_BACKOFF_FIRST_SEC
+            log.warning("the output of %s cannot be stored (%s); kept in memory and tried again",
+                        self.public_id, str(e)[:200])
+        else:
+            self.backoff = min(OUTAGE_BACKOFF_MAX_SEC, self.backoff * 2)
+        self.retry_at = now + self.backoff
+        if now - self.outage_since >= self.outage_sec:
+            raise SinkError(f"the database could not be written for {self.outage_sec} s (STORAGE_OUTAGE_SEC)")
+
+    def _back(self) -> None:
+        if self.outage_since is None:
+            return
+        log.warning("the output of %s is stored again after %.1f s", self.public_id,
+                    time.monotonic() - self.outage_since)
+        self.outage_since = None
+        if self.outage_dropped:
+            self.system(f"[{self.outage_dropped} bytes of output dropped while the database could not be "
+                        "written and the memory set aside for it was full]")
+            self.outage_dropped = 0
+
+    def _until_stored(self, store) -> None:
+        """`store()` (a flush) again and again, waiting out the backoff, until nothing is left
+        unwritten; LeaseLost or SinkError end it."""
+        while True:
+            store()
+            if self.outage_since is None:
+                return
+            if self.fence.lost.is_set():
+                raise LeaseLost(self.public_id)
+            time.sleep(max(0.0, self.retry_at - time.monotonic()))
 
     def close(self) -> None:
-        """Store what is left: the pending head, then the notice and the tail if the cap was hit."""
+        """Store what is left: the pending head, then the notice and the tail if the cap was hit.
+        Waits out an outage of the database (up to STORAGE_OUTAGE_SEC in all)."""
         self.end_streams()
-        self.flush()
+        self._until_stored(self.flush)
+        if self.outage_since is None and self.pending:  # the line about dropped output
+            self._until_stored(self.flush)
         if self.notice_seq is None:
             return
         notice = (f"[{self.dropped} bytes of output dropped here: the log keeps its first "
@@ -264,7 +346,15 @@ class LogSink:
         for (seq, stream, text, ts), _ in self.tail:
             _merge(blocks, seq, seq, stream, ts, text)
         self.tail.clear()
-        self._store(blocks, dict(log_dropped_bytes=self.dropped, log_bytes=self.stored + self.tail_size))
+        values = dict(log_dropped_bytes=self.dropped, log_bytes=self.stored + self.tail_size)
+
+        def store_tail():
+            try:
+                self._store(blocks, values)
+                self._back()
+            except StorageAway as e:
+                self._away(e)
+        self._until_stored(store_tail)
 
     def _store(self, blocks: list[list], values: dict) -> None:
         rows = [{"run_id": self.run_id, "first_seq": first, "last_seq": last, "stream": stream, "ts": ts,
@@ -273,6 +363,7 @@ class LogSink:
         try:
             if rows:
                 faults.raise_here("sink-flush")
+                faults.raise_for("sink-blip", 3)
             owned = db.session.execute(update(RUNS).where(RUNS.c.id == self.run_id, RUNS.c.status == "running",
                                                           RUNS.c.owner_token == self.fence.token)
                                        .values(**values)).rowcount
@@ -287,8 +378,9 @@ class LogSink:
             raise
         except Exception as e:
             db.session.rollback()
-            log.exception("could not store the output of %s", self.public_id)
-            raise SinkError(str(e)) from e
+            if self.outage_since is None:
+                log.exception("could not store the output of %s", self.public_id)
+            raise StorageAway(f"{type(e).__name__}: {e}") from e
 
 
 def _merge(blocks: list[list], first: int, last: int, stream: str, ts: datetime, text: str) -> None:

@@ -23,6 +23,7 @@ from docker.errors import APIError, DockerException, NotFound
 from flask import current_app
 from redis.exceptions import LockError
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from webapp import faults, logs, metrics
 from webapp.connections import get_docker, get_redis
@@ -210,6 +211,7 @@ class Execution:
         self.cancel_reason = run.cancel_reason
         self.next_db_check = time.monotonic() + CANCEL_DB_EVERY_SEC  # the row was just read
         self.redis_warned = False
+        self.db_warned = False
         fence = Fence(lease.token, cfg["RUN_LEASE_TTL_SEC"], self.redis, lease.lost)
         stored_lines = 0
         if run.log_bytes:  # a take-over: the head already holds lines
@@ -218,7 +220,8 @@ class Execution:
                 .where(RunLogBlock.run_id == run.id))
         self.sink = LogSink(run, fence, cap_bytes=cfg["LOG_CAP_BYTES"], tail_bytes=cfg["LOG_TAIL_BYTES"],
                             batch_seconds=cfg["LOG_BATCH_SECONDS"], live_maxlen=cfg["LIVE_STREAM_MAXLEN"],
-                            cap_lines=cfg["LOG_CAP_LINES"], stored_lines=stored_lines)
+                            cap_lines=cfg["LOG_CAP_LINES"], stored_lines=stored_lines,
+                            outage_sec=cfg["STORAGE_OUTAGE_SEC"])
         self.sink.start_after(db.session.scalar(select(func.max(RunLogBlock.last_seq))
                                                 .where(RunLogBlock.run_id == run.id)))
         db.session.commit()
@@ -238,6 +241,8 @@ class Execution:
         except engine.RunFailure as e:
             self._finish("failed", error=str(e))
         except SinkError:
+            if self.container_id and self.executor is not None:
+                self._stop_container()  # failed for storage: stopped, not left running unwatched
             self._finish("failed", error=STORE_FAILED, store=False)
         except (requests.exceptions.ConnectionError, DockerException) as e:
             if engine.unreachable(e):
@@ -288,7 +293,7 @@ class Execution:
         status = state.get("Status")
         if container["Id"] != self.container_id:
             self.container_id = container["Id"]
-            lifecycle.owned_update(self.run, self.token, container_id=self.container_id)
+            self._stored(lambda: lifecycle.owned_update(self.run, self.token, container_id=self.container_id))
         published = self._published_seq()
         log.info("taking over %s: container %s, output read up to %s, live viewers have up to seq %s",
                  self.run.public_id, status, self.sink.stream_bytes, published)
@@ -390,7 +395,7 @@ class Execution:
 
     def _create(self) -> None:
         self.container_id = self.executor.submit(self.run)
-        lifecycle.owned_update(self.run, self.token, container_id=self.container_id)
+        self._stored(lambda: lifecycle.owned_update(self.run, self.token, container_id=self.container_id))
 
     def _until_due(self) -> str | None:
         """A run handed over ahead of its instant (a cron fire made SCHEDULE_LEAD_SEC early: `due_at`
@@ -417,7 +422,7 @@ class Execution:
                                     f"{fence.fence_sec():g} s (self-fencing, HOST_FENCE_SEC)")
         self.executor.start(self.container_id)
         started = utcnow()
-        lifecycle.owned_update(self.run, self.token, started_at=started)
+        self._stored(lambda: lifecycle.owned_update(self.run, self.token, started_at=started))
         run = self.run
         metrics.observe("run_queue_wait_seconds", run.team_id, (started - run.due_at).total_seconds())
         if run.scheduled_for is not None:
@@ -606,11 +611,14 @@ class Execution:
                 row = db.session.execute(select(Run.cancel_requested_at, Run.cancel_reason)
                                          .where(Run.id == self.run.id)).one()
                 db.session.commit()
-            except Exception as e:
+            except Exception as e:  # the database away: Redis still carries cancels meanwhile
                 db.session.rollback()
-                log.exception("cancel check of %s in the database failed", public_id)
-                self.sink.system(f"checking for a cancel request failed ({type(e).__name__})")
+                if not self.db_warned:
+                    self.db_warned = True
+                    log.warning("cancel check of %s in the database failed (%s); trying again", public_id,
+                                type(e).__name__)
                 return False
+            self.db_warned = False
             if row.cancel_requested_at is not None:
                 self.cancel_seen, self.cancel_reason = True, row.cancel_reason
         return self.cancel_seen
@@ -624,11 +632,29 @@ class Execution:
                 return self._let_go()
             except SinkError:
                 error = error or STORE_FAILED
-        self.finished = lifecycle.complete(self.run, status, exit_code=exit_code, error=error,
-                                           image_digest=self.digest, expect=("running",), owner=self.token)
+        self.finished = self._stored(lambda: lifecycle.complete(
+            self.run, status, exit_code=exit_code, error=error, image_digest=self.digest, expect=("running",),
+            owner=self.token))
         if not self.finished:
             return self._let_go()
         fence.drop_note(self._host(), self.run.public_id)  # told: in the log and the error
+
+    def _stored(self, write):
+        """`write()` (a status write), tried again with backoff while the database cannot be reached,
+        for up to STORAGE_OUTAGE_SEC; LeaseLost and refusals are not retried."""
+        deadline = time.monotonic() + current_app.config["STORAGE_OUTAGE_SEC"]
+        delay = 0.25
+        while True:
+            try:
+                return write()
+            except (OperationalError, InterfaceError) as e:
+                db.session.rollback()
+                if time.monotonic() + delay > deadline or self.lease.lost.is_set():
+                    raise
+                log.warning("run %s: the database did not take a write (%s); trying again in %.2f s",
+                            self.run.public_id, type(e).__name__, delay)
+                time.sleep(delay)
+                delay = min(5.0, delay * 2)
 
     def _let_go(self) -> None:
         """Another worker owns the run now: stop reading, write nothing, leave the container."""

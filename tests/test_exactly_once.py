@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timedelta
 
 from conftest import create_wf, wait_for, wait_status
+from engine_events import intervals
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
@@ -252,15 +253,28 @@ def test_concurrent_successes_emit_one_recovery(app, client, alice):
     assert kinds == ["workflow.recovered"]
 
 
-def test_output_that_cannot_be_stored_fails_the_run_instead_of_a_silent_success(app, client, alice, procs,
-                                                                                 docker_api):
+def test_output_that_cannot_be_stored_for_storage_outage_sec_fails_the_run_and_stops_its_container(
+        app, client, alice, procs, docker_api):
     from jobs.runner import STORE_FAILED
-    procs.worker(1, env={"WORKFLOWS_FAULTS": "sink-flush"})
+    since = time.time()
+    procs.worker(1, env={"WORKFLOWS_FAULTS": "sink-flush", "STORAGE_OUTAGE_SEC": "3"})
     procs.scheduler()
-    run = fire(client, alice, command=["sh", "-c", "echo one; sleep 1; echo two; sleep 30"], timeoutSec=60)
+    run = fire(client, alice, command=["sh", "-c", "echo one; sleep 1; echo two; sleep 60"], timeoutSec=120)
     done = wait_status(client, alice, run["id"], timeout=30)
     assert (done["status"], done["error"]) == ("failed", STORE_FAILED)
     wait_for(lambda: not docker_api.containers(all=True, filters={"label": f"workflows.run={run['id']}"}), 10)
+    [(_, began, ended)] = intervals(docker_api, since, {run["id"]})
+    assert ended - began < 25  # stopped when the run failed, not left to sleep out its minute
+
+
+def test_output_that_cannot_be_stored_for_a_few_seconds_is_kept_and_stored_once_the_database_is_back(
+        app, client, alice, procs):
+    procs.worker(1, env={"WORKFLOWS_FAULTS": "sink-blip"})  # every write of output fails for 3 s
+    procs.scheduler()
+    run = fire(client, alice, command=["sh", "-c", COUNT_TO_12], timeoutSec=60)
+    done = wait_status(client, alice, run["id"], timeout=60)
+    assert (done["status"], done["exitCode"], done["error"]) == ("failed", 4, None)  # as its container ended
+    assert lines(client, alice, run["id"], system=True) == EXPECTED  # every line once, nothing about it
 
 
 def test_a_reader_that_fails_says_so_in_the_log(app, client, alice, procs):

@@ -130,6 +130,11 @@ def from_env() -> dict:
         # A scheduled run of an `allow` workflow is handed to a worker this many seconds before its
         # instant: the worker pulls, creates and attaches ahead and starts the container on time.
         "SCHEDULE_LEAD_SEC": _float("SCHEDULE_LEAD_SEC", 2.0, 0.0, 30.0),
+        # A run keeps going while its output or status cannot be written (a database restart or
+        # failover): output waits in memory (bounded; past the bound it is counted as dropped) and
+        # writes are retried with backoff. Only an outage longer than this fails the run (its
+        # container stopped). Note: past HOST_FENCE_SEC the host has fenced its runs anyway.
+        "STORAGE_OUTAGE_SEC": _int("STORAGE_OUTAGE_SEC", 120, 1, 86400),
         # How often a run's output is written to the database (seconds).
         "LOG_BATCH_SECONDS": _float("LOG_BATCH_SECONDS", 0.25, 0.01, 60.0),
         "NOTIFY_SLOTS": _int("NOTIFY_SLOTS", 2, 1, 64),
