@@ -363,7 +363,6 @@ class LogSink:
         try:
             if rows:
                 faults.raise_here("sink-flush")
-                faults.raise_for("sink-blip", 3)
             owned = db.session.execute(update(RUNS).where(RUNS.c.id == self.run_id, RUNS.c.status == "running",
                                                           RUNS.c.owner_token == self.fence.token)
                                        .values(**values)).rowcount

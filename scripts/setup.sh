@@ -15,17 +15,20 @@ die() { echo "setup: $*" >&2; exit 1; }
 quiet() { "$@" >>"$LOG" 2>&1 || { tail -n 30 "$LOG" >&2; die "failed: $*"; }; }
 
 MAIN_PKGS=(docker.io redis-server busybox-static)
-TEST_PKGS=(docker-registry apache2-utils postgresql chromium prometheus iproute2 util-linux)
+TEST_PKGS=(docker-registry apache2-utils postgresql chromium prometheus iproute2 util-linux gcc libc6-dev)
 declare -A PKG_BIN=(
   [docker.io]=dockerd [redis-server]=redis-server [busybox-static]=busybox
   [docker-registry]=docker-registry [apache2-utils]=htpasswd [postgresql]=pg_ctlcluster
-  [chromium]=chromium [prometheus]=promtool [iproute2]=ip [util-linux]=nsenter
+  [chromium]=chromium [prometheus]=promtool [iproute2]=ip [util-linux]=nsenter [gcc]=gcc
+  [libc6-dev]=/usr/include/dlfcn.h
 )
 
 install_missing() {
   local missing=()
   for pkg in "$@"; do
-    command -v "${PKG_BIN[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
+    local need=${PKG_BIN[$pkg]}  # a command, or a file the package brings
+    if [[ $need == /* ]]; then [ -e "$need" ] || missing+=("$pkg")
+    else command -v "$need" >/dev/null 2>&1 || missing+=("$pkg"); fi
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

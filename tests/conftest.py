@@ -166,16 +166,18 @@ class Processes:
         self.app = app
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, *args: str, env: dict | None = None) -> subprocess.Popen:
+    def start(self, *args: str, env: dict | None = None, prefix: tuple = ()) -> subprocess.Popen:
+        """`flask ARGS`; `prefix` runs it under another command (nsenter into a network namespace)."""
         e = dict(os.environ)
         e.update(env or {})
-        p = subprocess.Popen([str(ROOT / ".venv/bin/flask"), "--app", "wsgi", *args], cwd=ROOT, env=e,
+        p = subprocess.Popen([*prefix, str(ROOT / ".venv/bin/flask"), "--app", "wsgi", *args], cwd=ROOT, env=e,
                              start_new_session=True)
         self.procs.append(p)
         return p
 
-    def worker(self, slots: int = 2, env: dict | None = None, wait: bool = True, args: tuple = ()) -> subprocess.Popen:
-        p = self.start("worker", "--slots", str(slots), *args, env=env)
+    def worker(self, slots: int = 2, env: dict | None = None, wait: bool = True, args: tuple = (),
+               prefix: tuple = ()) -> subprocess.Popen:
+        p = self.start("worker", "--slots", str(slots), *args, env=env, prefix=prefix)
         if wait:
             self.wait_worker(p, slots, int((env or {}).get("NOTIFY_SLOTS", os.environ.get("NOTIFY_SLOTS", 2))))
         return p
@@ -229,6 +231,19 @@ def procs(app):
     ps = Processes(app)
     yield ps
     ps.stop_all()
+
+
+@pytest.fixture(scope="module")
+def engine_b():
+    """A second real Docker engine in a network namespace of its own (tests/second_engine.py), for
+    the tests of a module; each pass of the suite has its own."""
+    from second_engine import SecondEngine
+    engine = SecondEngine(f"wf-engine-b-{TEST_PASS}")
+    started = time.monotonic()
+    engine.start(fresh=True)
+    print(f"second engine up in {time.monotonic() - started:.1f} s")
+    yield engine
+    engine.close()
 
 
 @pytest.fixture

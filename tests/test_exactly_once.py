@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from conftest import create_wf, wait_for, wait_status
@@ -267,14 +268,59 @@ def test_output_that_cannot_be_stored_for_storage_outage_sec_fails_the_run_and_s
     assert ended - began < 25  # stopped when the run failed, not left to sleep out its minute
 
 
-def test_output_that_cannot_be_stored_for_a_few_seconds_is_kept_and_stored_once_the_database_is_back(
-        app, client, alice, procs):
-    procs.worker(1, env={"WORKFLOWS_FAULTS": "sink-blip"})  # every write of output fails for 3 s
+@contextmanager
+def output_refused_for(app, seconds: float):
+    """The database itself refuses every write of run output for `seconds` from when it is told
+    to (a trigger that aborts inserts into run_log_blocks): what a restarting or failing-over
+    database looks like to a worker, on either database."""
+    from sqlalchemy import text
+
+    from webapp.extensions import db
+    with app.app_context():
+        engine = db.engine
+    postgres = engine.dialect.name == "postgresql"
+    setup = (["CREATE TABLE refuse_output (until TIMESTAMP)",
+              "CREATE FUNCTION refuse_output() RETURNS trigger AS $$ BEGIN "
+              "IF EXISTS (SELECT 1 FROM refuse_output WHERE until > clock_timestamp() AT TIME ZONE 'UTC') "
+              "THEN RAISE EXCEPTION 'output refused'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+              "CREATE TRIGGER refuse_output BEFORE INSERT ON run_log_blocks FOR EACH ROW "
+              "EXECUTE FUNCTION refuse_output()"] if postgres else
+             ["CREATE TABLE refuse_output (until TEXT)",
+              "CREATE TRIGGER refuse_output BEFORE INSERT ON run_log_blocks WHEN EXISTS (SELECT 1 FROM "
+              "refuse_output WHERE until > strftime('%Y-%m-%d %H:%M:%f', 'now')) BEGIN "
+              "SELECT RAISE(ABORT, 'output refused'); END"])
+    until = (f"clock_timestamp() AT TIME ZONE 'UTC' + interval '{seconds} seconds'" if postgres
+             else f"strftime('%Y-%m-%d %H:%M:%f', 'now', '+{seconds} seconds')")
+
+    def refuse():
+        with engine.begin() as conn:
+            conn.execute(text(f"INSERT INTO refuse_output VALUES ({until})"))
+    with engine.begin() as conn:
+        for statement in setup:
+            conn.execute(text(statement))
+    try:
+        yield refuse
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER refuse_output" + (" ON run_log_blocks" if postgres else "")))
+            if postgres:
+                conn.execute(text("DROP FUNCTION refuse_output()"))
+            conn.execute(text("DROP TABLE refuse_output"))
+
+
+def test_output_the_database_refuses_for_a_few_seconds_is_kept_and_stored_once_it_takes_it_again(
+        app, client, alice, procs, docker_api):
+    since = time.time()
+    procs.worker(1)
     procs.scheduler()
-    run = fire(client, alice, command=["sh", "-c", COUNT_TO_12], timeoutSec=60)
-    done = wait_status(client, alice, run["id"], timeout=60)
+    with output_refused_for(app, 3) as refuse:
+        run = fire(client, alice, command=["sh", "-c", COUNT_TO_12], timeoutSec=60)
+        wait_for(lambda: lines(client, alice, run["id"]), 30)
+        refuse()
+        done = wait_status(client, alice, run["id"], timeout=60)
     assert (done["status"], done["exitCode"], done["error"]) == ("failed", 4, None)  # as its container ended
     assert lines(client, alice, run["id"], system=True) == EXPECTED  # every line once, nothing about it
+    assert len(intervals(docker_api, since, {run["id"]})) == 1  # one container, never stopped or re-made
 
 
 def test_a_reader_that_fails_says_so_in_the_log(app, client, alice, procs):

@@ -6,27 +6,15 @@ from __future__ import annotations
 import signal
 import time
 
-import pytest
 
-from conftest import TEST_PASS, create_wf, wait_for, wait_status
+from conftest import create_wf, wait_for, wait_status
 from runs_api import base, get, lines, trigger
 from runs_api import containers as on
 from engine_events import intervals, overlaps
-from second_engine import SecondEngine
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
 COUNT_TO_12 = "for i in $(seq 1 12); do echo line-$i; sleep 0.5; done; exit 4"
 EXPECTED = [f"line-{i}" for i in range(1, 13)]
-
-
-@pytest.fixture(scope="module")
-def engine_b():
-    engine = SecondEngine(f"wf-engine-b-{TEST_PASS}")  # each pass of the suite has its own
-    started = time.monotonic()
-    engine.start(fresh=True)
-    print(f"second engine up in {time.monotonic() - started:.1f} s")
-    yield engine
-    engine.close()
 
 
 def no_engine(tmp_path) -> dict:

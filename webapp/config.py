@@ -51,6 +51,22 @@ def _bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _engine_options(url: str) -> dict:
+    """A connection to a PostgreSQL server that stops answering (a partition, a dead failover) fails
+    within about ten seconds instead of waiting out TCP's retransmissions (minutes): a worker then
+    keeps supervising and tries again (STORAGE_OUTAGE_SEC) rather than hang in a query."""
+    if not url.startswith("postgresql"):
+        return {"pool_pre_ping": True}
+    # The server is asked for the same of its side: the session of a client cut off mid-transaction
+    # ends within seconds, and with it the row locks it held (a run's row, which the sweeper must
+    # then be able to update), instead of after the system's two hours of keepalive silence.
+    server_side = ("-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 "
+                   "-c tcp_user_timeout=10000")
+    return {"pool_pre_ping": True, "connect_args": {
+        "connect_timeout": 10, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+        "keepalives_count": 3, "tcp_user_timeout": 10000, "options": server_side}}
+
+
 def _fence_sec(lost_sec: int) -> float:
     """HOST_FENCE_SEC: half of HOST_LOST_SEC by default, and refused unless clearly shorter (at
     most three quarters of it): the fenced containers must be gone, grace included, before the
@@ -170,6 +186,6 @@ def from_env() -> dict:
                                           os.environ.get("NOTIFY_ALLOWED_HOSTS", "").split(",") if h.strip()),
         # GET /metrics asks for "Authorization: Bearer <this>" when it is set (open when empty).
         "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(os.environ.get("DATABASE_URL", "")),
         "WTF_CSRF_TIME_LIMIT": None,
     }

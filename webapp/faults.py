@@ -2,8 +2,8 @@
 
 `WORKFLOWS_FAULTS=after-create,replace-claimed` makes the process that reaches one of those points
 record it in Redis (`fault:<name>` = its pid) and then stop there (sleep) until a test kills it,
-so a test can kill -9 a process inside a window no signal could hit reliably. `sink-flush`,
-`sink-blip` and `reader` raise instead of stopping; `reader-lags` records itself, waits for a condition, then goes
+so a test can kill -9 a process inside a window no signal could hit reliably. `sink-flush` and
+`reader` raise instead of stopping; `reader-lags` records itself, waits for a condition, then goes
 on. Production never sets the variable; it is read once per process.
 """
 from __future__ import annotations
@@ -21,7 +21,6 @@ POINTS = {
     "after-terminal": "a run's terminal status is committed; nothing after it has been handed over",
     "replace-claimed": "the scheduler claimed a replace instant and has not committed the fire",
     "sink-flush": "storing output fails (raises)",
-    "sink-blip": "storing output fails for the first 3 s after the first try (a database restart)",
     "reader": "reading the container's output fails (raises)",
     "reader-lags": "a re-attached worker opened the container's log and reads it only once the container "
                    "has exited (a reader far behind its container, as on a loaded machine)",
@@ -55,18 +54,6 @@ def _record(name: str) -> None:
 
 def raise_here(name: str) -> None:
     if name in _ENABLED:
-        raise InjectedFault(f"injected fault: {name}")
-
-
-_first_hit: dict[str, float] = {}
-
-
-def raise_for(name: str, seconds: float) -> None:
-    """Raise at `name` during the `seconds` after this process first reached it, then never."""
-    if name not in _ENABLED:
-        return
-    first = _first_hit.setdefault(name, time.monotonic())
-    if time.monotonic() - first < seconds:
         raise InjectedFault(f"injected fault: {name}")
 
 
