@@ -34,6 +34,7 @@ class Receiver:
         self.script: dict[str, list[int]] = {}
         self.retry_after = 1
         self.delay: dict[str, float] = {}  # seconds to wait before answering, per path
+        self.drip: dict[str, int] = {}  # requests to answer a byte a second, per path (then at once)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,6 +43,9 @@ class Receiver:
                 receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
                                           "at": time.monotonic()})
                 time.sleep(receiver.delay.get(self.path, 0))
+                if receiver.drip.get(self.path):
+                    receiver.drip[self.path] -= 1
+                    return self._drip()
                 queue = receiver.script.get(self.path) or []
                 status = queue.pop(0) if queue else 200
                 self.send_response(status)
@@ -49,6 +53,19 @@ class Receiver:
                     self.send_header("Retry-After", str(receiver.retry_after))
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            def _drip(self):
+                """An answer that never trips a per-read timeout: one byte a second for a minute."""
+                self.send_response(200)
+                self.send_header("Content-Length", "60")
+                self.end_headers()
+                try:
+                    for _ in range(60):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        time.sleep(1)
+                except OSError:
+                    pass
 
             def log_message(self, *args):
                 pass
@@ -281,3 +298,46 @@ def test_two_slots_claiming_one_teams_notifications_at_once_let_one_through(app,
     with app.app_context():
         states = dict(db.session.execute(db.select(Notification.id, Notification.state)).all())
     assert states == {first: "sending", second: "pending"}
+
+
+def test_an_attempt_that_outlasts_its_deadline_is_given_up_and_retried(client, alice, receiver, procs, smtp):
+    """A receiver that answers a byte a second never trips a per-read timeout; the attempt's total
+    deadline (NOTIFY_DEADLINE_SEC) ends it, well before the sweep would take the notification back
+    and send it a second time meanwhile."""
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp[1]), "NOTIFY_DEADLINE_SEC": "3"}
+    procs.worker(1, env=env)
+    procs.scheduler(env=env)
+    channel = add_channel(client, alice, "webhook", receiver.url + "/slow")
+    receiver.drip["/slow"] = 1
+    client.post(f"/api/teams/{alice.team_id}/notification-channels/{channel['id']}/test", headers=alice.h())
+    url = f"/api/teams/{alice.team_id}/notification-channels/{channel['id']}/deliveries"
+
+    def settled():
+        rows = client.get(url, headers=alice.h()).get_json()["deliveries"]
+        return rows if any(d["status"] == "sent" for d in rows) and all(d["status"] != "pending" for d in rows) else None
+    rows = sorted(wait_for(settled, 30), key=lambda d: d["attempt"])
+    assert [(d["attempt"], d["status"]) for d in rows] == [(1, "failed"), (2, "sent")]
+    assert rows[0]["error"] == "no answer within 3 s (NOTIFY_DEADLINE_SEC); given up"
+    assert len(receiver.on("/slow")) == 2
+
+
+def test_an_attempt_taken_back_by_the_sweep_does_not_overwrite_the_next_attempts_outcome(app, client, alice,
+                                                                                         receiver):
+    from sqlalchemy import update
+
+    from jobs.notify import claim, settle
+    from webapp.extensions import db
+    from webapp.models import Notification
+    channel = add_channel(client, alice, "slack", receiver.url + "/slack")
+    client.post(f"/api/teams/{alice.team_id}/notification-channels/{channel['id']}/test", headers=alice.h())
+    with app.app_context():
+        n = db.session.scalar(db.select(Notification.id))
+        assert claim(n).attempts == 1  # attempt 1 starts, then runs past the sweep's patience:
+        db.session.execute(update(Notification).where(Notification.id == n).values(state="pending", claimed_at=None))
+        db.session.commit()
+        assert claim(n).attempts == 2  # taken back and claimed again: attempt 2 is in flight
+        assert settle(n, 1, "failed", None) is False  # attempt 1's late outcome changes nothing
+        assert db.session.get(Notification, n).state == "sending"
+        assert settle(n, 2, "sent", None) is True
+        db.session.expire_all()
+        assert db.session.get(Notification, n).state == "sent"

@@ -1,0 +1,82 @@
+"""The sweeps are fair: each step's conditions are in SQL, per team, so that no team's backlog
+(a pool without workers, a team held at TEAM_MAX_RUNNING, thousands of pending alerts) hides
+another team's runs or notifications from a pass."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import insert, select
+
+from conftest import create_wf
+
+
+def _wf(app, client, member, **fields):
+    from webapp.extensions import db
+    from webapp.models import Workflow
+    public_id = create_wf(client, member, **fields)["id"]
+    with app.app_context():
+        return db.session.scalar(select(Workflow.id).where(Workflow.public_id == public_id))
+
+
+def _queue(app, workflow_id: int, count: int, due_ago: timedelta, timeout_sec: int = 60, pool: str = "default"):
+    """`count` queued runs of the workflow, due `due_ago` ago, not handed over; their ids."""
+    from webapp.extensions import db
+    from webapp.models import Run, Workflow
+    from webapp.models.base import new_public_id, utcnow
+    with app.app_context():
+        wf = db.session.get(Workflow, workflow_id)
+        due = utcnow() - due_ago
+        rows = [dict(public_id=new_public_id("run_"), team_id=wf.team_id, workflow_id=wf.id, trigger="manual",
+                     attempt=1, status="queued", env={}, image=wf.image, command=wf.command, timeout_sec=timeout_sec,
+                     worker_pool=pool, queued_at=due, due_at=due) for _ in range(count)]
+        db.session.execute(insert(Run), rows)
+        db.session.commit()
+        return db.session.scalars(select(Run.id).where(Run.workflow_id == wf.id).order_by(Run.id)).all()[-count:]
+
+
+def test_a_team_with_a_backlog_does_not_hide_another_teams_due_run(app, client, alice, charlie):
+    from jobs.sweeper import hand_over_due
+    from webapp.extensions import db
+    from webapp.models import Run
+    crowd = _queue(app, _wf(app, client, alice), 600, timedelta(minutes=2))
+    [lone] = _queue(app, _wf(app, client, charlie), 1, timedelta(minutes=1))
+    with app.app_context():
+        hand_over_due()
+        handed = set(db.session.scalars(select(Run.id).where(Run.enqueued_at.is_not(None))).all())
+    assert lone in handed
+    assert len(handed & set(crowd)) == app.config["TEAM_MAX_RUNNING"]  # no more than it may run at once
+
+
+def test_long_waiting_runs_of_a_pool_without_workers_do_not_hide_a_short_one_past_its_wait(app, client, alice):
+    from jobs.sweeper import NO_WORKER, fail_stale_queued
+    from webapp.extensions import db
+    from webapp.models import Run
+    gpu = _wf(app, client, alice, workerPool="gpu", timeoutSec=86400)
+    _queue(app, gpu, 600, timedelta(hours=1), timeout_sec=86400, pool="gpu")  # within their wait
+    [short] = _queue(app, _wf(app, client, alice), 1, timedelta(minutes=10), timeout_sec=60)  # past 300 s
+    with app.app_context():
+        assert fail_stale_queued() == 1
+        assert (db.session.get(Run, short).status, db.session.get(Run, short).error) == ("failed", NO_WORKER)
+
+
+def test_a_team_with_thousands_of_pending_alerts_does_not_hide_another_teams(app, client, alice, charlie):
+    from jobs.sweeper import hand_over_notifications
+    from webapp.extensions import db
+    from webapp.models import Notification
+    from webapp.models.base import utcnow
+    ids = {}
+    for member in (alice, charlie):
+        channel = client.post(f"/api/teams/{member.team_id}/notification-channels", headers=member.h(),
+                              json={"kind": "slack", "name": "s", "target": "http://127.0.0.1:9/x"}).get_json()
+        ids[member.team_id] = channel["id"]
+    with app.app_context():
+        now = utcnow() - timedelta(seconds=5)
+        rows = [dict(team_id=alice.team_id, channel_id=ids[alice.team_id], event_id=None, state="pending",
+                     attempts=0, next_attempt_at=now, created_at=now) for _ in range(600)]
+        rows.append(dict(team_id=charlie.team_id, channel_id=ids[charlie.team_id], event_id=None, state="pending",
+                         attempts=0, next_attempt_at=now, created_at=now))
+        db.session.execute(insert(Notification), rows)
+        db.session.commit()
+        hand_over_notifications()
+        handed = db.session.execute(select(Notification.team_id).where(Notification.enqueued_at.is_not(None))).all()
+    assert sorted(t for (t,) in handed) == [alice.team_id, charlie.team_id]  # each team's oldest, one each
