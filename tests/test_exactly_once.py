@@ -110,23 +110,37 @@ def test_a_worker_killed_between_create_and_start_does_not_fake_a_success(app, c
     assert containers_created(docker_api, run["id"], since) == 1
 
 
-def test_the_stale_queued_sweep_cannot_fail_a_claimed_run(app, client, alice):
-    from sqlalchemy import update
+def test_the_stale_queued_sweep_cannot_fail_a_run_claimed_between_its_read_and_its_write(app, client, alice):
+    """The sweep's own step, with a worker's claim committed (on another connection) right before
+    the sweep's write: the compare-and-set on `queued` lets the claim win, and nothing follows."""
+    from sqlalchemy import event, update
 
-    from jobs.sweeper import NO_WORKER
+    from jobs.sweeper import fail_stale_queued
     from webapp.extensions import db
     from webapp.models import Run
-    from webapp.services import lifecycle
+    from webapp.models.base import utcnow
     run = fire(client, alice, timeoutSec=1)
     with app.app_context():
-        seen = db.session.query(Run).filter_by(public_id=run["id"]).one()  # the sweep read it queued
+        db.session.execute(update(Run).where(Run.public_id == run["id"])
+                           .values(due_at=utcnow() - timedelta(minutes=10)))  # long past its wait
         db.session.commit()
-        # a worker claims it before the sweep's write
-        db.session.execute(update(Run).where(Run.id == seen.id, Run.status == "queued")
-                           .values(status="running", owner_token="w1"))
-        db.session.commit()
-        assert lifecycle.complete(seen, "failed", error=NO_WORKER, expect=("queued",)) is False
-        assert db.session.get(Run, seen.id).status == "running"
+        engine = db.engine
+        claimed = []
+
+        def claim_first(conn, cursor, statement, *_):
+            if not claimed and statement.lstrip().upper().startswith("UPDATE RUNS SET STATUS"):
+                claimed.append(True)
+                with engine.connect() as worker:
+                    worker.execute(update(Run).where(Run.public_id == run["id"], Run.status == "queued")
+                                   .values(status="running", owner_token="w1"))
+                    worker.commit()
+        event.listen(engine, "before_cursor_execute", claim_first)
+        try:
+            failed = fail_stale_queued()
+        finally:
+            event.remove(engine, "before_cursor_execute", claim_first)
+        assert claimed == [True] and failed == 0
+        assert db.session.query(Run.status).filter_by(public_id=run["id"]).scalar() == "running"
         assert db.session.query(Run).count() == 1  # no retry was fired
 
 

@@ -71,7 +71,7 @@ def test_a_host_lost_for_host_lost_sec_fails_its_runs_and_removes_their_containe
 
 
 def test_a_host_stopped_cleanly_and_back_within_host_lost_sec_reattaches_its_runs(
-        app, client, alice, procs, docker_api):
+        app, client, alice, procs, docker_api, monkeypatch):
     procs.scheduler(env={**FAST, "HOST_LOST_SEC": "60"})
     worker = procs.worker(1, env=HOST_A)
     run = fire(client, alice, command=["sh", "-c", COUNT_TO_12], timeoutSec=120)
@@ -84,8 +84,22 @@ def test_a_host_stopped_cleanly_and_back_within_host_lost_sec_reattaches_its_run
         rows = db.session.query(WorkerProcess).filter_by(host="host-a").all()
         assert [r.stopped_at is not None for r in rows] == [True]
         db.session.remove()
-    time.sleep(3)  # away, not lost: the run waits for its host
-    assert get(client, alice, run["id"])["status"] == "running"
+    monkeypatch.setitem(app.config, "RUN_LEASE_TTL_SEC", 3)  # the processes' setting, for the sweeps below
+
+    def away_and_lapsed():
+        from webapp.connections import get_redis
+        from webapp.livelog import lease_key
+        from webapp.services import hosts
+        with app.app_context():
+            return (hosts.host_states({"host-a"})["host-a"] == hosts.AWAY
+                    and not get_redis().exists(lease_key(run["id"])))
+    wait_for(away_and_lapsed, 30)
+    from jobs.sweeper import lease_absent_sec, recover_lost
+    with app.app_context():  # the sweep itself, twice, the lease absent past its renewals in between
+        recover_lost()
+        time.sleep(lease_absent_sec() + 0.1)
+        recover_lost()
+    assert get(client, alice, run["id"])["status"] == "running"  # away, not lost: the run waits for its host
     procs.worker(1, env=HOST_A)
     done = wait_status(client, alice, run["id"], timeout=60)
     assert (done["status"], done["exitCode"]) == ("failed", 4)

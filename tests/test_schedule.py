@@ -272,6 +272,29 @@ def test_a_run_prepared_ahead_and_cancelled_before_its_instant_never_starts(app,
     assert [l["text"] for l in all_logs(client, alice, run["id"])["lines"] if l["stream"] == "stdout"] == []
 
 
+def test_a_workflow_deleted_while_its_fire_is_prepared_ahead_never_starts_it(app, client, alice, procs):
+    """DELETE stops fires at once: a fire made ahead of its instant (SCHEDULE_LEAD_SEC) is one."""
+    from webapp.services.workflows import PREPARED_GONE
+    procs.worker(1)
+    procs.scheduler(env={"SCHEDULE_LEAD_SEC": "8"})
+    wf = create_wf(client, alice, schedule="*/10 * * * * *", command=["echo", "ran"], timeoutSec=30)
+    url = f"/api/workflows/{alice.team_id}/workflows/{wf['id']}"
+
+    def prepared():
+        for run in client.get(f"{url}/runs", headers=alice.h()).get_json()["runs"]:
+            instant = datetime.fromisoformat(run["scheduledFor"][:-1])
+            if instant > datetime.utcnow() + timedelta(seconds=2) and _run_containers(run["id"]):
+                return run
+        return None
+    run = wait_for(prepared, 30, every=0.05)
+    shown = client.get(f"/api/workflows/{alice.team_id}/workflows/runs/{run['id']}", headers=alice.h()).get_json()
+    assert (shown["status"], shown["waiting"][:13]) == ("queued", "preparing on ")  # not running: not started
+    assert client.delete(url, headers=alice.h()).status_code == 204
+    done = wait_status(client, alice, run["id"], timeout=30)
+    assert (done["status"], done["error"], done["startedAt"]) == ("cancelled", PREPARED_GONE, None)
+    assert wait_for(lambda: not _run_containers(run["id"]), 10)
+
+
 # -- live: two scheduler processes, a 2-second schedule --------------------------------------
 def test_two_schedulers_fire_each_instant_exactly_once(app, client, alice, procs):
     procs.worker(2)

@@ -80,3 +80,27 @@ def test_a_team_with_thousands_of_pending_alerts_does_not_hide_another_teams(app
         hand_over_notifications()
         handed = db.session.execute(select(Notification.team_id).where(Notification.enqueued_at.is_not(None))).all()
     assert sorted(t for (t,) in handed) == [alice.team_id, charlie.team_id]  # each team's oldest, one each
+
+
+def test_a_running_run_that_never_recorded_its_host_is_not_handed_to_any_host(app, client, alice, monkeypatch):
+    """A run claimed before hosts were recorded: no other host's engine has its container, so its
+    lapsed lease makes it a lost host's run (failed, retried by its budget), never a resume on
+    whichever worker comes first."""
+    import time
+
+    from sqlalchemy import update
+
+    from jobs.sweeper import HOST_LOST, recover_lost
+    from webapp.extensions import db
+    from webapp.models import Run
+    monkeypatch.setitem(app.config, "RUN_LEASE_TTL_SEC", 2)  # a lease absent for 1 s has lapsed
+    [run_id] = _queue(app, _wf(app, client, alice), 1, timedelta(seconds=30))
+    with app.app_context():
+        db.session.execute(update(Run).where(Run.id == run_id).values(status="running", owner_token="gone",
+                                                                      worker_host=None))
+        db.session.commit()
+        recover_lost()  # the lease is seen absent
+        time.sleep(1.1)  # ... for longer than a lease's renewals
+        recover_lost()
+        run = db.session.get(Run, run_id)
+        assert (run.status, run.error) == ("failed", HOST_LOST)

@@ -22,6 +22,7 @@ def no_engine(tmp_path) -> dict:
 
 
 def test_a_pools_runs_run_only_on_the_engine_of_its_workers(client, alice, procs, docker_api, engine_b, tmp_path):
+    since = time.time()
     procs.scheduler(env=no_engine(tmp_path))
     procs.worker(2, env=FAST)  # engine A, the default pool
     procs.worker(2, env={**FAST, "DOCKER_HOST": engine_b.url}, args=("--pool", "b"))
@@ -30,10 +31,11 @@ def test_a_pools_runs_run_only_on_the_engine_of_its_workers(client, alice, procs
     runs_b = [trigger(client, alice, wf_b["id"]) for _ in range(3)]
     run_a = trigger(client, alice, wf_a["id"])
     for run in runs_b:
-        wait_for(lambda: lines(client, alice, run["id"]), 30)  # its container started: it is on B
-        assert on(engine_b.api, run["id"]) or get(client, alice, run["id"])["status"] == "succeeded"
-        assert not on(docker_api, run["id"])
+        wait_for(lambda: lines(client, alice, run["id"]), 30)  # its container started
     done_a = wait_status(client, alice, run_a["id"], timeout=30)
+    ids = {r["id"] for r in runs_b} | {run_a["id"]}
+    assert sorted(s[0] for s in intervals(engine_b.api, since, ids)) == sorted(r["id"] for r in runs_b)  # once each
+    assert [s[0] for s in intervals(docker_api, since, ids)] == [run_a["id"]]  # and none of them on A
     done_b = [wait_status(client, alice, r["id"], timeout=30) for r in runs_b]
     assert done_a["status"] == "succeeded" and all(d["status"] == "succeeded" for d in done_b)
     hosts_b = {d["workerHost"] for d in done_b}

@@ -30,7 +30,7 @@ def run_json(run: Run, masked: bool = False) -> dict:
         "id": run.public_id, "workflowId": run.workflow.public_id, "teamId": run.team_id,
         "trigger": run.trigger, "attempt": run.attempt,
         "retryOf": run.retry_of.public_id if run.retry_of_id else None,
-        "status": run.status, "exitCode": run.exit_code, "error": run.error,
+        "status": run.shown_status, "exitCode": run.exit_code, "error": run.error,
         "env": masked_env(run.env) if masked else (run.env or {}), "image": run.image, "command": run.command,
         "imageDigest": run.image_digest, "workerHost": run.worker_host,
         "workerPool": run.worker_pool, "waiting": hosts.waiting(run), "scheduledFor": isoformat(run.scheduled_for),

@@ -126,6 +126,14 @@ class Run(db.Model):
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
+    @property
+    def shown_status(self) -> str:
+        """The status as the contract reads it: `running` means its container started. A run a
+        worker has claimed (status `running` in the row: the claim's compare-and-set) whose
+        container has not started yet (the image pulled, the container made, an instant awaited)
+        is still `queued` to its readers."""
+        return "queued" if self.status == "running" and self.started_at is None else self.status
+
 
 class RunCount(db.Model):
     """Finished runs per (workflow, final status, trigger), moved in the transaction that makes a

@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select, update
 
 from ..extensions import db
 from ..models import Run, WorkerProcess
+from ..models.base import utcnow
 from ..models.clock import db_now
 from .errors import Conflict, NotFound
 
@@ -111,6 +112,9 @@ def waiting(run) -> str | None:
     worker (it still follows the queue-wait rule), or a running run waits for its lost host."""
     if run.status == "queued" and run.worker_pool not in live_pools():
         return f"no live worker in pool {run.worker_pool}"
+    if run.status == "running" and run.started_at is None:
+        return f"preparing on {run.worker_host}" + (
+            f" to start at {run.due_at.isoformat(timespec='milliseconds')}Z" if run.due_at > utcnow() else "")
     if (run.status == "running" and run.worker_host and run.workflow.on_host_lost == "wait"
             and run.worker_host in lost_hosts()):
         return (f"its worker host {run.worker_host} is lost: waiting for it to come back, or for an operator "

@@ -228,7 +228,11 @@ def project_runs(principal: Principal, team_id: int, project_id: int, filters: R
     query = (db.session.query(Run).join(Workflow, Workflow.id == Run.workflow_id)
              .options(contains_eager(Run.workflow)).filter(Workflow.project_id == project.id))
     query = visible(query, principal, project)
-    if filters.status:
+    if filters.status == "queued":  # as shown: claimed runs whose container has not started are queued
+        query = query.filter((Run.status == "queued") | ((Run.status == "running") & Run.started_at.is_(None)))
+    elif filters.status == "running":
+        query = query.filter(Run.status == "running", Run.started_at.is_not(None))
+    elif filters.status:
         query = query.filter(Run.status == filters.status)
     if filters.trigger:
         query = query.filter(Run.trigger == filters.trigger)

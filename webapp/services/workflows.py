@@ -178,9 +178,22 @@ def update_workflow(principal: Principal, team_id: int, public_id: str, body: Wo
     return wf
 
 
+PREPARED_GONE = "cancelled before its instant: its workflow was deleted"
+
+
 def delete_workflow(principal: Principal, team_id: int, public_id: str) -> None:
-    """In-flight runs continue; no new fires from now on (next_run_at cleared in the same commit)."""
+    """In-flight runs continue; no new fires from now on (next_run_at cleared in the same commit).
+    A scheduled fire made ahead of an instant still to come (SCHEDULE_LEAD_SEC) is a fire of the
+    future, not a run in flight: it is cancelled in the same commit, and no container starts."""
+    from .runs import cancel_in_transaction
     wf = get_workflow(principal, team_id, public_id, write=True)
-    wf.deleted_at = utcnow()
+    now = utcnow()
+    wf.deleted_at = now
     wf.next_run_at = None
+    ahead = db.session.scalars(select(Run).where(
+        Run.workflow_id == wf.id, Run.trigger == "schedule", Run.status.in_(("queued", "running")),
+        Run.started_at.is_(None), Run.due_at > now)).all()
+    signals = [cancel_in_transaction(run, PREPARED_GONE) for run in ahead]
     db.session.commit()
+    for signal in signals:
+        signal()
