@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 CHECK_EVERY_SEC = 0.5
 STOP_GRACE_SEC = 10  # a cancel's grace; a fence's is shorter when HOST_LOST_SEC leaves less room
 LIVE_STATES = ("created", "running", "paused", "restarting")
+ENGINE_AWAY_LEAVE_SEC = 60
 
 
 def fence_sec() -> float:
@@ -65,20 +66,35 @@ def host_dir(host: str) -> Path:
 
 def record_beat(host: str, sent_at: float) -> None:
     """A heartbeat of `host` was accepted; it was sent at `sent_at` (this machine's monotonic clock)."""
-    _write(host_dir(host) / "beat", f"{sent_at:.6f}\n")
+    _write(host_dir(host) / "beat", f"{sent_at:.6f} {_boot_id()}\n")
 
 
 def record_stop(host: str) -> None:
     """A worker of `host` stopped cleanly: its guard may leave at once if nothing of the host runs."""
-    _write(host_dir(host) / "stopped", f"{time.monotonic():.6f}\n")
+    _write(host_dir(host) / "stopped", f"{time.monotonic():.6f} {_boot_id()}\n")
 
 
 def beat_age(host: str) -> float | None:
     """Seconds since the newest accepted heartbeat of `host` was sent; None if none was recorded."""
+    sent = _read_stamp(host, "beat")
+    return None if sent is None else time.monotonic() - sent
+
+
+def _read_stamp(host: str, name: str) -> float | None:
+    """A monotonic instant written by record_*; None if absent or written before this machine last
+    started (its monotonic clock began again)."""
     try:
-        return time.monotonic() - float((host_dir(host) / "beat").read_text())
+        value, boot = (host_dir(host) / name).read_text().split()
+        return float(value) if boot == _boot_id() else None
     except (OSError, ValueError):
         return None
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
 
 
 def fenced(host: str) -> bool:
@@ -137,10 +153,12 @@ def ensure_guard(host: str) -> None:
                      stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
 
-def guard(host: str) -> None:
+def guard(host: str, stay: bool = False) -> None:
     """The loop of `flask host-guard HOST`: fence this host's run containers whenever its heartbeat
     is HOST_FENCE_SEC old; leave once nothing of the host is live on the engine and no worker of it
-    beats (the next worker starts a new guard). One per host on this machine."""
+    beats (the next worker starts a new guard), unless told to `stay`. One per host on a machine.
+    An engine that does not answer for ENGINE_AWAY_LEAVE_SEC while no worker beats is left too:
+    its containers went with it unless it runs with live-restore, where `--stay` is the answer."""
     lock_path = host_dir(host) / "guard.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = open(lock_path, "a")
@@ -149,30 +167,42 @@ def guard(host: str) -> None:
     except BlockingIOError:
         return
     log.info("host guard of %s started (fences at %g s without a heartbeat)", host, fence_sec())
+    away_since = None
     while True:
         age = beat_age(host)
+        idle = age is None or age >= fence_sec() or _stopped(host)
         try:
-            live = _live_containers(host) if age is None or age >= fence_sec() or _stopped(host) else None
+            live = _live_containers(host) if idle else None
+            away_since = None
         except Exception as e:  # the engine away (restarting): try again
             log.warning("host guard of %s could not list containers: %s", host, str(e)[:200])
+            away_since = away_since or time.monotonic()
+            if not stay and time.monotonic() - away_since >= ENGINE_AWAY_LEAVE_SEC:
+                log.info("host guard of %s leaving: no worker beats and the engine is away", host)
+                return
             time.sleep(CHECK_EVERY_SEC * 4)
             continue
-        if live == [] and (age is None or age >= fence_sec() or _stopped(host)):
-            log.info("host guard of %s leaving: no worker beats and nothing of the host is live", host)
+        if not stay and live is not None and _may_leave(host, live, age):
+            log.info("host guard of %s leaving: no worker beats and nothing of the host runs", host)
             return
         if live and age is not None and age >= fence_sec():
             _fence(host, live, age)
         time.sleep(CHECK_EVERY_SEC)
 
 
+def _may_leave(host: str, live: list[dict], age: float | None) -> bool:
+    """Nothing of the host is live; or its workers stopped cleanly and what is left was never
+    started: a container prepared ahead of its instant (`created`) runs only when a worker of this
+    host starts it, and a worker checks the fence first, so the next worker takes it up."""
+    if not live:
+        return age is None or age >= fence_sec() or _stopped(host)
+    return _stopped(host) and all(c.get("State") == "created" for c in live)
+
+
 def _stopped(host: str) -> bool:
     """The newest word of the host's workers is a clean stop (no heartbeat after it)."""
-    try:
-        stopped = float((host_dir(host) / "stopped").read_text())
-        beat = float((host_dir(host) / "beat").read_text())
-    except (OSError, ValueError):
-        return False
-    return stopped >= beat
+    stopped, beat = _read_stamp(host, "stopped"), _read_stamp(host, "beat")
+    return stopped is not None and (beat is None or stopped >= beat)
 
 
 def _live_containers(host: str) -> list[dict]:
