@@ -216,7 +216,9 @@ def test_a_worker_killed_after_a_terminal_status_loses_neither_retry_nor_alert(a
         procs.scheduler()
         wf = create_wf(client, alice, command=["sh", "-c", "exit 5"], maxRetries=1, retryBackoffSec=0)
         for _ in range(2):  # the first attempt's end (a retry to fire), then the retry's (an alert)
-            doomed = procs.worker(1, env={"WORKFLOWS_FAULTS": "after-terminal"})
+            # no notification slot: the alert handed over by the sweep must not be claimed by the
+            # doomed worker and killed with it mid-attempt (then taken back only STUCK_AFTER_SEC later)
+            doomed = procs.worker(1, env={"WORKFLOWS_FAULTS": "after-terminal", "NOTIFY_SLOTS": "0"})
             if not runs_of(client, alice, wf["id"]):
                 trigger(client, alice, wf["id"])
             fault_reached(app, "after-terminal")

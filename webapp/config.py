@@ -67,6 +67,21 @@ def _engine_options(url: str) -> dict:
         "keepalives_count": 3, "tcp_user_timeout": 10000, "options": server_side}}
 
 
+def _fleet(lost_sec: int) -> dict:
+    """What a fleet of worker hosts needs to stay exactly once (README, "Durability")."""
+    return {
+        "HOST_LOST_SEC": lost_sec,
+        # A worker host that could not record its heartbeat for this long stops its own run
+        # containers (self-fencing, jobs/fence.py), well before the fleet may call it lost.
+        "HOST_FENCE_SEC": _fence_sec(lost_sec),
+        # A run keeps going while its output or status cannot be written (a database restart or
+        # failover): output waits in memory (bounded; past the bound it is counted as dropped) and
+        # writes are retried with backoff. Only an outage longer than this fails the run (its
+        # container stopped). Past HOST_FENCE_SEC the host has fenced its runs anyway.
+        "STORAGE_OUTAGE_SEC": _int("STORAGE_OUTAGE_SEC", 120, 1, 86400),
+    }
+
+
 def _fence_sec(lost_sec: int) -> float:
     """HOST_FENCE_SEC: half of HOST_LOST_SEC by default, and refused unless clearly shorter (at
     most three quarters of it): the fenced containers must be gone, grace included, before the
@@ -134,10 +149,7 @@ def from_env() -> dict:
         "WORKER_HOST": os.environ.get("WORKER_HOST", "").strip()[:200] or None,
         # A worker host whose heartbeat is absent this long is lost: its running runs fail "worker
         # host lost" (and retry by their budget); until then they wait for it to come back.
-        "HOST_LOST_SEC": lost_sec,
-        # A worker host that could not record its heartbeat for this long stops its own run
-        # containers (self-fencing, jobs/fence.py), well before the fleet may call it lost.
-        "HOST_FENCE_SEC": _fence_sec(lost_sec),
+        **_fleet(lost_sec),
         # A queued run fails "no worker picked up the run" only after max(timeoutSec, this) from
         # when it became due: a short timeout bounds the run, not how long a worker restart takes.
         "QUEUE_WAIT_FLOOR_SEC": _int("QUEUE_WAIT_FLOOR_SEC", 300, 0, 86400),
@@ -146,14 +158,9 @@ def from_env() -> dict:
         # A scheduled run of an `allow` workflow is handed to a worker this many seconds before its
         # instant: the worker pulls, creates and attaches ahead and starts the container on time.
         "SCHEDULE_LEAD_SEC": _float("SCHEDULE_LEAD_SEC", 2.0, 0.0, 30.0),
-        # A run keeps going while its output or status cannot be written (a database restart or
-        # failover): output waits in memory (bounded; past the bound it is counted as dropped) and
-        # writes are retried with backoff. Only an outage longer than this fails the run (its
-        # container stopped). Note: past HOST_FENCE_SEC the host has fenced its runs anyway.
-        "STORAGE_OUTAGE_SEC": _int("STORAGE_OUTAGE_SEC", 120, 1, 86400),
         # How often a run's output is written to the database (seconds).
         "LOG_BATCH_SECONDS": _float("LOG_BATCH_SECONDS", 0.25, 0.01, 60.0),
-        "NOTIFY_SLOTS": _int("NOTIFY_SLOTS", 2, 1, 64),
+        "NOTIFY_SLOTS": _int("NOTIFY_SLOTS", 2, 0, 64),
         # Reverse proxies in front of the web process whose X-Forwarded-* headers are believed.
         "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0, 0, 10),
         # Open live-log websockets: each holds a web thread.
