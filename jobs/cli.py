@@ -12,6 +12,7 @@ import time
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from webapp import settle_heap
 
@@ -65,15 +66,7 @@ def register(app: Flask) -> None:
         settle_heap()
         run_slot(current_app._get_current_object(), list(queues or [host_queue(hosts.current()), "runs"]))
 
-    @app.cli.command("host-guard")
-    @click.argument("host")
-    def host_guard(host: str):
-        """Fence HOST's run containers when its heartbeat stops (started by the host keeper, in a
-        session of its own: it outlives the worker; jobs/fence.py). Leaves when nothing is left."""
-        from . import fence
-        _configure_logging()
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for `make run` is not for it
-        fence.guard(host)
+    app.cli.add_command(host_guard)
 
     @app.cli.command("scheduler")
     def scheduler():
@@ -109,6 +102,21 @@ def register(app: Flask) -> None:
                 except Exception:  # Redis away: fires go on, the sweep hands them over later
                     pass
             stopping.wait(max(0.0, SCHEDULER_TICK_SEC - (time.monotonic() - started)))
+
+
+@click.command("host-guard")
+@with_appcontext
+@click.argument("host", required=False)
+@click.option("--stay", is_flag=True, help="keep guarding when nothing is left (a service of its own)")
+def host_guard(host: str | None, stay: bool):
+    """Fence HOST's run containers when its heartbeat stops (jobs/fence.py). The host keeper
+    starts one in a session of its own, which outlives the worker and leaves when nothing is
+    left; under systemd, whose stop ends every process of a unit, run it as a unit of its own
+    with --stay (docs/deploy.md). HOST: this engine's host name, as `flask worker` finds it."""
+    from . import fence, hosts
+    _configure_logging()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for `make run` is not for it
+    fence.guard(host or hosts.identify()[0], stay=stay)
 
 
 def _sweep_forever(app: Flask, stopping: threading.Event) -> None:

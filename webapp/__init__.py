@@ -68,10 +68,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(dashboard_bp)
 
     _register_api_errors(app)
-    from .cli import register as register_cli
-    from .cli import register_hosts
+    from .cli import register_all as register_cli
     register_cli(app)
-    register_hosts(app)
     from jobs.cli import register as register_job_cli
     register_job_cli(app)
     return app

@@ -99,6 +99,11 @@ def register(app: Flask) -> None:
         click.echo(raw)
 
 
+def register_all(app: Flask) -> None:
+    register(app)
+    register_hosts(app)
+
+
 def register_hosts(app: Flask) -> None:
     @app.cli.group("hosts")
     def hosts():
