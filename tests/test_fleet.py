@@ -14,9 +14,9 @@ from datetime import datetime
 import pytest
 
 from conftest import ROOT, TEST_PASS, create_wf, wait_for, wait_status
-from engine_events import intervals, overlaps
+from engine_events import intervals
 from partition import Partition
-from runs_api import base, fire, get, lines, trigger
+from runs_api import base, fire, get, lines, retried_elsewhere, trigger
 from runs_api import containers as on
 
 pytestmark = pytest.mark.skipif(
@@ -67,12 +67,7 @@ def test_a_host_cut_off_from_the_database_and_redis_stops_its_run_before_the_ret
         partition.cut()
         done = wait_status(client, alice, run["id"], timeout=60)
         assert (done["status"], done["error"]) == ("failed", "worker host lost")
-        retry = next(r for r in runs_of(client, alice, wf["id"]) if r["retryOf"] == run["id"])
-        wait_for(lambda: lines(client, alice, retry["id"]), 30)
-        assert get(client, alice, retry["id"])["workerHost"] not in (None, host_b)
-        ids = {run["id"], retry["id"]}
-        spans = intervals(engine_b.api, since, ids) + intervals(docker_api, since, ids)
-        assert [s[0] for s in spans] == [run["id"], retry["id"]] and not overlaps(spans), spans
+        retry = retried_elsewhere(client, alice, wf["id"], run["id"], host_b, since, [engine_b.api, docker_api])
 
         partition.heal()  # B answers again: it never takes the run back, and says in its log why it stopped
         wait_for(lambda: any("stopped by its own host" in l["text"] for l in client.get(

@@ -250,19 +250,25 @@ def test_a_run_prepared_ahead_starts_its_process_at_the_instant_not_before(app, 
     assert wait_for(lambda: not _run_containers(run["id"]), 10)
 
 
+def _prepared_ahead(client, member, url: str) -> dict:
+    """Once there is one: a run of the workflow at `url` whose container exists, 2 s or more
+    before its instant."""
+    def prepared():
+        for run in client.get(f"{url}/runs", headers=member.h()).get_json()["runs"]:
+            instant = datetime.fromisoformat(run["scheduledFor"][:-1])
+            if instant > datetime.utcnow() + timedelta(seconds=2) and _run_containers(run["id"]):
+                return run
+        return None
+    return wait_for(prepared, 30, every=0.05)
+
+
 def test_a_run_prepared_ahead_and_cancelled_before_its_instant_never_starts(app, client, alice, procs):
     procs.worker(1)
     procs.scheduler(env={"SCHEDULE_LEAD_SEC": "8"})
     wf = create_wf(client, alice, schedule="*/10 * * * * *", command=["echo", "ran"], timeoutSec=30)
     url = f"/api/workflows/{alice.team_id}/workflows/{wf['id']}"
 
-    def prepared():
-        for run in client.get(f"{url}/runs", headers=alice.h()).get_json()["runs"]:
-            instant = datetime.fromisoformat(run["scheduledFor"][:-1])
-            if instant > datetime.utcnow() + timedelta(seconds=2) and _run_containers(run["id"]):
-                return run
-        return None
-    run = wait_for(prepared, 30, every=0.05)
+    run = _prepared_ahead(client, alice, url)
     client.patch(url, json={"schedule": None}, headers=alice.h())
     cancel = client.post(f"/api/workflows/{alice.team_id}/workflows/runs/{run['id']}/cancel", headers=alice.h())
     assert cancel.status_code == 202
@@ -280,13 +286,7 @@ def test_a_workflow_deleted_while_its_fire_is_prepared_ahead_never_starts_it(app
     wf = create_wf(client, alice, schedule="*/10 * * * * *", command=["echo", "ran"], timeoutSec=30)
     url = f"/api/workflows/{alice.team_id}/workflows/{wf['id']}"
 
-    def prepared():
-        for run in client.get(f"{url}/runs", headers=alice.h()).get_json()["runs"]:
-            instant = datetime.fromisoformat(run["scheduledFor"][:-1])
-            if instant > datetime.utcnow() + timedelta(seconds=2) and _run_containers(run["id"]):
-                return run
-        return None
-    run = wait_for(prepared, 30, every=0.05)
+    run = _prepared_ahead(client, alice, url)
     shown = client.get(f"/api/workflows/{alice.team_id}/workflows/runs/{run['id']}", headers=alice.h()).get_json()
     assert (shown["status"], shown["waiting"][:13]) == ("queued", "preparing on ")  # not running: not started
     assert client.delete(url, headers=alice.h()).status_code == 204

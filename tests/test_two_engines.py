@@ -8,9 +8,9 @@ import time
 
 
 from conftest import create_wf, wait_for, wait_status
-from runs_api import base, get, lines, trigger
+from runs_api import base, get, lines, retried_elsewhere, trigger
 from runs_api import containers as on
-from engine_events import intervals, overlaps
+from engine_events import intervals
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
 COUNT_TO_12 = "for i in $(seq 1 12); do echo line-$i; sleep 0.5; done; exit 4"
@@ -85,13 +85,7 @@ def test_a_worker_host_killed_and_not_restarted_stops_its_containers_before_the_
     procs.kill(worker_b, signal.SIGKILL)
     done = wait_status(client, alice, run["id"], timeout=60)
     assert (done["status"], done["error"]) == ("failed", "worker host lost")
-    runs = client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
-    retry = next(r for r in runs if r["retryOf"] == run["id"])
-    wait_for(lambda: lines(client, alice, retry["id"]), 30)
-    assert get(client, alice, retry["id"])["workerHost"] not in (None, host_b)
-    ids = {run["id"], retry["id"]}
-    spans = intervals(engine_b.api, since, ids) + intervals(docker_api, since, ids)
-    assert [s[0] for s in spans] == [run["id"], retry["id"]] and not overlaps(spans), spans
+    retry = retried_elsewhere(client, alice, wf["id"], run["id"], host_b, since, [engine_b.api, docker_api])
     assert [c["State"] for c in on(engine_b.api, run["id"])] == ["exited"]  # stopped by B itself
 
     procs.worker(1, env=on_b, args=("--pool", "b"))  # B is back: its note reaches the log
