@@ -1,15 +1,23 @@
-"""Chaos soak: exactly once while processes die and services restart, audited from outside.
+"""Chaos soak: exactly once while processes die, services restart and a host is cut off, audited
+from outside.
 
-For --minutes N (default 10): 20 workflows fire every 2 s (`*/2 * * * * *`, `forbid`, some failing
-with a retry, all printing a known sequence) and 2 every 10 s (`allow`: made ahead of the instant
-and started on it), manual triggers, manual retries and cancels arrive over the
-API, and every ~5 s one of a worker slot, the worker supervisor, a scheduler (two run) or the web
-process is killed with SIGKILL and brought back. Redis is restarted twice and dockerd once. Then
-the faults stop, the schedules are removed, everything settles, and the audit checks:
+A fleet on PostgreSQL: worker host A (this machine's engine), worker host B (a second engine in a
+network namespace of its own, reaching the database and Redis over a veth that can be cut), and a
+third worker host on engine A whose wall clock is 30 s ahead of the database's. For --minutes N
+(default 10): 20 workflows fire every 2 s (`*/2 * * * * *`, `forbid`, some failing with a retry,
+all printing a known sequence) and 2 every 10 s (`allow`: made ahead of the instant and started
+on it), manual triggers, manual retries and cancels arrive over the API, and every ~5 s one of a
+worker slot, a worker supervisor, a scheduler (two run) or the web process is killed with SIGKILL
+and brought back. Host B is cut off from the database and Redis three times for 25 s (longer than
+HOST_LOST_SEC, 20 s here: it fences its runs, the fleet retries them elsewhere), PostgreSQL is
+stopped for 3 s once, Redis is restarted twice and dockerd (engine A) once. Then the faults stop,
+the schedules are removed, everything settles, and the audit checks:
 
   - every due instant of every schedule has exactly one run;
   - every run is terminal once things settle (nothing stuck);
-  - no run ran twice: the engine's own event stream shows at most one container created per run;
+  - no run ran twice: the engines' own event streams show at most one container created per run;
+  - no two attempts of one run (a run and its retries, automatic or manual) ever had a running
+    container at the same time, on either engine (start and die events);
   - every succeeded run's stored log is contiguous (seq 0..n-1) and its output byte-exact;
   - every final failure emitted exactly one workflow.failed event, delivered once (one delivery
     id) to a real webhook receiver;
@@ -17,7 +25,7 @@ the faults stop, the schedules are removed, everything settles, and the audit ch
 
 It exits non-zero on any violation and prints its counts as its last line.
 Usage: .venv/bin/python bench/chaos.py [--minutes N] [--seed S]   (needs root: it restarts
-redis-server and dockerd, so run it alone, not beside the test suite)
+redis-server, PostgreSQL and dockerd, so run it alone, not beside the test suite)
 """
 from __future__ import annotations
 
@@ -38,6 +46,10 @@ from pathlib import Path
 
 from stack import ROOT, Stack
 
+sys.path.insert(0, str(ROOT / "tests"))
+from partition import Partition  # noqa: E402  (the tests' own: a namespace joined by a cuttable veth)
+from second_engine import SecondEngine  # noqa: E402
+
 VAR = ROOT / "var"
 LINES = 20
 SCHEDULED = 20
@@ -45,6 +57,10 @@ AHEAD = 2  # `allow` workflows, fired SCHEDULE_LEAD_SEC ahead of their instants,
 AHEAD_EVERY = 10
 FAILING = 5  # of the scheduled workflows, these exit 3 after their output (maxRetries 1)
 SETTLE_SEC = 240
+DATABASE = "workflows_chaos"
+HOST_LOST_SEC = 20
+CUT_SEC = 25  # a partition of host B: past HOST_LOST_SEC
+SKEW_SEC = 30
 
 
 def sequence(tag: str, fail: bool = False, pause: str = "0") -> list[str]:
@@ -80,12 +96,13 @@ class Receiver:
 
 
 class EngineEvents:
-    """Container create events from the engine, kept across a dockerd restart (reconnect with
-    `since` the last event seen)."""
+    """Container create, start and die events of this installation from one engine, kept across a
+    restart of the engine (reconnect with `since` the last event seen)."""
 
-    def __init__(self, label: str):
-        self.label = label
+    def __init__(self, label: str, base_url: str | None = None, name: str = "a"):
+        self.label, self.base_url, self.name = label, base_url, name
         self.created: Counter = Counter()
+        self.spans: dict[str, list] = {}  # container id -> [run id, started, died]
         self.since = time.time()
         self.stop = threading.Event()
         threading.Thread(target=self._follow, daemon=True).start()
@@ -94,16 +111,47 @@ class EngineEvents:
         import docker
         while not self.stop.is_set():
             try:
-                api = docker.APIClient(timeout=None)
+                api = docker.APIClient(base_url=self.base_url, timeout=None) if self.base_url else \
+                    docker.APIClient(timeout=None)
                 for ev in api.events(since=self.since, decode=True,
-                                     filters={"type": "container", "event": "create", "label": self.label}):
-                    run = (ev.get("Actor", {}).get("Attributes") or {}).get("workflows.run")
-                    self.created[run] += 1
+                                     filters={"type": "container", "event": ["create", "start", "die"],
+                                              "label": self.label}):
+                    self._record(ev)
                     self.since = ev["timeNano"] / 1e9 + 1e-6
                     if self.stop.is_set():
                         return
             except Exception:
                 time.sleep(0.5)
+
+    def _record(self, ev: dict) -> None:
+        run = (ev.get("Actor", {}).get("Attributes") or {}).get("workflows.run")
+        cid, at = ev["Actor"]["ID"], ev["timeNano"] / 1e9
+        if ev["Action"] == "create":
+            self.created[run] += 1
+        elif ev["Action"] == "start":
+            self.spans[cid] = [run, at, None]
+        elif ev["Action"] == "die" and cid in self.spans:
+            self.spans[cid][2] = at
+
+
+def overlapping(chains: dict[str, str], engines: list[EngineEvents]) -> list[str]:
+    """Attempts of one run (grouped by `chains`: run id -> the id of its first attempt) whose
+    containers ran at the same time, on any engine: one line per overlapping pair."""
+    now = time.time()
+    spans = defaultdict(list)
+    for engine in engines:
+        for run, began, died in engine.spans.values():
+            if run in chains:
+                spans[chains[run]].append((began, died or now, run, engine.name))
+    found = []
+    for first, items in spans.items():
+        items.sort()
+        for k, (began, died, run, where) in enumerate(items):
+            for began2, _, run2, where2 in items[k + 1:]:
+                if began2 < died and run2 != run:
+                    found.append(f"attempts overlapping: {run} on {where} and {run2} on {where2} "
+                                 f"({died - began2:.1f} s)")
+    return found
 
 
 class Chaos:
@@ -111,7 +159,10 @@ class Chaos:
         self.minutes = minutes
         self.rng = random.Random(seed)
         self.stack = Stack(slots=4, redis_db=12, extra_env={
-            "TRIGGER_RATE_LIMIT": "100000 per minute", "RUN_LEASE_TTL_SEC": "6"})
+            "TRIGGER_RATE_LIMIT": "100000 per minute", "RUN_LEASE_TTL_SEC": "6", "HOST_LOST_SEC": str(HOST_LOST_SEC)})
+        self.stack.env["DATABASE_URL"] = f"postgresql://workflows:workflows@127.0.0.1:5432/{DATABASE}"
+        self.engine_b = SecondEngine("wf-engine-b-chaos")
+        self.partition = Partition(self.engine_b.name, 3)
         self.procs: dict[str, subprocess.Popen] = {}
         self.counts: Counter = Counter()
         self.refused = 0
@@ -121,15 +172,23 @@ class Chaos:
     # -- processes ---------------------------------------------------------------------------
     def spawn(self, name: str) -> None:
         s = self.stack
+        flask = [".venv/bin/flask", "--app", "wsgi"]
         cmd = {
             "web": [".venv/bin/gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{s.port}",
                     "--threads", "16", "wsgi:app"],
-            "worker": [".venv/bin/flask", "--app", "wsgi", "worker"],
-            "scheduler-a": [".venv/bin/flask", "--app", "wsgi", "scheduler"],
-            "scheduler-b": [".venv/bin/flask", "--app", "wsgi", "scheduler"],
+            "worker": flask + ["worker"],
+            "worker-b": [*self.partition.prefix, *flask, "worker", "--slots", "2"],
+            "worker-skewed": flask + ["worker", "--slots", "2"],
+            "scheduler-a": flask + ["scheduler"],
+            "scheduler-b": flask + ["scheduler"],
         }[name]
+        env = dict(s.env)
+        if name == "worker-b":
+            env["DOCKER_HOST"] = self.engine_b.url
+        if name == "worker-skewed":
+            env.update(WORKER_HOST="chaos-skewed", LD_PRELOAD=self.clockshift, WORKFLOWS_CLOCK_SHIFT_SEC=str(SKEW_SEC))
         log = open(f"{s.tmp}/{name}.log", "a")
-        self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=s.env, start_new_session=True, stdout=log,
+        self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, stdout=log,
                                             stderr=subprocess.STDOUT)
 
     def kill(self, name: str, group: bool = True) -> None:
@@ -146,12 +205,19 @@ class Chaos:
     def start(self) -> None:
         s = self.stack
         subprocess.run(["redis-cli", "-n", "12", "flushdb"], check=True, capture_output=True)
+        for sql in (f"drop database if exists {DATABASE}", f"create database {DATABASE} owner workflows"):
+            subprocess.run(["su", "postgres", "-c", f"psql -qc '{sql}'"], check=True, capture_output=True)
+        self.engine_b.start(fresh=True)
+        self.partition.open()
+        self.clockshift = str(VAR / "clockshift.so")
+        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", self.clockshift, str(ROOT / "tests" / "clockshift.c"),
+                        "-ldl"], check=True)
         s.flask("db", "upgrade")
         info = json.loads(s.flask("users", "create", "chaos@example.test", "--password", "chaos-password",
                                   "--team", "chaos").strip().splitlines()[-1])
         s.team, s.project = info["teamId"], info["projectId"]
         s.key = s.flask("keys", "create", "--team", str(s.team), "--scope", "full").strip().splitlines()[-1]
-        for name in ("web", "worker", "scheduler-a", "scheduler-b"):
+        for name in ("web", "worker", "worker-b", "worker-skewed", "scheduler-a", "scheduler-b"):
             self.spawn(name)
         self.wait_web()
 
@@ -177,6 +243,8 @@ class Chaos:
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+        self.partition.close()
+        self.engine_b.close()
 
     # -- the API, tolerant of a web process that is being killed -----------------------------
     def api(self, method: str, path: str, body=None):
@@ -273,18 +341,34 @@ class Chaos:
         _wait(lambda: subprocess.run(["docker", "info"], capture_output=True).returncode == 0, 60)
         self.counts["dockerd_restarts"] += 1
 
+    def restart_postgres(self) -> None:
+        version, name = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True,
+                                       check=True).stdout.split()[:2]
+        subprocess.run(["pg_ctlcluster", version, name, "stop"], check=True)
+        time.sleep(3)
+        subprocess.run(["pg_ctlcluster", version, name, "start"], check=True)
+        self.counts["postgres_restarts"] += 1
+
+    def cut_host_b(self) -> None:
+        """Host B off the database and Redis past HOST_LOST_SEC: it fences its runs, they are retried."""
+        self.partition.cut()
+        time.sleep(CUT_SEC)
+        self.partition.heal()
+        self.counts["partitions"] += 1
+
     def kill_one(self) -> None:
         what = self.rng.choice(["slot", "supervisor", "scheduler", "web"])
+        worker = self.rng.choice(["worker", "worker", "worker-b", "worker-skewed"])
         if what == "slot":
-            out = subprocess.run(["pgrep", "-P", str(self.procs["worker"].pid)], capture_output=True, text=True).stdout
+            out = subprocess.run(["pgrep", "-P", str(self.procs[worker].pid)], capture_output=True, text=True).stdout
             pids = [int(p) for p in out.split()]
             if not pids:
                 return
             os.kill(self.rng.choice(pids), signal.SIGKILL)  # its supervisor starts a new one
         elif what == "supervisor":
-            self.kill("worker", group=False)  # its slots die with it; their containers do not
+            self.kill(worker, group=False)  # its slots die with it; their containers do not
             time.sleep(self.rng.uniform(0.3, 2))
-            self.spawn("worker")
+            self.spawn(worker)
         elif what == "scheduler":
             name = self.rng.choice(["scheduler-a", "scheduler-b"])
             self.kill(name)
@@ -298,8 +382,9 @@ class Chaos:
 
     def faults(self, seconds: float) -> None:
         start = time.monotonic()
-        plan = sorted([(0.25, self.restart_redis), (0.45, self.restart_dockerd), (0.65, self.restart_redis)],
-                      key=lambda x: x[0])
+        plan = sorted([(0.15, self.cut_host_b), (0.25, self.restart_redis), (0.35, self.restart_postgres),
+                       (0.45, self.cut_host_b), (0.55, self.restart_dockerd), (0.65, self.restart_redis),
+                       (0.8, self.cut_host_b)], key=lambda x: x[0])
         while time.monotonic() - start < seconds:
             elapsed = (time.monotonic() - start) / seconds
             if plan and elapsed >= plan[0][0]:
@@ -312,7 +397,8 @@ class Chaos:
     def run(self) -> int:
         self.receiver = Receiver()
         self.start()
-        self.events = EngineEvents(instance_label(self.stack.env))
+        self.events = [EngineEvents(instance_label(self.stack.env)),
+                       EngineEvents(instance_label(self.stack.env), self.engine_b.url, "b")]
         self.create_workflows()
         self.created_at = datetime.utcnow()
         load = threading.Thread(target=self.traffic, daemon=True)
@@ -336,7 +422,8 @@ class Chaos:
             self.unscheduled_at[wf] = datetime.fromisoformat(body["updatedAt"][:-1])
         violations = self.audit()
         self.stop_all()
-        self.events.stop.set()
+        for events in self.events:
+            events.stop.set()
         return violations
 
     # -- the audit ----------------------------------------------------------------------------
@@ -385,8 +472,18 @@ class Chaos:
                     if fired.get(t, 0) != 1:
                         problems.append(f"instant missing: {public_id} {t.isoformat()}")
                     t += timedelta(seconds=period)
-            # at most one container per run, from the engine's own events
-            problems += [f"{n} containers created for {run}" for run, n in self.events.created.items() if n > 1]
+            # at most one container per run, from the engines' own events
+            created = sum((e.created for e in self.events), Counter())
+            problems += [f"{n} containers created for {run}" for run, n in created.items() if n > 1]
+            # no two attempts of a run at once: chains by retryOf, each run to its first attempt
+            by_id = {r.id: r for r in runs}
+
+            def first(r):
+                while r.retry_of_id is not None and r.retry_of_id in by_id:
+                    r = by_id[r.retry_of_id]
+                return r.public_id
+            overlaps = overlapping({r.public_id: first(r) for r in runs}, self.events)
+            problems += overlaps
             # logs of succeeded runs: contiguous and byte-exact
             chunks = defaultdict(list)
             for r in runs:
@@ -422,7 +519,8 @@ class Chaos:
             problems += [f"{events[(r.id, 'workflow.missed')]} missed events for {r.public_id}"
                          for r in skipped if events[(r.id, "workflow.missed")] != 1]
             # nothing left on the engine
-            left = _wait_value(lambda: leftover_containers(self.stack.env), 60)
+            left = _wait_value(lambda: leftover_containers(self.stack.env) + leftover_containers(
+                self.stack.env, self.engine_b.url), 60)
             problems += [f"container left: {c}" for c in (left or [])]
             statuses = Counter(r.status for r in runs)
             repeats = sum(len(v) for v in delivered.values()) - len(delivered)
@@ -434,7 +532,9 @@ class Chaos:
         c = self.counts
         print(f"chaos: minutes={self.minutes:g} kills={sum(v for k, v in c.items() if k.startswith('kill_'))} "
               f"(slot={c['kill_slot']} supervisor={c['kill_supervisor']} scheduler={c['kill_scheduler']} "
-              f"web={c['kill_web']}) redis_restarts={c['redis_restarts']} dockerd_restarts={c['dockerd_restarts']} "
+              f"web={c['kill_web']}) partitions={c['partitions']} postgres_restarts={c['postgres_restarts']} "
+              f"redis_restarts={c['redis_restarts']} dockerd_restarts={c['dockerd_restarts']} "
+              f"attempts_overlapping={len(overlaps)} hosts={sorted({r.worker_host for r in runs if r.worker_host})} "
               f"runs={len(runs)} succeeded={statuses['succeeded']} failed={statuses['failed']} "
               f"cancelled={statuses['cancelled']} timed_out={statuses['timed_out']} instants={instants} "
               f"logs_checked={logs_checked} log_lines={stored_lines} final_failures={len(finals)} "
@@ -466,9 +566,9 @@ def instance_label(env: dict) -> str:
     return f"workflows.instance={hashlib.sha1(env['DATABASE_URL'].encode()).hexdigest()[:12]}"
 
 
-def leftover_containers(env: dict) -> list[str]:
+def leftover_containers(env: dict, base_url: str | None = None) -> list[str]:
     import docker
-    api = docker.APIClient()
+    api = docker.APIClient(base_url=base_url) if base_url else docker.APIClient()
     return [c["Id"][:12] for c in api.containers(all=True, filters={"label": instance_label(env)})]
 
 
