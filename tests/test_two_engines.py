@@ -31,7 +31,12 @@ def test_a_pools_runs_run_only_on_the_engine_of_its_workers(client, alice, procs
     runs_b = [trigger(client, alice, wf_b["id"]) for _ in range(3)]
     run_a = trigger(client, alice, wf_a["id"])
     for run in runs_b:
-        wait_for(lambda: lines(client, alice, run["id"]), 30)  # its container started
+        # its container started; the first on a new engine makes the runs network there (slow on a
+        # loaded machine): on a timeout, say where each run stands
+        try:
+            wait_for(lambda: lines(client, alice, run["id"]), 90)
+        except AssertionError:
+            raise AssertionError([get(client, alice, r["id"]) for r in runs_b]) from None
     done_a = wait_status(client, alice, run_a["id"], timeout=30)
     ids = {r["id"] for r in runs_b} | {run_a["id"]}
     assert sorted(s[0] for s in intervals(engine_b.api, since, ids)) == sorted(r["id"] for r in runs_b)  # once each
