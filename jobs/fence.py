@@ -22,6 +22,7 @@ of ours (the guard too), while its engine keeps containers running (README, "Dur
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -90,6 +91,7 @@ def _read_stamp(host: str, name: str) -> float | None:
         return None
 
 
+@functools.cache
 def _boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -170,7 +172,8 @@ def guard(host: str, stay: bool = False) -> None:
     away_since = None
     while True:
         age = beat_age(host)
-        idle = age is None or age >= fence_sec() or _stopped(host)
+        stopped = _stopped(host)
+        idle = age is None or age >= fence_sec() or stopped
         try:
             live = _live_containers(host) if idle else None
             away_since = None
@@ -182,7 +185,7 @@ def guard(host: str, stay: bool = False) -> None:
                 return
             time.sleep(CHECK_EVERY_SEC * 4)
             continue
-        if not stay and live is not None and _may_leave(host, live, age):
+        if not stay and live is not None and _may_leave(live, stopped):
             log.info("host guard of %s leaving: no worker beats and nothing of the host runs", host)
             return
         if live and age is not None and age >= fence_sec():
@@ -190,13 +193,12 @@ def guard(host: str, stay: bool = False) -> None:
         time.sleep(CHECK_EVERY_SEC)
 
 
-def _may_leave(host: str, live: list[dict], age: float | None) -> bool:
-    """Nothing of the host is live; or its workers stopped cleanly and what is left was never
-    started: a container prepared ahead of its instant (`created`) runs only when a worker of this
-    host starts it, and a worker checks the fence first, so the next worker takes it up."""
-    if not live:
-        return age is None or age >= fence_sec() or _stopped(host)
-    return _stopped(host) and all(c.get("State") == "created" for c in live)
+def _may_leave(live: list[dict], stopped: bool) -> bool:
+    """Of an idle host (no worker beats, or they stopped cleanly): nothing is live; or its workers
+    stopped cleanly and what is left was never started: a container prepared ahead of its instant
+    (`created`) runs only when a worker of this host starts it, and a worker checks the fence
+    first, so the next worker takes it up."""
+    return not live or (stopped and all(c.get("State") == "created" for c in live))
 
 
 def _stopped(host: str) -> bool:
