@@ -263,16 +263,21 @@ class ExitWatch:
     teardown is about 0.1 s on every run, which the event does not wait out. The subscription is
     made on the thread, meanwhile the caller pulls and creates; `subscribed()` before the start
     makes sure the event cannot be missed. If the stream cannot be opened or ends without the
-    event (the engine restarted), `broken` is set and the caller falls back to `wait`."""
+    event (the engine restarted), `broken` is set and the caller falls back to `wait`.
+
+    It also sees the `attach` event, which the engine sends once an attach has registered its
+    live streams and replayed the log so far (moby's ContainerAttach: streams, replay, event):
+    a container started before it could write the same bytes to both (see `attached`)."""
 
     def __init__(self, api: docker.APIClient, run_id: str):
         self.code: int | None = None
         self.broken = False
         self.ended = threading.Event()
+        self.attached = threading.Event()
         self._open = threading.Event()
         self._closed = False
         self.stream = None
-        filters = {"type": "container", "label": f"{LABEL_RUN}={run_id}", "event": "die"}
+        filters = {"type": "container", "label": f"{LABEL_RUN}={run_id}", "event": ["attach", "die"]}
         threading.Thread(target=self._read, args=(api, filters), daemon=True, name=f"exit-{run_id}").start()
 
     def subscribed(self, timeout: float = 30) -> None:
@@ -286,7 +291,9 @@ class ExitWatch:
             if self._closed:
                 return self.stream.close()
             for event in self.stream:
-                if event.get("Action", event.get("status")) == "die":
+                if event.get("Action", event.get("status")) == "attach":
+                    self.attached.set()
+                elif event.get("Action", event.get("status")) == "die":
                     code = event.get("Actor", {}).get("Attributes", {}).get("exitCode")
                     if code is not None and code.lstrip("-").isdigit():
                         self.code = int(code)
@@ -297,6 +304,7 @@ class ExitWatch:
             self.broken = self.code is None
             self.ended.set()
             self._open.set()
+            self.attached.set()  # no one waits for an attach that cannot be seen
 
     def __enter__(self) -> "ExitWatch":
         return self

@@ -48,6 +48,7 @@ IMAGE_ACCESS_REMEMBER_SEC = 30 * 86400  # ... and trusted when the registry cann
 ENGINE_DOWN = "the Docker engine is not answering"
 STORE_FAILED = "internal error while storing output"
 POLL_SEC = 0.1
+ATTACH_WAIT_SEC = 10.0  # the engine's attach event, before a start (_attach_and_start)
 CANCEL_DB_EVERY_SEC = 0.5  # a cancel reaches a running worker within this even without Redis
 
 
@@ -271,12 +272,16 @@ class Execution:
 
     def _attach_and_start(self, watch: engine.ExitWatch) -> None:
         """A created container: attach, wait for the run's instant if it is still to come, start,
-        supervise to the end. `watch` is the exit's subscription, made before the start."""
+        supervise to the end. `watch` is the exit's subscription, made before the start. The start
+        waits for the engine's `attach` event: before it, the attach's replay of the (empty) log
+        could still read what the container writes, which then came twice (seen under load)."""
+        watch.subscribed()
         reader = self._read(self.executor.attach(self.container_id))
+        if not watch.attached.wait(ATTACH_WAIT_SEC):
+            log.warning("no attach event for %s within %g s; starting anyway", self.run.public_id, ATTACH_WAIT_SEC)
         cancelled = self._until_due()
         if cancelled:
             return self._finish("cancelled", error=cancelled)
-        watch.subscribed()
         self._start()
         self._supervise(reader, time.monotonic() + self.run.timeout_sec, watch=watch)
 
