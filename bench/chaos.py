@@ -13,18 +13,21 @@ HOST_LOST_SEC, 20 s here: it fences its runs, the fleet retries them elsewhere),
 stopped for 3 s once, Redis is restarted twice and dockerd (engine A) once. Then the faults stop,
 the schedules are removed, everything settles, and the audit checks:
 
-  - every due instant of every schedule has exactly one run;
+  - every due instant of every schedule has exactly one run, but those below;
   - every run is terminal once things settle (nothing stuck);
   - no run ran twice: the engines' own event streams show at most one container created per run;
-  - no two attempts of one run (a run and its retries, automatic or manual) ever had a running
-    container at the same time, on either engine (start and die events);
+  - no run and any of its retries (automatic or manual, at any depth) ever had a running
+    container at the same time, on either engine (start and die events); two retries of one run
+    may, as two triggers may: each is a run the caller asked for;
+  - instants missing only while PostgreSQL was stopped (no scheduler can fire then), each told by
+    a workflow.missed event (the contract: the latest missed instant runs, the others do not);
   - every succeeded run's stored log is contiguous (seq 0..n-1) and its output byte-exact;
   - every final failure emitted exactly one workflow.failed event, delivered once (one delivery
     id) to a real webhook receiver;
   - no container of the installation is left.
 
 It exits non-zero on any violation and prints its counts as its last line.
-Usage: .venv/bin/python bench/chaos.py [--minutes N] [--seed S]   (needs root: it restarts
+Usage: .venv/bin/python bench/chaos.py [--minutes N] [--seed S] [--faults a,b]   (needs root: it restarts
 redis-server, PostgreSQL and dockerd, so run it alone, not beside the test suite)
 """
 from __future__ import annotations
@@ -61,6 +64,9 @@ DATABASE = "workflows_chaos"
 HOST_LOST_SEC = 20
 CUT_SEC = 25  # a partition of host B: past HOST_LOST_SEC
 SKEW_SEC = 30
+FAULTS = [(0.15, "cut_host_b"), (0.25, "restart_redis"), (0.35, "restart_postgres"), (0.45, "cut_host_b"),
+          (0.55, "restart_dockerd"), (0.65, "restart_redis"), (0.8, "cut_host_b")]  # (share of the time, what)
+KINDS = ("cut_host_b", "restart_redis", "restart_postgres", "restart_dockerd", "kills")
 
 
 def sequence(tag: str, fail: bool = False, pause: str = "0") -> list[str]:
@@ -103,6 +109,7 @@ class EngineEvents:
         self.label, self.base_url, self.name = label, base_url, name
         self.created: Counter = Counter()
         self.spans: dict[str, list] = {}  # container id -> [run id, started, died]
+        self.hosts: dict[str, str] = {}  # container id -> the worker host it was claimed on
         self.since = time.time()
         self.stop = threading.Event()
         threading.Thread(target=self._follow, daemon=True).start()
@@ -130,33 +137,42 @@ class EngineEvents:
             self.created[run] += 1
         elif ev["Action"] == "start":
             self.spans[cid] = [run, at, None]
+            self.hosts[cid] = (ev["Actor"].get("Attributes") or {}).get("workflows.host", "?")
         elif ev["Action"] == "die" and cid in self.spans:
             self.spans[cid][2] = at
 
 
-def overlapping(chains: dict[str, str], engines: list[EngineEvents]) -> list[str]:
-    """Attempts of one run (grouped by `chains`: run id -> the id of its first attempt) whose
-    containers ran at the same time, on any engine: one line per overlapping pair."""
+def overlapping(parents: dict[str, str | None], engines: list[EngineEvents]) -> list[str]:
+    """Pairs of runs, one an ancestor of the other by retryOf (`parents`: run id -> the run it
+    retries, or None), whose containers ran at the same time, on any engine: a run was retried
+    (automatically or by hand: either needs it terminal) while a container of it still ran.
+    Two retries of one run are not such a pair: each is a run the caller asked for."""
+    def lineage(run: str) -> list[str]:
+        chain = [run]
+        while parents.get(chain[-1]) is not None and len(chain) < 100:
+            chain.append(parents[chain[-1]])
+        return chain
     now = time.time()
     spans = defaultdict(list)
     for engine in engines:
         for run, began, died in engine.spans.values():
-            if run in chains:
-                spans[chains[run]].append((began, died or now, run, engine.name))
+            if run in parents:
+                spans[lineage(run)[-1]].append((began, died or now, run, engine.name))
     found = []
-    for first, items in spans.items():
+    for items in spans.values():
         items.sort()
         for k, (began, died, run, where) in enumerate(items):
             for began2, _, run2, where2 in items[k + 1:]:
-                if began2 < died and run2 != run:
+                if began2 < died and run2 != run and (run in lineage(run2) or run2 in lineage(run)):
                     found.append(f"attempts overlapping: {run} on {where} and {run2} on {where2} "
                                  f"({died - began2:.1f} s)")
     return found
 
 
 class Chaos:
-    def __init__(self, minutes: float, seed: int):
-        self.minutes = minutes
+    def __init__(self, minutes: float, seed: int, kinds: tuple[str, ...] = KINDS):
+        self.minutes, self.kinds = minutes, kinds
+        self.timeline: list[tuple[datetime, str]] = []
         self.rng = random.Random(seed)
         self.stack = Stack(slots=4, redis_db=12, extra_env={
             "TRIGGER_RATE_LIMIT": "100000 per minute", "RUN_LEASE_TTL_SEC": "6", "HOST_LOST_SEC": str(HOST_LOST_SEC)})
@@ -185,6 +201,7 @@ class Chaos:
         env = dict(s.env)
         if name == "worker-b":
             env["DOCKER_HOST"] = self.engine_b.url
+            env["NOTIFY_SLOTS"] = "0"  # the audit's webhook receiver is on this machine's loopback
         if name == "worker-skewed":
             env.update(WORKER_HOST="chaos-skewed", LD_PRELOAD=self.clockshift, WORKFLOWS_CLOCK_SHIFT_SEC=str(SKEW_SEC))
         log = open(f"{s.tmp}/{name}.log", "a")
@@ -379,17 +396,20 @@ class Chaos:
             time.sleep(self.rng.uniform(0.3, 2))
             self.spawn("web")
         self.counts[f"kill_{what}"] += 1
+        self.timeline.append((datetime.utcnow(), f"kill {what} {worker if what in ('slot', 'supervisor') else ''}"))
 
     def faults(self, seconds: float) -> None:
         start = time.monotonic()
-        plan = sorted([(0.15, self.cut_host_b), (0.25, self.restart_redis), (0.35, self.restart_postgres),
-                       (0.45, self.cut_host_b), (0.55, self.restart_dockerd), (0.65, self.restart_redis),
-                       (0.8, self.cut_host_b)], key=lambda x: x[0])
+        plan = [(at, fault) for at, fault in FAULTS if fault in self.kinds]
+        plan = [(at, getattr(self, fault)) for at, fault in plan]
         while time.monotonic() - start < seconds:
             elapsed = (time.monotonic() - start) / seconds
             if plan and elapsed >= plan[0][0]:
-                plan.pop(0)[1]()
-            else:
+                fault = plan.pop(0)[1]
+                self.timeline.append((datetime.utcnow(), fault.__name__))
+                fault()
+                self.timeline.append((datetime.utcnow(), f"{fault.__name__} over"))
+            elif "kills" in self.kinds:
                 self.kill_one()
             time.sleep(self.rng.uniform(4, 6))
 
@@ -456,8 +476,11 @@ class Chaos:
             by_wf = defaultdict(list)
             for r in runs:
                 by_wf[r.workflow_id].append(r)
-            # every due instant exactly once
-            instants = 0
+            # every due instant exactly once, but while the database was stopped: no scheduler
+            # could fire, and the contract's rule holds (the latest missed instant runs, the others
+            # are told by one workflow.missed)
+            events = db.session.query(Event).all()
+            instants = missed_away = 0
             for public_id in self.scheduled:
                 wf = wfs[public_id]
                 fired = Counter(r.scheduled_for for r in by_wf[wf.id] if r.trigger == "schedule")
@@ -469,21 +492,24 @@ class Chaos:
                 end = self.unscheduled_at[public_id] - timedelta(seconds=1)
                 while t <= end:
                     instants += 1
-                    if fired.get(t, 0) != 1:
+                    if fired.get(t, 0) != 1 and self._missed_while_database_away(wf, t, events):
+                        missed_away += 1
+                    elif fired.get(t, 0) != 1:
                         problems.append(f"instant missing: {public_id} {t.isoformat()}")
                     t += timedelta(seconds=period)
             # at most one container per run, from the engines' own events
             created = sum((e.created for e in self.events), Counter())
             problems += [f"{n} containers created for {run}" for run, n in created.items() if n > 1]
-            # no two attempts of a run at once: chains by retryOf, each run to its first attempt
+            # no run and its retry (automatic or manual) at once, from the engines' own events
             by_id = {r.id: r for r in runs}
-
-            def first(r):
-                while r.retry_of_id is not None and r.retry_of_id in by_id:
-                    r = by_id[r.retry_of_id]
-                return r.public_id
-            overlaps = overlapping({r.public_id: first(r) for r in runs}, self.events)
+            parents = {r.public_id: getattr(by_id.get(r.retry_of_id), "public_id", None) for r in runs}
+            overlaps = overlapping(parents, self.events)
             problems += overlaps
+            try:
+                self.report(problems, runs, by_id, events, wfs)
+            except Exception:  # the counts below still matter
+                import traceback
+                traceback.print_exc()
             # logs of succeeded runs: contiguous and byte-exact
             chunks = defaultdict(list)
             for r in runs:
@@ -501,23 +527,23 @@ class Chaos:
                     problems.append(f"log of {r.public_id} is not exact")
             # final failures: one event, one delivery
             retried = {r.retry_of_id for r in runs if r.trigger == "retry" and r.attempt > 1}
-            events = Counter((e.run_id, e.kind) for e in db.session.query(Event).all())
+            kinds = Counter((e.run_id, e.kind) for e in events)
             delivered = defaultdict(set)
             for post in self.receiver.posts:
                 delivered[(post["run"], post["event"])].add(post["delivery"])
             finals = [r for r in runs if r.status in ("failed", "timed_out") and r.id not in retried]
             for r in finals:
-                if events[(r.id, "workflow.failed")] != 1:
-                    problems.append(f"{events[(r.id, 'workflow.failed')]} failure events for {r.public_id}")
+                if kinds[(r.id, "workflow.failed")] != 1:
+                    problems.append(f"{kinds[(r.id, 'workflow.failed')]} failure events for {r.public_id}")
                 if len(delivered[(r.public_id, "workflow.failed")]) != 1:
                     problems.append(f"{len(delivered[(r.public_id, 'workflow.failed')])} deliveries for {r.public_id}")
             extra = [r for r in runs if r.status in ("failed", "timed_out") and r.id in retried
-                     and events[(r.id, "workflow.failed")]]
+                     and kinds[(r.id, "workflow.failed")]]
             problems += [f"a retried run emitted workflow.failed: {r.public_id}" for r in extra]
             # every fire skipped by forbid: exactly one workflow.missed
             skipped = [r for r in runs if r.status == "cancelled" and (r.error or "").startswith("skipped:")]
-            problems += [f"{events[(r.id, 'workflow.missed')]} missed events for {r.public_id}"
-                         for r in skipped if events[(r.id, "workflow.missed")] != 1]
+            problems += [f"{kinds[(r.id, 'workflow.missed')]} missed events for {r.public_id}"
+                         for r in skipped if kinds[(r.id, "workflow.missed")] != 1]
             # nothing left on the engine
             left = _wait_value(lambda: leftover_containers(self.stack.env) + leftover_containers(
                 self.stack.env, self.engine_b.url), 60)
@@ -538,11 +564,53 @@ class Chaos:
               f"runs={len(runs)} succeeded={statuses['succeeded']} failed={statuses['failed']} "
               f"cancelled={statuses['cancelled']} timed_out={statuses['timed_out']} instants={instants} "
               f"logs_checked={logs_checked} log_lines={stored_lines} final_failures={len(finals)} "
-              f"forbid_skips={len(skipped)} "
+              f"forbid_skips={len(skipped)} missed_while_database_stopped={missed_away} "
               f"deliveries={len(self.receiver.posts)} repeated_posts={raw + repeats} "
               f"manual={c['manual_triggers']} retries={c['manual_retries']} cancels={c['cancels']} "
               f"api_refused={self.refused} violations={len(problems)}")
         return len(problems)
+
+
+    def _missed_while_database_away(self, wf, instant: datetime, events: list) -> bool:
+        """`instant` fell while PostgreSQL was stopped (or within 5 s of its start) and the
+        workflow's next claim told it with a workflow.missed event soon after."""
+        away = [(at, what) for at, what in self.timeline if what.startswith("restart_postgres")]
+        windows = [(away[k][0], away[k + 1][0] + timedelta(seconds=5)) for k in range(0, len(away) - 1, 2)]
+        if not any(start <= instant <= end for start, end in windows):
+            return False
+        return any(e.kind == "workflow.missed" and e.run_id is None and e.workflow_id == wf.id
+                   and timedelta(0) <= e.created_at - instant <= timedelta(seconds=30) for e in events)
+
+    def report(self, problems: list[str], runs: list, by_id: dict, events: list, wfs: dict) -> None:
+        """Every violation, each with what the database and the engines say of it, and the faults'
+        timeline, to var/chaos-report.txt (the console shows the first 50)."""
+        by_public = {r.public_id: r for r in runs}
+        lines = [f"{at:%H:%M:%S.%f} fault {what}" for at, what in self.timeline]
+
+        def describe(r) -> str:
+            spans = [f"{e.name}/{e.hosts.get(cid, '?')} {datetime.utcfromtimestamp(b):%H:%M:%S.%f}-"
+                     f"{datetime.utcfromtimestamp(d):%H:%M:%S.%f}" if d else f"{e.name} {b} -"
+                     for e in self.events for cid, (run, b, d) in e.spans.items() if run == r.public_id]
+            return (f"    {r.public_id} {r.trigger} attempt={r.attempt} retry_of={getattr(by_id.get(r.retry_of_id), 'public_id', None)} "
+                    f"{r.status} host={r.worker_host} queued={r.queued_at} due={r.due_at} started={r.started_at} "
+                    f"finished={r.finished_at} cancel_requested={r.cancel_requested_at} error={(r.error or '')[:160]!r} containers={spans}")
+        for p in problems:
+            lines.append(p)
+            if p.startswith("attempts overlapping"):
+                for word in p.split():
+                    if word in by_public:
+                        lines.append(describe(by_public[word]))
+            if p.startswith("instant missing"):
+                public_id, at = p.split()[2], datetime.fromisoformat(p.split()[3])
+                wf = wfs[public_id]
+                near = sorted((r for r in runs if r.workflow_id == wf.id and r.scheduled_for
+                               and abs((r.scheduled_for - at).total_seconds()) <= 6), key=lambda r: r.scheduled_for)
+                lines += [f"    near: {r.scheduled_for:%H:%M:%S} {r.status} {(r.error or '')[:60]!r}" for r in near]
+                lines += [f"    missed event at {e.created_at}" for e in events
+                          if e.kind == "workflow.missed" and e.run_id is None and e.workflow_id == wf.id
+                          and abs((e.created_at - at).total_seconds()) <= 30]
+        (VAR / "chaos-report.txt").write_text("\n".join(lines) + "\n")
+        print(f"chaos: every violation and the faults' timeline in {VAR / 'chaos-report.txt'}")
 
 
 def _next_multiple(t: datetime, period: int) -> datetime:
@@ -585,9 +653,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--faults", default=",".join(KINDS),
+                        help=f"which faults, comma-separated, of {','.join(KINDS)} (all by default)")
     args = parser.parse_args()
-    print(f"chaos soak: {args.minutes:g} minutes, seed {args.seed}", flush=True)
-    chaos = Chaos(args.minutes, args.seed)
+    kinds = tuple(args.faults.split(","))
+    if set(kinds) - set(KINDS):
+        parser.error(f"--faults: unknown {sorted(set(kinds) - set(KINDS))}")
+    print(f"chaos soak: {args.minutes:g} minutes, seed {args.seed}, faults {','.join(kinds)}", flush=True)
+    chaos = Chaos(args.minutes, args.seed, kinds)
     try:
         violations = chaos.run()
     finally:
