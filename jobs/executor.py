@@ -17,9 +17,10 @@ from . import engine
 
 
 class Executor(Protocol):
-    def submit(self, run) -> str:
-        """Create the run's unit, not started; idempotent on the run's id (a second submit finds
-        the first unit instead of making another)."""
+    def submit(self, run, image_id: str | None = None) -> str:
+        """Create the run's unit, not started, from `image_id` (the image checked for the run)
+        when given; idempotent on the run's id (a second submit finds the first unit instead of
+        making another)."""
 
     def find(self, run_id: str, known_id: str | None = None) -> dict | None:
         """The run's unit as {"Id", "State": {"Status", "ExitCode", "FinishedAt", ...}}, by its
@@ -66,11 +67,11 @@ class DockerExecutor:
     def __init__(self, api: docker.APIClient):
         self.api = api
 
-    def submit(self, run) -> str:
+    def submit(self, run, image_id: str | None = None) -> str:
         name = f"wf-{run.public_id}"
         try:
             return self.api.create_container(
-                run.image, command=run.command, environment=dict(run.env or {}), name=name,
+                image_id or run.image, command=run.command, environment=dict(run.env or {}), name=name,
                 labels={engine.LABEL_RUN: run.public_id, engine.LABEL_INSTANCE: engine.instance_id(),
                         engine.LABEL_HOST: run.worker_host or "",
                         engine.LABEL_WAITS: "1" if run.workflow.on_host_lost == "wait" else ""},
@@ -148,7 +149,7 @@ class DockerExecutor:
             if (c.get("Labels") or {}).get(engine.LABEL_RUN) in kept:
                 continue
             try:
-                self.api.remove_container(c["Id"], force=True)
+                self.api.remove_container(c["Id"], force=True, v=True)
                 removed += 1
             except NotFound:
                 pass

@@ -19,6 +19,10 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 IMAGE_REF = re.compile(rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
                        rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
 
+# What the engine resolves as an image id (or a prefix of one) rather than a name: a bare hex string
+# of 6 to 64 characters, or a sha256: id.
+_ENGINE_ID = re.compile(r"^(?:[a-f0-9]{6,64}|sha256:.*)$", re.IGNORECASE)
+
 MAX_ARGS, MAX_ARG_LEN, MAX_ENV_VALUE = 64, 1024, 4096
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 
@@ -26,6 +30,9 @@ MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 def image_problem(ref: str) -> str | None:
     if not ref or len(ref) > 512:
         return "an image reference is 1 to 512 characters"
+    if _ENGINE_ID.match(ref):
+        return ("a hex string or sha256: reference is read by the Docker engine as an image id, which "
+                "could name another team's image: name the image as repository[:tag] or repository@sha256:digest")
     m = IMAGE_REF.match(ref)
     if not m:
         return "not a Docker image reference (repo[:tag][@digest], optional registry host)"
