@@ -53,7 +53,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from partition import Partition  # noqa: E402  (the tests' own: a namespace joined by a cuttable veth)
 from second_engine import SecondEngine  # noqa: E402
 
+from webapp.config import local_redis_password  # noqa: E402
+
 VAR = ROOT / "var"
+REDIS_CLI_ENV = dict(os.environ, REDISCLI_AUTH=local_redis_password())
 LINES = 20
 SCHEDULED = 20
 AHEAD = 2  # `allow` workflows, fired SCHEDULE_LEAD_SEC ahead of their instants, every AHEAD_EVERY s
@@ -221,7 +224,7 @@ class Chaos:
 
     def start(self) -> None:
         s = self.stack
-        subprocess.run(["redis-cli", "-n", "12", "flushdb"], check=True, capture_output=True)
+        subprocess.run(["redis-cli", "-n", "12", "flushdb"], check=True, capture_output=True, env=REDIS_CLI_ENV)
         for sql in (f"drop database if exists {DATABASE}", f"create database {DATABASE} owner workflows"):
             subprocess.run(["su", "postgres", "-c", f"psql -qc '{sql}'"], check=True, capture_output=True)
         self.engine_b.start(fresh=True)
@@ -341,12 +344,13 @@ class Chaos:
 
     # -- faults -------------------------------------------------------------------------------
     def restart_redis(self) -> None:
-        subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True)
+        subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True, env=REDIS_CLI_ENV)
         time.sleep(self.rng.uniform(0.5, 2))
         subprocess.run(["redis-server", "--daemonize", "yes", "--port", "6379", "--bind", "127.0.0.1",
-                        "--dir", str(VAR), "--save", "", "--appendonly", "no", "--logfile", str(VAR / "redis.log")],
+                        "--dir", str(VAR), "--save", "", "--appendonly", "no", "--logfile", str(VAR / "redis.log"),
+                        *(["--requirepass", local_redis_password()] if local_redis_password() else [])],
                        check=True, capture_output=True)
-        _wait(lambda: subprocess.run(["redis-cli", "ping"], capture_output=True).returncode == 0, 30)
+        _wait(lambda: b"PONG" in subprocess.run(["redis-cli", "ping"], capture_output=True, env=REDIS_CLI_ENV).stdout, 30)
         self.counts["redis_restarts"] += 1
 
     def restart_dockerd(self) -> None:

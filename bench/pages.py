@@ -15,7 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{tempfile.mkdtemp(prefix='bench-pages-')}/db.sqlite")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/5")
+from webapp.config import local_redis_url  # noqa: E402
+
+os.environ.setdefault("REDIS_URL", local_redis_url(5))
 
 WORKFLOWS, RUNS_PER_WORKFLOW, REPEAT = 1000, 100, 15
 

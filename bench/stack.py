@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -15,6 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "workflows.local/busybox:1"
+sys.path.insert(0, str(ROOT))
+from webapp.config import local_redis_password, local_redis_url  # noqa: E402
 
 
 def free_port() -> int:
@@ -29,7 +32,7 @@ class Stack:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, PORT=str(self.port), DATABASE_URL=f"sqlite:///{self.tmp}/db.sqlite",
-                        REDIS_URL=f"redis://127.0.0.1:6379/{redis_db}", BASE_URL=self.base,
+                        REDIS_URL=local_redis_url(redis_db), BASE_URL=self.base,
                         SECRET_KEY="bench-secret-0123456789abcdef", WORKER_SLOTS=str(slots),
                         LOG_LEVEL="WARNING", **(extra_env or {}))
         self.procs: list[subprocess.Popen] = []
@@ -40,7 +43,7 @@ class Stack:
 
     def start(self, processes=("web", "worker", "scheduler")) -> "Stack":
         subprocess.run(["redis-cli", "-n", self.env["REDIS_URL"].rsplit("/", 1)[1], "flushdb"],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True, env=dict(os.environ, REDISCLI_AUTH=local_redis_password()))
         self.flask("db", "upgrade")
         info = json.loads(self.flask("users", "create", "bench@example.test", "--password", "bench-password",
                                      "--team", "bench").strip().splitlines()[-1])

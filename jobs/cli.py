@@ -38,6 +38,7 @@ def register(app: Flask) -> None:
         if current_app.config["DOCKER_HOST"] == NO_ENGINE:
             raise click.UsageError("DOCKER_HOST=none says this host has no Docker engine: run workers on the "
                                    "engine hosts (docs/deploy.md)")
+        _guard_egress()
         for pool in pools:
             if not valid_pool(pool):
                 raise click.BadParameter(f"{pool!r}: lowercase letters, digits, - and _, at most 40", param_hint="--pool")
@@ -67,6 +68,15 @@ def register(app: Flask) -> None:
         run_slot(current_app._get_current_object(), list(queues or [host_queue(hosts.current()), "runs"]))
 
     app.cli.add_command(host_guard)
+
+    @app.cli.command("egress-rules")
+    def egress_rules():
+        """Print the egress rules a worker installs for its engine (iptables-restore input, then
+        the two jumps), for an engine host the workers cannot rule themselves (a remote DOCKER_HOST)."""
+        from . import egress, engine
+        click.echo(egress.rules(egress.allowed()), nl=False)
+        click.echo(f"# then: iptables -I DOCKER-USER -i {engine.RUNS_BRIDGE} -j {egress.CHAIN}")
+        click.echo(f"# and:  iptables -I INPUT -i {engine.RUNS_BRIDGE} -j REJECT")
 
     @app.cli.command("scheduler")
     def scheduler():
@@ -117,6 +127,16 @@ def host_guard(host: str | None, stay: bool):
     _configure_logging()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for `make run` is not for it
     fence.guard(host or hosts.identify()[0], stay=stay)
+
+
+def _guard_egress() -> None:
+    """The egress rules before any run (jobs/egress.py): in production, no worker without them."""
+    from . import egress, engine
+    try:
+        egress.guard(engine.RUNS_BRIDGE)
+    except egress.EgressUnguarded as e:
+        raise click.UsageError(f"run containers cannot be kept from private networks: {e} "
+                               "(README, security model)") from None
 
 
 def _sweep_forever(app: Flask, stopping: threading.Event) -> None:
@@ -244,14 +264,19 @@ class Supervisor:
 
 def run_slot(app: Flask, queues: list[str]) -> None:
     """One RQ worker slot: runs jobs of `queues` one at a time, in this process (no fork per job)."""
-    from rq import Queue, SimpleWorker
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
 
     from webapp.connections import get_redis
     from webapp.extensions import db
+    from webapp.services.dispatch import queue
+
+    from .tasks import TaskJob
     with app.app_context():
         db.engine.dispose(close=False)  # a forked child must not share the parent's connections
         # RQ raises the socket timeout of the client it is given to cover its blocking pop: give
         # it a client of its own, so the short timeout of the lease's client stays short.
         redis = get_redis(blocking=True)
-        worker = SimpleWorker([Queue(q, connection=redis) for q in queues], connection=redis)
+        worker = SimpleWorker([queue(q, redis) for q in queues], connection=redis, serializer=JSONSerializer,
+                              job_class=TaskJob)
         worker.work(logging_level="WARNING", with_scheduler=False)

@@ -6,7 +6,6 @@ import logging
 import os
 import queue
 import struct
-import subprocess
 import threading
 import time
 
@@ -17,6 +16,8 @@ from docker.types import LogConfig
 from flask import current_app
 
 from webapp.services.registry import registry_host  # noqa: F401  (re-exported for the runner)
+
+from . import egress
 
 LABEL_RUN = "workflows.run"
 LABEL_INSTANCE = "workflows.instance"
@@ -49,12 +50,37 @@ def always_pull(image: str) -> bool:
 
 
 def local_image(api: docker.APIClient, image: str) -> dict | None:
+    """The engine's image that `image` names by one of its tags or registry digests, else None.
+    The engine would also take a hex string as an id prefix (another team's private image), or
+    match a name loosely: an answer that does not carry the reference is not the image asked for."""
     try:
-        return api.inspect_image(image)
-    except ImageNotFound:
+        info = api.inspect_image(image)
+    except (ImageNotFound, NotFound):
         return None
-    except NotFound:
-        return None
+    return info if names_image(info, image) else None
+
+
+def names_image(info: dict, image: str) -> bool:
+    """Whether `image` is one of the image's tags (latest when none is given) or registry digests."""
+    repo, tag, digest = split_tag(image)
+    repo = familiar(repo)
+    if digest:
+        return any(familiar(name) == repo and found == digest
+                   for name, _, found in (d.partition("@") for d in info.get("RepoDigests") or []))
+    wanted = f"{repo}:{tag or 'latest'}"
+    return any(familiar(split_tag(t)[0]) + ":" + (split_tag(t)[1] or "latest") == wanted
+               for t in info.get("RepoTags") or [])
+
+
+def familiar(repo: str) -> str:
+    """A repository as the engine lists it: Docker Hub's host and `library/` left out."""
+    for hub in ("docker.io/", "index.docker.io/"):
+        if repo.startswith(hub):
+            repo = repo[len(hub):]
+            break
+    if repo.startswith("library/") and repo.count("/") == 1:
+        repo = repo[len("library/"):]
+    return repo
 
 
 class ImageCache:
@@ -190,8 +216,9 @@ log = logging.getLogger(__name__)
 
 
 def runs_network(api: docker.APIClient) -> str:
-    """Our bridge for run containers: no traffic between containers (enable_icc=false), and
-    (best effort, needs iptables) none from a container to this machine's own addresses."""
+    """Our bridge for run containers: no traffic between containers (enable_icc=false), none to
+    this machine or to private networks (jobs/egress.py; in production a host that cannot install
+    those rules starts no container)."""
     key = (api.base_url, os.getpid())
     if key in _networks:
         return RUNS_NETWORK
@@ -207,21 +234,12 @@ def runs_network(api: docker.APIClient) -> str:
             # Made by another slot meanwhile: Docker 20.10 answers a racing create of the same
             # name with 409, or with 500 "networks have same bridge name" (seen on a new engine).
             api.inspect_network(RUNS_NETWORK)  # NotFound: it was not a race
-    _block_host(RUNS_BRIDGE)
+    try:
+        egress.guard(RUNS_BRIDGE)
+    except egress.EgressUnguarded as e:
+        raise RunFailure(f"not started: this worker host cannot keep run containers from private networks ({e})") from None
     _networks.add(key)
     return RUNS_NETWORK
-
-
-def _block_host(bridge: str) -> None:
-    """Drop what run containers send to this machine itself (its services listening on any
-    address), not what they send through it to the outside."""
-    rule = ["INPUT", "-i", bridge, "-j", "REJECT"]
-    try:
-        if subprocess.run(["iptables", "-C", *rule], capture_output=True).returncode != 0:
-            subprocess.run(["iptables", "-I", *rule], capture_output=True, check=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        log.warning("could not stop run containers from reaching this machine (iptables: %s); "
-                    "see the README's security model", e)
 
 
 def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None, network: str = "bridge"):
@@ -341,7 +359,7 @@ def _remove_forever(removals: queue.Queue) -> None:
     while True:
         api, container_id = removals.get()
         try:
-            api.remove_container(container_id, force=True)
+            api.remove_container(container_id, force=True, v=True)  # its anonymous volumes too
         except NotFound:
             pass
         except Exception:

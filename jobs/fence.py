@@ -240,7 +240,7 @@ def _fence(host: str, containers: list[dict], age: float) -> None:
 def _stop_one(api, container: dict, grace: int) -> None:
     try:
         if container.get("State") == "created":
-            api.remove_container(container["Id"], force=True)
+            api.remove_container(container["Id"], force=True, v=True)
         else:
             if container.get("State") == "paused":
                 api.unpause(container["Id"])

@@ -179,10 +179,12 @@ def requeue_lost_queue_entries() -> int:
         where.append(Run.enqueued_at < db_now(-LOST_ENTRY_AFTER_SEC))
         pools = db.session.scalars(select(Run.worker_pool).where(*where).distinct()).all()
         empty = [p for p in pools if dispatch.queue(dispatch.pool_queue(p)).count == 0]
-        if not empty:
+        # a job past its ttl is gone from Redis whatever its queue holds
+        expired = Run.enqueued_at < db_now(-dispatch.JOB_TTL_SEC)
+        if not empty and db.session.scalar(select(Run.id).where(*where, expired).limit(1)) is None:
             db.session.commit()
             return 0
-        where.append(Run.worker_pool.in_(empty))
+        where.append(Run.worker_pool.in_(empty) | expired)
     marked = db.session.execute(update(Run).where(*where).values(enqueued_at=None)).rowcount
     db.session.commit()
     return marked

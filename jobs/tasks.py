@@ -4,6 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from flask import current_app, has_app_context
+from rq.job import Job
 
 _app = None
 
@@ -42,3 +43,26 @@ def deliver_notification(notification_id: int) -> None:
     with app_context():
         from .notify import deliver_notification as deliver
         deliver(notification_id)
+
+
+TASKS = frozenset({"jobs.tasks.execute_run", "jobs.tasks.resume_run", "jobs.tasks.deliver_notification"})
+
+
+class UnknownTask(Exception):
+    pass
+
+
+class TaskJob(Job):
+    """A job as our slots accept it: one of TASKS with its arguments, and nothing else a job may
+    carry (callbacks, webhooks); read with RQ's JSON serializer (no pickle). Whoever manages to
+    write into Redis cannot make a worker run any other code."""
+
+    def perform(self):
+        if self.func_name not in TASKS:
+            raise UnknownTask(f"refused: {str(self.func_name)[:200]!r} is not a task of this service")
+        return super().perform()
+
+    success_callback = failure_callback = stopped_callback = property(lambda self: None)
+
+    def send_webhooks(self, *args, **kwargs) -> None:
+        return None

@@ -62,15 +62,32 @@ docker_engine() {
   fi
 }
 
+redis_ping() {  # redis_ping PASSWORD ("" for none)
+  if [ -n "$1" ]; then REDISCLI_AUTH="$1" redis-cli -p 6379 ping 2>/dev/null | grep -q PONG
+  else redis-cli -p 6379 ping 2>/dev/null | grep -q PONG; fi
+}
+
 redis() {
-  local url="${REDIS_URL:-redis://127.0.0.1:6379/0}"
-  local port
-  port=$(python3 -c "import sys,urllib.parse as u; print(u.urlparse(sys.argv[1]).port or 6379)" "$url")
-  if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
-    quiet redis-server --daemonize yes --port "$port" --bind 127.0.0.1 --dir "$VAR" \
-      --save '' --appendonly no --logfile "$VAR/redis.log"
-    wait_for 20 redis-cli -p "$port" ping || die "redis-server did not start on port $port"
+  # The local Redis has a password, made once (var/redis.password, mode 600): run containers are
+  # kept from it by the egress rules, and nothing without the password gets in anyway. A REDIS_URL
+  # you give is used as it is (its Redis is yours to run).
+  if [ -n "${REDIS_URL:-}" ]; then return 0; fi
+  local pwfile="$VAR/redis.password"
+  if [ ! -s "$pwfile" ]; then
+    (umask 077; python3 -c "import secrets; print(secrets.token_urlsafe(32))" >"$pwfile")
   fi
+  chmod 600 "$pwfile"
+  local pw
+  pw=$(cat "$pwfile")
+  if redis_ping "$pw"; then return 0; fi
+  if redis_ping ""; then  # ours, started before it had a password
+    quiet redis-cli -p 6379 config set requirepass "$pw"
+    return 0
+  fi
+  if port_open 6379; then die "a Redis on 127.0.0.1:6379 refuses var/redis.password: stop it, or set REDIS_URL"; fi
+  quiet redis-server --daemonize yes --port 6379 --bind 127.0.0.1 --dir "$VAR" \
+    --save '' --appendonly no --logfile "$VAR/redis.log" --requirepass "$pw"
+  wait_for 20 redis_ping "$pw" || die "redis-server did not start on port 6379"
 }
 
 # A tiny image built from Debian's busybox-static: nothing can be pulled from the internet here.

@@ -18,6 +18,8 @@ import pytest
 
 from conftest import ROOT, TEST_IMAGE, TEST_PASS, wait_for
 
+from webapp.config import local_redis_password, local_redis_url
+
 REDIS_DB = 9
 
 
@@ -63,9 +65,10 @@ class MakeRun:
         self.base = f"http://127.0.0.1:{self.port}"
         self.mark = f"supervision-{uuid.uuid4().hex}"
         self.env = dict(os.environ, PORT=str(self.port), DATABASE_URL=f"sqlite:///{tmp}/db.sqlite",
-                        REDIS_URL=f"redis://127.0.0.1:6379/{REDIS_DB}", BASE_URL=self.base,
+                        REDIS_URL=local_redis_url(REDIS_DB), BASE_URL=self.base,
                         WORKER_SLOTS="2", NOTIFY_SLOTS="1", WORKFLOWS_TEST_MARK=self.mark)
-        subprocess.run(["redis-cli", "-n", str(REDIS_DB), "flushdb"], check=True, capture_output=True)
+        subprocess.run(["redis-cli", "-n", str(REDIS_DB), "flushdb"], check=True, capture_output=True,
+                       env=dict(os.environ, REDISCLI_AUTH=local_redis_password()))
         self.log = open(tmp / "make-run.log", "w")
         self.proc = subprocess.Popen(["make", "run"], cwd=ROOT, env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)

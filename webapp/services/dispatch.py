@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 
 from rq import Queue
+from rq.serializers import JSONSerializer
 
 from ..connections import get_redis
 
@@ -19,11 +20,16 @@ NOTIFY = "notify"
 # A run's job must outlive the run: pull time plus the container's own timeout, plus slack.
 PULL_ALLOWANCE_SEC = 900
 NOTIFY_JOB_TIMEOUT_SEC = 120
+# How long a job may wait in its queue before Redis forgets it (RQ's ttl): Redis holds nothing
+# for ever. A run still queued by then is handed over again by the sweep (jobs/sweeper.py).
+JOB_TTL_SEC = 2 * 86400
 CANCEL_PLAIN = "1"  # the cancel signal's value when the cancel has no reason to record
 
 
-def queue(name: str = RUNS) -> Queue:
-    return Queue(name, connection=get_redis())
+def queue(name: str = RUNS, connection=None) -> Queue:
+    """A queue of ours: jobs written with RQ's JSON serializer, never pickle (the slots read them
+    so, and accept only our tasks: jobs/tasks.py TaskJob)."""
+    return Queue(name, connection=connection if connection is not None else get_redis(), serializer=JSONSerializer)
 
 
 def cancel_key(public_id: str) -> str:
@@ -34,7 +40,7 @@ def _run_job(run_public_id: str, timeout_sec: int):
     return Queue.prepare_data(
         "jobs.tasks.execute_run", (run_public_id,),
         job_id=f"run-{run_public_id}-{secrets.token_hex(4)}",
-        timeout=timeout_sec + PULL_ALLOWANCE_SEC,
+        timeout=timeout_sec + PULL_ALLOWANCE_SEC, ttl=JOB_TTL_SEC,
         result_ttl=300, failure_ttl=86400,
         description=f"run {run_public_id}",
     )
@@ -52,7 +58,7 @@ def enqueue_runs(runs: list[tuple[str, int, str]]) -> None:
     connection = get_redis()
     with connection.pipeline() as pipe:
         for pool in sorted({pool for _, _, pool in runs}):
-            Queue(pool_queue(pool), connection=connection).enqueue_many(
+            queue(pool_queue(pool), connection).enqueue_many(
                 [_run_job(public_id, timeout) for public_id, timeout, p in runs if p == pool], pipeline=pipe)
         pipe.execute()
 
@@ -67,7 +73,7 @@ def enqueue_resume(run_public_id: str, timeout_sec: int, host: str | None) -> No
     recorded: on any worker); ahead of fresh runs, since its container may be running."""
     queue(host_queue(host) if host else RUNS).enqueue(
         "jobs.tasks.resume_run", run_public_id, job_timeout=timeout_sec + PULL_ALLOWANCE_SEC,
-        result_ttl=300, at_front=True, description=f"resume {run_public_id}")
+        result_ttl=300, ttl=JOB_TTL_SEC, at_front=True, description=f"resume {run_public_id}")
 
 
 def enqueue_notifications(ids: list[int]) -> None:
@@ -77,7 +83,7 @@ def enqueue_notifications(ids: list[int]) -> None:
     q = queue(NOTIFY)
     with q.connection.pipeline() as pipe:
         q.enqueue_many([Queue.prepare_data("jobs.tasks.deliver_notification", (i,),
-                                           timeout=NOTIFY_JOB_TIMEOUT_SEC, result_ttl=300,
+                                           timeout=NOTIFY_JOB_TIMEOUT_SEC, result_ttl=300, ttl=JOB_TTL_SEC,
                                            job_id=f"notify-{i}-{secrets.token_hex(4)}") for i in ids],
                        pipeline=pipe)
         pipe.execute()
