@@ -49,6 +49,10 @@ def workflow_message(event: Event) -> Message:
         detail = (f"no run has succeeded within {wf.expect_success_within_sec} s "
                   f"(expectSuccessWithinSec); last success: {last}")
         status = "silent"
+    elif wf.queue_full_at is not None:
+        detail = ("fires are skipped: the team's queue is full (its limit queuedRuns); "
+                  "they resume once its queued runs start")
+        status = "missed"
     else:
         detail = "the scheduler was not running at the scheduled time, and the fire was too old to run late"
         status = "missed"

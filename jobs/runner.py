@@ -31,7 +31,7 @@ from webapp.extensions import db
 from webapp.livelog import last_published_seq, lease_key
 from webapp.models import Run, RunLogBlock, Team
 from webapp.models.base import utcnow
-from webapp.services import lifecycle
+from webapp.services import lifecycle, pools
 from webapp.services.dispatch import CANCEL_PLAIN, cancel_key
 from webapp.services.errors import LeaseLost
 from webapp.services.registry import auth_for_image
@@ -199,6 +199,7 @@ class Execution:
         self.executor: DockerExecutor | None = None
         self.container_id: str | None = run.container_id
         self.digest: str | None = None
+        self.image_id: str | None = None  # the image checked by _prepare_image: the one created
         self.finished = False
         self.stream = None
         # Bytes the reader has taken from the engine, stored or skipped: what "progress" means to
@@ -261,6 +262,8 @@ class Execution:
         self.executor = DockerExecutor(self.api)
 
     def _fresh(self) -> None:
+        if not pools.may_use(self.run.team_id, self.run.worker_pool):  # granted when made; maybe not now
+            raise engine.RunFailure(f"not started: the worker pool {self.run.worker_pool} is not this team's")
         self._connect()
         with self.executor.exit_watch(self.run.public_id) as watch:  # subscribes while we pull and create
             self._prepare_image()
@@ -360,6 +363,7 @@ class Execution:
         elif engine.from_registry(local, image):
             self._require_access(image, auth, local)
         self.digest = engine.digest_of(local, image)
+        self.image_id = local["Id"]
 
     def _access_key(self, project_id: int, image: str, local: dict) -> str:
         return f"workflows:image-access:{project_id}:{local['Id']}:{image}"
@@ -399,7 +403,7 @@ class Execution:
                                 "the copy on the engine is not used without the registry's yes")
 
     def _create(self) -> None:
-        self.container_id = self.executor.submit(self.run)
+        self.container_id = self.executor.submit(self.run, image_id=self.image_id)
         self._stored(lambda: lifecycle.owned_update(self.run, self.token, container_id=self.container_id))
 
     def _until_due(self) -> str | None:

@@ -23,7 +23,7 @@ from webapp import faults, metrics
 from webapp.extensions import db
 from webapp.models import Run, Workflow
 from webapp.models.base import utcnow
-from webapp.services import cron
+from webapp.services import cron, quotas
 from webapp.services.lifecycle import emit
 from webapp.services.runs import cancel_in_transaction, count_terminal, fire, hand_over_many, handle
 
@@ -78,6 +78,22 @@ def _missed(wf: Workflow, missed: int, notes: list) -> None:
         notes.append(("missed", missed, emit(wf.team_id, wf.id, None, "workflow.missed")))
 
 
+def _queue_full(wf: Workflow, room: dict[int, int], notes: list) -> bool:
+    """Whether the fire is skipped because the team's queue is full (its queuedRuns limit; one
+    team's flood must not fill what all share). The first skip of a stretch emits workflow.missed,
+    the rest are counted; a fire that fits ends the stretch. `room` is spent as runs are made."""
+    table = Workflow.__table__
+    if room.get(wf.team_id, 1) > 0:
+        room[wf.team_id] = room.get(wf.team_id, 1) - 1
+        if wf.queue_full_at is not None:
+            db.session.execute(update(table).where(table.c.id == wf.id).values(queue_full_at=None))
+        return False
+    started = db.session.execute(update(table).where(table.c.id == wf.id, table.c.queue_full_at.is_(None))
+                                 .values(queue_full_at=utcnow())).rowcount
+    notes.append(("queue_full", 1, emit(wf.team_id, wf.id, None, "workflow.missed") if started else lambda: None))
+    return True
+
+
 def _after_commit(notes: list) -> None:
     for reason, n, hand_over in notes:
         metrics.count("fires_skipped", reason, n)
@@ -102,12 +118,13 @@ def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
     time, where such an instant is passed over alone (see _fire_one)."""
     plans = [(wf, *_instants(wf, _fire_at(wf, now))) for wf in workflows]
     runs, notes = [], []
+    room = quotas.queue_room({wf.team_id for wf in workflows})
     with db.session.no_autoflush:
         for wf, instant, following, missed in plans:
             if not _claim(wf, following):
                 continue
             _missed(wf, missed, notes)
-            if instant is not None:
+            if instant is not None and not _queue_full(wf, room, notes):
                 runs.append(fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant,
                                  due_at=max(now, instant), commit=False))
     try:
@@ -147,7 +164,7 @@ def _fire_one(wf: Workflow, now: datetime) -> tuple | None:
     notes: list = []
     _missed(wf, missed, notes)
     run, signals = None, []
-    if instant is not None:
+    if instant is not None and not _queue_full(wf, quotas.queue_room({wf.team_id}), notes):
         try:
             with db.session.begin_nested():
                 run, signals = _fire_with_policy(wf, instant, now)

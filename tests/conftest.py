@@ -19,19 +19,24 @@ TEST_IMAGE = "workflows.local/busybox:1"
 # and database; names shared on the engine and the registry carry the pass.
 TEST_PASS = "postgres" if os.environ.get("TEST_DATABASE_URL", "sqlite").startswith("postgres") else "sqlite"
 
+sys.path.insert(0, str(ROOT))
+from webapp.config import local_redis_url  # noqa: E402
+
 _db = os.environ.get("TEST_DATABASE_URL", "sqlite")
 if _db == "sqlite":
     _db = f"sqlite:///{tempfile.mkdtemp(prefix='workflows-test-')}/test.sqlite"
 os.environ.update(
     DATABASE_URL=_db,
-    REDIS_URL=os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{15 if TEST_PASS == 'sqlite' else 14}"),
+    REDIS_URL=os.environ.get("TEST_REDIS_URL") or local_redis_url(15 if TEST_PASS == "sqlite" else 14),
     SECRET_KEY="test-secret-key-0123456789abcdef",
     BASE_URL="http://127.0.0.1:5999",
     WORKER_SLOTS="2",
     NOTIFY_SLOTS="1",  # the notification tests that need more ask for them
     LOG_LEVEL="WARNING",
+    # Every test worker of both passes installs the same egress rules (they are the machine's):
+    # this range is the one opened on purpose (tests/test_isolation.py reaches into it).
+    RUNS_EGRESS_ALLOW="10.214.9.0/24",
 )
-sys.path.insert(0, str(ROOT))
 
 from webapp import create_app  # noqa: E402
 from webapp.connections import get_docker, get_redis  # noqa: E402
@@ -136,6 +141,12 @@ def wf_body(member: Member, **over) -> dict:
             "command": ["sh", "-c", "echo hi"], "timeoutSec": 60}
     body.update(over)
     return body
+
+
+def grant_pool(app, member: Member, pool: str) -> None:
+    """An operator sets `pool` aside for the member's team (pools other than default are granted)."""
+    result = app.test_cli_runner().invoke(args=["pools", "allow", pool, "--team", str(member.team_id)])
+    assert result.exit_code == 0, result.output
 
 
 def create_wf(client, member: Member, **over) -> dict:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import pytest
 
-from conftest import ROOT, TEST_PASS, create_wf, wait_for, wait_status
+from conftest import ROOT, TEST_PASS, create_wf, grant_pool, wait_for, wait_status
 from engine_events import intervals
 from partition import Partition
 from runs_api import base, fire, get, lines, retried_elsewhere, trigger
@@ -24,6 +24,12 @@ pytestmark = pytest.mark.skipif(
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
 LOST = {"HOST_LOST_SEC": "10"}  # hosts fence at 5 s, with a 2 s grace
+
+
+@pytest.fixture(autouse=True)
+def _pool_granted(app, alice):
+    """Pool 'b' is set aside for alice's team (only default is everyone's)."""
+    grant_pool(app, alice, "b")
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,14 @@ an engine. Two worker hosts here share one engine under two WORKER_HOST names; t
 second real engine are in test_two_engines.py."""
 from __future__ import annotations
 
+import pytest
+
 import os
 import signal
 import subprocess
 import time
 
-from conftest import ROOT, create_wf, wait_for, wait_status
+from conftest import ROOT, create_wf, grant_pool, wait_for, wait_status
 from runs_api import base, containers, fire, get, lines
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
@@ -17,6 +19,12 @@ HOST_A = {**FAST, "WORKER_HOST": "host-a"}
 HOST_B = {**FAST, "WORKER_HOST": "host-b"}
 COUNT_TO_12 = "for i in $(seq 1 12); do echo line-$i; sleep 0.5; done; exit 4"
 EXPECTED = [f"line-{i}" for i in range(1, 13)]
+
+
+@pytest.fixture(autouse=True)
+def _pool_granted(app, alice):
+    """Pool 'gpu' is set aside for alice's team (only default is everyone's)."""
+    grant_pool(app, alice, "gpu")
 
 
 def test_a_run_records_its_host_and_is_reattached_there_by_a_scheduler_without_an_engine(
@@ -106,7 +114,7 @@ def test_a_host_stopped_cleanly_and_back_within_host_lost_sec_reattaches_its_run
     assert lines(client, alice, run["id"]) == EXPECTED
 
 
-def test_a_pool_runs_only_on_its_workers_and_a_pool_without_one_says_so(client, alice, bob, procs, docker_api):
+def test_a_pool_runs_only_on_its_workers_and_a_pool_without_one_says_so(client, alice, charlie, procs, docker_api):
     procs.scheduler(env=FAST)
     procs.worker(1, env=HOST_A)  # the default pool only
     wf = create_wf(client, alice, command=["sh", "-c", "echo on gpu"], workerPool="gpu")
@@ -125,12 +133,16 @@ def test_a_pool_runs_only_on_its_workers_and_a_pool_without_one_says_so(client, 
     other = client.post(f"{base(alice)}/{default['id']}/trigger", headers=alice.h()).get_json()
     assert wait_status(client, alice, other["id"], timeout=30)["workerHost"] == "host-a"
 
-    client.post("/login", data={"email": bob.email, "password": bob.password})  # another team's member
+    client.post("/login", data={"email": charlie.email, "password": charlie.password})  # another team's member
     page = client.get("/workers")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert 'data-host="host-a"' in html and 'data-host="host-b"' in html and "<code>gpu</code>" in html
+    # the default pool's host is everyone's; host-b serves only gpu, set aside for alice's team
+    assert 'data-host="host-a"' in html and 'data-host="host-b"' not in html and "<code>gpu</code>" not in html
     assert run["id"] not in html and other["id"] not in html  # hosts are shared, runs are not
+    client.post("/login", data={"email": alice.email, "password": alice.password})
+    html = client.get("/workers").get_data(as_text=True)
+    assert 'data-host="host-b"' in html and "<code>gpu</code>" in html
 
 
 def test_a_worker_refuses_a_pool_name_it_could_not_serve(procs):

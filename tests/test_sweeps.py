@@ -3,11 +3,19 @@
 another team's runs or notifications from a pass."""
 from __future__ import annotations
 
+import pytest
+
 from datetime import timedelta
 
 from sqlalchemy import insert, select
 
-from conftest import create_wf
+from conftest import create_wf, grant_pool
+
+
+@pytest.fixture(autouse=True)
+def _pool_granted(app, alice):
+    """Pool 'gpu' is set aside for alice's team (only default is everyone's)."""
+    grant_pool(app, alice, "gpu")
 
 
 def _wf(app, client, member, **fields):

@@ -3,11 +3,13 @@
 nowhere): what issue "workers on many hosts" promises, against the engines themselves."""
 from __future__ import annotations
 
+import pytest
+
 import signal
 import time
 
 
-from conftest import create_wf, wait_for, wait_status
+from conftest import create_wf, grant_pool, wait_for, wait_status
 from runs_api import base, get, lines, retried_elsewhere, trigger
 from runs_api import containers as on
 from engine_events import intervals
@@ -15,6 +17,12 @@ from engine_events import intervals
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
 COUNT_TO_12 = "for i in $(seq 1 12); do echo line-$i; sleep 0.5; done; exit 4"
 EXPECTED = [f"line-{i}" for i in range(1, 13)]
+
+
+@pytest.fixture(autouse=True)
+def _pool_granted(app, alice):
+    """Pool 'b' is set aside for alice's team (only default is everyone's)."""
+    grant_pool(app, alice, "b")
 
 
 def no_engine(tmp_path) -> dict:

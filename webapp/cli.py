@@ -102,6 +102,82 @@ def register(app: Flask) -> None:
 def register_all(app: Flask) -> None:
     register(app)
     register_hosts(app)
+    register_teams(app)
+    register_pools(app)
+
+
+def register_teams(app: Flask) -> None:
+    @app.cli.group("teams")
+    def teams():
+        """Teams, as an operator sees them."""
+
+    @teams.command("limits")
+    @click.argument("team")
+    @click.option("--set", "values", multiple=True, metavar="NAME=N",
+                  help="override a limit for this team (repeatable); NAME=default goes back to the default")
+    def limits(team: str, values: tuple[str, ...]):
+        """Show (and with --set, change) the quotas of TEAM (its id or name), as JSON: workflows,
+        minScheduleIntervalSec, queuedRuns, envBytes (README, "Quotas")."""
+        from .services import quotas
+        found = _team(team)
+        changes = {}
+        for item in values:
+            name, _, value = item.partition("=")
+            if value == "default":
+                changes[name] = None
+            elif value.isdigit():
+                changes[name] = int(value)
+            else:
+                _fail(f"--set {item}: NAME=N (a whole number) or NAME=default")
+        now = _or_exit(lambda: quotas.set_limits(found, changes)) if changes else quotas.limits_for(found.id)
+        click.echo(json.dumps({"team": found.id, "name": found.name, "limits": now,
+                               "overridden": sorted((found.limits or {}).keys())}))
+
+
+def register_pools(app: Flask) -> None:
+    @app.cli.group("pools")
+    def pools_group():
+        """Worker pools set aside for teams (default is everyone's)."""
+
+    @pools_group.command("allow")
+    @click.argument("pool")
+    @click.option("--team", "team", required=True, help="the team's id or name")
+    def allow(pool: str, team: str):
+        """Let TEAM's workflows run in POOL."""
+        from .schemas import valid_pool
+        from .services import pools
+        if not valid_pool(pool):
+            _fail(f"{pool!r}: lowercase letters, digits, - and _, at most 40")
+        found = _team(team)
+        pools.allow(pool, found)
+        click.echo(json.dumps({"pool": pool, "team": found.id, "allowed": True}))
+
+    @pools_group.command("deny")
+    @click.argument("pool")
+    @click.option("--team", "team", required=True, help="the team's id or name")
+    def deny(pool: str, team: str):
+        """Take POOL back from TEAM: its runs there fail when a worker takes them."""
+        from .services import pools
+        found = _team(team)
+        pools.deny(pool, found)
+        click.echo(json.dumps({"pool": pool, "team": found.id, "allowed": False}))
+
+    @pools_group.command("list")
+    def list_grants():
+        """Every grant, as JSON lines."""
+        from .services import pools
+        for pool, team_id, name in pools.grants():
+            click.echo(json.dumps({"pool": pool, "team": team_id, "name": name}))
+
+
+def _team(ref: str):
+    from .extensions import db
+    from .models import Team
+    team = db.session.get(Team, int(ref)) if ref.isdigit() else None
+    team = team or db.session.query(Team).filter_by(name=ref).first()
+    if team is None:
+        _fail(f"no team {ref!r}")
+    return team
 
 
 def register_hosts(app: Flask) -> None:

@@ -1,6 +1,7 @@
 """One Config, read from the environment with strict parsing."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import time
@@ -67,6 +68,45 @@ def _engine_options(url: str) -> dict:
         "keepalives_count": 3, "tcp_user_timeout": 10000, "options": server_side}}
 
 
+def local_redis_password() -> str:
+    """The password scripts/setup.sh made once for the Redis it starts on this machine ("" if none)."""
+    try:
+        return (ROOT / "var" / "redis.password").read_text().strip()
+    except OSError:
+        return ""
+
+
+def local_redis_url(db: int) -> str:
+    """That Redis, with its password."""
+    password = local_redis_password()
+    return f"redis://:{password}@127.0.0.1:6379/{db}" if password else f"redis://127.0.0.1:6379/{db}"
+
+
+def _egress() -> dict:
+    """What run containers may reach beyond the internet (jobs/egress.py)."""
+    allow = os.environ.get("RUNS_EGRESS_ALLOW", "").strip()
+    for cidr in filter(None, (c.strip() for c in allow.split(","))):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigError(f"RUNS_EGRESS_ALLOW: {cidr!r} is not an address or CIDR") from None
+    rules = os.environ.get("RUNS_EGRESS_RULES", "local").strip() or "local"
+    if rules not in ("local", "external"):
+        raise ConfigError("RUNS_EGRESS_RULES is local (the worker installs them) or external (installed by you)")
+    return {"RUNS_EGRESS_ALLOW": allow, "RUNS_EGRESS_RULES": rules}
+
+
+def _quotas() -> dict:
+    """Each team's quota defaults (an operator overrides them per team: flask teams limits)."""
+    return {
+        "TEAM_MAX_WORKFLOWS": _int("TEAM_MAX_WORKFLOWS", 500, 0, 1_000_000),
+        # 1 keeps the contract's 6-field (every-second) schedules; an operator may raise it
+        "MIN_SCHEDULE_INTERVAL_SEC": _int("MIN_SCHEDULE_INTERVAL_SEC", 1, 1, 86400),
+        "TEAM_MAX_QUEUED": _int("TEAM_MAX_QUEUED", 1000, 0, 1_000_000),
+        "WORKFLOW_MAX_ENV_BYTES": _int("WORKFLOW_MAX_ENV_BYTES", 64 * 1024, 0, 16 * 1024 * 1024),
+    }
+
+
 def _fleet(lost_sec: int) -> dict:
     """What a fleet of worker hosts needs to stay exactly once (README, "Durability")."""
     return {
@@ -123,6 +163,8 @@ def from_env() -> dict:
     secret = os.environ.get("SECRET_KEY")
     if env == "production" and (not secret or secret == DEV_SECRET or len(secret) < 16):
         raise ConfigError("SECRET_KEY must be set to a real secret (16+ chars) in production")
+    if env == "production" and len(os.environ.get("METRICS_TOKEN", "")) < 16:
+        raise ConfigError("METRICS_TOKEN must be set (16+ chars) in production: /metrics names every team and workflow")
     secret = secret or _local_secret()
     port = _int("PORT", 5000, 1, 65535)
     lost_sec = _int("HOST_LOST_SEC", 60, 4, 86400)
@@ -131,12 +173,14 @@ def from_env() -> dict:
         "SECRET_KEY": secret,
         "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL")
         or f"sqlite:///{ROOT / 'var' / 'workflows.sqlite'}",
-        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "REDIS_URL": os.environ.get("REDIS_URL") or local_redis_url(0),
         "BASE_URL": os.environ.get("BASE_URL", f"http://127.0.0.1:{port}").rstrip("/"),
         "DOCKER_HOST": os.environ.get("DOCKER_HOST") or None,
         "WORKER_SLOTS": _int("WORKER_SLOTS", 4, 1, 256),
         # Runs of one team running at once, over every worker: the rest wait in the queue.
         "TEAM_MAX_RUNNING": _int("TEAM_MAX_RUNNING", 8, 1, 10000),
+        **_quotas(),
+        **_egress(),
         "LOG_CAP_BYTES": _int("LOG_CAP_BYTES", 10 * 1024 * 1024, 2 * 1024 * 1024),
         "LOG_TAIL_BYTES": 1024 * 1024,
         "LOG_CAP_LINES": _int("LOG_CAP_LINES", 200_000, 1000),

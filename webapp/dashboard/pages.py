@@ -261,9 +261,9 @@ def _run_for_member(run_id: str) -> Run:
 @bp.get("/workers")
 @login_required
 def workers():
-    """The worker hosts of this installation: shared by every team, so each sees the hosts, their
-    pools and slot counts, and only its own runs among those in flight."""
-    return render_template("dashboard/workers.html", hosts=hosts.host_views(set(current_user.team_ids)),
+    """The worker hosts the viewer's teams may use (hosts of other teams' pools are not shown),
+    their pools and slot counts, and only the viewer's own runs among those in flight."""
+    return render_template("dashboard/workers.html", hosts=hosts.views_for(set(current_user.team_ids)),
                            lost_after=current_app.config["HOST_LOST_SEC"])
 
 
@@ -272,7 +272,7 @@ def workers():
 def forget_host(host: str):
     """A lost host whose runs in flight are all the viewer's teams' may be forgotten from here;
     any other lost host only by an operator (`flask hosts forget`)."""
-    view = next((v for v in hosts.host_views(set(current_user.team_ids)) if v.host == host), None)
+    view = next((v for v in hosts.views_for(set(current_user.team_ids)) if v.host == host), None)
     if view is None:
         abort(404)
     if not view.forgettable:

@@ -11,6 +11,7 @@ from ..schemas import ChannelCreate, EnvironmentCreate, ProjectCreate, RegistryC
 from ..services import channels as channel_service
 from ..services import keys as key_service
 from ..services import projects as project_service
+from ..services import quotas
 from ..services import registry as registry_service
 from ..services.access import require_team, require_write
 from ..services.budget import RateLimited
@@ -41,8 +42,8 @@ def project_settings(team_id: int, project_id: int):
         except (SchemaError, ServiceError) as e:
             message = (e.fields or {}).get("name") or e.message
             errors = {f"{form}_name": message}
-    return render_template("dashboard/project.html", project=project, errors=errors, values=values), \
-        400 if errors else 200
+    return render_template("dashboard/project.html", project=project, errors=errors, values=values,
+                           limits=quotas.usage(team_id)), 400 if errors else 200
 
 
 @bp.route("/teams/<int:team_id>/projects/<int:project_id>/registry-credentials", methods=["GET", "POST"])

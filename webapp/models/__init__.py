@@ -1,5 +1,5 @@
 """All models, importable from one place."""
-from .hosts import WorkerProcess
+from .hosts import PoolGrant, WorkerProcess
 from .notifications import EVENTS, Event, Notification, NotificationChannel, NotificationDelivery
 from .registry import RegistryCredential
 from .tenancy import ApiKey, Environment, Membership, Project, Team, User
@@ -7,6 +7,6 @@ from .workflows import STATUSES, TERMINAL, TRIGGERS, Run, RunCount, RunLogBlock,
 
 __all__ = [
     "ApiKey", "Environment", "Event", "EVENTS", "Membership", "Notification", "NotificationChannel",
-    "NotificationDelivery", "Project", "RegistryCredential", "Run", "RunCount", "RunLogBlock", "STATUSES",
+    "NotificationDelivery", "PoolGrant", "Project", "RegistryCredential", "Run", "RunCount", "RunLogBlock", "STATUSES",
     "Team", "TERMINAL", "TRIGGERS", "User", "Workflow", "WorkerProcess",
 ]

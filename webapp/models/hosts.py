@@ -27,3 +27,12 @@ class WorkerProcess(db.Model):
     @property
     def pool_list(self) -> list[str]:
         return [p for p in self.pools.split(",") if p]
+
+
+class PoolGrant(db.Model):
+    """A worker pool set aside for a team: only teams granted a pool may run in it (`default` is
+    everyone's). An operator grants it: flask pools allow POOL --team TEAM."""
+    __tablename__ = "pool_grants"
+    pool = db.Column(db.String(40), primary_key=True)
+    team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)

@@ -5,7 +5,7 @@ from flask_login import UserMixin
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
-from .base import utcnow
+from .base import JSON, utcnow
 
 
 class Team(db.Model):
@@ -13,6 +13,8 @@ class Team(db.Model):
     id = db.Column(db.Integer, primary_key=True)
     name = db.Column(db.String(100), nullable=False, unique=True)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    # An operator's overrides of the quota defaults, by limit name (services/quotas.py); null: none.
+    limits = db.Column(JSON, nullable=True)
 
     projects = db.relationship("Project", back_populates="team", order_by="Project.id")
 

@@ -52,6 +52,9 @@ class Workflow(db.Model):
     updated_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     # Deleted workflows keep their rows so that run history and in-flight runs stay whole.
     deleted_at = db.Column(db.DateTime, nullable=True)
+    # Since when its schedule's fires are skipped because the team's queue is full (one
+    # workflow.missed for the stretch); cleared by its next fire.
+    queue_full_at = db.Column(db.DateTime, nullable=True)
 
     project = db.relationship("Project")
     environment = db.relationship("Environment")
@@ -118,6 +121,7 @@ class Run(db.Model):
         db.Index("ix_runs_workflow_newest", "workflow_id", "id"),  # scanned backwards: newest first
         db.UniqueConstraint("workflow_id", "scheduled_for", name="uq_runs_workflow_scheduled_for"),
         db.Index("ix_runs_status_due", "status", "due_at"),
+        db.Index("ix_runs_team_status", "team_id", "status"),  # a team's queue, counted for its quota
         # the health view reads the last week's finished runs of each workflow
         db.Index("ix_runs_workflow_finished", "workflow_id", "finished_at"),
     )

@@ -16,6 +16,7 @@ from ..models import Run, WorkerProcess
 from ..models.base import utcnow
 from ..models.clock import db_now
 from .errors import Conflict, NotFound
+from . import pools
 
 BEAT_EVERY_SEC = 1.0
 ALIVE_SEC = 5.0  # a host that beat within this is there: its host-bound work is handed to it
@@ -180,6 +181,13 @@ def host_views(team_ids: set[int]) -> list[HostView]:
                 Run.status == "running", Run.worker_host == host, Run.team_id.in_(team_ids or {-1})))))
     order = {ALIVE: 0, AWAY: 1, LOST: 2}
     return sorted(views, key=lambda v: (order[v.state], v.host))
+
+
+def views_for(team_ids: set[int]) -> list[HostView]:
+    """The hosts a member of `team_ids` sees: those serving a pool their teams may use (default, or
+    granted), and any running one of their runs. Other teams' set-aside hosts are not shown."""
+    usable = pools.usable(team_ids)
+    return [v for v in host_views(team_ids) if usable & set(v.pools) or v.own_running]
 
 
 FORGOTTEN = "worker host lost (forgotten by an operator)"

@@ -17,7 +17,7 @@ from ..extensions import db
 from ..models import STATUSES, TERMINAL, TRIGGERS, Run, RunCount, RunLogBlock, Workflow
 from ..models.base import new_public_id, utcnow
 from ..models.clock import db_now
-from . import budget, dispatch
+from . import budget, dispatch, quotas
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
 from .workflows import get_project, get_workflow, visible
@@ -75,8 +75,11 @@ def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: di
     """A manual fire, from the API or the dashboard: spends the team's trigger budget once the
     call is known to be allowed (refusals cost nothing)."""
     wf = get_workflow(principal, team_id, public_id, write=True)
+    merged = {**(wf.env or {}), **env}
+    quotas.check_run_env(team_id, merged)
+    quotas.check_queue(team_id)
     budget.spend_trigger(team_id)
-    return fire(wf, "manual", {**(wf.env or {}), **env})
+    return fire(wf, "manual", merged)
 
 
 def get_run(principal: Principal, team_id: int, public_id: str) -> Run:
@@ -97,6 +100,7 @@ def retry_run(principal: Principal, team_id: int, public_id: str) -> Run:
         raise Conflict(f"the run is {run.status}; only a finished run can be retried")
     if run.workflow.deleted_at is not None:
         raise Conflict("the workflow was deleted")
+    quotas.check_queue(team_id)
     budget.spend_trigger(team_id)
     return fire(run.workflow, "retry", dict(run.env), retry_of=run)
 

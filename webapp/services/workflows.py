@@ -10,7 +10,7 @@ from ..extensions import db
 from ..models import Environment, Project, Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..schemas import WorkflowCreate, WorkflowUpdate
-from . import cron
+from . import cron, pools, quotas
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Invalid, NotFound
 
@@ -141,6 +141,8 @@ def create_workflow(principal: Principal, team_id: int, project_id: int, body: W
                           {"environmentId": "not an environment of this project"})
     require_environment_access(principal, environment.is_production)
     check_limits(body)
+    quotas.check_workflow(team_id, creating=True, env=body.env, schedule=body.schedule, timezone=body.timezone)
+    pools.check(team_id, body.workerPool)
     now = utcnow()
     wf = Workflow(public_id=new_public_id("wf_"), team_id=team_id, project_id=project.id,
                   environment_id=environment.id, created_at=now, updated_at=now)
@@ -157,6 +159,13 @@ def create_workflow(principal: Principal, team_id: int, project_id: int, body: W
 def update_workflow(principal: Principal, team_id: int, public_id: str, body: WorkflowUpdate) -> Workflow:
     wf = get_workflow(principal, team_id, public_id, write=True)
     check_limits(body)
+    given = body.model_fields_set
+    quotas.check_workflow(team_id, creating=False, env=body.env if "env" in given else None,
+                          schedule=(body.schedule if "schedule" in given else wf.schedule)
+                          if given & {"schedule", "timezone"} else None,
+                          timezone=body.timezone if "timezone" in given else wf.timezone)
+    if "workerPool" in given:
+        pools.check(team_id, body.workerPool)
     before = wf.expect_success_within_sec
     for api_name in body.model_fields_set:
         setattr(wf, FIELDS[api_name], getattr(body, api_name))

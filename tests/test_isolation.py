@@ -1,0 +1,283 @@
+"""Strangers on a shared fleet, tried as an attacker would: another team's private image named by
+its id, quotas that keep one team from filling what all share. Real engine, registry, processes."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import func, select, update
+
+from conftest import ROOT, TEST_IMAGE, TEST_PASS, create_wf, grant_pool, wait_for, wait_status, wf_body
+from private_net import BANNER, PrivateNet
+from private_net import PORT as NET_PORT
+from test_dashboard import browser, login, page, server  # noqa: F401  (fixtures)
+from test_registry import AUTH, REGISTRY, private_image  # noqa: F401  (fixture)
+
+from webapp.extensions import db
+from webapp.models import Event, Workflow
+
+
+def base(m):
+    return f"/api/workflows/{m.team_id}/workflows"
+
+
+def _on_the_engine(client, m, image: str) -> None:
+    """`m` pulls its private image with its own credentials: the image is now on the engine."""
+    url = f"/api/projects/{m.team_id}/{m.project_id}/registry-credentials"
+    assert client.post(url, json={"registry": REGISTRY, **AUTH}, headers=m.h()).status_code == 201
+    wf = create_wf(client, m, image=image, command=["sh", "-c", "echo mine"])
+    run = client.post(f"{base(m)}/{wf['id']}/trigger", headers=m.h()).get_json()
+    assert wait_status(client, m, run["id"], timeout=60)["status"] == "succeeded"
+
+
+# -- 1. images: a local image is used only by one of its own names -------------------------------
+def test_an_image_id_or_a_prefix_of_one_is_refused_as_a_reference(client, alice, charlie, private_image,  # noqa: F811
+                                                                    docker_api, procs):
+    procs.worker(1)
+    _on_the_engine(client, alice, private_image)
+    image_id = docker_api.inspect_image(private_image)["Id"]
+    for ref in (image_id[7:19], image_id[7:], image_id, image_id.upper()):
+        r = client.post(f"/api/projects/{charlie.team_id}/{charlie.project_id}/workflows", headers=charlie.h(),
+                        json={"projectId": charlie.project_id, "name": "steal", "image": ref,
+                              "command": ["cat", "/bin/busybox"]})
+        assert r.status_code == 400, (ref, r.get_json())
+        assert "image" in str(r.get_json()) and "image id" in str(r.get_json())
+
+
+def test_a_stored_workflow_naming_an_image_by_id_never_runs_that_image(app, client, alice, charlie,  # noqa: F811
+                                                                       private_image, docker_api, procs):
+    """A row written before the rule (or by any other path) is checked again where it runs: the
+    engine's answer must carry the reference among the image's tags or registry digests."""
+    procs.worker(1)
+    _on_the_engine(client, alice, private_image)
+    prefix = docker_api.inspect_image(private_image)["Id"][7:19]
+    wf = create_wf(client, charlie, command=["sh", "-c", "echo stolen; cat /etc/hostname"])
+    with app.app_context():
+        db.session.execute(update(Workflow).where(Workflow.public_id == wf["id"]).values(image=prefix))
+        db.session.commit()
+    run = client.post(f"{base(charlie)}/{wf['id']}/trigger", headers=charlie.h()).get_json()
+    done = wait_status(client, charlie, run["id"], timeout=60)
+    assert done["status"] == "failed" and done["startedAt"] is None, done
+    assert f"could not pull the image {prefix}" in done["error"]
+    lines = client.get(f"{base(charlie)}/runs/{run['id']}/logs", headers=charlie.h()).get_json()["lines"]
+    assert "stolen" not in [line["text"] for line in lines]
+
+
+# -- 3. quotas: no team fills what all share ----------------------------------------------------
+def _limits(app, m, **values) -> dict:
+    """An operator's `flask teams limits TEAM --set NAME=N …`, through the real CLI."""
+    args = ["teams", "limits", str(m.team_id)] + [a for k, v in values.items() for a in ("--set", f"{k}={v}")]
+    result = app.test_cli_runner().invoke(args=args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)["limits"]
+
+
+def _create(client, m, **over):
+    return client.post(f"/api/projects/{m.team_id}/{m.project_id}/workflows", headers=m.h(),
+                       json=wf_body(m, **over))
+
+
+def test_a_team_gets_500_workflows_by_default_and_an_operator_sets_another_number(app, client, alice, charlie):
+    assert _limits(app, alice)["workflows"] == 500
+    for i in range(500):
+        assert _create(client, alice, name=f"flood-{i}", schedule="* * * * * *").status_code == 201
+    r = _create(client, alice, name="one-too-many")
+    assert r.status_code == 429, r.get_json()
+    error = r.get_json()["error"]
+    assert error["code"] == "quota_exceeded" and "workflows" in error["message"] and "500" in error["message"]
+    assert _create(client, charlie, name="another-team").status_code == 201  # a team's own count
+    assert _limits(app, alice, workflows=501)["workflows"] == 501
+    assert _create(client, alice, name="allowed-now").status_code == 201
+    assert _limits(app, alice, workflows="default")["workflows"] == 500
+
+
+def test_env_bytes_are_bounded_per_workflow_and_per_run(app, client, alice):
+    big = {f"V{i}": "x" * 4000 for i in range(20)}  # 80 KB, every value within its own cap
+    r = _create(client, alice, env=big)
+    assert r.status_code == 400 and "env" in r.get_json()["error"]["fields"], r.get_json()
+    assert "65536" in r.get_json()["error"]["fields"]["env"]
+    wf = create_wf(client, alice, env={f"V{i}": "x" * 4000 for i in range(15)})  # 60 KB
+    r = client.patch(f"{base(alice)}/{wf['id']}", headers=alice.h(), json={"env": big})
+    assert r.status_code == 400 and "env" in r.get_json()["error"]["fields"]
+    r = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h(),
+                    json={"env": {f"W{i}": "y" * 4000 for i in range(3)}})  # 72 KB merged
+    assert r.status_code == 400 and "env" in r.get_json()["error"]["fields"]
+
+
+def test_the_shortest_schedule_interval_is_the_operators(app, client, alice):
+    assert _create(client, alice, schedule="*/2 * * * * *").status_code == 201  # default 1 s: the contract's
+    _limits(app, alice, minScheduleIntervalSec=60)
+    r = _create(client, alice, schedule="*/2 * * * * *")
+    assert r.status_code == 400 and "60" in r.get_json()["error"]["fields"]["schedule"]
+    r = _create(client, alice, schedule="0,30 * * * *")  # 30 min apart, then 30 min
+    assert r.status_code == 201
+    wf = r.get_json()
+    r = client.patch(f"{base(alice)}/{wf['id']}", headers=alice.h(), json={"schedule": "0,1 * * * * *"})
+    assert r.status_code == 400 and "schedule" in r.get_json()["error"]["fields"]
+
+
+def test_a_full_queue_skips_a_teams_fires_and_refuses_its_triggers_but_not_another_teams(
+        app, client, alice, charlie, procs):
+    _limits(app, alice, queuedRuns=2)
+    grant_pool(app, alice, "nobody-works-here")
+    grant_pool(app, charlie, "nobody-works-here")
+    manual = create_wf(client, alice, workerPool="nobody-works-here")
+    for _ in range(2):
+        assert client.post(f"{base(alice)}/{manual['id']}/trigger", headers=alice.h()).status_code == 202
+    r = client.post(f"{base(alice)}/{manual['id']}/trigger", headers=alice.h())
+    assert r.status_code == 429 and "queuedRuns" in r.get_json()["error"]["message"], r.get_json()
+    flood = create_wf(client, alice, schedule="* * * * * *", workerPool="nobody-works-here")
+    theirs = create_wf(client, charlie, schedule="* * * * * *", workerPool="nobody-works-here")
+    procs.scheduler()
+    with app.app_context():
+        first = db.session.scalar(select(Workflow.next_run_at).where(Workflow.public_id == flood["id"]))
+
+    def moved_on():  # the flood's schedule went on past several instants
+        with app.app_context():
+            at = db.session.scalar(select(Workflow.next_run_at).where(Workflow.public_id == flood["id"]))
+            db.session.rollback()
+            return at is not None and (at - first).total_seconds() >= 4
+    wait_for(moved_on, 30)
+    runs = client.get(f"{base(alice)}/{flood['id']}/runs", headers=alice.h()).get_json()["runs"]
+    assert runs == []  # the queue was full: no run row for any of them
+    assert len(client.get(f"{base(charlie)}/{theirs['id']}/runs", headers=charlie.h()).get_json()["runs"]) >= 3
+    with app.app_context():
+        wf_id = db.session.scalar(select(Workflow.id).where(Workflow.public_id == flood["id"]))
+        missed = db.session.scalar(select(func.count(Event.id)).where(Event.workflow_id == wf_id,
+                                                                      Event.kind == "workflow.missed"))
+    assert missed == 1  # one for the stretch, not one per skipped instant
+
+
+def test_the_project_page_shows_the_teams_limits(app, client, alice, page, server):  # noqa: F811
+    _limits(app, alice, queuedRuns=7)
+    create_wf(client, alice)
+    login(page, server, alice)
+    page.goto(f"{server}/teams/{alice.team_id}/projects/{alice.project_id}/settings")
+    rows = page.locator("#limits tbody tr")
+    expect(rows.filter(has_text="queuedRuns")).to_contain_text("7")
+    expect(rows.filter(has_text="workflows")).to_contain_text("500")
+    expect(rows.filter(has_text="workflows").locator("td").nth(2)).to_have_text("1")
+
+
+# -- 2. egress: the internet, never our services or private networks ----------------------------
+@pytest.fixture(scope="module")
+def private_net():
+    net = PrivateNet(1 if TEST_PASS == "sqlite" else 2).open()
+    yield net
+    net.close()
+
+
+def test_a_run_container_reaches_no_private_address_but_one_opened_on_purpose(client, alice, procs, docker_api,
+                                                                             private_net):
+    from jobs.engine import RUNS_NETWORK
+    procs.worker(1)
+    probes = dict(private_net.addresses)
+    probe = "; ".join(f"(nc -w 3 {address} {NET_PORT} </dev/null | grep -q {BANNER}) && echo reached-{name} "
+                      f"|| echo blocked-{name}" for name, address in probes.items())
+    # this machine's own services, through the bridge's gateway: Redis and PostgreSQL
+    probe += "; gw=$(ip route | awk '/default/ {print $3}'); for p in 6379 5432; do " \
+             "(nc -w 3 $gw $p </dev/null; echo \"exit $?\") | tail -1 | grep -q 'exit 0' && echo reached-$p || echo blocked-$p; done"
+    wf = create_wf(client, alice, command=["sh", "-c", probe], timeoutSec=120)
+    run = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()
+    done = wait_status(client, alice, run["id"], timeout=120)
+    assert done["status"] == "succeeded", done
+    lines = [line["text"] for line in client.get(f"{base(alice)}/runs/{run['id']}/logs",
+                                                   headers=alice.h()).get_json()["lines"] if line["stream"] == "stdout"]
+    assert sorted(lines) == sorted([f"blocked-{n}" for n in probes if n != "opened"] + ["reached-opened",
+                                                                                         "blocked-6379", "blocked-5432"]), lines
+    # the same address is reachable from this machine: the rule is what stops the container
+    with socket.create_connection((private_net.addresses["metadata"], NET_PORT), timeout=5) as s:
+        assert BANNER.encode() in s.recv(100)
+    assert RUNS_NETWORK in docker_api.inspect_network(RUNS_NETWORK)["Name"]
+
+
+def test_a_job_written_into_redis_runs_no_code_of_its_own(app, procs, tmp_path):
+    """Whoever gets to write into Redis (it has a password, and run containers cannot reach it)
+    still cannot make a worker run code: pickled jobs are not read, and only our tasks run."""
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+    procs.worker(1)
+    pickled, named = tmp_path / "pickled", tmp_path / "named"
+    with app.app_context():
+        from webapp.connections import get_redis
+        redis = get_redis()
+        Queue("runs", connection=redis).enqueue("os.system", f"touch {pickled}")  # RQ's default: pickle
+        job = Queue("runs", connection=redis, serializer=JSONSerializer).enqueue("os.system", f"touch {named}")
+
+        def consumed():
+            return redis.llen("rq:queue:runs") == 0 and job.get_status(refresh=True) in ("failed", "finished")
+        wait_for(consumed, 30)
+        assert job.get_status() == "failed"
+    assert not pickled.exists() and not named.exists()
+
+
+# -- 5. /metrics names every team: production needs its token ------------------------------------
+def test_production_refuses_to_start_without_a_metrics_token(monkeypatch):
+    from webapp import create_app
+    from webapp.config import ConfigError
+    monkeypatch.setenv("WORKFLOWS_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "a-real-secret-of-enough-length")
+    monkeypatch.delenv("METRICS_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="METRICS_TOKEN"):
+        create_app()
+    monkeypatch.setenv("METRICS_TOKEN", "m" * 24)
+    app = create_app()
+    assert app.test_client().get("/metrics").status_code == 401
+    assert app.test_client().get("/metrics", headers={"Authorization": "Bearer " + "m" * 24}).status_code == 200
+
+
+def test_in_production_a_worker_that_cannot_guard_egress_does_not_start(tmp_path):
+    """A remote engine the worker cannot install rules for: it refuses, saying why."""
+    env = dict(os.environ, WORKFLOWS_ENV="production", SECRET_KEY="a-real-secret-of-enough-length",
+               METRICS_TOKEN="m" * 24, DOCKER_HOST="tcp://192.0.2.250:2376")
+    p = subprocess.run([str(ROOT / ".venv/bin/flask"), "--app", "wsgi", "worker"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "private networks" in p.stderr and "RUNS_EGRESS_RULES" in p.stderr, p.stderr
+
+
+# -- 4. pools have owners ---------------------------------------------------------------------------
+def test_a_pool_set_aside_for_a_team_is_out_of_another_teams_reach(app, client, alice, charlie, procs):
+    r = _create(client, charlie, workerPool="alice-gpu")
+    assert r.status_code == 400 and "workerPool" in r.get_json()["error"]["fields"], r.get_json()
+    grant_pool(app, alice, "alice-gpu")
+    assert _create(client, charlie, workerPool="alice-gpu").status_code == 400  # still not charlie's
+    theirs = create_wf(client, charlie)
+    r = client.patch(f"{base(charlie)}/{theirs['id']}", headers=charlie.h(), json={"workerPool": "alice-gpu"})
+    assert r.status_code == 400 and "workerPool" in r.get_json()["error"]["fields"]
+    mine = create_wf(client, alice, command=["sh", "-c", "echo on gpu"], workerPool="alice-gpu")
+    # taken back before the run is taken: the worker checks again and starts nothing
+    result = app.test_cli_runner().invoke(args=["pools", "deny", "alice-gpu", "--team", str(alice.team_id)])
+    assert result.exit_code == 0, result.output
+    procs.worker(1, args=("--pool", "alice-gpu"))
+    run = client.post(f"{base(alice)}/{mine['id']}/trigger", headers=alice.h()).get_json()
+    done = wait_status(client, alice, run["id"], timeout=60)
+    assert done["status"] == "failed" and done["startedAt"] is None
+    assert "the worker pool alice-gpu is not this team's" in done["error"]
+
+
+# -- 9. containers leave nothing behind ---------------------------------------------------------
+def test_a_runs_anonymous_volume_goes_with_its_container(client, alice, procs, docker_api):
+    image = f"workflows.local/with-volume:{TEST_PASS}"
+    base_container = docker_api.create_container(TEST_IMAGE, command=["true"])
+    try:
+        docker_api.commit(base_container["Id"], repository=image.split(":")[0], tag=TEST_PASS,
+                          changes=["VOLUME /d"])
+    finally:
+        docker_api.remove_container(base_container["Id"])
+    marker = f"mark-{uuid.uuid4().hex}"
+    procs.worker(1)
+    wf = create_wf(client, alice, image=image, command=["sh", "-c", f"echo x > /d/{marker}"])
+    run = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()
+    assert wait_status(client, alice, run["id"], timeout=60)["status"] == "succeeded"
+    wait_for(lambda: not docker_api.containers(all=True, filters={"label": f"workflows.run={run['id']}"}), 30)
+
+    def holding():
+        return [v["Name"] for v in docker_api.volumes()["Volumes"] or []
+                if Path(v["Mountpoint"], marker).exists()]
+    assert holding() == []
