@@ -12,6 +12,17 @@ from tcp_forward import forward
 PORTS = {5432: 15432, 6379: 16379}  # service port -> the forwarder's port on this machine's side
 
 
+def join(netns: str, host_if: str, ns_if: str, near: str, far: str) -> None:
+    """A veth pair between this machine (`near`/30) and the namespace `netns` (`far`)."""
+    for cmd in (["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
+                ["ip", "link", "set", ns_if, "netns", netns],
+                ["ip", "addr", "add", f"{near}/30", "dev", host_if],
+                ["ip", "link", "set", host_if, "up"],
+                ["ip", "netns", "exec", netns, "ip", "addr", "add", f"{far}/30", "dev", ns_if],
+                ["ip", "netns", "exec", netns, "ip", "link", "set", ns_if, "up"]):
+        subprocess.run(cmd, check=True, capture_output=True)
+
+
 class Partition:
     def __init__(self, netns: str, index: int):
         self.netns = netns
@@ -29,13 +40,7 @@ class Partition:
 
     def open(self) -> "Partition":
         subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)  # a leftover of a killed run
-        for cmd in (["ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if],
-                    ["ip", "link", "set", self.ns_if, "netns", self.netns],
-                    ["ip", "addr", "add", f"{self.near}/30", "dev", self.host_if],
-                    ["ip", "link", "set", self.host_if, "up"]):
-            subprocess.run(cmd, check=True, capture_output=True)
-        self._ns("ip", "addr", "add", f"{self.far}/30", "dev", self.ns_if)
-        self._ns("ip", "link", "set", self.ns_if, "up")
+        join(self.netns, self.host_if, self.ns_if, self.near, self.far)
         self._ns("sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1")
         for port, via in PORTS.items():
             self._ns("iptables", "-t", "nat", "-A", "OUTPUT", "-d", "127.0.0.1", "-p", "tcp", "--dport", str(port),

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+from partition import join
+
 BANNER = "private-banner"
 PORT = 7000
 SERVER = f"""
@@ -39,13 +41,7 @@ class PrivateNet:
     def open(self) -> "PrivateNet":
         self.close()  # a leftover of a killed run
         subprocess.run(["ip", "netns", "add", self.netns], check=True, capture_output=True)
-        for cmd in (["ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if],
-                    ["ip", "link", "set", self.ns_if, "netns", self.netns],
-                    ["ip", "addr", "add", f"{self.near}/30", "dev", self.host_if],
-                    ["ip", "link", "set", self.host_if, "up"]):
-            subprocess.run(cmd, check=True, capture_output=True)
-        self._ns("ip", "addr", "add", f"{self.far}/30", "dev", self.ns_if)
-        self._ns("ip", "link", "set", self.ns_if, "up")
+        join(self.netns, self.host_if, self.ns_if, self.near, self.far)
         self._ns("ip", "link", "set", "lo", "up")
         self._ns("ip", "route", "add", "default", "via", self.near)
         for name, address in self.addresses.items():
