@@ -281,3 +281,17 @@ def test_a_runs_anonymous_volume_goes_with_its_container(client, alice, procs, d
         return [v["Name"] for v in docker_api.volumes()["Volumes"] or []
                 if Path(v["Mountpoint"], marker).exists()]
     assert holding() == []
+
+
+# -- 7. webhooks: one resolution, a global address, that address connected to ----------------------
+def test_webhook_targets_in_shared_address_space_or_not_resolving_are_never_sent_to(app, client, alice):
+    from webapp.notify import TRANSPORTS, Message, TransportError
+    url = f"/api/teams/{alice.team_id}/notification-channels"
+    r = client.post(url, headers=alice.h(), json={"kind": "webhook", "name": "cgnat", "target": "https://100.64.1.2/hook"})
+    assert r.status_code == 400 and "100.64.1.2" in r.get_json()["error"]["fields"]["target"], r.get_json()
+    message = Message(event="test", workflow_name="w", workflow_id="wf_x", run_id="run_x", status="failed",
+                      exit_code=1, attempts=1, error=None, url="http://x/", finished_at=None)
+    with app.app_context():
+        with pytest.raises(TransportError) as e:
+            TRANSPORTS["slack"]({"url": "https://nowhere.invalid/hook"}, app.config).notify(message)
+    assert "does not resolve" in e.value.message and not e.value.permanent  # DNS may come back: retried

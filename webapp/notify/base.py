@@ -1,9 +1,12 @@
 """A transport sends one message to one channel, or raises TransportError."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from urllib.parse import unquote, urlparse
 
-import requests
+import certifi
+import urllib3
 
 TIMEOUT_SEC = 10
 
@@ -70,28 +73,52 @@ class Transport:
         raise NotImplementedError
 
     def post_json(self, url: str, payload: dict, headers: dict | None = None, data: bytes | None = None) -> int:
-        from urllib.parse import urlparse
-
-        from ..services.channels import destination_problem
-        # An address that resolves where it must not is final; one that does not resolve now is
-        # left to the request below, whose network error is retried.
-        problem = destination_problem(urlparse(url).hostname or "", resolve_failures_ok=True)
+        from ..services.channels import destination
+        parts = urlparse(url)
+        # Resolved once, checked, and that very address is the one connected to: a DNS answer
+        # that changes between the check and the request (rebinding) cannot redirect it. A name
+        # that does not resolve now is not sent to (retried: DNS may be back later).
+        address, problem = destination(parts.hostname or "")
         if problem:
-            raise TransportError(f"not sent: {problem}", permanent=True)
+            raise TransportError(f"not sent: {problem}", permanent=not problem.endswith("does not resolve"))
+        body = data if data is not None else json.dumps(payload).encode()
+        sent = {"User-Agent": "Workflows-Notifier/1", "Content-Type": "application/json", **(headers or {})}
         try:
-            response = requests.post(url, json=None if data else payload, data=data, timeout=TIMEOUT_SEC,
-                                     headers={"User-Agent": "Workflows-Notifier/1", **(headers or {})},
-                                     allow_redirects=False)
-        except requests.RequestException as e:
+            response = _pinned_post(parts, address, body, sent)
+        except urllib3.exceptions.HTTPError as e:
             raise TransportError(f"could not reach the endpoint: {type(e).__name__}") from None
-        if response.status_code == 429 or response.status_code >= 500:
-            raise TransportError(f"the endpoint answered {response.status_code}", status=response.status_code,
+        if response.status == 429 or response.status >= 500:
+            raise TransportError(f"the endpoint answered {response.status}", status=response.status,
                                  retry_after=_retry_after(response.headers.get("Retry-After")))
-        if response.status_code >= 400:
+        if response.status >= 400:
             # Not the body: a delivery record must not become a way to read internal pages.
-            raise TransportError(f"the endpoint refused the message ({response.status_code})",
-                                 permanent=True, status=response.status_code)
-        return response.status_code
+            raise TransportError(f"the endpoint refused the message ({response.status})",
+                                 permanent=True, status=response.status)
+        return response.status
+
+
+def _pinned_post(parts, address: str, body: bytes, headers: dict) -> urllib3.BaseHTTPResponse:
+    """POST to `address` for the URL `parts`: the Host header and, over https, the TLS server
+    name and the certificate's check are the URL's host name, as if it had been resolved there."""
+    host = parts.hostname
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    timeout = urllib3.Timeout(connect=TIMEOUT_SEC, read=TIMEOUT_SEC)
+    if https:
+        pool = urllib3.HTTPSConnectionPool(address, port, server_hostname=host, assert_hostname=host,
+                                           cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(), timeout=timeout,
+                                           retries=False)
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
+    headers = {**headers, "Host": host if parts.port is None else f"{host}:{port}"}
+    if parts.username:  # https://user:password@host/… as requests did
+        headers["Authorization"] = urllib3.util.make_headers(
+            basic_auth=f"{unquote(parts.username)}:{unquote(parts.password or '')}")["authorization"]
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        return pool.urlopen("POST", path, body=body, headers=headers, redirect=False, retries=False)
+    finally:
+        pool.close()
 
 
 def _retry_after(value: str | None) -> float | None:

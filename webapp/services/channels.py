@@ -39,28 +39,48 @@ def _url_problem(url: str) -> str | None:
 
 
 def destination_problem(host: str, *, resolve_failures_ok: bool = False) -> str | None:
-    """Why a notification may not be sent to `host`, or None. Every address it resolves to must be
-    public: never link-local (169.254.0.0/16: cloud metadata), multicast, unspecified or reserved;
-    loopback and private ranges only where the installation allows them (NOTIFY_ALLOW_PRIVATE, on
-    outside production) or for hosts named in NOTIFY_ALLOWED_HOSTS. Checked when a channel is
-    saved and again before each delivery, since DNS answers change."""
-    cfg = current_app.config
-    if host.lower().rstrip(".") in cfg["NOTIFY_ALLOWED_HOSTS"]:
+    """Why a notification may not be sent to `host`, or None (see `destination`). A channel is
+    saved with a name that does not resolve yet (`resolve_failures_ok`); nothing is sent to it
+    until it resolves to an allowed address."""
+    if resolve_failures_ok and _resolve(host) is None:
         return None
+    return destination(host)[1]
+
+
+def _resolve(host: str) -> list[str] | None:
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
-        return None if resolve_failures_ok else f"{host} does not resolve"
+        return None
+    return list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
+
+
+def destination(host: str) -> tuple[str | None, str | None]:
+    """(the address to connect to, None) or (None, why not), from one resolution of `host`. Every
+    address it resolves to must be global: never link-local (169.254.0.0/16: cloud metadata),
+    multicast, unspecified, reserved or shared (CGNAT, 100.64.0.0/10); loopback and private ranges
+    only where the installation allows them (NOTIFY_ALLOW_PRIVATE, on outside production) or for
+    hosts named in NOTIFY_ALLOWED_HOSTS. A name that does not resolve is refused. Checked when a
+    channel is saved and at each delivery, which connects to the very address checked (no second
+    resolution a DNS answer could change in between)."""
+    cfg = current_app.config
+    addresses = _resolve(host)
+    if not addresses:
+        return None, f"{host} does not resolve"
+    if host.lower().rstrip(".") in cfg["NOTIFY_ALLOWED_HOSTS"]:
+        return addresses[0], None
     for raw in addresses:
-        ip = ipaddress.ip_address(raw.split("%", 1)[0])
+        ip = ipaddress.ip_address(raw)
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
             ip = ip.ipv4_mapped
         if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
-            return f"{host} points to {ip}, an address notifications are never sent to"
+            return None, f"{host} points to {ip}, an address notifications are never sent to"
         if (ip.is_loopback or ip.is_private) and not cfg["NOTIFY_ALLOW_PRIVATE"]:
-            return (f"{host} points to {ip}, a private address; an operator may allow it with "
-                    "NOTIFY_ALLOWED_HOSTS")
-    return None
+            return None, (f"{host} points to {ip}, a private address; an operator may allow it with "
+                          "NOTIFY_ALLOWED_HOSTS")
+        if not (ip.is_global or ip.is_loopback or ip.is_private):  # shared (CGNAT) and the like
+            return None, f"{host} points to {ip}, not a public address"
+    return addresses[0], None
 
 
 def validate(kind: str, name: str, target: str, events: list[str]) -> tuple[dict, list[str]]:
