@@ -16,6 +16,7 @@ from docker.types import LogConfig
 from flask import current_app
 
 from webapp.services.registry import registry_host  # noqa: F401  (re-exported for the runner)
+from webapp.services.registry import registry_problem
 
 from . import egress
 
@@ -145,6 +146,7 @@ def cached_image(api: docker.APIClient, image: str) -> dict | None:
 
 def pull(api: docker.APIClient, image: str, auth: dict | None, on_progress=None) -> None:
     """Pull, raising RunFailure with the registry's own words when it refuses."""
+    _registry_allowed(image)
     repo, tag, digest = split_tag(image)
     target = f"{repo}@{digest}" if digest else repo
     try:
@@ -181,9 +183,17 @@ def refused(message: str) -> bool:
     return any(word in text for word in REFUSALS)
 
 
+def _registry_allowed(image: str) -> None:
+    """The engine is sent to a registry only on a public address, or one the operator allowed."""
+    problem = registry_problem(image)
+    if problem:
+        raise RunFailure(f"not asked: {problem}")
+
+
 def check_access(api: docker.APIClient, image: str, auth: dict | None) -> None:
     """Ask the registry, with these credentials, for the image's manifest: RunFailure with the
     registry's words if it refuses or cannot be reached (`refused()` tells which)."""
+    _registry_allowed(image)
     try:
         api.inspect_distribution(image, auth_config=auth)
     except APIError as e:

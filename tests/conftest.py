@@ -36,6 +36,7 @@ os.environ.update(
     # Every test worker of both passes installs the same egress rules (they are the machine's):
     # this range is the one opened on purpose (tests/test_isolation.py reaches into it).
     RUNS_EGRESS_ALLOW="10.214.9.0/24",
+    REGISTRY_ALLOWED_HOSTS="127.0.0.1:5001",  # the tests' registry (tests/test_registry.py)
 )
 
 from webapp import create_app  # noqa: E402

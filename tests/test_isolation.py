@@ -295,3 +295,20 @@ def test_webhook_targets_in_shared_address_space_or_not_resolving_are_never_sent
         with pytest.raises(TransportError) as e:
             TRANSPORTS["slack"]({"url": "https://nowhere.invalid/hook"}, app.config).notify(message)
     assert "does not resolve" in e.value.message and not e.value.permanent  # DNS may come back: retried
+
+
+# -- 6. no SSRF through image pulls ---------------------------------------------------------------
+def test_an_image_on_a_registry_at_a_private_address_is_refused(app, client, alice, procs):
+    for image in ("localhost:5000/x:1", "127.0.0.2:5001/private/x:1", "10.1.2.3:5000/x:1", "169.254.169.254/x:1"):
+        r = _create(client, alice, image=image)
+        assert r.status_code == 400 and "not a public address" in r.get_json()["error"]["fields"].get("image", ""), \
+            (image, r.get_json())
+    assert _create(client, alice, image="127.0.0.1:5001/team/img:v1").status_code == 201  # REGISTRY_ALLOWED_HOSTS
+    procs.worker(1)
+    wf = create_wf(client, alice)
+    with app.app_context():  # a row written before the rule, or by any other path: checked where it runs
+        db.session.execute(update(Workflow).where(Workflow.public_id == wf["id"]).values(image="127.0.0.2:5001/x:1"))
+        db.session.commit()
+    run = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()
+    done = wait_status(client, alice, run["id"], timeout=60)
+    assert done["status"] == "failed" and "not a public address" in done["error"], done

@@ -233,6 +233,9 @@ def from_env() -> dict:
         "NOTIFY_DEADLINE_SEC": _int("NOTIFY_DEADLINE_SEC", 30, 1, 45),
         # Webhook targets on loopback or private addresses: refused in production unless allowed.
         "NOTIFY_ALLOW_PRIVATE": _bool("NOTIFY_ALLOW_PRIVATE", env != "production"),
+        # Image registries on private addresses the engine may pull from (host or host:port).
+        "REGISTRY_ALLOWED_HOSTS": frozenset(h.strip().lower() for h in
+                                            os.environ.get("REGISTRY_ALLOWED_HOSTS", "").split(",") if h.strip()),
         "NOTIFY_ALLOWED_HOSTS": frozenset(h.strip().lower().rstrip(".") for h in
                                           os.environ.get("NOTIFY_ALLOWED_HOSTS", "").split(",") if h.strip()),
         # GET /metrics asks for "Authorization: Bearer <this>" when it is set (open when empty).

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-import socket
 from urllib.parse import urlparse
 
 from email_validator import EmailNotValidError, validate_email
@@ -11,7 +10,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import EVENTS, Event, Notification, NotificationChannel, NotificationDelivery, Workflow
-from . import budget, dispatch
+from . import addresses, budget, dispatch
 from .access import Principal, require_team, require_write
 from .errors import Forbidden, Invalid, NotFound
 from .workflows import live_production_workflows
@@ -42,17 +41,9 @@ def destination_problem(host: str, *, resolve_failures_ok: bool = False) -> str 
     """Why a notification may not be sent to `host`, or None (see `destination`). A channel is
     saved with a name that does not resolve yet (`resolve_failures_ok`); nothing is sent to it
     until it resolves to an allowed address."""
-    if resolve_failures_ok and _resolve(host) is None:
+    if resolve_failures_ok and addresses.resolve(host) is None:
         return None
     return destination(host)[1]
-
-
-def _resolve(host: str) -> list[str] | None:
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        return None
-    return list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
 
 
 def destination(host: str) -> tuple[str | None, str | None]:
@@ -64,23 +55,21 @@ def destination(host: str) -> tuple[str | None, str | None]:
     channel is saved and at each delivery, which connects to the very address checked (no second
     resolution a DNS answer could change in between)."""
     cfg = current_app.config
-    addresses = _resolve(host)
-    if not addresses:
+    found = addresses.resolve(host)
+    if not found:
         return None, f"{host} does not resolve"
     if host.lower().rstrip(".") in cfg["NOTIFY_ALLOWED_HOSTS"]:
-        return addresses[0], None
-    for raw in addresses:
-        ip = ipaddress.ip_address(raw)
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+        return found[0], None
+    for raw in found:
+        ip = addresses.address(raw)
+        if addresses.never(ip):
             return None, f"{host} points to {ip}, an address notifications are never sent to"
         if (ip.is_loopback or ip.is_private) and not cfg["NOTIFY_ALLOW_PRIVATE"]:
             return None, (f"{host} points to {ip}, a private address; an operator may allow it with "
                           "NOTIFY_ALLOWED_HOSTS")
         if not (ip.is_global or ip.is_loopback or ip.is_private):  # shared (CGNAT) and the like
             return None, f"{host} points to {ip}, not a public address"
-    return addresses[0], None
+    return found[0], None
 
 
 def validate(kind: str, name: str, target: str, events: list[str]) -> tuple[dict, list[str]]:

@@ -26,9 +26,15 @@ FIELDS = {
 
 
 def check_limits(body) -> None:
-    """memoryMb and cpus within the installation's ceilings (MAX_MEMORY_MB, MAX_CPUS)."""
+    """memoryMb and cpus within the installation's ceilings (MAX_MEMORY_MB, MAX_CPUS); the image's
+    registry on a public address, or one the operator allowed."""
     cfg = current_app.config
     fields = {}
+    if getattr(body, "image", None):
+        from .registry import registry_problem  # registry reads projects through this module
+        problem = registry_problem(body.image, resolve_failures_ok=True)
+        if problem:
+            fields["image"] = problem
     if getattr(body, "memoryMb", None) is not None and body.memoryMb > cfg["MAX_MEMORY_MB"]:
         fields["memoryMb"] = f"at most {cfg['MAX_MEMORY_MB']} on this installation"
     if getattr(body, "cpus", None) is not None and body.cpus > cfg["MAX_CPUS"]:
