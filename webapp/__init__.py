@@ -53,9 +53,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .api import bp as api_bp
     from .api.auth import authenticate_api_request
     # Registered before the limiter's own hook, so an unauthenticated call never spends a team's quota.
-    from .live import authorize_stream
+    from .live import authorize_stream, release_stream
     app.before_request(authenticate_api_request)
     app.before_request(authorize_stream)
+    app.teardown_request(release_stream)
     limiter.init_app(app)
     csrf.exempt(api_bp)  # bearer keys carry no cookie; session calls rely on SameSite=Lax cookies
     app.register_blueprint(api_bp)

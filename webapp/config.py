@@ -207,9 +207,11 @@ def from_env() -> dict:
         "NOTIFY_SLOTS": _int("NOTIFY_SLOTS", 2, 0, 64),
         # Reverse proxies in front of the web process whose X-Forwarded-* headers are believed.
         "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0, 0, 10),
-        # Open live-log websockets: each holds a web thread.
-        "WS_MAX_PER_TEAM": _int("WS_MAX_PER_TEAM", 64, 1, 100000),
-        "WS_MAX_PER_PRINCIPAL": _int("WS_MAX_PER_PRINCIPAL", 32, 1, 100000),
+        # Open live-log websockets: each holds a web thread. One team holds at most a few of them
+        # over all web processes; a process keeps at most half its threads for streams.
+        "WS_MAX_PER_TEAM": _int("WS_MAX_PER_TEAM", 16, 1, 100000),
+        "WS_MAX_PER_PRINCIPAL": _int("WS_MAX_PER_PRINCIPAL", 8, 1, 100000),
+        "WS_MAX_PER_PROCESS": _int("WS_MAX_PER_PROCESS", max(1, _int("WEB_THREADS", 32, 1, 10000) // 2), 1, 100000),
         "CONTAINER_PIDS_LIMIT": _int("CONTAINER_PIDS_LIMIT", 512, 16),
         # What a run gets when its workflow does not say, and the most a workflow may ask for.
         "DEFAULT_MEMORY_MB": _int("DEFAULT_MEMORY_MB", 1024, 6, 1048576),

@@ -6,6 +6,7 @@ skipping what was sent, so the seam has no gap and no duplicate.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from urllib.parse import urlparse
@@ -45,7 +46,33 @@ def authorize_stream():
         raise ApiError(403, "cross-site websocket refused", "forbidden")
     args = request.view_args or {}
     g.live_run = run_service.get_run(g.principal, args["team_id"], args["run_id"])
+    _take_thread()
     g.live_socket = _open_socket(g.principal, args["team_id"])
+
+
+# Each open stream holds a web thread: this process keeps at most WS_MAX_PER_PROCESS of its
+# threads for streams (half of WEB_THREADS by default), so API calls and pages always find one.
+_threads_lock = threading.Lock()
+_threads_streaming = 0
+
+
+def _take_thread() -> None:
+    global _threads_streaming
+    cap = current_app.config["WS_MAX_PER_PROCESS"]
+    with _threads_lock:
+        if _threads_streaming >= cap:
+            raise ApiError(503, f"this web process serves {cap} live-log streams, the most it keeps threads "
+                                "for (WS_MAX_PER_PROCESS); try again shortly", "unavailable")
+        _threads_streaming += 1
+    g.live_thread = True
+
+
+def release_stream(exc=None) -> None:
+    """teardown_request: the stream's thread is free again (or the stream never opened)."""
+    global _threads_streaming
+    if g.pop("live_thread", False):
+        with _threads_lock:
+            _threads_streaming -= 1
 
 
 # Open sockets are counted per team and per key or member in Redis sorted sets (member: socket id,
