@@ -239,7 +239,8 @@ def test_production_refuses_to_start_without_a_metrics_token(monkeypatch):
 def test_in_production_a_worker_that_cannot_guard_egress_does_not_start(tmp_path):
     """A remote engine the worker cannot install rules for: it refuses, saying why."""
     env = dict(os.environ, WORKFLOWS_ENV="production", SECRET_KEY="a-real-secret-of-enough-length",
-               METRICS_TOKEN="m" * 24, DOCKER_HOST="tcp://192.0.2.250:2376")
+               METRICS_TOKEN="m" * 24, DOCKER_HOST="tcp://192.0.2.250:2376", DOCKER_TLS_VERIFY="1",
+               DOCKER_CERT_PATH=str(tmp_path))
     p = subprocess.run([str(ROOT / ".venv/bin/flask"), "--app", "wsgi", "worker"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "private networks" in p.stderr and "RUNS_EGRESS_RULES" in p.stderr, p.stderr
@@ -355,3 +356,40 @@ def test_while_a_team_holds_its_most_streams_another_teams_api_calls_answer(app,
             ws.close()
         web.terminate()
         web.wait(20)
+
+
+# -- 10. smaller ones -------------------------------------------------------------------------------
+def test_production_refuses_an_engine_over_plain_tcp(monkeypatch):
+    from webapp import create_app
+    from webapp.config import ConfigError
+    for name, value in (("WORKFLOWS_ENV", "production"), ("SECRET_KEY", "a-real-secret-of-enough-length"),
+                        ("METRICS_TOKEN", "m" * 24), ("DOCKER_HOST", "tcp://192.0.2.250:2375")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    with pytest.raises(ConfigError, match="DOCKER_TLS_VERIFY"):
+        create_app()
+
+
+def test_a_read_key_sees_no_password_inside_a_url_whatever_the_variables_name(client, alice):
+    wf = create_wf(client, alice, env={"DATABASE_URL": "postgres://app:hunter2@db.internal/app", "PLAIN": "x"})
+    seen = client.get(f"{base(alice)}/{wf['id']}", headers=alice.h("read")).get_json()["env"]
+    assert "hunter2" not in json.dumps(seen) and seen["PLAIN"] == "x" and seen["DATABASE_URL"].startswith("postgres://app:")
+
+
+def test_production_never_reads_secrets_with_the_public_development_key(app, monkeypatch):
+    from cryptography.fernet import InvalidToken
+
+    from webapp import create_app
+    from webapp.config import DEV_SECRET
+    from webapp.crypto import encrypt
+    dev = create_app({"SECRET_KEY": DEV_SECRET})
+    with dev.app_context():
+        token = encrypt("saved under the public key")
+    for name, value in (("WORKFLOWS_ENV", "production"), ("SECRET_KEY", "a-real-secret-of-enough-length"),
+                        ("METRICS_TOKEN", "m" * 24)):
+        monkeypatch.setenv(name, value)
+    prod = create_app()
+    from webapp.crypto import decrypt
+    with prod.app_context():
+        with pytest.raises(InvalidToken):
+            decrypt(token)

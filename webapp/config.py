@@ -163,6 +163,10 @@ def from_env() -> dict:
     secret = os.environ.get("SECRET_KEY")
     if env == "production" and (not secret or secret == DEV_SECRET or len(secret) < 16):
         raise ConfigError("SECRET_KEY must be set to a real secret (16+ chars) in production")
+    if env == "production" and (os.environ.get("DOCKER_HOST") or "").startswith("tcp://") \
+            and not os.environ.get("DOCKER_TLS_VERIFY"):
+        raise ConfigError("a tcp:// DOCKER_HOST needs DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH in production: "
+                          "the engine's API is root on its host")
     if env == "production" and len(os.environ.get("METRICS_TOKEN", "")) < 16:
         raise ConfigError("METRICS_TOKEN must be set (16+ chars) in production: /metrics names every team and workflow")
     secret = secret or _local_secret()

@@ -20,11 +20,12 @@ def _fernet(secret: str) -> Fernet:
 
 
 @lru_cache(maxsize=8)
-def _readers(secret: str) -> MultiFernet:
-    """The current key, then the old public development default: values saved by a development
-    installation before it had a key of its own stay readable (and are re-saved with the new)."""
+def _readers(secret: str, production: bool) -> MultiFernet:
+    """The current key, then (outside production only) the old public development default: values
+    saved by a development installation before it had a key of its own stay readable (and are
+    re-saved with the new). Production never reads with a key everyone knows."""
     from .config import DEV_SECRET
-    keys = [_fernet(secret)] + ([_fernet(DEV_SECRET)] if secret != DEV_SECRET else [])
+    keys = [_fernet(secret)] + ([_fernet(DEV_SECRET)] if secret != DEV_SECRET and not production else [])
     return MultiFernet(keys)
 
 
@@ -33,7 +34,7 @@ def encrypt(text: str) -> bytes:
 
 
 def decrypt(token: bytes) -> str:
-    return _readers(current_app.config["SECRET_KEY"]).decrypt(token).decode()
+    return _readers(current_app.config["SECRET_KEY"], current_app.config["ENV_NAME"] == "production").decrypt(token).decode()
 
 
 def hash_api_key(key: str) -> str:
