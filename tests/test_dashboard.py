@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 from werkzeug.serving import make_server
 
-from conftest import ROOT, TEST_IMAGE, make_member
+from conftest import ROOT, TEST_IMAGE, grant_pool, make_member
 
 from webapp import create_app
 
@@ -267,7 +267,8 @@ if not os.path.exists(CHROMIUM):  # the suite's set-up installs it; its absence 
 _ = make_member
 
 
-def test_a_workflow_in_a_pool_without_workers_says_so_and_the_workers_page_lists_the_hosts(page, server, alice):
+def test_a_workflow_in_a_pool_without_workers_says_so_and_the_workers_page_lists_the_hosts(app, page, server, alice):
+    grant_pool(app, alice, "gpu")  # pools other than default are set aside by an operator
     login(page, server, alice)
     page.goto(f"{server}/teams/{alice.team_id}/projects/{alice.project_id}/workflows/new")
     page.locator("[name=name]").fill("on-gpu")
@@ -290,4 +291,6 @@ def test_a_workflow_in_a_pool_without_workers_says_so_and_the_workers_page_lists
     row = page.locator("#workers tbody tr").first
     expect(row).to_contain_text("alive")
     expect(row).to_contain_text("default")
+    tabs = page.get_by_role("navigation", name="Sections")
+    expect(tabs.get_by_role("link", name="Workflows")).to_be_visible()  # a way back to the project
     shot(page, "workers")

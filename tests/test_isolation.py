@@ -393,3 +393,12 @@ def test_production_never_reads_secrets_with_the_public_development_key(app, mon
     with prod.app_context():
         with pytest.raises(InvalidToken):
             decrypt(token)
+
+
+def test_test_keys_add_no_channel_or_registry_credential_production_would_use(client, alice):
+    r = client.post(f"/api/teams/{alice.team_id}/notification-channels", headers=alice.h("test"),
+                    json={"kind": "slack", "name": "x", "target": "https://hooks.example.com/x"})
+    assert r.status_code == 403 and "hs_test_" in r.get_json()["error"]["message"]
+    r = client.post(f"/api/projects/{alice.team_id}/{alice.project_id}/registry-credentials", headers=alice.h("test"),
+                    json={"registry": REGISTRY, **AUTH})
+    assert r.status_code == 403

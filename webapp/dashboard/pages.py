@@ -78,8 +78,9 @@ def navigation():
         return {}
     projects = (db.session.query(Project).filter(Project.team_id.in_(current_user.team_ids))
                 .order_by(Project.team_id, Project.id).all())
-    project = getattr(g, "project", None)
-    silent = health_service.silent_count(project) if project else 0  # load_project checked access
+    # a page of no project (Workers) keeps the tabs of the member's first project: a way back
+    project = getattr(g, "project", None) or (projects[0] if projects else None)
+    silent = health_service.silent_count(project) if project else 0  # one of the member's projects
     return {"nav_projects": projects, "nav_project": project, "nav_silent": silent}
 
 

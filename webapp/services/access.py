@@ -40,6 +40,13 @@ def require_write(principal: Principal) -> None:
         raise Forbidden("this API key is read-only")
 
 
+def require_not_test_key(principal: Principal, what: str) -> None:
+    """What applies to Production too (a team's channels, a project's registry credentials) is not
+    an hs_test_ key's to add."""
+    if principal.mode == "test":
+        raise Forbidden(f"hs_test_ keys may not add {what}: Production workflows would use it")
+
+
 def require_environment_access(principal: Principal, is_production: bool) -> None:
     if principal.mode == "test" and is_production:
         raise Forbidden("hs_test_ keys may not act on Production workflows")

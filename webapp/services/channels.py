@@ -11,7 +11,7 @@ from flask import current_app
 from ..extensions import db
 from ..models import EVENTS, Event, Notification, NotificationChannel, NotificationDelivery, Workflow
 from . import addresses, budget, dispatch
-from .access import Principal, require_team, require_write
+from .access import Principal, require_not_test_key, require_team, require_write
 from .errors import Forbidden, Invalid, NotFound
 from .workflows import live_production_workflows
 
@@ -109,6 +109,7 @@ def create_channel(principal: Principal, team_id: int, kind: str, name: str, tar
                    events: list[str] | None = None) -> NotificationChannel:
     require_team(principal, team_id)
     require_write(principal)
+    require_not_test_key(principal, "notification channels")
     config, events = validate(kind, name, target, events or DEFAULT_EVENTS)
     channel = NotificationChannel(team_id=team_id, kind=kind, name=name.strip(), config=config, events=events)
     db.session.add(channel)

@@ -7,7 +7,7 @@ from ..extensions import db
 from ..models import RegistryCredential, Workflow
 from ..schemas import RegistryCredentialCreate
 from . import addresses
-from .access import Principal, require_write
+from .access import Principal, require_not_test_key, require_write
 from .errors import Conflict, Forbidden, NotFound
 from .workflows import get_project, live_production_workflows
 
@@ -55,6 +55,7 @@ def create_credential(principal: Principal, team_id: int, project_id: int,
                       body: RegistryCredentialCreate) -> RegistryCredential:
     project = get_project(principal, team_id, project_id)
     require_write(principal)
+    require_not_test_key(principal, "registry credentials")
     if db.session.query(RegistryCredential).filter_by(project_id=project.id, registry_host=body.registry).first():
         raise Conflict(f"this project already has a credential for {body.registry}; delete it first")
     cred = RegistryCredential(team_id=team_id, project_id=project.id, registry_host=body.registry,
