@@ -402,3 +402,15 @@ def test_test_keys_add_no_channel_or_registry_credential_production_would_use(cl
     r = client.post(f"/api/projects/{alice.team_id}/{alice.project_id}/registry-credentials", headers=alice.h("test"),
                     json={"registry": REGISTRY, **AUTH})
     assert r.status_code == 403
+
+
+def test_in_production_healthz_tells_anyone_only_what_is_up(monkeypatch):
+    from webapp import create_app
+    for name, value in (("WORKFLOWS_ENV", "production"), ("SECRET_KEY", "a-real-secret-of-enough-length"),
+                        ("METRICS_TOKEN", "m" * 24)):
+        monkeypatch.setenv(name, value)
+    client = create_app().test_client()
+    body = client.get("/healthz").get_json()
+    assert set(body["worker"]) == {"ok"} and set(body["redis"]) == {"ok"}  # no error text, no host:pid
+    full = client.get("/healthz", headers={"Authorization": "Bearer " + "m" * 24}).get_json()
+    assert "processes" in full["worker"]

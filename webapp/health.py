@@ -1,7 +1,9 @@
 """GET /healthz: the state of the database, Redis and the Docker engine."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+import hmac
+
+from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
 
 from . import heartbeats
@@ -55,5 +57,16 @@ def healthz():
     parts = {"database": _check(_database), "redis": _check(_redis), "docker": _check(_docker),
              "scheduler": _heartbeat("scheduler"), "worker": _heartbeat("worker")}
     healthy = all(p["ok"] for p in parts.values())
+    if not _may_see_details():  # errors and host:pid names are not for anyone on the network
+        parts = {name: {"ok": part["ok"]} for name, part in parts.items()}
     body = {"status": "ok" if healthy else "degraded", **parts}
     return jsonify(body), 200 if healthy else 503
+
+
+def _may_see_details() -> bool:
+    """Outside production, everyone; in production, a caller with METRICS_TOKEN (the monitoring)."""
+    if current_app.config["ENV_NAME"] != "production":
+        return True
+    token = current_app.config["METRICS_TOKEN"]
+    given = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
