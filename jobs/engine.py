@@ -252,9 +252,12 @@ def runs_network(api: docker.APIClient) -> str:
     return RUNS_NETWORK
 
 
-def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None, network: str = "bridge"):
+def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None, network: str = "bridge",
+                read_only: bool = False):
     cfg = current_app.config
     return api.create_host_config(
+        read_only=read_only,
+        tmpfs={"/tmp": f"rw,nosuid,nodev,size={cfg['RUNS_TMPFS_MB']}m,mode=1777"} if read_only else None,
         privileged=False,
         security_opt=["no-new-privileges"],
         cap_drop=["ALL"],

@@ -75,7 +75,8 @@ class DockerExecutor:
                 labels={engine.LABEL_RUN: run.public_id, engine.LABEL_INSTANCE: engine.instance_id(),
                         engine.LABEL_HOST: run.worker_host or "",
                         engine.LABEL_WAITS: "1" if run.workflow.on_host_lost == "wait" else ""},
-                host_config=engine.host_config(self.api, run.memory_mb, run.cpus, run.network),
+                host_config=engine.host_config(self.api, run.memory_mb, run.cpus, run.network,
+                                               read_only=run.workflow.read_only_rootfs),
                 stdin_open=False, tty=False, detach=True,
             )["Id"]
         except APIError as e:

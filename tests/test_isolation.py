@@ -414,3 +414,19 @@ def test_in_production_healthz_tells_anyone_only_what_is_up(monkeypatch):
     assert set(body["worker"]) == {"ok"} and set(body["redis"]) == {"ok"}  # no error text, no host:pid
     full = client.get("/healthz", headers={"Authorization": "Bearer " + "m" * 24}).get_json()
     assert "processes" in full["worker"]
+
+
+def test_a_read_only_root_filesystem_with_a_bounded_tmp(client, alice, procs):
+    assert _create(client, alice, readOnlyRootfs="yes").status_code == 400
+    procs.worker(1)
+    probe = ("touch /rootfs-write 2>/dev/null && echo root-written || echo root-refused; "
+             "touch /tmp/x && echo tmp-written; df -m /tmp | awk 'NR==2 {print \"tmp-mb \" $2}'")
+    wf = create_wf(client, alice, command=["sh", "-c", probe], readOnlyRootfs=True)
+    assert wf["readOnlyRootfs"] is True
+    run = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()
+    assert wait_status(client, alice, run["id"], timeout=60)["status"] == "succeeded"
+    lines = [line["text"] for line in client.get(f"{base(alice)}/runs/{run['id']}/logs", headers=alice.h())
+             .get_json()["lines"] if line["stream"] == "stdout"]
+    assert lines == ["root-refused", "tmp-written", "tmp-mb 64"], lines
+    plain = create_wf(client, alice, command=["sh", "-c", "touch /rootfs-write && echo root-written"])
+    assert plain["readOnlyRootfs"] is False

@@ -217,6 +217,8 @@ def from_env() -> dict:
         "WS_MAX_PER_PRINCIPAL": _int("WS_MAX_PER_PRINCIPAL", 8, 1, 100000),
         "WS_MAX_PER_PROCESS": _int("WS_MAX_PER_PROCESS", max(1, _int("WEB_THREADS", 32, 1, 10000) // 2), 1, 100000),
         "CONTAINER_PIDS_LIMIT": _int("CONTAINER_PIDS_LIMIT", 512, 16),
+        # The writable /tmp (tmpfs, in the container's memory) of a workflow with readOnlyRootfs.
+        "RUNS_TMPFS_MB": _int("RUNS_TMPFS_MB", 64, 1, 65536),
         # What a run gets when its workflow does not say, and the most a workflow may ask for.
         "DEFAULT_MEMORY_MB": _int("DEFAULT_MEMORY_MB", 1024, 6, 1048576),
         "DEFAULT_CPUS": _float("DEFAULT_CPUS", 1.0, 0.01, 256.0),

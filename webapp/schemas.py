@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, ClassVar, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from .services import cron
 
@@ -162,6 +162,7 @@ class WorkflowCreate(_WorkflowFields):
     network: Network = "bridge"
     workerPool: Pool = "default"
     onHostLost: HostLost = "retry"
+    readOnlyRootfs: StrictBool = False
     expectSuccessWithinSec: Optional[ExpectSec] = None
 
 
@@ -183,6 +184,7 @@ class WorkflowUpdate(_WorkflowFields):
     network: Optional[Network] = None
     workerPool: Optional[Pool] = None
     onHostLost: Optional[HostLost] = None
+    readOnlyRootfs: Optional[StrictBool] = None
     expectSuccessWithinSec: Optional[ExpectSec] = None
 
     # Fields that may be set to null: the rest must have a value when present.

@@ -23,6 +23,7 @@ def upgrade():
         batch_op.add_column(sa.Column('limits', sa.JSON(), nullable=True))
     with op.batch_alter_table('workflows', schema=None) as batch_op:
         batch_op.add_column(sa.Column('queue_full_at', sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column('read_only_rootfs', sa.Boolean(), server_default=sa.false(), nullable=False))
     op.create_index('ix_runs_team_status', 'runs', ['team_id', 'status'])
     op.create_table('pool_grants',
                     sa.Column('pool', sa.String(length=40), nullable=False),
@@ -36,6 +37,7 @@ def downgrade():
     op.drop_table('pool_grants')
     op.drop_index('ix_runs_team_status', table_name='runs')
     with op.batch_alter_table('workflows', schema=None) as batch_op:
+        batch_op.drop_column('read_only_rootfs')
         batch_op.drop_column('queue_full_at')
     with op.batch_alter_table('teams', schema=None) as batch_op:
         batch_op.drop_column('limits')

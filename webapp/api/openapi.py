@@ -40,6 +40,8 @@ class Workflow(BaseModel):
         description="extension: a running run whose worker host is lost (no heartbeat for HOST_LOST_SEC): "
                     "`retry` fails it \"worker host lost\" and retries it by its budget; `wait` keeps it "
                     "running until the host is back or an operator forgets the host")
+    readOnlyRootfs: bool = Field(description="extension: the container's root filesystem is read-only, with a "
+                                             "writable tmpfs /tmp of RUNS_TMPFS_MB")
     expectSuccessWithinSec: Optional[int]
     silentSince: Optional[str]
     lastSuccessAt: Optional[str]

@@ -20,6 +20,7 @@ def workflow_json(wf: Workflow, masked: bool = False) -> dict:
         "concurrencyPolicy": wf.concurrency_policy, "retryBackoffSec": wf.retry_backoff_sec,
         "memoryMb": wf.memory_mb, "cpus": wf.cpus, "network": wf.network, "workerPool": wf.worker_pool,
         "onHostLost": wf.on_host_lost,
+        "readOnlyRootfs": wf.read_only_rootfs,
         "expectSuccessWithinSec": wf.expect_success_within_sec, "silentSince": isoformat(wf.silent_at),
         "lastSuccessAt": isoformat(wf.last_success_at),
     }

@@ -59,6 +59,7 @@ def workflow_input(form, *, project_id: int | None = None) -> dict:
     data["network"] = form.get("network", "bridge")
     data["workerPool"] = form.get("workerPool", "").strip() or "default"
     data["onHostLost"] = form.get("onHostLost", "retry")
+    data["readOnlyRootfs"] = form.get("readOnlyRootfs") == "on"
     for field in INT_FIELDS + FLOAT_FIELDS:
         raw = form.get(field, "").strip()
         if raw == "":
@@ -89,6 +90,6 @@ def workflow_form(wf: Workflow | None) -> dict:
         "schedule": wf.schedule or "", "timezone": wf.timezone, "concurrencyPolicy": wf.concurrency_policy,
         "timeoutSec": wf.timeout_sec, "maxRetries": wf.max_retries, "retryBackoffSec": wf.retry_backoff_sec,
         "memoryMb": wf.memory_mb or "", "cpus": wf.cpus or "", "network": wf.network,
-        "workerPool": wf.worker_pool, "onHostLost": wf.on_host_lost,
+        "workerPool": wf.worker_pool, "onHostLost": wf.on_host_lost, "readOnlyRootfs": wf.read_only_rootfs,
         "expectSuccessWithinSec": wf.expect_success_within_sec or "",
     }

@@ -36,6 +36,8 @@ class Workflow(db.Model):
     # "retry" fails it "worker host lost" (retried by its budget); "wait" keeps it running until
     # the host is back or an operator forgets the host (`flask hosts forget`).
     on_host_lost = db.Column(db.String(5), nullable=False, default="retry", server_default="retry")
+    # The container's root filesystem read-only, with a bounded tmpfs /tmp (RUNS_TMPFS_MB).
+    read_only_rootfs = db.Column(db.Boolean, nullable=False, default=False, server_default=db.false())
     next_run_at = db.Column(db.DateTime, nullable=True, index=True)
     # "ok" or "failing": moved with a compare-and-set in the transaction of a run's terminal
     # status, so that one failure chain emits one workflow.failed and one recovery one

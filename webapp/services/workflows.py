@@ -20,7 +20,7 @@ FIELDS = {
     "timeoutSec": "timeout_sec", "maxRetries": "max_retries", "timezone": "timezone",
     "concurrencyPolicy": "concurrency_policy", "retryBackoffSec": "retry_backoff_sec",
     "memoryMb": "memory_mb", "cpus": "cpus", "network": "network", "workerPool": "worker_pool",
-    "onHostLost": "on_host_lost",
+    "onHostLost": "on_host_lost", "readOnlyRootfs": "read_only_rootfs",
     "expectSuccessWithinSec": "expect_success_within_sec",
 }
 
