@@ -68,15 +68,7 @@ def register(app: Flask) -> None:
         run_slot(current_app._get_current_object(), list(queues or [host_queue(hosts.current()), "runs"]))
 
     app.cli.add_command(host_guard)
-
-    @app.cli.command("egress-rules")
-    def egress_rules():
-        """Print the egress rules a worker installs for its engine (iptables-restore input, then
-        the two jumps), for an engine host the workers cannot rule themselves (a remote DOCKER_HOST)."""
-        from . import egress, engine
-        click.echo(egress.rules(egress.allowed()), nl=False)
-        click.echo(f"# then: iptables -I DOCKER-USER -i {engine.RUNS_BRIDGE} -j {egress.CHAIN}")
-        click.echo(f"# and:  iptables -I INPUT -i {engine.RUNS_BRIDGE} -j REJECT")
+    app.cli.add_command(egress_rules)
 
     @app.cli.command("scheduler")
     def scheduler():
@@ -112,6 +104,17 @@ def register(app: Flask) -> None:
                 except Exception:  # Redis away: fires go on, the sweep hands them over later
                     pass
             stopping.wait(max(0.0, SCHEDULER_TICK_SEC - (time.monotonic() - started)))
+
+
+@click.command("egress-rules")
+@with_appcontext
+def egress_rules():
+    """Print the egress rules a worker installs for its engine (iptables-restore input, then the
+    two jumps), for an engine host the workers cannot rule themselves (a remote DOCKER_HOST)."""
+    from . import egress, engine
+    click.echo(egress.rules(egress.allowed()), nl=False)
+    click.echo(f"# then: iptables -I DOCKER-USER -i {engine.RUNS_BRIDGE} -j {egress.CHAIN}")
+    click.echo(f"# and:  iptables -I INPUT -i {engine.RUNS_BRIDGE} -j REJECT")
 
 
 @click.command("host-guard")

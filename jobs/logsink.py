@@ -85,10 +85,42 @@ class Fence:
         self.token, self.lease_ttl_ms, self.redis, self.lost = token, lease_ttl_sec * 1000, redis, lost
 
 
+class DailyOutput:
+    """A team's stored output today (UTC), counted in Redis over every run and worker, against its
+    outputBytesPerDay limit. Redis away: nothing is counted and nothing refused."""
+
+    def __init__(self, team_id: int, limit: int, client):
+        self.team_id, self.limit, self.redis = team_id, limit, client
+        self.over = self._spent() > limit
+
+    def _key(self) -> str:
+        return f"workflows:output:{self.team_id}:{utcnow():%Y%m%d}"
+
+    def _spent(self) -> int:
+        try:
+            return int(self.redis.get(self._key()) or 0)
+        except (redis.RedisError, ValueError):
+            return 0
+
+    def spend(self, size: int) -> None:
+        if size <= 0:
+            return
+        try:
+            key = self._key()
+            with self.redis.pipeline() as pipe:
+                total, _ = pipe.incrby(key, size).expire(key, 2 * 86400).execute()
+            self.over = total > self.limit
+        except redis.RedisError:
+            pass
+
+
 class LogSink:
     def __init__(self, run: Run, fence: Fence, *, cap_bytes: int, tail_bytes: int, batch_seconds: float,
-                 live_maxlen: int, cap_lines: int, stored_lines: int = 0, outage_sec: float = 120):
+                 live_maxlen: int, cap_lines: int, stored_lines: int = 0, outage_sec: float = 120,
+                 daily: DailyOutput | None = None):
         self.run_id, self.public_id = run.id, run.public_id
+        self.daily = daily
+        self.quota_said = False
         self.fence = fence
         self.batch_seconds, self.live_maxlen = batch_seconds, live_maxlen
         self.head_budget = max(0, cap_bytes - tail_bytes)
@@ -135,29 +167,42 @@ class LogSink:
             while ((self.pending_bytes >= MAX_PENDING_BYTES or self.pending_pieces >= MAX_PENDING_PIECES)
                    and not self.fence.lost.is_set()):
                 if self.outage_since is not None:  # nothing drains while the database is away
-                    return self._drop_while_away(stream, chunk)
+                    return self._drop(stream, chunk, outage=True)
                 self.drained.wait(1.0)
         ts = utcnow()
         with self.lock:
-            self.dirty = True
-            self.stream_bytes[stream] += len(chunk)
-            lines = self.splitters[stream].feed(chunk)
-            if not self._add_whole(stream, lines, ts):
-                for raw in lines:
-                    self._add(stream, raw, ts)
+            if self.daily is not None and self.daily.over:
+                self._drop_over_quota(stream, chunk, ts)
+            else:
+                self.dirty = True
+                self.stream_bytes[stream] += len(chunk)
+                lines = self.splitters[stream].feed(chunk)
+                if not self._add_whole(stream, lines, ts):
+                    for raw in lines:
+                        self._add(stream, raw, ts)
         self.publish()
 
-    def _drop_while_away(self, stream: str, chunk: bytes) -> None:
-        """Past the in-memory bound during an outage: the chunk (and the unfinished line before it)
-        is counted as dropped, not waited on, so the container is never blocked on its output.
-        Called holding the lock."""
+    def _drop(self, stream: str, chunk: bytes, outage: bool) -> None:
+        """Past the in-memory bound during an outage (or past the team's daily output): the chunk
+        (and the unfinished line before it) is counted as dropped, not waited on, so the container
+        is never blocked on its output. Called holding the lock."""
         splitter = self.splitters[stream]
         lost = len(chunk) + len(splitter.buf)
         splitter.buf = b""
         self.stream_bytes[stream] += len(chunk)
-        self.outage_dropped += lost
+        if outage:
+            self.outage_dropped += lost
         self.dropped += lost
         self.dirty = True
+
+    def _drop_over_quota(self, stream: str, chunk: bytes, ts: datetime) -> None:
+        """The team stored its outputBytesPerDay today: the output is counted as dropped, the run
+        goes on, and its log says so once. Called holding the lock."""
+        if not self.quota_said:
+            self.quota_said = True
+            self._add("system", (f"this team stored {self.daily.limit} bytes of output today, its limit "
+                                 "(outputBytesPerDay): further output of this run is counted, not kept").encode(), ts)
+        self._drop(stream, chunk, outage=False)
 
     def _add_whole(self, stream: str, lines: list[bytes], ts: datetime) -> bool:
         """The lines of one chunk as one block, when they all go to the head as they are (no
@@ -285,6 +330,8 @@ class LogSink:
         self.last_flush = time.monotonic()
         try:
             self._store(blocks, values)
+            if self.daily is not None:
+                self.daily.spend(sum(block[5] + 1 for block in blocks))
         except StorageAway as e:
             with self.lock:
                 self.pending[:0] = blocks

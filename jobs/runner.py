@@ -31,14 +31,14 @@ from webapp.extensions import db
 from webapp.livelog import last_published_seq, lease_key
 from webapp.models import Run, RunLogBlock, Team
 from webapp.models.base import utcnow
-from webapp.services import lifecycle, pools
+from webapp.services import lifecycle, pools, quotas
 from webapp.services.dispatch import CANCEL_PLAIN, cancel_key
 from webapp.services.errors import LeaseLost
 from webapp.services.registry import auth_for_image
 
 from . import engine, fence, hosts
 from .executor import DockerExecutor
-from .logsink import Fence, LogSink, SinkError
+from .logsink import DailyOutput, Fence, LogSink, SinkError
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,9 @@ class Execution:
         self.sink = LogSink(run, fence, cap_bytes=cfg["LOG_CAP_BYTES"], tail_bytes=cfg["LOG_TAIL_BYTES"],
                             batch_seconds=cfg["LOG_BATCH_SECONDS"], live_maxlen=cfg["LIVE_STREAM_MAXLEN"],
                             cap_lines=cfg["LOG_CAP_LINES"], stored_lines=stored_lines,
-                            outage_sec=cfg["STORAGE_OUTAGE_SEC"])
+                            outage_sec=cfg["STORAGE_OUTAGE_SEC"],
+                            daily=DailyOutput(run.team_id, quotas.limits_for(run.team_id)["outputBytesPerDay"],
+                                              self.redis))
         self.sink.start_after(db.session.scalar(select(func.max(RunLogBlock.last_seq))
                                                 .where(RunLogBlock.run_id == run.id)))
         db.session.commit()

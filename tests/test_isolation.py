@@ -430,3 +430,26 @@ def test_a_read_only_root_filesystem_with_a_bounded_tmp(client, alice, procs):
     assert lines == ["root-refused", "tmp-written", "tmp-mb 64"], lines
     plain = create_wf(client, alice, command=["sh", "-c", "touch /rootfs-write && echo root-written"])
     assert plain["readOnlyRootfs"] is False
+
+
+def test_past_a_teams_daily_output_runs_go_on_and_their_output_is_counted_not_kept(app, client, alice, charlie,
+                                                                                   procs):
+    _limits(app, alice, outputBytesPerDay=20000)
+    procs.worker(1)
+    flood = ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done"]
+
+    def run_of(m, command):
+        wf = create_wf(client, m, command=command)
+        run = client.post(f"{base(m)}/{wf['id']}/trigger", headers=m.h()).get_json()
+        done = wait_status(client, m, run["id"], timeout=60)
+        lines = client.get(f"{base(m)}/runs/{run['id']}/logs", headers=m.h()).get_json()["lines"]
+        return done, lines
+    done, lines = run_of(alice, flood)  # 90 KB of output
+    assert done["status"] == "succeeded"
+    kept = sum(len(line["text"]) + 1 for line in lines if line["stream"] == "stdout")
+    assert 0 < kept < 40000, kept  # the limit, and at most a flush beyond it
+    assert any("outputBytesPerDay" in line["text"] for line in lines if line["stream"] == "system")
+    done, lines = run_of(alice, ["sh", "-c", "echo later"])  # the same day: nothing more is kept
+    assert done["status"] == "succeeded" and "later" not in [line["text"] for line in lines]
+    done, lines = run_of(charlie, ["sh", "-c", "echo mine"])  # another team's day is its own
+    assert "mine" in [line["text"] for line in lines]

@@ -61,19 +61,21 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.exempt(api_bp)  # bearer keys carry no cookie; session calls rely on SameSite=Lax cookies
     app.register_blueprint(api_bp)
 
-    from .health import bp as health_bp
-    app.register_blueprint(health_bp)
-    from .metrics import bp as metrics_bp
-    app.register_blueprint(metrics_bp)
-    from .dashboard import bp as dashboard_bp
-    app.register_blueprint(dashboard_bp)
+    _register_pages_and_commands(app)
+    return app
 
+
+def _register_pages_and_commands(app: Flask) -> None:
+    from .dashboard import bp as dashboard_bp
+    from .health import bp as health_bp
+    from .metrics import bp as metrics_bp
+    for blueprint in (health_bp, metrics_bp, dashboard_bp):
+        app.register_blueprint(blueprint)
     _register_api_errors(app)
     from .cli import register_all as register_cli
     register_cli(app)
     from jobs.cli import register as register_job_cli
     register_job_cli(app)
-    return app
 
 
 def _security_headers(app: Flask, https: bool) -> None:

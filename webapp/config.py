@@ -104,6 +104,7 @@ def _quotas() -> dict:
         "MIN_SCHEDULE_INTERVAL_SEC": _int("MIN_SCHEDULE_INTERVAL_SEC", 1, 1, 86400),
         "TEAM_MAX_QUEUED": _int("TEAM_MAX_QUEUED", 1000, 0, 1_000_000),
         "WORKFLOW_MAX_ENV_BYTES": _int("WORKFLOW_MAX_ENV_BYTES", 64 * 1024, 0, 16 * 1024 * 1024),
+        "TEAM_MAX_OUTPUT_BYTES_PER_DAY": _int("TEAM_MAX_OUTPUT_BYTES_PER_DAY", 5 * 1024 ** 3, 0),
     }
 
 
@@ -158,17 +159,67 @@ def _local_secret() -> str:
     raise ConfigError(f"could not read or create {path}")
 
 
+def _production_checks(secret: str | None) -> None:
+    """What production refuses to start without."""
+    if not secret or secret == DEV_SECRET or len(secret) < 16:
+        raise ConfigError("SECRET_KEY must be set to a real secret (16+ chars) in production")
+    if (os.environ.get("DOCKER_HOST") or "").startswith("tcp://") and not os.environ.get("DOCKER_TLS_VERIFY"):
+        raise ConfigError("a tcp:// DOCKER_HOST needs DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH in production: "
+                          "the engine's API is root on its host")
+    if len(os.environ.get("METRICS_TOKEN", "")) < 16:
+        raise ConfigError("METRICS_TOKEN must be set (16+ chars) in production: /metrics names every team and workflow")
+
+
+def _containers() -> dict:
+    """What a run's container gets."""
+    return {
+        "CONTAINER_PIDS_LIMIT": _int("CONTAINER_PIDS_LIMIT", 512, 16),
+        # The writable /tmp (tmpfs, in the container's memory) of a workflow with readOnlyRootfs.
+        "RUNS_TMPFS_MB": _int("RUNS_TMPFS_MB", 64, 1, 65536),
+        # What a run gets when its workflow does not say, and the most a workflow may ask for.
+        "DEFAULT_MEMORY_MB": _int("DEFAULT_MEMORY_MB", 1024, 6, 1048576),
+        "DEFAULT_CPUS": _float("DEFAULT_CPUS", 1.0, 0.01, 256.0),
+        "MAX_MEMORY_MB": _int("MAX_MEMORY_MB", 16384, 6, 1048576),
+        "MAX_CPUS": _float("MAX_CPUS", float(os.cpu_count() or 1), 0.01, 256.0),
+        # The engine's own log file of a run's container (json-file, two files of this size).
+        "CONTAINER_LOG_MAX_MB": _int("CONTAINER_LOG_MAX_MB", 100, 1, 100000),
+    }
+
+
+def _hosts(raw: str, strip_dot: bool = False) -> frozenset:
+    return frozenset(h.strip().lower().rstrip(".") if strip_dot else h.strip().lower()
+                     for h in raw.split(",") if h.strip())
+
+
+def _outbound(env: str) -> dict:
+    """Notifications (SMTP, webhooks) and image registries: where requests may go."""
+    return {
+        "SMTP_HOST": os.environ.get("SMTP_HOST", "127.0.0.1"),
+        "SMTP_PORT": _int("SMTP_PORT", 25, 1, 65535),
+        "SMTP_USER": os.environ.get("SMTP_USER", ""),
+        "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
+        "SMTP_FROM": os.environ.get("SMTP_FROM", "workflows@localhost"),
+        "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
+        # Webhook URLs must be https; this allows http to localhost (development and tests only).
+        "NOTIFY_ALLOW_HTTP_LOCALHOST": _bool("NOTIFY_ALLOW_HTTP_LOCALHOST", env != "production"),
+        "NOTIFY_MAX_ATTEMPTS": _int("NOTIFY_MAX_ATTEMPTS", 5, 1, 20),
+        # One delivery attempt, whole (connect, every read, every SMTP step): past it the attempt
+        # is given up and retried. Below the 60 s after which a "sending" notification is taken
+        # back from a worker presumed dead, so a slow attempt is never sent a second time meanwhile.
+        "NOTIFY_DEADLINE_SEC": _int("NOTIFY_DEADLINE_SEC", 30, 1, 45),
+        # Webhook targets on loopback or private addresses: refused in production unless allowed.
+        "NOTIFY_ALLOW_PRIVATE": _bool("NOTIFY_ALLOW_PRIVATE", env != "production"),
+        # Image registries on private addresses the engine may pull from (host or host:port).
+        "REGISTRY_ALLOWED_HOSTS": _hosts(os.environ.get("REGISTRY_ALLOWED_HOSTS", "")),
+        "NOTIFY_ALLOWED_HOSTS": _hosts(os.environ.get("NOTIFY_ALLOWED_HOSTS", ""), strip_dot=True),
+    }
+
+
 def from_env() -> dict:
     env = os.environ.get("WORKFLOWS_ENV", "development")
     secret = os.environ.get("SECRET_KEY")
-    if env == "production" and (not secret or secret == DEV_SECRET or len(secret) < 16):
-        raise ConfigError("SECRET_KEY must be set to a real secret (16+ chars) in production")
-    if env == "production" and (os.environ.get("DOCKER_HOST") or "").startswith("tcp://") \
-            and not os.environ.get("DOCKER_TLS_VERIFY"):
-        raise ConfigError("a tcp:// DOCKER_HOST needs DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH in production: "
-                          "the engine's API is root on its host")
-    if env == "production" and len(os.environ.get("METRICS_TOKEN", "")) < 16:
-        raise ConfigError("METRICS_TOKEN must be set (16+ chars) in production: /metrics names every team and workflow")
+    if env == "production":
+        _production_checks(secret)
     secret = secret or _local_secret()
     port = _int("PORT", 5000, 1, 65535)
     lost_sec = _int("HOST_LOST_SEC", 60, 4, 86400)
@@ -216,36 +267,8 @@ def from_env() -> dict:
         "WS_MAX_PER_TEAM": _int("WS_MAX_PER_TEAM", 16, 1, 100000),
         "WS_MAX_PER_PRINCIPAL": _int("WS_MAX_PER_PRINCIPAL", 8, 1, 100000),
         "WS_MAX_PER_PROCESS": _int("WS_MAX_PER_PROCESS", max(1, _int("WEB_THREADS", 32, 1, 10000) // 2), 1, 100000),
-        "CONTAINER_PIDS_LIMIT": _int("CONTAINER_PIDS_LIMIT", 512, 16),
-        # The writable /tmp (tmpfs, in the container's memory) of a workflow with readOnlyRootfs.
-        "RUNS_TMPFS_MB": _int("RUNS_TMPFS_MB", 64, 1, 65536),
-        # What a run gets when its workflow does not say, and the most a workflow may ask for.
-        "DEFAULT_MEMORY_MB": _int("DEFAULT_MEMORY_MB", 1024, 6, 1048576),
-        "DEFAULT_CPUS": _float("DEFAULT_CPUS", 1.0, 0.01, 256.0),
-        "MAX_MEMORY_MB": _int("MAX_MEMORY_MB", 16384, 6, 1048576),
-        "MAX_CPUS": _float("MAX_CPUS", float(os.cpu_count() or 1), 0.01, 256.0),
-        # The engine's own log file of a run's container (json-file, two files of this size).
-        "CONTAINER_LOG_MAX_MB": _int("CONTAINER_LOG_MAX_MB", 100, 1, 100000),
-        "SMTP_HOST": os.environ.get("SMTP_HOST", "127.0.0.1"),
-        "SMTP_PORT": _int("SMTP_PORT", 25, 1, 65535),
-        "SMTP_USER": os.environ.get("SMTP_USER", ""),
-        "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
-        "SMTP_FROM": os.environ.get("SMTP_FROM", "workflows@localhost"),
-        "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
-        # Webhook URLs must be https; this allows http to localhost (development and tests only).
-        "NOTIFY_ALLOW_HTTP_LOCALHOST": _bool("NOTIFY_ALLOW_HTTP_LOCALHOST", env != "production"),
-        "NOTIFY_MAX_ATTEMPTS": _int("NOTIFY_MAX_ATTEMPTS", 5, 1, 20),
-        # One delivery attempt, whole (connect, every read, every SMTP step): past it the attempt
-        # is given up and retried. Below the 60 s after which a "sending" notification is taken
-        # back from a worker presumed dead, so a slow attempt is never sent a second time meanwhile.
-        "NOTIFY_DEADLINE_SEC": _int("NOTIFY_DEADLINE_SEC", 30, 1, 45),
-        # Webhook targets on loopback or private addresses: refused in production unless allowed.
-        "NOTIFY_ALLOW_PRIVATE": _bool("NOTIFY_ALLOW_PRIVATE", env != "production"),
-        # Image registries on private addresses the engine may pull from (host or host:port).
-        "REGISTRY_ALLOWED_HOSTS": frozenset(h.strip().lower() for h in
-                                            os.environ.get("REGISTRY_ALLOWED_HOSTS", "").split(",") if h.strip()),
-        "NOTIFY_ALLOWED_HOSTS": frozenset(h.strip().lower().rstrip(".") for h in
-                                          os.environ.get("NOTIFY_ALLOWED_HOSTS", "").split(",") if h.strip()),
+        **_containers(),
+        **_outbound(env),
         # GET /metrics asks for "Authorization: Bearer <this>" when it is set (open when empty).
         "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(os.environ.get("DATABASE_URL", "")),

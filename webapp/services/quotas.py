@@ -27,6 +27,8 @@ LIMITS = (
     Limit("minScheduleIntervalSec", "MIN_SCHEDULE_INTERVAL_SEC", "shortest time between two fires of a schedule, seconds"),
     Limit("queuedRuns", "TEAM_MAX_QUEUED", "runs waiting in the queue; past it schedule fires are skipped and triggers refused"),
     Limit("envBytes", "WORKFLOW_MAX_ENV_BYTES", "bytes of env (names and values) of one workflow or one run"),
+    Limit("outputBytesPerDay", "TEAM_MAX_OUTPUT_BYTES_PER_DAY",
+          "bytes of run output stored per day (UTC); past it output is counted, not kept, and runs go on"),
 )
 BY_NAME = {limit.name: limit for limit in LIMITS}
 
