@@ -26,7 +26,7 @@ from webapp.models.base import utcnow
 from webapp.models.clock import clock
 from webapp.services import hosts, runs
 
-from . import fence
+from . import fence, images
 from .executor import DockerExecutor
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,7 @@ class Heart:
         self.offset_ms: int | None = None
         self.next_clock = 0.0
         self.guarded = False
+        self.next_prune = 0.0
 
     def beat(self) -> None:
         self._measure_clock()
@@ -145,6 +146,9 @@ class Heart:
     def reap(self) -> None:
         fence.ensure_guard(self.host)
         reap()
+        if time.monotonic() >= self.next_prune:
+            self.next_prune = time.monotonic() + images.IMAGE_PRUNE_EVERY_SEC
+            images.prune(get_docker().api, current_app.config["IMAGE_KEEP_DAYS"])
 
     def _measure_clock(self) -> None:
         if time.monotonic() < self.next_clock:

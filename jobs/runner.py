@@ -36,7 +36,7 @@ from webapp.services.dispatch import CANCEL_PLAIN, cancel_key
 from webapp.services.errors import LeaseLost
 from webapp.services.registry import auth_for_image
 
-from . import engine, fence, hosts
+from . import engine, fence, hosts, images
 from .executor import DockerExecutor
 from .logsink import DailyOutput, Fence, LogSink, SinkError
 
@@ -366,6 +366,7 @@ class Execution:
             self._require_access(image, auth, local)
         self.digest = engine.digest_of(local, image)
         self.image_id = local["Id"]
+        images.record_use(self.api, self.image_id)
 
     def _access_key(self, project_id: int, image: str, local: dict) -> str:
         return f"workflows:image-access:{project_id}:{local['Id']}:{image}"

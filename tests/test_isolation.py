@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -453,3 +455,109 @@ def test_past_a_teams_daily_output_runs_go_on_and_their_output_is_counted_not_ke
     assert done["status"] == "succeeded" and "later" not in [line["text"] for line in lines]
     done, lines = run_of(charlie, ["sh", "-c", "echo mine"])  # another team's day is its own
     assert "mine" in [line["text"] for line in lines]
+
+
+# -- 9. images no run used for IMAGE_KEEP_DAYS leave the engine -------------------------------------
+def test_an_image_no_run_used_for_the_keep_days_is_pruned_and_others_stay(app, client, alice, procs, docker_api):
+    from jobs import images
+    stale, fresh, unused = (f"workflows.local/prune-{name}:{TEST_PASS}" for name in ("stale", "fresh", "unused"))
+    for ref in (stale, fresh, unused):  # three copies of the test image, each with a layer of its own
+        c = docker_api.create_container(TEST_IMAGE, command=["true"], labels={"x": ref})
+        try:
+            docker_api.commit(c["Id"], repository=ref.split(":")[0], tag=TEST_PASS, changes=[f"LABEL which={ref}"])
+        finally:
+            docker_api.remove_container(c["Id"])
+    procs.worker(1)
+    for ref in (stale, fresh):
+        wf = create_wf(client, alice, image=ref, command=["sh", "-c", "echo used"])
+        run = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()
+        assert wait_status(client, alice, run["id"], timeout=60)["status"] == "succeeded"
+        wait_for(lambda: not docker_api.containers(all=True, filters={"label": f"workflows.run={run['id']}"}), 30)
+    with app.app_context():
+        folder = images._folder(docker_api)
+    stale_id = docker_api.inspect_image(stale)["Id"]
+    week_ago = time.time() - 8 * 86400
+    os.utime(folder / stale_id.removeprefix("sha256:"), (week_ago, week_ago))  # last used 8 days ago
+    assert images.prune(docker_api, 7) == [stale_id]
+    assert not docker_api.images(name=stale.split(":")[0])
+    assert docker_api.images(name=fresh.split(":")[0]) and docker_api.images(name=unused.split(":")[0])
+    assert docker_api.images(name=TEST_IMAGE.split(":")[0])  # never used here in the last days: not ours to judge
+    for ref in (fresh, unused):
+        docker_api.remove_image(ref, force=True)
+
+
+# -- 10. the smaller doors ----------------------------------------------------------------------------
+def test_sign_ins_are_throttled_per_account_whatever_the_address(client, alice, charlie):
+    def attempt(email, password, address):
+        return client.post("/login", data={"email": email, "password": password},
+                           environ_base={"REMOTE_ADDR": address}).status_code
+    assert [attempt(alice.email, "wrong", f"198.51.100.{i}") for i in range(10)] == [401] * 10
+    assert attempt(alice.email, "wrong", "198.51.100.77") == 429  # an eleventh address: the account is held
+    assert attempt(alice.email, alice.password, "198.51.100.78") == 429
+    assert attempt(charlie.email, "wrong", "198.51.100.77") == 401  # another account is not
+
+
+def test_sign_ins_stay_throttled_while_redis_is_away(alice):
+    script = (
+        "from webapp import create_app\n"
+        "app = create_app({'TESTING': True, 'WTF_CSRF_ENABLED': False, 'RATELIMIT_STORAGE_URI': 'redis://127.0.0.1:9/0'})\n"
+        "c = app.test_client()\n"
+        f"print([c.post('/login', data={{'email': {alice.email!r}, 'password': 'wrong'}}).status_code for _ in range(11)])\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == str([401] * 10 + [429]), out.stdout + out.stderr
+
+
+def _csrf_session(alice):
+    """A test client of an app that checks CSRF as production does, signed in as alice."""
+    from webapp import create_app
+    app = create_app({"TESTING": True})
+    c = app.test_client()
+    token = re.search(r'name="csrf-token" content="([^"]+)"', c.get("/login").get_data(as_text=True)).group(1)
+    r = c.post("/login", data={"email": alice.email, "password": alice.password, "csrf_token": token})
+    assert r.status_code == 302, r.status_code
+    return app, c, token
+
+
+def test_an_api_write_with_the_session_cookie_needs_the_csrf_token(alice):
+    app, c, token = _csrf_session(alice)
+    url = f"/api/projects/{alice.team_id}/{alice.project_id}/workflows"
+    r = c.post(url, json=wf_body(alice))  # what another site's page could make the browser send
+    assert r.status_code == 403 and r.get_json()["error"]["code"] == "csrf_failed"
+    assert c.get(url).status_code == 200  # reads need none
+    assert c.post(url, json=wf_body(alice), headers={"X-CSRFToken": token}).status_code == 201
+    assert c.post(url, json=wf_body(alice, name="by-key"), headers=alice.h()).status_code == 201  # a key needs none
+
+
+def test_a_new_key_and_a_webhook_secret_never_travel_in_the_session_cookie(app, client, alice):
+    client.post("/login", data={"email": alice.email, "password": alice.password})
+    serializer = app.session_interface.get_signing_serializer(app)
+
+    def cookie() -> str:
+        return json.dumps(serializer.loads(client.get_cookie("session").value))
+    r = client.post(f"/teams/{alice.team_id}/api-keys", data={"scope": "full", "mode": "live", "name": "ci"})
+    assert r.status_code == 302 and "hs_live_" not in cookie()
+    page = client.get(f"/teams/{alice.team_id}/api-keys").get_data(as_text=True)
+    key = re.search(r'<code id="new-key">(hs_live_[^<]+)</code>', page).group(1)
+    assert client.get(f"/api/projects/{alice.team_id}/{alice.project_id}/workflows",
+                      headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert key not in client.get(f"/teams/{alice.team_id}/api-keys").get_data(as_text=True)  # shown once
+    r = client.post(f"/teams/{alice.team_id}/notifications",
+                    data={"kind": "webhook", "name": "hook", "target": "https://hooks.example.com/x",
+                          "events": ["workflow.failed"]})
+    assert r.status_code == 302
+    with app.app_context():
+        from webapp.models import NotificationChannel
+        secret = db.session.query(NotificationChannel).filter_by(name="hook").one().config["secret"]
+        db.session.remove()
+    assert secret not in cookie()
+    assert secret in client.get(f"/teams/{alice.team_id}/notifications").get_data(as_text=True)
+
+
+def test_per_workflow_metric_series_stop_at_the_cap_and_the_rest_are_summed(app, client, alice, monkeypatch):
+    monkeypatch.setitem(app.config, "METRICS_MAX_WORKFLOW_SERIES", 2)
+    made = [create_wf(client, alice, name=f"wf-{i}") for i in range(4)]
+    text = client.get("/metrics").get_data(as_text=True)
+    failing = [line for line in text.splitlines() if line.startswith("workflows_workflow_failing{")]
+    assert len(failing) == 3, failing  # two of their own, one for the rest of the team
+    assert any(made[0]["id"] in line for line in failing) and not any(made[3]["id"] in line for line in failing)
+    assert any('workflow="(others)"' in line and line.endswith(" 0.0") for line in failing)

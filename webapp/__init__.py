@@ -27,6 +27,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         # Redis away: a trigger is still recorded (the scheduler hands it over later) rather than
         # refused with a 500; the limit applies again as soon as Redis answers.
         RATELIMIT_SWALLOW_ERRORS=True,
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,  # Redis away: each process keeps the limits itself
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
@@ -58,7 +59,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.before_request(authorize_stream)
     app.teardown_request(release_stream)
     limiter.init_app(app)
-    csrf.exempt(api_bp)  # bearer keys carry no cookie; session calls rely on SameSite=Lax cookies
+    csrf.exempt(api_bp)  # bearer keys carry no cookie; a session's writes are checked in api/auth.py
     app.register_blueprint(api_bp)
 
     _register_pages_and_commands(app)

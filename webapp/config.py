@@ -183,6 +183,8 @@ def _containers() -> dict:
         "MAX_CPUS": _float("MAX_CPUS", float(os.cpu_count() or 1), 0.01, 256.0),
         # The engine's own log file of a run's container (json-file, two files of this size).
         "CONTAINER_LOG_MAX_MB": _int("CONTAINER_LOG_MAX_MB", 100, 1, 100000),
+        # An image no run used for this many days is removed from its engine (jobs/images.py).
+        "IMAGE_KEEP_DAYS": _float("IMAGE_KEEP_DAYS", 7.0, 0.0, 3650.0),
     }
 
 
@@ -271,6 +273,8 @@ def from_env() -> dict:
         **_outbound(env),
         # GET /metrics asks for "Authorization: Bearer <this>" when it is set (open when empty).
         "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
+        # Workflows with series of their own on /metrics (oldest first); the rest are summed per team.
+        "METRICS_MAX_WORKFLOW_SERIES": _int("METRICS_MAX_WORKFLOW_SERIES", 1000, 0, 1_000_000),
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(os.environ.get("DATABASE_URL", "")),
         "WTF_CSRF_TIME_LIMIT": None,
     }

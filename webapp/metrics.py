@@ -79,6 +79,22 @@ def _epoch(moment) -> float:
     return moment.replace(tzinfo=timezone.utc).timestamp()
 
 
+OTHERS = "(others)"  # the workflow label of a team's workflows past METRICS_MAX_WORKFLOW_SERIES
+
+
+def _series_labels(workflows: dict, teams: dict, cap: int) -> dict[int, list[str]]:
+    """Workflow id -> its labels [team, workflow, workflow_id]. The first `cap` workflows (oldest
+    first) have series of their own; the rest are summed per team under workflow "(others)", so
+    one team's thousands of workflows cannot blow up the scrape (their failing and silent gauges
+    are then counts)."""
+    labels = {}
+    for k, wf_id in enumerate(sorted(workflows)):
+        wf = workflows[wf_id]
+        team = teams.get(wf.team_id, "")
+        labels[wf_id] = [team, wf.name, wf.public_id] if k < cap else [team, OTHERS, ""]
+    return labels
+
+
 class Collector:
     """What one scrape reports; each family is one or two grouped queries or one Redis read."""
 
@@ -89,14 +105,18 @@ class Collector:
                    Workflow.next_run_at, Workflow.alert_state, Workflow.silent_at,
                    Workflow.expect_success_within_sec).where(Workflow.deleted_at.is_(None))).all()}
 
-        named = {wf_id: [teams.get(wf.team_id, ""), wf.name, wf.public_id] for wf_id, wf in workflows.items()}
+        named = _series_labels(workflows, teams, current_app.config["METRICS_MAX_WORKFLOW_SERIES"])
 
         runs = CounterMetricFamily("workflows_runs", "Finished runs, by final status and trigger.",
                                    labels=["team", "workflow", "workflow_id", "status", "trigger"])
+        finished: dict[tuple, int] = {}
         for wf_id, status, trigger, n in db.session.execute(
                 select(RunCount.workflow_id, RunCount.status, RunCount.trigger, RunCount.n)):
             if wf_id in named:
-                runs.add_metric(named[wf_id] + [status, trigger], n)
+                key = (*named[wf_id], status, trigger)
+                finished[key] = finished.get(key, 0) + n
+        for key, n in finished.items():
+            runs.add_metric(list(key), n)
         yield runs
 
         active = GaugeMetricFamily("workflows_runs", "Runs queued or running now.", labels=["team", "state"])
@@ -119,8 +139,14 @@ class Collector:
                               "1 while no run succeeded within expectSuccessWithinSec (workflow.silent sent).")
         expect = per_workflow("expect_success_within_seconds",
                               "The workflow's expectSuccessWithinSec, where it has one.")
+        others: dict[tuple, list[int]] = {}  # a team's workflows past the cap: how many fail, are silent
         for wf_id, wf in workflows.items():
             labels = named[wf_id]
+            if labels[1] == OTHERS:
+                counts = others.setdefault(tuple(labels), [0, 0])
+                counts[0] += wf.alert_state == "failing"
+                counts[1] += bool(wf.silent_at)
+                continue
             if wf.last_success_at:
                 last.add_metric(labels, _epoch(wf.last_success_at))
             if wf.next_run_at:
@@ -129,6 +155,9 @@ class Collector:
             silent.add_metric(labels, 1 if wf.silent_at else 0)
             if wf.expect_success_within_sec:
                 expect.add_metric(labels, wf.expect_success_within_sec)
+        for labels, (n_failing, n_silent) in others.items():
+            failing.add_metric(list(labels), n_failing)
+            silent.add_metric(list(labels), n_silent)
         yield from (last, following, failing, silent, expect)
 
         deliveries = CounterMetricFamily("workflows_notification_deliveries",

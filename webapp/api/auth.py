@@ -1,8 +1,9 @@
 """Who calls the API: a Bearer hs_live_/hs_test_ key, or a logged-in member's session."""
 from __future__ import annotations
 
-from flask import g, request
+from flask import current_app, g, request
 from flask_login import current_user
+from flask_wtf.csrf import ValidationError, validate_csrf
 
 from ..services import keys
 from ..services.access import Principal
@@ -22,9 +23,26 @@ def principal_from_request() -> Principal:
             raise ApiError(401, "unknown or revoked API key", "invalid_api_key")
         return Principal(team_ids=frozenset({key.team_id}), scope=key.scope, mode=key.mode, key_id=key.id)
     if current_user.is_authenticated:
+        _check_csrf()
         return Principal(team_ids=frozenset(current_user.team_ids), user_id=current_user.id,
                          session_version=current_user.session_version)
     raise ApiError(401, "authentication required: a Bearer API key or a session", "unauthorized")
+
+
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def _check_csrf() -> None:
+    """A write made with the session cookie carries the page's CSRF token in X-CSRFToken (htmx
+    and the API docs page send it): another site's form or script cannot make one in the member's
+    name. A bearer key is no cookie and needs none."""
+    if request.method in SAFE_METHODS or not current_app.config.get("WTF_CSRF_ENABLED", True):
+        return
+    try:
+        validate_csrf(request.headers.get("X-CSRFToken"))
+    except ValidationError as e:
+        raise ApiError(403, f"a write with a session cookie needs the X-CSRFToken header: {e}",
+                       "csrf_failed") from None
 
 
 def authenticate_api_request() -> None:

@@ -332,7 +332,7 @@ def openapi_json():
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>API · Workflows</title>
 <link rel="stylesheet" href="{{ css }}"></head>
-<body><div id="ui" data-spec="{{ spec }}"></div><script src="{{ js }}"></script>
+<body><div id="ui" data-spec="{{ spec }}" data-csrf="{{ csrf_token() }}"></div><script src="{{ js }}"></script>
 <script src="{{ init }}"></script></body></html>"""
 
 

@@ -26,6 +26,7 @@ def load_user(session_id: str):
 
 
 login_manager.login_view = "dashboard.login"
+LOGIN_LIMIT = "10 per minute"
 
 
 def safe_next(target: str | None) -> str | None:
@@ -41,8 +42,14 @@ def safe_next(target: str | None) -> str | None:
     return cleaned
 
 
+def _login_account() -> str:
+    """The account a sign-in tries, whatever address it comes from (a spread-out guesser)."""
+    return "login:" + request.form.get("email", "").strip().lower()[:320]
+
+
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("10 per minute", methods=["POST"])
+@limiter.limit(LOGIN_LIMIT, methods=["POST"])  # per address
+@limiter.limit(LOGIN_LIMIT, methods=["POST"], key_func=_login_account)  # per account
 def login():
     error = None
     if request.method == "POST":

@@ -2,7 +2,7 @@
 channels and API keys (per team)."""
 from __future__ import annotations
 
-from flask import flash, g, redirect, render_template, request, session, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from ..extensions import db
@@ -16,7 +16,7 @@ from ..services import registry as registry_service
 from ..services.access import require_team, require_write
 from ..services.budget import RateLimited
 from ..services.errors import ServiceError
-from . import bp
+from . import bp, reveal
 from .pages import load_project, principal
 
 
@@ -96,15 +96,15 @@ def notifications(team_id: int):
             body = parse(ChannelCreate, values)
             channel = channel_service.create_channel(principal(), team_id, body.kind, body.name, body.target,
                                                      body.events)
-            if channel.kind == "webhook":
-                session["new_secret"] = channel.config["secret"]
             flash(f"Added the {channel.kind} channel {channel.name}.")
-            return redirect(request.path)
+            if channel.kind != "webhook" or reveal.stash("new_secret", channel.config["secret"]):
+                return redirect(request.path)
+            secret = channel.config["secret"]  # Redis away: shown on this answer instead
         except SchemaError as e:
             errors = e.fields
         except ServiceError as e:
             errors = e.fields or {"form": e.message}
-    secret = secret or session.pop("new_secret", None)
+    secret = secret or reveal.take("new_secret")
     channels = channel_service.list_channels(principal(), team_id)
     deliveries = {c.id: channel_service.deliveries(c, 10) for c in channels}
     return render_template("dashboard/notifications.html", team=team, channels=channels, deliveries=deliveries,
@@ -136,17 +136,18 @@ def delete_channel(team_id: int, channel_id: int):
 @login_required
 def api_keys(team_id: int):
     team = _team(team_id)
-    errors = {}
+    errors, new_key = {}, None
     if request.method == "POST":
         require_write(principal())
         try:
             _, raw = key_service.create_key(team_id, request.form.get("scope", "full"),
                                             request.form.get("mode", "live"), request.form.get("name", ""))
-            session["new_key"] = raw  # shown by the next GET, once; a reload does not create another
-            return redirect(request.path)
+            if reveal.stash("new_key", raw):  # shown by the next GET, once; a reload makes no other
+                return redirect(request.path)
+            new_key = raw  # Redis away: shown on this answer instead
         except ServiceError as e:
             errors = e.fields or {"form": e.message}
-    new_key = session.pop("new_key", None)
+    new_key = new_key or reveal.take("new_key")
     keys = key_service.list_keys(team_id)
     return render_template("dashboard/api_keys.html", team=team, keys=keys, new_key=new_key,
                            errors=errors), 400 if errors else 200
