@@ -38,7 +38,7 @@ def register(app: Flask) -> None:
         if current_app.config["DOCKER_HOST"] == NO_ENGINE:
             raise click.UsageError("DOCKER_HOST=none says this host has no Docker engine: run workers on the "
                                    "engine hosts (docs/deploy.md)")
-        _guard_egress()
+        egress_problem = _guard_egress()
         for pool in pools:
             if not valid_pool(pool):
                 raise click.BadParameter(f"{pool!r}: lowercase letters, digits, - and _, at most 40", param_hint="--pool")
@@ -49,7 +49,8 @@ def register(app: Flask) -> None:
         host, version = hosts.identify()
         hosts.set_current(host)  # the slots fork with it: the runs they claim record this host
         hosts.warn_if_single_host_database(host)
-        keeper = functools.partial(hosts.keep, app_, process_name(), host, list(pools), slots, version)
+        keeper = functools.partial(hosts.keep, app_, process_name(), host, list(pools), slots, version,
+                                   egress_problem)
         log.info("worker host %s (engine %s), pools %s", host, version or "not answering", ", ".join(pools))
         run_queues = [host_queue(host)] + [pool_queue(p) for p in pools]
         Supervisor(app_, [run_queues] * slots + [["notify"]] * current_app.config["NOTIFY_SLOTS"],
@@ -132,11 +133,12 @@ def host_guard(host: str | None, stay: bool):
     fence.guard(host or hosts.identify()[0], stay=stay)
 
 
-def _guard_egress() -> None:
-    """The egress rules before any run (jobs/egress.py): in production, no worker without them."""
+def _guard_egress() -> str | None:
+    """The egress rules before any run (jobs/egress.py): in production, no worker without them;
+    elsewhere, why not (shown on the Workers page and /healthz), or None when installed."""
     from . import egress, engine
     try:
-        egress.guard(engine.RUNS_BRIDGE)
+        return egress.guard(engine.RUNS_BRIDGE)
     except egress.EgressUnguarded as e:
         raise click.UsageError(f"run containers cannot be kept from private networks: {e} "
                                "(README, security model)") from None

@@ -98,7 +98,8 @@ def warn_if_single_host_database(host: str) -> None:
                     "use it too: run PostgreSQL for several hosts (docs/deploy.md)", ", ".join(sorted(others)))
 
 
-def keep(app: Flask, name: str, host: str, pools: list[str], slots: int, version: str | None) -> None:
+def keep(app: Flask, name: str, host: str, pools: list[str], slots: int, version: str | None,
+         egress_problem: str | None = None) -> None:
     """The host keeper, one child of each worker supervisor: the heartbeat of this worker process in
     the database every second (each one the database accepted recorded for the host's guard,
     jobs/fence.py), this engine's leftovers removed every few seconds, and the guard kept running.
@@ -109,7 +110,7 @@ def keep(app: Flask, name: str, host: str, pools: list[str], slots: int, version
     with app.app_context():
         db.engine.dispose(close=False)
         while not stopping.is_set() and not _guard("registering", lambda: hosts.register(
-                name, host, pools, slots, version)):
+                name, host, pools, slots, version, egress_problem)):
             stopping.wait(1)
         heart = Heart(name, host)
         # on a thread of its own: an engine that is slow to answer must not delay the heartbeat

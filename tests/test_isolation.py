@@ -561,3 +561,19 @@ def test_per_workflow_metric_series_stop_at_the_cap_and_the_rest_are_summed(app,
     assert len(failing) == 3, failing  # two of their own, one for the rest of the team
     assert any(made[0]["id"] in line for line in failing) and not any(made[3]["id"] in line for line in failing)
     assert any('workflow="(others)"' in line and line.endswith(" 0.0") for line in failing)
+
+
+def test_a_worker_without_its_egress_rules_is_said_on_healthz_and_the_workers_page(app, client, alice):
+    from webapp.services import hosts
+    with app.app_context():  # a development worker that could not install them (allowed, and said)
+        hosts.register("box:1", "box", ["default"], 2, "26.1", egress_problem="iptables: not found")
+        db.session.remove()
+    part = client.get("/healthz").get_json()["egress"]
+    assert part["ok"] is False and "box: iptables: not found" in part["error"]
+    client.post("/login", data={"email": alice.email, "password": alice.password})
+    page = client.get("/workers").get_data(as_text=True)
+    assert "data-egress-unguarded" in page and "iptables: not found" in page
+    with app.app_context():
+        hosts.register("box:1", "box", ["default"], 2, "26.1")
+        db.session.remove()
+    assert client.get("/healthz").get_json()["egress"]["ok"] is True

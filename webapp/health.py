@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
 
 from . import heartbeats
+from .services import hosts
 from .connections import NO_ENGINE, get_docker, get_redis
 from .extensions import db
 
@@ -24,6 +25,17 @@ def _check(fn) -> dict:
 def _database():
     db.session.execute(text("select 1"))
     db.session.rollback()
+
+
+class EgressUnguarded(Exception):
+    pass
+
+
+def _egress():
+    """Live workers that could not install the egress rules (allowed outside production only)."""
+    problems = [f"{row.host}: {row.egress_problem}" for row in hosts.live_egress_problems()]
+    if problems:
+        raise EgressUnguarded("run containers may reach private networks on " + "; ".join(problems)[:400])
 
 
 def _redis():
@@ -57,6 +69,7 @@ def healthz():
     parts = {"database": _check(_database), "redis": _check(_redis), "docker": _check(_docker),
              "scheduler": _heartbeat("scheduler"), "worker": _heartbeat("worker")}
     healthy = all(p["ok"] for p in parts.values())
+    parts["egress"] = _check(_egress)  # said, not counted: a production worker without its rules does not start
     if not _may_see_details():  # errors and host:pid names are not for anyone on the network
         parts = {name: {"ok": part["ok"]} for name, part in parts.items()}
     body = {"status": "ok" if healthy else "degraded", **parts}

@@ -23,6 +23,8 @@ class WorkerProcess(db.Model):
     # This host's wall clock minus the database's, as last measured (the Workers page shows it
     # when it is off by more than a second; nothing of ours depends on it).
     clock_offset_ms = db.Column(db.Integer, nullable=True)
+    # Why this worker could not install the egress rules (allowed outside production only), or None.
+    egress_problem = db.Column(db.Text, nullable=True)
 
     @property
     def pool_list(self) -> list[str]:

@@ -26,10 +26,12 @@ CLOCK_TOLERANCE_MS = 1000  # a worker whose clock is further off than this says 
 ALIVE, AWAY, LOST = "alive", "away", "lost"
 
 
-def register(name: str, host: str, pools: list[str], slots: int, engine_version: str | None) -> None:
+def register(name: str, host: str, pools: list[str], slots: int, engine_version: str | None,
+             egress_problem: str | None = None) -> None:
     db.session.execute(delete(WorkerProcess).where(WorkerProcess.name == name))
     db.session.add(WorkerProcess(name=name, host=host, pools=",".join(pools), slots=slots,
-                                 engine_version=engine_version, started_at=db_now(), last_seen_at=db_now()))
+                                 engine_version=engine_version, started_at=db_now(), last_seen_at=db_now(),
+                                 egress_problem=egress_problem))
     db.session.execute(delete(WorkerProcess).where(WorkerProcess.last_seen_at < db_now(-FORGET_AFTER_SEC)))
     db.session.commit()
 
@@ -137,6 +139,7 @@ class HostView:
     last_seen_at: datetime
     processes: list[WorkerProcess]
     clock_offset_ms: int | None = None
+    egress_problem: str | None = None
     own_runs: list = field(default_factory=list)
     own_running: int = 0
 
@@ -174,6 +177,7 @@ def host_views(team_ids: set[int]) -> list[HostView]:
             slots=sum(p.slots for p in live), busy=busy.get(host, 0),
             engine_version=newest.engine_version, last_seen_at=newest.last_seen_at,
             processes=live or [newest], clock_offset_ms=newest.clock_offset_ms,
+            egress_problem=next((p.egress_problem for p in live or [newest] if p.egress_problem), None),
             own_runs=db.session.scalars(select(Run).where(Run.status == "running", Run.worker_host == host,
                                                           Run.team_id.in_(team_ids or {-1}))
                                         .order_by(Run.started_at).limit(50)).all(),
@@ -181,6 +185,14 @@ def host_views(team_ids: set[int]) -> list[HostView]:
                 Run.status == "running", Run.worker_host == host, Run.team_id.in_(team_ids or {-1})))))
     order = {ALIVE: 0, AWAY: 1, LOST: 2}
     return sorted(views, key=lambda v: (order[v.state], v.host))
+
+
+def live_egress_problems() -> list:
+    """(host, egress_problem) of the live worker processes that run containers without the egress rules."""
+    rows = db.session.execute(select(WorkerProcess.host, WorkerProcess.egress_problem)
+                              .where(WorkerProcess.egress_problem.is_not(None), _live())).all()
+    db.session.rollback()
+    return rows
 
 
 def views_for(team_ids: set[int]) -> list[HostView]:
