@@ -87,11 +87,18 @@ class Fence:
 
 class DailyOutput:
     """A team's stored output today (UTC), counted in Redis over every run and worker, against its
-    outputBytesPerDay limit. Redis away: nothing is counted and nothing refused."""
+    outputBytesPerDay limit. Output taken but not yet stored counts too (`accept`), so a burst
+    is cut at the limit, not a flush later. Redis away: nothing is counted and nothing refused."""
 
     def __init__(self, team_id: int, limit: int, client):
         self.team_id, self.limit, self.redis = team_id, limit, client
-        self.over = self._spent() > limit
+        self.known = self._spent()  # the team's total as Redis last said
+        self.pending = 0  # taken by this run since, not yet stored
+        self.over = self.known > limit
+
+    def accept(self, size: int) -> None:
+        self.pending += size
+        self.over = self.known + self.pending > self.limit
 
     def _key(self) -> str:
         return f"workflows:output:{self.team_id}:{utcnow():%Y%m%d}"
@@ -109,7 +116,8 @@ class DailyOutput:
             key = self._key()
             with self.redis.pipeline() as pipe:
                 total, _ = pipe.incrby(key, size).expire(key, 2 * 86400).execute()
-            self.over = total > self.limit
+            self.known, self.pending = total, max(0, self.pending - size)
+            self.over = self.known + self.pending > self.limit
         except redis.RedisError:
             pass
 
@@ -174,6 +182,8 @@ class LogSink:
             if self.daily is not None and self.daily.over:
                 self._drop_over_quota(stream, chunk, ts)
             else:
+                if self.daily is not None:
+                    self.daily.accept(len(chunk))
                 self.dirty = True
                 self.stream_bytes[stream] += len(chunk)
                 lines = self.splitters[stream].feed(chunk)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import TEST_IMAGE, create_wf, wf_body
+from conftest import TEST_IMAGE, create_wf, grant_pool, wf_body
 
 
 def url_list(m):
@@ -88,7 +88,9 @@ BOUNDARIES = [
 
 
 @pytest.mark.parametrize("field,ok,bad", BOUNDARIES)
-def test_limits_at_the_boundary(client, alice, field, ok, bad):
+def test_limits_at_the_boundary(app, client, alice, field, ok, bad):
+    if field == "workerPool":
+        grant_pool(app, alice, ok)  # pools other than default are set aside for teams
     assert post(client, alice, wf_body(alice, **{field: ok})).status_code == 201
     r = post(client, alice, wf_body(alice, **{field: bad}))
     assert r.status_code == 400
@@ -97,7 +99,9 @@ def test_limits_at_the_boundary(client, alice, field, ok, bad):
 
 
 @pytest.mark.parametrize("field,ok,bad", BOUNDARIES)
-def test_patch_applies_the_same_limits(client, alice, field, ok, bad):
+def test_patch_applies_the_same_limits(app, client, alice, field, ok, bad):
+    if field == "workerPool":
+        grant_pool(app, alice, ok)
     wf = create_wf(client, alice)
     assert client.patch(url_one(alice, wf["id"]), json={field: ok}, headers=alice.h()).status_code == 200
     r = client.patch(url_one(alice, wf["id"]), json={field: bad}, headers=alice.h())
