@@ -96,9 +96,13 @@ class DailyOutput:
         self.pending = 0  # taken by this run since, not yet stored
         self.over = self.known > limit
 
-    def accept(self, size: int) -> None:
-        self.pending += size
-        self.over = self.known + self.pending > self.limit
+    def accept(self, size: int) -> int:
+        """Take up to `size` bytes more; returns how many fit under the limit."""
+        room = max(0, self.limit - self.known - self.pending)
+        taken = min(size, room)
+        self.pending += taken
+        self.over = taken < size or self.known + self.pending >= self.limit
+        return taken
 
     def _key(self) -> str:
         return f"workflows:output:{self.team_id}:{utcnow():%Y%m%d}"
@@ -179,18 +183,26 @@ class LogSink:
                 self.drained.wait(1.0)
         ts = utcnow()
         with self.lock:
-            if self.daily is not None and self.daily.over:
-                self._drop_over_quota(stream, chunk, ts)
-            else:
-                if self.daily is not None:
-                    self.daily.accept(len(chunk))
-                self.dirty = True
-                self.stream_bytes[stream] += len(chunk)
-                lines = self.splitters[stream].feed(chunk)
-                if not self._add_whole(stream, lines, ts):
-                    for raw in lines:
-                        self._add(stream, raw, ts)
+            if self.daily is not None:
+                taken = 0 if self.daily.over else self.daily.accept(len(chunk))
+                if taken < len(chunk):  # the team's limit is reached inside this chunk
+                    self._feed_held(stream, chunk[:taken], ts)
+                    self._drop_over_quota(stream, chunk[taken:], ts)
+                    chunk = b""
+            if chunk:
+                self._feed_held(stream, chunk, ts)
         self.publish()
+
+    def _feed_held(self, stream: str, chunk: bytes, ts: datetime) -> None:
+        """Take `chunk` into lines. Called holding the lock."""
+        if not chunk:
+            return
+        self.dirty = True
+        self.stream_bytes[stream] += len(chunk)
+        lines = self.splitters[stream].feed(chunk)
+        if not self._add_whole(stream, lines, ts):
+            for raw in lines:
+                self._add(stream, raw, ts)
 
     def _drop(self, stream: str, chunk: bytes, outage: bool) -> None:
         """Past the in-memory bound during an outage (or past the team's daily output): the chunk
