@@ -188,6 +188,15 @@ def _containers() -> dict:
     }
 
 
+def _metrics() -> dict:
+    return {
+        # GET /metrics asks for "Authorization: Bearer <this>" when it is set (open when empty).
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
+        # Workflows with series of their own on /metrics (oldest first); the rest are summed per team.
+        "METRICS_MAX_WORKFLOW_SERIES": _int("METRICS_MAX_WORKFLOW_SERIES", 1000, 0, 1_000_000),
+    }
+
+
 def _hosts(raw: str, strip_dot: bool = False) -> frozenset:
     return frozenset(h.strip().lower().rstrip(".") if strip_dot else h.strip().lower()
                      for h in raw.split(",") if h.strip())
@@ -271,10 +280,7 @@ def from_env() -> dict:
         "WS_MAX_PER_PROCESS": _int("WS_MAX_PER_PROCESS", max(1, _int("WEB_THREADS", 32, 1, 10000) // 2), 1, 100000),
         **_containers(),
         **_outbound(env),
-        # GET /metrics asks for "Authorization: Bearer <this>" when it is set (open when empty).
-        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
-        # Workflows with series of their own on /metrics (oldest first); the rest are summed per team.
-        "METRICS_MAX_WORKFLOW_SERIES": _int("METRICS_MAX_WORKFLOW_SERIES", 1000, 0, 1_000_000),
+        **_metrics(),
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(os.environ.get("DATABASE_URL", "")),
         "WTF_CSRF_TIME_LIMIT": None,
     }

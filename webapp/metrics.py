@@ -129,6 +129,32 @@ class Collector:
             active.add_metric([teams.get(team_id, ""), status], n)
         yield active
 
+        yield from self._per_workflow(workflows, named)
+
+        deliveries = CounterMetricFamily("workflows_notification_deliveries",
+                                         "Notification delivery attempts, by channel kind and outcome.",
+                                         labels=["kind", "outcome"])
+        tally = {(kind, outcome): 0 for kind in ("slack", "discord", "email", "webhook")
+                 for outcome in ("sent", "failed")}
+        for kind, outcome, n in db.session.execute(
+                select(NotificationChannel.kind, NotificationDelivery.status, func.count())
+                .join(NotificationChannel, NotificationChannel.id == NotificationDelivery.channel_id)
+                .group_by(NotificationChannel.kind, NotificationDelivery.status)):
+            tally[(kind, outcome)] = n
+        for (kind, outcome), n in sorted(tally.items()):
+            deliveries.add_metric([kind, outcome], n)
+        yield deliveries
+        pending = GaugeMetricFamily("workflows_notifications_pending", "Notifications waiting to be sent.")
+        pending.add_metric([], db.session.scalar(
+            select(func.count()).select_from(Notification).where(Notification.state.in_(("pending", "sending")))))
+        yield pending
+        db.session.rollback()
+
+        yield from self._from_redis(teams)
+
+    @staticmethod
+    def _per_workflow(workflows: dict, named: dict) -> list:
+        """The gauges of each workflow with series of its own, and the counts of the rest."""
         def per_workflow(name: str, doc: str) -> GaugeMetricFamily:
             return GaugeMetricFamily(f"workflows_workflow_{name}", doc, labels=["team", "workflow", "workflow_id"])
         last = per_workflow("last_success_timestamp_seconds",
@@ -158,28 +184,7 @@ class Collector:
         for labels, (n_failing, n_silent) in others.items():
             failing.add_metric(list(labels), n_failing)
             silent.add_metric(list(labels), n_silent)
-        yield from (last, following, failing, silent, expect)
-
-        deliveries = CounterMetricFamily("workflows_notification_deliveries",
-                                         "Notification delivery attempts, by channel kind and outcome.",
-                                         labels=["kind", "outcome"])
-        tally = {(kind, outcome): 0 for kind in ("slack", "discord", "email", "webhook")
-                 for outcome in ("sent", "failed")}
-        for kind, outcome, n in db.session.execute(
-                select(NotificationChannel.kind, NotificationDelivery.status, func.count())
-                .join(NotificationChannel, NotificationChannel.id == NotificationDelivery.channel_id)
-                .group_by(NotificationChannel.kind, NotificationDelivery.status)):
-            tally[(kind, outcome)] = n
-        for (kind, outcome), n in sorted(tally.items()):
-            deliveries.add_metric([kind, outcome], n)
-        yield deliveries
-        pending = GaugeMetricFamily("workflows_notifications_pending", "Notifications waiting to be sent.")
-        pending.add_metric([], db.session.scalar(
-            select(func.count()).select_from(Notification).where(Notification.state.in_(("pending", "sending")))))
-        yield pending
-        db.session.rollback()
-
-        yield from self._from_redis(teams)
+        return [last, following, failing, silent, expect]
 
     def _from_redis(self, teams: dict):
         r = get_redis()
