@@ -68,23 +68,34 @@ redis_ping() {  # redis_ping PASSWORD ("" for none)
 }
 
 redis() {
-  # The local Redis has a password, made once (var/redis.password, mode 600): run containers are
+  # The local Redis has a password, made once per machine (per user: ~/.local/state/workflows/
+  # redis.password, mode 600) and copied into this checkout's var/redis.password, where the app,
+  # the tests and the benchmarks read it. Every checkout on the machine shares the one Redis, so a
+  # second clone finds the Redis the first one started and speaks its password. Run containers are
   # kept from it by the egress rules, and nothing without the password gets in anyway. A REDIS_URL
   # you give is used as it is (its Redis is yours to run).
   if [ -n "${REDIS_URL:-}" ]; then return 0; fi
-  local pwfile="$VAR/redis.password"
-  if [ ! -s "$pwfile" ]; then
-    (umask 077; python3 -c "import secrets; print(secrets.token_urlsafe(32))" >"$pwfile")
+  local home="${HOME:-$(getent passwd "$(id -un)" | cut -d: -f6)}"
+  local state="${XDG_STATE_HOME:-$home/.local/state}/workflows"
+  local machine="$state/redis.password" pwfile="$VAR/redis.password"
+  (umask 077; mkdir -p "$state")
+  if [ ! -s "$machine" ]; then  # the first checkout here: its own password, if it had one, stays
+    if [ -s "$pwfile" ]; then (umask 077; cp "$pwfile" "$machine")
+    else (umask 077; python3 -c "import secrets; print(secrets.token_urlsafe(32))" >"$machine"); fi
   fi
+  chmod 600 "$machine"
+  (umask 077; cp "$machine" "$pwfile")
   chmod 600 "$pwfile"
   local pw
-  pw=$(cat "$pwfile")
+  pw=$(cat "$machine")
   if redis_ping "$pw"; then return 0; fi
   if redis_ping ""; then  # ours, started before it had a password
     quiet redis-cli -p 6379 config set requirepass "$pw"
     return 0
   fi
-  if port_open 6379; then die "a Redis on 127.0.0.1:6379 refuses var/redis.password: stop it, or set REDIS_URL"; fi
+  if port_open 6379; then
+    die "a Redis on 127.0.0.1:6379 refuses the password in $machine: stop it, or set REDIS_URL"
+  fi
   quiet redis-server --daemonize yes --port 6379 --bind 127.0.0.1 --dir "$VAR" \
     --save '' --appendonly no --logfile "$VAR/redis.log" --requirepass "$pw"
   wait_for 20 redis_ping "$pw" || die "redis-server did not start on port 6379"
