@@ -5,9 +5,11 @@ import hashlib
 import logging
 import os
 import queue
+import re
 import struct
 import threading
 import time
+from datetime import datetime, timezone
 
 import docker
 import requests
@@ -273,7 +275,8 @@ def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None
 
 
 class Output:
-    """A container's output as (stream name, bytes) pairs, closable from another thread."""
+    """A container's output as (stream name, bytes, engine time) triples, closable from another
+    thread. The engine time (naive UTC) is when the engine logged the bytes; None from an attach."""
 
     def __init__(self, pairs, closer):
         self.pairs, self.closer = pairs, closer
@@ -386,9 +389,9 @@ def attach_output(api: docker.APIClient, container_id: str) -> Output:
     def pairs():
         for out, err in stream:
             if out:
-                yield "stdout", out
+                yield "stdout", out, None
             if err:
-                yield "stderr", err
+                yield "stderr", err, None
     return Output(pairs(), stream.close)
 
 
@@ -401,9 +404,12 @@ def log_output(api: docker.APIClient, container_id: str, *, follow: bool) -> Out
     log as it stood when the follow began, if the reader had not got that far yet; a followed
     container's output is therefore completed by a read without follow once it has exited.
     docker-py's logs() drops which stream a frame is from, so the multiplexed frames are read here
-    (8-byte header: stream, length), streamed rather than held whole in memory."""
+    (8-byte header: stream, length), streamed rather than held whole in memory. Each frame is one
+    entry of the engine's log, asked with its timestamp: how a re-attach tells that the json-file
+    driver rotated away the head of the log (runner.Execution._read)."""
     response = api._get(api._url("/containers/{0}/logs", container_id),
-                        params={"stdout": 1, "stderr": 1, "follow": int(follow)}, stream=True)
+                        params={"stdout": 1, "stderr": 1, "follow": int(follow), "timestamps": 1},
+                        stream=True)
     api._raise_for_status(response)
     api._disable_socket_timeout(api._get_raw_response_socket(response))
 
@@ -416,23 +422,52 @@ def log_output(api: docker.APIClient, container_id: str, *, follow: bool) -> Out
             data = response.raw.read(length) if length else b""
             if length and not data:
                 return
+            stamp, _, data = data.partition(b" ")
             if data:
-                yield ("stderr" if kind == 2 else "stdout"), data
+                yield ("stderr" if kind == 2 else "stdout"), data, parse_time(stamp.decode("ascii", "replace"))
     return Output(pairs(), response.close)
 
 
-def parse_time(value: str | None):
-    """The engine's RFC 3339 times (nanoseconds, "Z") as naive UTC; None for its zero time."""
-    from datetime import datetime
-    if not value or value.startswith("0001-"):
+_OFFSETS: dict[str, tuple[float, float]] = {}  # engine base URL: (offset, monotonic time measured)
+CLOCK_REMEASURE_SEC = 60
+
+
+def engine_clock(api: docker.APIClient):
+    """A function giving the engine host's time (naive UTC) as its log timestamps read it: this
+    process's clock plus its offset from the engine's SystemTime, measured at most once a minute
+    (a worker whose clock is faked or off still compares like with like)."""
+    key = api.base_url
+    offset, measured = _OFFSETS.get(key, (0.0, -1e18))
+    if time.monotonic() - measured > CLOCK_REMEASURE_SEC:
+        before = time.time()
+        try:
+            system = parse_time(api.info().get("SystemTime"))
+        except (DockerException, requests.exceptions.RequestException) as e:
+            log.warning("could not read the engine's clock (%s); taking this host's", e)
+            system = None
+        after = time.time()
+        if system is not None:
+            offset = system.replace(tzinfo=timezone.utc).timestamp() - (before + after) / 2
+            _OFFSETS[key] = (offset, time.monotonic())
+
+    def now() -> datetime:
+        return datetime.fromtimestamp(time.time() + offset, timezone.utc).replace(tzinfo=None)
+    return now
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """The engine's RFC 3339 times (nanoseconds; "Z" or an offset, as /info's SystemTime is in the
+    daemon's zone) as naive UTC; None for its zero time or what is not such a time."""
+    match = _RFC3339.match(value or "")
+    if not match or value.startswith("0001-"):
         return None
-    head, _, frac = value.rstrip("Z").partition(".")
-    try:
-        parsed = datetime.fromisoformat(head)
-    except ValueError:
-        return None
-    micro = int((frac[:6] or "0").ljust(6, "0")) if frac.isdigit() or frac[:6].isdigit() else 0
-    return parsed.replace(microsecond=micro)
+    head, frac, zone = match.groups()
+    parsed = datetime.fromisoformat(head + (zone if zone and zone != "Z" else "+00:00"))
+    parsed = parsed.replace(microsecond=int((frac or "0")[:6].ljust(6, "0")))
+    return parsed.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def unreachable(e: BaseException) -> bool:

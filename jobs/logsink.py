@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import redis
 from sqlalchemy import update
@@ -56,6 +56,9 @@ class StorageAway(RuntimeError):
 
 OUTAGE_BACKOFF_FIRST_SEC = 0.25
 OUTAGE_BACKOFF_MAX_SEC = 5.0
+# How much later than the last read an entry of the engine's log must be to count as new (Skip):
+# more than the error of measuring the engine's clock, less than a flood needs to rotate the log.
+ROTATION_SLACK_SEC = 1.0
 
 
 class LineSplitter:
@@ -77,6 +80,37 @@ class LineSplitter:
         return out
 
 
+class Skip:
+    """What a re-attached reader leaves out: per stream, the bytes already read, counted from the
+    first byte of the engine's log. That count is right while the log still starts at the
+    container's first byte; the json-file driver rotates it past CONTAINER_LOG_MAX_MB (two files
+    kept), and then the count would eat new output. Every byte counted was logged by the engine
+    before `read_at` (the engine's clock), so an entry logged later than that (give or take
+    ROTATION_SLACK_SEC of clock measurement) is new whatever the count says: skipping stops there,
+    and the log says that what the engine no longer kept is missing."""
+
+    def __init__(self, counts: dict | None, read_at, sink: "LogSink"):
+        self.remaining = dict(counts or {"stdout": 0, "stderr": 0})
+        self.after = read_at + timedelta(seconds=ROTATION_SLACK_SEC) if read_at is not None else None
+        self.sink = sink
+        self.said = False
+
+    def rest(self, stream: str, chunk: bytes, logged_at) -> bytes:
+        """The part of `chunk` (of `stream`, logged by the engine at `logged_at`) not yet read."""
+        if not self.remaining[stream]:
+            return chunk
+        if logged_at is not None and self.after is not None and logged_at > self.after:
+            self.remaining[stream] = 0
+            if not self.said:
+                self.said = True
+                self.sink.system("the engine rotated its log of this container (over CONTAINER_LOG_MAX_MB) "
+                                 "while no worker was reading it: output it no longer kept is missing here")
+            return chunk
+        cut = min(self.remaining[stream], len(chunk))
+        self.remaining[stream] -= cut
+        return chunk[cut:]
+
+
 class Fence:
     """Who may write: the owner's token, the lease it also guards in Redis, and the flag set
     when either says the run belongs to another worker now."""
@@ -94,14 +128,12 @@ class DailyOutput:
         self.team_id, self.limit, self.redis = team_id, limit, client
         self.known = self._spent()  # the team's total as Redis last said
         self.pending = 0  # taken by this run since, not yet stored
-        self.over = self.known > limit
 
     def accept(self, size: int) -> int:
         """Take up to `size` bytes more; returns how many fit under the limit."""
         room = max(0, self.limit - self.known - self.pending)
         taken = min(size, room)
         self.pending += taken
-        self.over = taken < size or self.known + self.pending >= self.limit
         return taken
 
     def _key(self) -> str:
@@ -121,7 +153,6 @@ class DailyOutput:
             with self.redis.pipeline() as pipe:
                 total, _ = pipe.incrby(key, size).expire(key, 2 * 86400).execute()
             self.known, self.pending = total, max(0, self.pending - size)
-            self.over = self.known + self.pending > self.limit
         except redis.RedisError:
             pass
 
@@ -149,6 +180,10 @@ class LogSink:
         self.dropped = run.log_dropped_bytes or 0
         self.notice_seq: int | None = run.log_notice_seq
         self.stream_bytes = {"stdout": run.stdout_bytes or 0, "stderr": run.stderr_bytes or 0}
+        # When the last byte counted there was read, on the engine's clock (`engine_clock`, set by
+        # the runner once it has reached the engine).
+        self.read_at: datetime | None = run.output_read_at
+        self.engine_clock = None
         self.lock = threading.Lock()
         self.drained = threading.Condition(self.lock)
         self.pending: list[list] = []  # blocks: [first_seq, last_seq, stream, ts, [texts], chars]
@@ -184,7 +219,7 @@ class LogSink:
         ts = utcnow()
         with self.lock:
             if self.daily is not None:
-                taken = 0 if self.daily.over else self.daily.accept(len(chunk))
+                taken = self.daily.accept(len(chunk))
                 if taken < len(chunk):  # the team's limit is reached inside this chunk
                     self._feed_held(stream, chunk[:taken], ts)
                     self._drop_over_quota(stream, chunk[taken:], ts)
@@ -198,11 +233,16 @@ class LogSink:
         if not chunk:
             return
         self.dirty = True
-        self.stream_bytes[stream] += len(chunk)
+        self._count(stream, chunk)
         lines = self.splitters[stream].feed(chunk)
         if not self._add_whole(stream, lines, ts):
             for raw in lines:
                 self._add(stream, raw, ts)
+
+    def _count(self, stream: str, chunk: bytes) -> None:
+        self.stream_bytes[stream] += len(chunk)
+        if self.engine_clock is not None:
+            self.read_at = self.engine_clock()
 
     def _drop(self, stream: str, chunk: bytes, outage: bool) -> None:
         """Past the in-memory bound during an outage (or past the team's daily output): the chunk
@@ -211,7 +251,7 @@ class LogSink:
         splitter = self.splitters[stream]
         lost = len(chunk) + len(splitter.buf)
         splitter.buf = b""
-        self.stream_bytes[stream] += len(chunk)
+        self._count(stream, chunk)
         if outage:
             self.outage_dropped += lost
         self.dropped += lost
@@ -346,7 +386,8 @@ class LogSink:
             self.drained.notify_all()
             # Bytes read and turned into lines: a re-attached reader resumes after them.
             counts = {k: v - len(self.splitters[k].buf) for k, v in self.stream_bytes.items()}
-            values = dict(stdout_bytes=counts["stdout"], stderr_bytes=counts["stderr"], log_bytes=self.stored,
+            values = dict(stdout_bytes=counts["stdout"], stderr_bytes=counts["stderr"],
+                          output_read_at=self.read_at, log_bytes=self.stored,
                           log_next_seq=self.seq, log_notice_seq=self.notice_seq,
                           log_dropped_bytes=self.dropped + self.tail_size)
         self.last_flush = time.monotonic()

@@ -38,7 +38,7 @@ from webapp.services.registry import auth_for_image
 
 from . import engine, fence, hosts, images
 from .executor import DockerExecutor
-from .logsink import DailyOutput, Fence, LogSink, SinkError
+from .logsink import DailyOutput, Fence, LogSink, SinkError, Skip
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +262,7 @@ class Execution:
     def _connect(self) -> None:
         self.api = get_docker(timeout=120).api
         self.executor = DockerExecutor(self.api)
+        self.sink.engine_clock = engine.engine_clock(self.api)
 
     def _fresh(self) -> None:
         if not pools.may_use(self.run.team_id, self.run.worker_pool):  # granted when made; maybe not now
@@ -444,18 +445,15 @@ class Execution:
         """Feed the sink from `output` on a thread of its own, skipping the bytes already stored."""
         self.stream = output
         sink = self.sink
-        remaining = dict(skip or {"stdout": 0, "stderr": 0})
+        skipping = Skip(skip, sink.read_at, sink)
 
         def read():
             try:
-                for name, chunk in output:
+                for name, chunk, logged_at in output:
                     self.bytes_read += len(chunk)
-                    if remaining[name]:
-                        cut = min(remaining[name], len(chunk))
-                        remaining[name] -= cut
-                        chunk = chunk[cut:]
-                        if not chunk:
-                            continue
+                    chunk = skipping.rest(name, chunk, logged_at)
+                    if not chunk:
+                        continue
                     sink.feed(name, chunk)
                     faults.raise_here("reader")
             except Exception as e:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from conftest import create_wf, wait_for, wait_status
+from conftest import all_logs, create_wf, wait_for, wait_status
 
 # Short leases so that a dead worker is noticed in seconds rather than the production 15 s.
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
@@ -164,3 +164,46 @@ def test_containers_of_finished_runs_are_reaped(app, client, alice, procs, docke
         get_docker().api.create_container("workflows.local/busybox:1", command=["true"], labels=labels)
     procs.worker(1)  # each worker host removes its own engine's leftovers
     wait_for(lambda: not docker_api.containers(all=True, filters={"label": "workflows.run=run_unknownrun"}), 20)
+
+
+ROTATES = ("echo first; seq 1 40000; echo stored; "
+           "while [ ! -e /tmp/flood ]; do sleep 0.1; done; seq 100001 160000; echo after-the-rotation; "
+           "while [ ! -e /tmp/end ]; do sleep 0.1; done; echo last")
+
+
+def test_a_reattach_after_the_engine_rotated_the_log_loses_nothing_silently(client, alice, procs, docker_api):
+    """The json-file driver keeps 2 x CONTAINER_LOG_MAX_MB: a flood written while no worker reads
+    drops the head of the engine's log, so the bytes already read no longer count from its start.
+    The re-attach stops skipping at the first entry logged after the last read, and says so."""
+    from jobs.engine import parse_time
+    env = {**FAST, "CONTAINER_LOG_MAX_MB": "1"}
+    worker = procs.worker(1, env=env)
+    procs.scheduler(env=FAST)
+    run = fire(client, alice, command=["sh", "-c", ROTATES], timeoutSec=300)
+    wait_for(lambda: "stored" in [l["text"] for l in all_logs(client, alice, run["id"])["lines"][-3:]], 60)
+    engine_now = lambda: parse_time(docker_api.info()["SystemTime"])  # noqa: E731
+    read_by = engine_now()  # "stored" is stored: it was read before this
+    procs.kill(worker)  # nobody reads from here on
+    wait_for(lambda: engine_now() > read_by + timedelta(seconds=1.5), 10)  # the flood comes later
+    [container] = docker_api.containers(filters={"label": f"workflows.run={run['id']}"})
+
+    def touch(path):
+        docker_api.exec_start(docker_api.exec_create(container["Id"], ["touch", path]))
+    touch("/tmp/flood")
+    wait_for(lambda: b"after-the-rotation" in docker_api.logs(container["Id"], tail=1), 60)
+    retained = docker_api.logs(container["Id"], stdout=True, stderr=False).split(b"\n")
+    assert retained[0] != b"first" and len(retained) < 40000  # the engine did drop the head
+    procs.worker(1, env=env)
+    wait_for(lambda: "after-the-rotation" in [l["text"] for l in all_logs(client, alice, run["id"])["lines"][-3:]], 60)
+    touch("/tmp/end")
+    assert wait_status(client, alice, run["id"], timeout=60)["status"] == "succeeded"
+    logged = all_logs(client, alice, run["id"])["lines"]
+    notices = [i for i, l in enumerate(logged) if l["stream"] == "system" and "rotated its log" in l["text"]]
+    assert len(notices) == 1, [l["text"] for l in logged if l["stream"] == "system"]
+    before = [l["text"] for l in logged[:notices[0]] if l["stream"] != "system"]
+    after = [l["text"] for l in logged[notices[0] + 1:] if l["stream"] != "system"]
+    assert before == ["first", *map(str, range(1, 40001)), "stored"]
+    # After the notice: a run of the flood's lines to its end, nothing twice, nothing skipped.
+    first_kept = int(after[0])
+    assert 100001 < first_kept <= 160000
+    assert after == [*map(str, range(first_kept, 160001)), "after-the-rotation", "last"]

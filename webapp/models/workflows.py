@@ -109,6 +109,10 @@ class Run(db.Model):
     # Bytes of container output read so far, per stream: where a re-attached reader resumes.
     stdout_bytes = db.Column(db.BigInteger, nullable=False, default=0)
     stderr_bytes = db.Column(db.BigInteger, nullable=False, default=0)
+    # When the last of those bytes was read, on the engine host's clock (the clock of its log's
+    # timestamps): a re-attached reader that meets an entry logged well after it knows the engine's
+    # log no longer starts at the first byte (json-file rotation), and stops skipping there.
+    output_read_at = db.Column(db.DateTime, nullable=True)
     log_bytes = db.Column(db.BigInteger, nullable=False, default=0)
     log_dropped_bytes = db.Column(db.BigInteger, nullable=False, default=0)
     # Every seq below this is stored, or accounted for past the cap: a live viewer that finds a
