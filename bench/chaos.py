@@ -459,48 +459,21 @@ class Chaos:
         from webapp import create_app
         from webapp.extensions import db
         from webapp.models import Event, Notification, Run, RunLogBlock, Workflow
-        from webapp.services.runs import log_lines
         app = create_app()
         problems: list[str] = []
         with app.app_context():
-            def active() -> int:
-                n = db.session.query(Run).filter(Run.status.in_(("queued", "running"))).count()
+            def count(query) -> int:
+                n = query.count()
                 db.session.commit()
                 return n
-            def unsent() -> int:
-                n = db.session.query(Notification).filter(Notification.state.in_(("pending", "sending"))).count()
-                db.session.commit()
-                return n
-            _wait(lambda: active() == 0, SETTLE_SEC)
-            _wait(lambda: unsent() == 0, 120)
-            stuck = db.session.query(Run).filter(Run.status.in_(("queued", "running"))).all()
-            problems += [f"stuck: {r.public_id} {r.status}" for r in stuck]
-            wfs = {wf.public_id: wf for wf in db.session.query(Workflow).all()}
+            _wait(lambda: count(db.session.query(Run).filter(Run.status.in_(("queued", "running")))) == 0, SETTLE_SEC)
+            _wait(lambda: count(db.session.query(Notification).filter(
+                Notification.state.in_(("pending", "sending")))) == 0, 120)
             runs = db.session.query(Run).all()
-            by_wf = defaultdict(list)
-            for r in runs:
-                by_wf[r.workflow_id].append(r)
-            # every due instant exactly once, but while the database was stopped: no scheduler
-            # could fire, and the contract's rule holds (the latest missed instant runs, the others
-            # are told by one workflow.missed)
+            problems += [f"stuck: {r.public_id} {r.status}" for r in runs if r.status in ("queued", "running")]
+            wfs = {wf.public_id: wf for wf in db.session.query(Workflow).all()}
             events = db.session.query(Event).all()
-            instants = missed_away = 0
-            for public_id in self.scheduled:
-                wf = wfs[public_id]
-                fired = Counter(r.scheduled_for for r in by_wf[wf.id] if r.trigger == "schedule")
-                problems += [f"instant fired {n} times: {public_id} {t}" for t, n in fired.items() if n > 1]
-                period = self.period[public_id]
-                t = _next_multiple(self.created_at + timedelta(seconds=1), period)
-                # instants past this may or may not have fired (an allow workflow's up to
-                # SCHEDULE_LEAD_SEC ahead of the unschedule): at most once is checked above
-                end = self.unscheduled_at[public_id] - timedelta(seconds=1)
-                while t <= end:
-                    instants += 1
-                    if fired.get(t, 0) != 1 and self._missed_while_database_away(wf, t, events):
-                        missed_away += 1
-                    elif fired.get(t, 0) != 1:
-                        problems.append(f"instant missing: {public_id} {t.isoformat()}")
-                    t += timedelta(seconds=period)
+            figures = self._audit_instants(problems, wfs, runs, events)
             # at most one container per run, from the engines' own events
             created = sum((e.created for e in self.events), Counter())
             problems += [f"{n} containers created for {run}" for run, n in created.items() if n > 1]
@@ -514,66 +487,100 @@ class Chaos:
             except Exception:  # the counts below still matter
                 import traceback
                 traceback.print_exc()
-            # logs of succeeded runs: contiguous and byte-exact
-            chunks = defaultdict(list)
-            for r in runs:
-                if r.status == "succeeded":
-                    chunks[r.id] = log_lines(r, limit=10**9)
-            wf_by_id = {wf.id: wf for wf in wfs.values()}
-            for r in runs:
-                if r.status != "succeeded":
-                    continue
-                lines = chunks[r.id]
-                if [c.seq for c in lines] != list(range(len(lines))):
-                    problems.append(f"log of {r.public_id} has holes: {[c.seq for c in lines][:40]}")
-                tag = self.tags.get(wf_by_id[r.workflow_id].public_id)
-                if tag and [c.text for c in lines if c.stream == "stdout"] != expected(tag):
-                    problems.append(f"log of {r.public_id} is not exact")
-            # final failures: one event, one delivery
-            retried = {r.retry_of_id for r in runs if r.trigger == "retry" and r.attempt > 1}
-            kinds = Counter((e.run_id, e.kind) for e in events)
-            delivered = defaultdict(set)
-            for post in self.receiver.posts:
-                delivered[(post["run"], post["event"])].add(post["delivery"])
-            finals = [r for r in runs if r.status in ("failed", "timed_out") and r.id not in retried]
-            for r in finals:
-                if kinds[(r.id, "workflow.failed")] != 1:
-                    problems.append(f"{kinds[(r.id, 'workflow.failed')]} failure events for {r.public_id}")
-                if len(delivered[(r.public_id, "workflow.failed")]) != 1:
-                    problems.append(f"{len(delivered[(r.public_id, 'workflow.failed')])} deliveries for {r.public_id}")
-            extra = [r for r in runs if r.status in ("failed", "timed_out") and r.id in retried
-                     and kinds[(r.id, "workflow.failed")]]
-            problems += [f"a retried run emitted workflow.failed: {r.public_id}" for r in extra]
-            # every fire skipped by forbid: exactly one workflow.missed
-            skipped = [r for r in runs if r.status == "cancelled" and (r.error or "").startswith("skipped:")]
-            problems += [f"{kinds[(r.id, 'workflow.missed')]} missed events for {r.public_id}"
-                         for r in skipped if kinds[(r.id, "workflow.missed")] != 1]
+            figures["logs_checked"] = self._audit_logs(problems, runs, wfs)
+            figures.update(self._audit_failures(problems, runs, events))
             # nothing left on the engine
             left = _wait_value(lambda: leftover_containers(self.stack.env) + leftover_containers(
                 self.stack.env, self.engine_b.url), 60)
             problems += [f"container left: {c}" for c in (left or [])]
-            statuses = Counter(r.status for r in runs)
-            repeats = sum(len(v) for v in delivered.values()) - len(delivered)
-            raw = len(self.receiver.posts) - sum(len(v) for v in delivered.values())
-            logs_checked = sum(1 for r in runs if r.status == "succeeded")
-            stored_lines = db.session.query(func.sum(RunLogBlock.last_seq - RunLogBlock.first_seq + 1)).scalar()
+            figures["log_lines"] = db.session.query(func.sum(RunLogBlock.last_seq - RunLogBlock.first_seq + 1)).scalar()
         for p in problems[:50]:
             print("VIOLATION", p)
-        c = self.counts
+        self._summary(runs, figures, len(overlaps), len(problems))
+        return len(problems)
+
+    def _audit_instants(self, problems: list, wfs: dict, runs: list, events: list) -> dict:
+        """Every due instant exactly once, but while the database was stopped: no scheduler could
+        fire, and the contract's rule holds (the latest missed instant runs, the others are told by
+        one workflow.missed)."""
+        by_wf = defaultdict(list)
+        for r in runs:
+            by_wf[r.workflow_id].append(r)
+        instants = missed_away = 0
+        for public_id in self.scheduled:
+            wf = wfs[public_id]
+            fired = Counter(r.scheduled_for for r in by_wf[wf.id] if r.trigger == "schedule")
+            problems += [f"instant fired {n} times: {public_id} {t}" for t, n in fired.items() if n > 1]
+            period = self.period[public_id]
+            t = _next_multiple(self.created_at + timedelta(seconds=1), period)
+            # instants past this may or may not have fired (an allow workflow's up to
+            # SCHEDULE_LEAD_SEC ahead of the unschedule): at most once is checked above
+            end = self.unscheduled_at[public_id] - timedelta(seconds=1)
+            while t <= end:
+                instants += 1
+                if fired.get(t, 0) != 1 and self._missed_while_database_away(wf, t, events):
+                    missed_away += 1
+                elif fired.get(t, 0) != 1:
+                    problems.append(f"instant missing: {public_id} {t.isoformat()}")
+                t += timedelta(seconds=period)
+        return {"instants": instants, "missed_while_database_stopped": missed_away}
+
+    def _audit_logs(self, problems: list, runs: list, wfs: dict) -> int:
+        """Logs of succeeded runs: contiguous and byte-exact. Returns how many were checked."""
+        from webapp.services.runs import log_lines
+        wf_by_id = {wf.id: wf for wf in wfs.values()}
+        checked = 0
+        for r in runs:
+            if r.status != "succeeded":
+                continue
+            checked += 1
+            lines = log_lines(r, limit=10**9)
+            if [c.seq for c in lines] != list(range(len(lines))):
+                problems.append(f"log of {r.public_id} has holes: {[c.seq for c in lines][:40]}")
+            tag = self.tags.get(wf_by_id[r.workflow_id].public_id)
+            if tag and [c.text for c in lines if c.stream == "stdout"] != expected(tag):
+                problems.append(f"log of {r.public_id} is not exact")
+        return checked
+
+    def _audit_failures(self, problems: list, runs: list, events: list) -> dict:
+        """Final failures: one event, one delivery; retried runs none; each forbid skip one
+        workflow.missed."""
+        retried = {r.retry_of_id for r in runs if r.trigger == "retry" and r.attempt > 1}
+        kinds = Counter((e.run_id, e.kind) for e in events)
+        delivered = defaultdict(set)
+        for post in self.receiver.posts:
+            delivered[(post["run"], post["event"])].add(post["delivery"])
+        finals = [r for r in runs if r.status in ("failed", "timed_out") and r.id not in retried]
+        for r in finals:
+            if kinds[(r.id, "workflow.failed")] != 1:
+                problems.append(f"{kinds[(r.id, 'workflow.failed')]} failure events for {r.public_id}")
+            if len(delivered[(r.public_id, "workflow.failed")]) != 1:
+                problems.append(f"{len(delivered[(r.public_id, 'workflow.failed')])} deliveries for {r.public_id}")
+        extra = [r for r in runs if r.status in ("failed", "timed_out") and r.id in retried
+                 and kinds[(r.id, "workflow.failed")]]
+        problems += [f"a retried run emitted workflow.failed: {r.public_id}" for r in extra]
+        skipped = [r for r in runs if r.status == "cancelled" and (r.error or "").startswith("skipped:")]
+        problems += [f"{kinds[(r.id, 'workflow.missed')]} missed events for {r.public_id}"
+                     for r in skipped if kinds[(r.id, "workflow.missed")] != 1]
+        repeats = sum(len(v) for v in delivered.values()) - len(delivered)
+        raw = len(self.receiver.posts) - sum(len(v) for v in delivered.values())
+        return {"final_failures": len(finals), "forbid_skips": len(skipped), "repeated_posts": raw + repeats}
+
+    def _summary(self, runs: list, figures: dict, overlaps: int, violations: int) -> None:
+        c, f = self.counts, figures
+        statuses = Counter(r.status for r in runs)
         print(f"chaos: minutes={self.minutes:g} kills={sum(v for k, v in c.items() if k.startswith('kill_'))} "
               f"(slot={c['kill_slot']} supervisor={c['kill_supervisor']} scheduler={c['kill_scheduler']} "
               f"web={c['kill_web']}) partitions={c['partitions']} postgres_restarts={c['postgres_restarts']} "
               f"redis_restarts={c['redis_restarts']} dockerd_restarts={c['dockerd_restarts']} "
-              f"attempts_overlapping={len(overlaps)} hosts={sorted({r.worker_host for r in runs if r.worker_host})} "
+              f"attempts_overlapping={overlaps} hosts={sorted({r.worker_host for r in runs if r.worker_host})} "
               f"runs={len(runs)} succeeded={statuses['succeeded']} failed={statuses['failed']} "
-              f"cancelled={statuses['cancelled']} timed_out={statuses['timed_out']} instants={instants} "
-              f"logs_checked={logs_checked} log_lines={stored_lines} final_failures={len(finals)} "
-              f"forbid_skips={len(skipped)} missed_while_database_stopped={missed_away} "
-              f"deliveries={len(self.receiver.posts)} repeated_posts={raw + repeats} "
+              f"cancelled={statuses['cancelled']} timed_out={statuses['timed_out']} instants={f['instants']} "
+              f"logs_checked={f['logs_checked']} log_lines={f['log_lines']} final_failures={f['final_failures']} "
+              f"forbid_skips={f['forbid_skips']} missed_while_database_stopped={f['missed_while_database_stopped']} "
+              f"deliveries={len(self.receiver.posts)} repeated_posts={f['repeated_posts']} "
               f"manual={c['manual_triggers']} retries={c['manual_retries']} cancels={c['cancels']} "
-              f"api_refused={self.refused} violations={len(problems)}")
-        return len(problems)
-
+              f"api_refused={self.refused} violations={violations}")
 
     def _missed_while_database_away(self, wf, instant: datetime, events: list) -> bool:
         """`instant` fell while PostgreSQL was stopped (or within 5 s of its start) and the

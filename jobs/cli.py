@@ -22,89 +22,88 @@ SCHEDULER_TICK_SEC = 0.2
 SWEEP_EVERY_SEC = 2.0
 
 
-def register(app: Flask) -> None:
-    @app.cli.command("worker")
-    @click.option("--slots", type=int, default=None, help="concurrent runs (default WORKER_SLOTS)")
-    @click.option("--pool", "pools", multiple=True, default=["default"], show_default=True,
-                  help="a worker pool whose runs this worker takes (repeatable)")
-    def worker(slots: int | None, pools: tuple[str, ...]):
-        """Run WORKER_SLOTS run slots plus NOTIFY_SLOTS notification slots; restart any that dies."""
-        from webapp.connections import NO_ENGINE
-        from webapp.heartbeats import process_name
-        from webapp.schemas import valid_pool
-        from webapp.services.dispatch import host_queue, pool_queue
+@click.command("worker")
+@with_appcontext
+@click.option("--slots", type=int, default=None, help="concurrent runs (default WORKER_SLOTS)")
+@click.option("--pool", "pools", multiple=True, default=["default"], show_default=True,
+              help="a worker pool whose runs this worker takes (repeatable)")
+def worker(slots: int | None, pools: tuple[str, ...]):
+    """Run WORKER_SLOTS run slots plus NOTIFY_SLOTS notification slots; restart any that dies."""
+    from webapp.connections import NO_ENGINE
+    from webapp.heartbeats import process_name
+    from webapp.schemas import valid_pool
+    from webapp.services.dispatch import host_queue, pool_queue
 
-        from . import hosts
-        if current_app.config["DOCKER_HOST"] == NO_ENGINE:
-            raise click.UsageError("DOCKER_HOST=none says this host has no Docker engine: run workers on the "
-                                   "engine hosts (docs/deploy.md)")
-        egress_problem = _guard_egress()
-        for pool in pools:
-            if not valid_pool(pool):
-                raise click.BadParameter(f"{pool!r}: lowercase letters, digits, - and _, at most 40", param_hint="--pool")
-        pools = tuple(dict.fromkeys(pools))
-        slots = slots or current_app.config["WORKER_SLOTS"]
-        _configure_logging()
-        app_ = current_app._get_current_object()
-        host, version = hosts.identify()
-        hosts.set_current(host)  # the slots fork with it: the runs they claim record this host
-        hosts.warn_if_single_host_database(host)
-        keeper = functools.partial(hosts.keep, app_, process_name(), host, list(pools), slots, version,
-                                   egress_problem)
-        log.info("worker host %s (engine %s), pools %s", host, version or "not answering", ", ".join(pools))
-        run_queues = [host_queue(host)] + [pool_queue(p) for p in pools]
-        Supervisor(app_, [run_queues] * slots + [["notify"]] * current_app.config["NOTIFY_SLOTS"],
-                   keeper=keeper).run()
+    from . import hosts
+    if current_app.config["DOCKER_HOST"] == NO_ENGINE:
+        raise click.UsageError("DOCKER_HOST=none says this host has no Docker engine: run workers on the "
+                               "engine hosts (docs/deploy.md)")
+    egress_problem = _guard_egress()
+    for pool in pools:
+        if not valid_pool(pool):
+            raise click.BadParameter(f"{pool!r}: lowercase letters, digits, - and _, at most 40", param_hint="--pool")
+    pools = tuple(dict.fromkeys(pools))
+    slots = slots or current_app.config["WORKER_SLOTS"]
+    _configure_logging()
+    app_ = current_app._get_current_object()
+    host, version = hosts.identify()
+    hosts.set_current(host)  # the slots fork with it: the runs they claim record this host
+    hosts.warn_if_single_host_database(host)
+    keeper = functools.partial(hosts.keep, app_, process_name(), host, list(pools), slots, version,
+                               egress_problem)
+    log.info("worker host %s (engine %s), pools %s", host, version or "not answering", ", ".join(pools))
+    run_queues = [host_queue(host)] + [pool_queue(p) for p in pools]
+    Supervisor(app_, [run_queues] * slots + [["notify"]] * current_app.config["NOTIFY_SLOTS"],
+               keeper=keeper).run()
 
-    @app.cli.command("worker-slot")
-    @click.option("--queue", "queues", multiple=True, default=None)
-    def worker_slot(queues: tuple[str, ...]):
-        """One RQ worker slot, on its own (what `flask worker` forks several of): its host's queue
-        and the runs queue unless told which."""
-        from webapp.services.dispatch import host_queue
+@click.command("worker-slot")
+@with_appcontext
+@click.option("--queue", "queues", multiple=True, default=None)
+def worker_slot(queues: tuple[str, ...]):
+    """One RQ worker slot, on its own (what `flask worker` forks several of): its host's queue
+    and the runs queue unless told which."""
+    from webapp.services.dispatch import host_queue
 
-        from . import hosts
-        _configure_logging()
-        settle_heap()
-        run_slot(current_app._get_current_object(), list(queues or [host_queue(hosts.current()), "runs"]))
+    from . import hosts
+    _configure_logging()
+    settle_heap()
+    run_slot(current_app._get_current_object(), list(queues or [host_queue(hosts.current()), "runs"]))
 
-    app.cli.add_command(host_guard)
-    app.cli.add_command(egress_rules)
+@click.command("scheduler")
+@with_appcontext
+def scheduler():
+    """Fire cron schedules and sweep runs, forever (several may run: fires stay exactly-once)."""
+    from webapp.extensions import db
+    from webapp.heartbeats import beat
 
-    @app.cli.command("scheduler")
-    def scheduler():
-        """Fire cron schedules and sweep runs, forever (several may run: fires stay exactly-once)."""
-        from webapp.extensions import db
-        from webapp.heartbeats import beat
-
-        from .schedule import fire_due, repair_next_run_at
-        _configure_logging()
-        stopping = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-        signal.signal(signal.SIGINT, lambda *_: stopping.set())
-        repair_next_run_at()
-        settle_heap()
-        app_ = current_app._get_current_object()
-        # The sweep talks to the engine, which may be slow or down: it never delays a fire.
-        threading.Thread(target=_sweep_forever, args=(app_, stopping), daemon=True, name="sweeper").start()
-        log.info("scheduler started")
-        last_beat = 0.0
-        while not stopping.is_set():
-            started = time.monotonic()
+    from .schedule import fire_due, repair_next_run_at
+    _configure_logging()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    repair_next_run_at()
+    settle_heap()
+    app_ = current_app._get_current_object()
+    # The sweep talks to the engine, which may be slow or down: it never delays a fire.
+    threading.Thread(target=_sweep_forever, args=(app_, stopping), daemon=True, name="sweeper").start()
+    log.info("scheduler started")
+    last_beat = 0.0
+    while not stopping.is_set():
+        started = time.monotonic()
+        try:
+            fire_due()
+        except Exception:
+            log.exception("scheduler tick failed")
+            db.session.rollback()
+        finally:
+            db.session.remove()
+        if started - last_beat >= 1.0:
             try:
-                fire_due()
-            except Exception:
-                log.exception("scheduler tick failed")
-                db.session.rollback()
-            finally:
-                db.session.remove()
-            if started - last_beat >= 1.0:
-                try:
-                    beat("scheduler")
-                    last_beat = started
-                except Exception:  # Redis away: fires go on, the sweep hands them over later
-                    pass
-            stopping.wait(max(0.0, SCHEDULER_TICK_SEC - (time.monotonic() - started)))
+                beat("scheduler")
+                last_beat = started
+            except Exception:  # Redis away: fires go on, the sweep hands them over later
+                pass
+        stopping.wait(max(0.0, SCHEDULER_TICK_SEC - (time.monotonic() - started)))
 
 
 @click.command("egress-rules")
@@ -285,3 +284,8 @@ def run_slot(app: Flask, queues: list[str]) -> None:
         worker = SimpleWorker([queue(q, redis) for q in queues], connection=redis, serializer=JSONSerializer,
                               job_class=TaskJob)
         worker.work(logging_level="WARNING", with_scheduler=False)
+
+
+def register(app: Flask) -> None:
+    for command in (worker, worker_slot, scheduler, host_guard, egress_rules):
+        app.cli.add_command(command)

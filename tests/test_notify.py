@@ -139,11 +139,30 @@ def test_one_failure_notifies_each_channel_once_then_recovery(client, alice, rec
     link = f"{BASE_URL}/runs/{final['id']}"
     assert final["attempt"] == 3
 
-    import time
     time.sleep(2)  # nothing more arrives
     assert len(receiver.on("/slack")) == len(receiver.on("/discord")) == len(receiver.on("/hook")) == 1
     assert len(mailbox.messages) == 1
 
+    _assert_the_messages_say_it(receiver, mailbox, hook, link)
+
+    # the deep link opens the run page for a logged-in member
+    client.post("/login", data={"email": alice.email, "password": alice.password})
+    page = client.get(link.removeprefix(BASE_URL))
+    assert page.status_code == 200 and final["id"] in page.get_data(as_text=True)
+
+    # a later success: one workflow.recovered, only where subscribed
+    client.patch(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}", json={"command": ["true"]},
+                 headers=alice.h())
+    client.post(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}/trigger", headers=alice.h())
+    wait_for(lambda: len(receiver.on("/hook")) == 2, 30)
+    assert json.loads(receiver.on("/hook")[1]["body"])["event"] == "workflow.recovered"
+    time.sleep(1.5)
+    assert len(receiver.on("/slack")) == 1 and len(mailbox.messages) == 1
+
+
+def _assert_the_messages_say_it(receiver, mailbox, hook: dict, link: str) -> None:
+    """Slack, Discord, the signed webhook and the email each name the workflow, the exit code 3,
+    the 3 attempts and the run's deep link."""
     slack = json.loads(receiver.on("/slack")[0]["body"])
     text = json.dumps(slack)
     assert "nightly-backup" in text and "failed" in text and "*Exit code*\\n3" in text and link in text
@@ -171,20 +190,6 @@ def test_one_failure_notifies_each_channel_once_then_recovery(client, alice, rec
     html = mail.get_body(("html",)).get_content()
     assert "Exit code: 3" in plain and "Attempts:  3" in plain and link in plain and "failed" in plain
     assert f'href="{link}"' in html
-
-    # the deep link opens the run page for a logged-in member
-    client.post("/login", data={"email": alice.email, "password": alice.password})
-    page = client.get(link.removeprefix(BASE_URL))
-    assert page.status_code == 200 and final["id"] in page.get_data(as_text=True)
-
-    # a later success: one workflow.recovered, only where subscribed
-    client.patch(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}", json={"command": ["true"]},
-                 headers=alice.h())
-    client.post(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}/trigger", headers=alice.h())
-    wait_for(lambda: len(receiver.on("/hook")) == 2, 30)
-    assert json.loads(receiver.on("/hook")[1]["body"])["event"] == "workflow.recovered"
-    time.sleep(1.5)
-    assert len(receiver.on("/slack")) == 1 and len(mailbox.messages) == 1
 
 
 def test_429_then_200_is_retried_after_retry_after(client, alice, receiver, notifier):

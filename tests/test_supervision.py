@@ -99,6 +99,102 @@ class MakeRun:
                 if pid in mine and cmd.endswith(f"wsgi {word}")]
 
 
+class HealthPolls:
+    """/healthz asked every 0.1 s on a thread: (monotonic time, its JSON or None when refused)."""
+
+    def __init__(self, run: MakeRun):
+        self.run, self.polls = run, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.polls.append((time.monotonic(), self.run.get("/healthz")[1]))
+            except OSError:
+                self.polls.append((time.monotonic(), None))
+            time.sleep(0.1)
+
+    def end(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+    def longest_refusal(self) -> float:
+        """The longest stretch of refused requests; infinite if the last one was refused."""
+        down, longest = None, 0.0
+        for t, body in self.polls:
+            if body is None:
+                down = down or t
+            elif down is not None:
+                longest, down = max(longest, t - down), None
+        return float("inf") if down is not None else longest
+
+
+def _kill_the_scheduler(run: MakeRun, health: HealthPolls) -> float:
+    """Seconds until another scheduler beats; /healthz showed the dead one going stale."""
+    [(old, _)] = run.role("scheduler")
+    killed = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: [p for p, _ in run.role("scheduler") if p != old] and _beats(health.polls, "scheduler", killed),
+             5, every=0.05)
+    back = time.monotonic() - killed
+    time.sleep(2)
+    seen = [p["scheduler"]["processes"].get(f"{socket.gethostname()}:{old}")
+            for t, p in health.polls if p and t > killed]
+    assert max(a for a in seen if a is not None) >= 2.0
+    return back
+
+
+def _worker_tops(run: MakeRun) -> tuple[list, list]:
+    workers = run.role("worker")
+    return workers, [p for p, pp in workers if pp not in {q for q, _ in workers}]
+
+
+def _kill_the_worker_supervisor(run: MakeRun) -> float:
+    """Its slots die with it; seconds until a new one has its four children (two run slots, one
+    notification slot, the host keeper)."""
+    [supervisor] = _worker_tops(run)[1]
+    killed = time.monotonic()
+    os.kill(supervisor, signal.SIGKILL)
+
+    def new_worker():
+        workers, tops = _worker_tops(run)
+        return tops and tops[0] != supervisor and len([1 for _, pp in workers if pp == tops[0]]) == 4
+    wait_for(new_worker, 5, every=0.05)
+    return time.monotonic() - killed
+
+
+def _kill_one_worker_slot(run: MakeRun) -> float:
+    workers, [top] = _worker_tops(run)
+    slot = [p for p, pp in workers if pp == top][0]
+    killed = time.monotonic()
+    os.kill(slot, signal.SIGKILL)
+    wait_for(lambda: len([p for p, pp in run.role("worker") if pp == top and p != slot]) == 4, 5, every=0.05)
+    return time.monotonic() - killed
+
+
+def _ctrl_c(run: MakeRun) -> tuple[float, dict]:
+    """SIGINT to the foreground process group of `make run`: (seconds until none of its processes
+    is left, those left after 20 s, killed)."""
+    started = time.monotonic()
+    try:
+        os.killpg(run.proc.pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    try:
+        run.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pass
+    while marked(run.mark) and time.monotonic() - started < 20:
+        time.sleep(0.2)
+    elapsed = time.monotonic() - started
+    left = {pid: processes().get(pid, (0, "?"))[1] for pid in marked(run.mark)}
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return elapsed, left
+
+
 @pytest.mark.skipif(TEST_PASS != "sqlite", reason="make run always runs on its own SQLite file: the "
                     "SQLite pass runs this once, for both")
 def test_a_crash_restarts_one_process_and_ctrl_c_stops_everything(tmp_path):
@@ -112,68 +208,16 @@ def test_a_crash_restarts_one_process_and_ctrl_c_stops_everything(tmp_path):
                              {"projectId": info["projectId"], "name": "tick", "image": TEST_IMAGE,
                               "command": ["true"], "schedule": "*/2 * * * * *", "timeoutSec": 30})
         assert status == 201, wf
-
-        polls: list[tuple[float, dict | None]] = []
-        stop = threading.Event()
-
-        def poll():
-            while not stop.is_set():
-                try:
-                    polls.append((time.monotonic(), run.get("/healthz")[1]))
-                except OSError:
-                    polls.append((time.monotonic(), None))
-                time.sleep(0.1)
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
+        health = HealthPolls(run)
         time.sleep(3)
-
-        # 1. the scheduler
-        [(old, _)] = run.role("scheduler")
-        killed = time.monotonic()
-        os.kill(old, signal.SIGKILL)
-        wait_for(lambda: [p for p, _ in run.role("scheduler") if p != old] and _beats(polls, "scheduler", killed), 5,
-                 every=0.05)
-        back = time.monotonic() - killed
+        back = _kill_the_scheduler(run, health)
+        back = max(back, _kill_the_worker_supervisor(run))
         time.sleep(2)
-        seen = [p["scheduler"]["processes"].get(f"{socket.gethostname()}:{old}")
-                for t, p in polls if p and t > killed]
-        assert max(a for a in seen if a is not None) >= 2.0  # /healthz showed the dead one going stale
-
-        # 2. the worker supervisor (its slots die with it)
-        [(supervisor, _)] = [(p, pp) for p, pp in run.role("worker") if pp not in {q for q, _ in run.role("worker")}]
-        killed = time.monotonic()
-        os.kill(supervisor, signal.SIGKILL)
-
-        def new_worker():
-            workers = run.role("worker")
-            tops = [p for p, pp in workers if pp not in {q for q, _ in workers}]
-            # two run slots, one notification slot and the host keeper
-            return tops and tops[0] != supervisor and len([1 for _, pp in workers if pp == tops[0]]) == 4
-        wait_for(new_worker, 5, every=0.05)
-        back = max(back, time.monotonic() - killed)
-        time.sleep(2)
-
-        # 3. one worker slot
-        workers = run.role("worker")
-        top = [p for p, pp in workers if pp not in {q for q, _ in workers}][0]
-        slot = [p for p, pp in workers if pp == top][0]
-        killed = time.monotonic()
-        os.kill(slot, signal.SIGKILL)
-        wait_for(lambda: len([p for p, pp in run.role("worker") if pp == top and p != slot]) == 4, 5, every=0.05)
-        back = max(back, time.monotonic() - killed)
+        back = max(back, _kill_one_worker_slot(run))
         time.sleep(3)
-        stop.set()
-        poller.join(5)
+        health.end()
         assert back <= 5
-
-        # the web answered throughout: no stretch of refused requests longer than a second
-        down, longest = None, 0.0
-        for t, body in polls:
-            if body is None:
-                down = down or t
-            elif down is not None:
-                longest, down = max(longest, t - down), None
-        assert longest <= 1.0 and down is None
+        assert health.longest_refusal() <= 1.0  # the web answered throughout
 
         status, body = run.get(f"/api/workflows/{info['teamId']}/workflows/{wf['id']}/runs?limit=100", key)
         assert len(body["runs"]) >= 5  # fired on
@@ -181,22 +225,7 @@ def test_a_crash_restarts_one_process_and_ctrl_c_stops_everything(tmp_path):
         assert "\nworkflows_fire_collisions_total 0.0\n" in metrics  # never an instant twice: the key never refused one
         assert [] == [r for r in body["runs"] if r["status"] not in ("succeeded", "queued", "running")]
     finally:
-        # Ctrl-C: SIGINT to the foreground process group of `make run`
-        started = time.monotonic()
-        try:
-            os.killpg(run.proc.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
-        try:
-            run.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-        while marked(run.mark) and time.monotonic() - started < 20:
-            time.sleep(0.2)
-        elapsed = time.monotonic() - started
-        left = {pid: processes().get(pid, (0, "?"))[1] for pid in marked(run.mark)}
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
+        elapsed, left = _ctrl_c(run)
     assert elapsed <= 15 and not left, (elapsed, left)
 
 

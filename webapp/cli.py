@@ -6,101 +6,103 @@ import sys
 
 import click
 from flask import Flask
+from flask.cli import AppGroup, with_appcontext
 
 from .services.errors import ServiceError
 
 
-def register(app: Flask) -> None:
-    @app.cli.group("users")
-    def users():
-        """Manage users."""
+@click.group("users", cls=AppGroup)
+def users():
+    """Manage users."""
 
-    @users.command("create")
-    @click.argument("email")
-    @click.option("--password", required=True)
-    @click.option("--team", "team_name", required=True, help="team name; created with a project 'default' if new")
-    def create_user(email: str, password: str, team_name: str):
-        """Create a user; prints {"userId", "teamId", "projectId", "environmentId"}."""
-        from .services.teams import WEAK_PASSWORD_LENGTH
-        from .services.teams import create_user as create
-        if 0 < len(password) < WEAK_PASSWORD_LENGTH:
-            click.echo(f"warning: a password under {WEAK_PASSWORD_LENGTH} characters is easy to guess", err=True)
-        user, team, project = _or_exit(lambda: create(email, password, team_name))
-        click.echo(json.dumps({"userId": user.id, "teamId": team.id, "projectId": project.id,
-                               "environmentId": project.production.id}))
+@users.command("create")
+@click.argument("email")
+@click.option("--password", required=True)
+@click.option("--team", "team_name", required=True, help="team name; created with a project 'default' if new")
+def create_user(email: str, password: str, team_name: str):
+    """Create a user; prints {"userId", "teamId", "projectId", "environmentId"}."""
+    from .services.teams import WEAK_PASSWORD_LENGTH
+    from .services.teams import create_user as create
+    if 0 < len(password) < WEAK_PASSWORD_LENGTH:
+        click.echo(f"warning: a password under {WEAK_PASSWORD_LENGTH} characters is easy to guess", err=True)
+    user, team, project = _or_exit(lambda: create(email, password, team_name))
+    click.echo(json.dumps({"userId": user.id, "teamId": team.id, "projectId": project.id,
+                           "environmentId": project.production.id}))
 
-    @users.command("set-password")
-    @click.argument("email")
-    @click.option("--password", required=True)
-    def set_password(email: str, password: str):
-        """Change a user's password; signs the user out everywhere."""
-        from .services.teams import set_password as change
-        user = _or_exit(lambda: change(email, password))
-        click.echo(json.dumps({"userId": user.id}))
+@users.command("set-password")
+@click.argument("email")
+@click.option("--password", required=True)
+def set_password(email: str, password: str):
+    """Change a user's password; signs the user out everywhere."""
+    from .services.teams import set_password as change
+    user = _or_exit(lambda: change(email, password))
+    click.echo(json.dumps({"userId": user.id}))
 
-    @app.cli.command("first-start-hint")
-    def first_start_hint():
-        """Say how to create the first user when the database has none."""
-        from .extensions import db
-        from .models import User
-        if db.session.query(User.id).first() is None:
-            click.echo("No users yet. Create one (and its team) with:\n"
-                       "  .venv/bin/flask --app wsgi users create you@example.com --password 'a-long-password' --team acme\n"
-                       "then an API key with:\n"
-                       "  .venv/bin/flask --app wsgi keys create --team 1 --scope full")
+@click.command("first-start-hint")
+@with_appcontext
+def first_start_hint():
+    """Say how to create the first user when the database has none."""
+    from .extensions import db
+    from .models import User
+    if db.session.query(User.id).first() is None:
+        click.echo("No users yet. Create one (and its team) with:\n"
+                   "  .venv/bin/flask --app wsgi users create you@example.com --password 'a-long-password' --team acme\n"
+                   "then an API key with:\n"
+                   "  .venv/bin/flask --app wsgi keys create --team 1 --scope full")
 
-    @app.cli.group("projects")
-    def projects():
-        """Manage projects."""
+@click.group("projects", cls=AppGroup)
+def projects():
+    """Manage projects."""
 
-    @projects.command("create")
-    @click.argument("name")
-    @click.option("--team", "team_id", type=int, required=True)
-    def create_project(name: str, team_id: int):
-        """Create a project (with its Production environment); prints {"projectId", "environmentId"}."""
-        from .services import projects as service
-        project = _or_exit(lambda: service.create_project(_operator(team_id), team_id, _name(name)))
-        click.echo(json.dumps({"projectId": project.id, "environmentId": project.production.id}))
+@projects.command("create")
+@click.argument("name")
+@click.option("--team", "team_id", type=int, required=True)
+def create_project(name: str, team_id: int):
+    """Create a project (with its Production environment); prints {"projectId", "environmentId"}."""
+    from .services import projects as service
+    project = _or_exit(lambda: service.create_project(_operator(team_id), team_id, _name(name)))
+    click.echo(json.dumps({"projectId": project.id, "environmentId": project.production.id}))
 
-    @app.cli.group("environments")
-    def environments():
-        """Manage environments of a project."""
+@click.group("environments", cls=AppGroup)
+def environments():
+    """Manage environments of a project."""
 
-    @environments.command("create")
-    @click.argument("name")
-    @click.option("--project", "project_id", type=int, required=True)
-    def create_environment(name: str, project_id: int):
-        """Create an environment (say Staging, where hs_test_ keys may act); prints {"environmentId"}."""
-        from .extensions import db
-        from .models import Project
-        from .services import projects as service
-        project = db.session.get(Project, project_id)
-        if project is None:
-            _fail(f"no project {project_id}")
-        env = _or_exit(lambda: service.create_environment(_operator(project.team_id), project.team_id,
-                                                          project_id, _name(name)))
-        click.echo(json.dumps({"environmentId": env.id}))
+@environments.command("create")
+@click.argument("name")
+@click.option("--project", "project_id", type=int, required=True)
+def create_environment(name: str, project_id: int):
+    """Create an environment (say Staging, where hs_test_ keys may act); prints {"environmentId"}."""
+    from .extensions import db
+    from .models import Project
+    from .services import projects as service
+    project = db.session.get(Project, project_id)
+    if project is None:
+        _fail(f"no project {project_id}")
+    env = _or_exit(lambda: service.create_environment(_operator(project.team_id), project.team_id,
+                                                      project_id, _name(name)))
+    click.echo(json.dumps({"environmentId": env.id}))
 
-    @app.cli.group("keys")
-    def keys():
-        """Manage API keys."""
+@click.group("keys", cls=AppGroup)
+def keys():
+    """Manage API keys."""
 
-    @keys.command("create")
-    @click.option("--team", "team_id", type=int, required=True)
-    @click.option("--scope", type=click.Choice(["full", "read"]), required=True)
-    @click.option("--mode", type=click.Choice(["live", "test"]), default="live", show_default=True)
-    @click.option("--name", default="cli")
-    def create_key(team_id: int, scope: str, mode: str, name: str):
-        """Create an API key; the key is printed alone on the last line, and never again."""
-        from .services.keys import create_key as create
-        key, raw = _or_exit(lambda: create(team_id, scope, mode, name))
-        click.echo(f"# {scope} {mode} key for team {team_id} (id {key.id}); store it now, it is not shown again",
-                   err=True)
-        click.echo(raw)
+@keys.command("create")
+@click.option("--team", "team_id", type=int, required=True)
+@click.option("--scope", type=click.Choice(["full", "read"]), required=True)
+@click.option("--mode", type=click.Choice(["live", "test"]), default="live", show_default=True)
+@click.option("--name", default="cli")
+def create_key(team_id: int, scope: str, mode: str, name: str):
+    """Create an API key; the key is printed alone on the last line, and never again."""
+    from .services.keys import create_key as create
+    key, raw = _or_exit(lambda: create(team_id, scope, mode, name))
+    click.echo(f"# {scope} {mode} key for team {team_id} (id {key.id}); store it now, it is not shown again",
+               err=True)
+    click.echo(raw)
 
 
 def register_all(app: Flask) -> None:
-    register(app)
+    for command in (users, first_start_hint, projects, environments, keys):
+        app.cli.add_command(command)
     register_hosts(app)
     register_teams(app)
     register_pools(app)

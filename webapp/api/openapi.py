@@ -227,15 +227,23 @@ def _with_text(op: dict) -> dict:
     return op
 
 
-def document() -> dict:
+READ = (401, 403, 404)
+WRITE = (400, 401, 403, 404, 413, 415)
+
+
+def _components() -> dict:
     components = {}
     for model in MODELS:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, sub in schema.pop("$defs", {}).items():
             components[name] = sub
         components[model.__name__] = schema
-    read = (401, 403, 404)
-    write = (400, 401, 403, 404, 413, 415)
+    return components
+
+
+def _workflow_paths() -> dict:
+    """Workflows and their runs."""
+    read, write = READ, WRITE
     runs_params = [TEAM, WORKFLOW,
                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
                    {"name": "cursor", "in": "query", "schema": {"type": "string"}}]
@@ -243,7 +251,7 @@ def document() -> dict:
                    {"name": "afterSeq", "in": "query", "schema": {"type": "integer", "minimum": -1, "maximum": 2**31 - 1}},
                    {"name": "limit", "in": "query",
                     "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10000}}]
-    paths = {
+    return {
         "/api/projects/{teamId}/{projectId}/workflows": {
             "get": _op("List the project's workflows", [TEAM, PROJECT], ("200", "WorkflowList"), read),
             "post": _op("Create a workflow", [TEAM, PROJECT], ("201", "Workflow"), write, "WorkflowCreate"),
@@ -273,6 +281,13 @@ def document() -> dict:
         "/api/workflows/{teamId}/workflows/runs/{runId}/retry": {
             "post": _op("Re-fire a finished run", [TEAM, RUN], ("202", "Run"), read + (409, 429)),
         },
+    }
+
+
+def _team_paths() -> dict:
+    """Projects, environments, registry credentials, notification channels."""
+    read, write = READ, WRITE
+    return {
         "/api/projects/{teamId}/{projectId}/registry-credentials": {
             "get": _op("List registry credentials", [TEAM, PROJECT], ("200", "RegistryCredentialList"), read),
             "post": _op("Add a registry credential", [TEAM, PROJECT], ("201", "RegistryCredential"),
@@ -306,6 +321,9 @@ def document() -> dict:
                        read),
         },
     }
+
+
+def document() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Workflows API", "version": "1.0.0",
@@ -313,9 +331,9 @@ def document() -> dict:
                                 "upgrades to a websocket (same authentication)."},
         "servers": [{"url": current_app.config["BASE_URL"]}],
         "security": [{"bearer": []}, {"session": []}],
-        "paths": paths,
+        "paths": {**_workflow_paths(), **_team_paths()},
         "components": {
-            "schemas": components,
+            "schemas": _components(),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "hs_live_… or hs_test_… API key"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "session"},
