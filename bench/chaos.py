@@ -19,8 +19,10 @@ the schedules are removed, everything settles, and the audit checks:
   - no run and any of its retries (automatic or manual, at any depth) ever had a running
     container at the same time, on either engine (start and die events); two retries of one run
     may, as two triggers may: each is a run the caller asked for;
-  - instants missing only while PostgreSQL was stopped (no scheduler can fire then), each told by
-    a workflow.missed event (the contract: the latest missed instant runs, the others do not);
+  - instants missing only while PostgreSQL was stopped, or while both schedulers were down (each
+    killed within a second after the instant, or not beating again yet): no scheduler can fire
+    then; each told by a workflow.missed event (the contract: the latest missed instant runs, the
+    others do not);
   - every succeeded run's stored log is contiguous (seq 0..n-1) and its output byte-exact;
   - every final failure emitted exactly one workflow.failed event, delivered once (one delivery
     id) to a real webhook receiver;
@@ -38,6 +40,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -187,6 +190,9 @@ class Chaos:
         self.refused = 0
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        # Per scheduler: (killed at, first heartbeat of the one spawned after it) on the database's
+        # clock (this machine's): while every scheduler is in such a window, no instant can fire.
+        self.scheduler_down: dict[str, list[tuple[datetime, datetime | None]]] = defaultdict(list)
 
     # -- processes ---------------------------------------------------------------------------
     def spawn(self, name: str) -> None:
@@ -380,6 +386,7 @@ class Chaos:
     def kill_one(self) -> None:
         what = self.rng.choice(["slot", "supervisor", "scheduler", "web"])
         worker = self.rng.choice(["worker", "worker", "worker-b", "worker-skewed"])
+        name = None
         if what == "slot":
             out = subprocess.run(["pgrep", "-P", str(self.procs[worker].pid)], capture_output=True, text=True).stdout
             pids = [int(p) for p in out.split()]
@@ -392,15 +399,35 @@ class Chaos:
             self.spawn(worker)
         elif what == "scheduler":
             name = self.rng.choice(["scheduler-a", "scheduler-b"])
+            killed = datetime.utcnow()
             self.kill(name)
             time.sleep(self.rng.uniform(0.3, 2))
             self.spawn(name)
+            self._watch_first_beat(name, killed)
         else:
             self.kill("web")
             time.sleep(self.rng.uniform(0.3, 2))
             self.spawn("web")
         self.counts[f"kill_{what}"] += 1
-        self.timeline.append((datetime.utcnow(), f"kill {what} {worker if what in ('slot', 'supervisor') else ''}"))
+        self.timeline.append((datetime.utcnow(), f"kill {what} {worker if what in ('slot', 'supervisor') else ''}"
+                                                 f"{name if what == 'scheduler' else ''}"))
+
+    def _watch_first_beat(self, name: str, killed: datetime) -> None:
+        """Record when the scheduler spawned as `name` first beats (its first tick is done)."""
+        window = [killed, None]
+        self.scheduler_down[name].append(window)
+        key = f"workflows:heartbeat:scheduler:{socket.gethostname()}:{self.procs[name].pid}"
+
+        def watch():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not self.stopping.is_set():
+                out = subprocess.run(["redis-cli", "-n", "12", "exists", key], capture_output=True, text=True,
+                                     env=REDIS_CLI_ENV).stdout.strip()
+                if out == "1":
+                    window[1] = datetime.utcnow()
+                    return
+                time.sleep(0.1)
+        threading.Thread(target=watch, daemon=True).start()
 
     def faults(self, seconds: float) -> None:
         start = time.monotonic()
@@ -506,7 +533,8 @@ class Chaos:
         by_wf = defaultdict(list)
         for r in runs:
             by_wf[r.workflow_id].append(r)
-        instants = missed_away = 0
+        instants = 0
+        missed = Counter()
         for public_id in self.scheduled:
             wf = wfs[public_id]
             fired = Counter(r.scheduled_for for r in by_wf[wf.id] if r.trigger == "schedule")
@@ -518,12 +546,14 @@ class Chaos:
             end = self.unscheduled_at[public_id] - timedelta(seconds=1)
             while t <= end:
                 instants += 1
-                if fired.get(t, 0) != 1 and self._missed_while_database_away(wf, t, events):
-                    missed_away += 1
+                why = self._missed_while_none_could_fire(wf, t, events) if fired.get(t, 0) != 1 else None
+                if why:
+                    missed[why] += 1
                 elif fired.get(t, 0) != 1:
                     problems.append(f"instant missing: {public_id} {t.isoformat()}")
                 t += timedelta(seconds=period)
-        return {"instants": instants, "missed_while_database_stopped": missed_away}
+        return {"instants": instants, "missed_while_database_stopped": missed["database"],
+                "missed_while_no_scheduler_up": missed["no_scheduler"]}
 
     def _audit_logs(self, problems: list, runs: list, wfs: dict) -> int:
         """Logs of succeeded runs: contiguous and byte-exact. Returns how many were checked."""
@@ -578,25 +608,37 @@ class Chaos:
               f"cancelled={statuses['cancelled']} timed_out={statuses['timed_out']} instants={f['instants']} "
               f"logs_checked={f['logs_checked']} log_lines={f['log_lines']} final_failures={f['final_failures']} "
               f"forbid_skips={f['forbid_skips']} missed_while_database_stopped={f['missed_while_database_stopped']} "
+              f"missed_while_no_scheduler_up={f['missed_while_no_scheduler_up']} "
               f"deliveries={len(self.receiver.posts)} repeated_posts={f['repeated_posts']} "
               f"manual={c['manual_triggers']} retries={c['manual_retries']} cancels={c['cancels']} "
               f"api_refused={self.refused} violations={violations}")
 
-    def _missed_while_database_away(self, wf, instant: datetime, events: list) -> bool:
-        """`instant` fell while PostgreSQL was stopped (or within 5 s of its start) and the
-        workflow's next claim told it with a workflow.missed event soon after."""
+    def _missed_while_none_could_fire(self, wf, instant: datetime, events: list) -> str | None:
+        """Why `instant` could not fire: PostgreSQL was stopped (or within 5 s of its start), or no
+        scheduler was up (each killed within a second after the instant, before its claim could
+        commit, or not yet beating again); None if one could, or if the workflow's next claim did
+        not tell it with a workflow.missed event soon after."""
+        told = any(e.kind == "workflow.missed" and e.run_id is None and e.workflow_id == wf.id
+                   and timedelta(0) <= e.created_at - instant <= timedelta(seconds=30) for e in events)
+        if not told:
+            return None
         away = [(at, what) for at, what in self.timeline if what.startswith("restart_postgres")]
         windows = [(away[k][0], away[k + 1][0] + timedelta(seconds=5)) for k in range(0, len(away) - 1, 2)]
-        if not any(start <= instant <= end for start, end in windows):
-            return False
-        return any(e.kind == "workflow.missed" and e.run_id is None and e.workflow_id == wf.id
-                   and timedelta(0) <= e.created_at - instant <= timedelta(seconds=30) for e in events)
+        if any(start <= instant <= end for start, end in windows):
+            return "database"
+        slack, never = timedelta(seconds=1), datetime.max
+        if all(any(killed - slack <= instant <= (up or never) for killed, up in self.scheduler_down[name])
+               for name in ("scheduler-a", "scheduler-b")):
+            return "no_scheduler"
+        return None
 
     def report(self, problems: list[str], runs: list, by_id: dict, events: list, wfs: dict) -> None:
         """Every violation, each with what the database and the engines say of it, and the faults'
         timeline, to var/chaos-report.txt (the console shows the first 50)."""
         by_public = {r.public_id: r for r in runs}
         lines = [f"{at:%H:%M:%S.%f} fault {what}" for at, what in self.timeline]
+        lines += [f"{name} down {killed:%H:%M:%S.%f} to {f'{up:%H:%M:%S.%f}' if up else 'never'}"
+                  for name, windows in sorted(self.scheduler_down.items()) for killed, up in windows]
 
         def describe(r) -> str:
             spans = [f"{e.name}/{e.hosts.get(cid, '?')} {datetime.utcfromtimestamp(b):%H:%M:%S.%f}-"
