@@ -434,25 +434,29 @@ CLOCK_REMEASURE_SEC = 60
 
 def engine_clock(api: docker.APIClient):
     """A function giving the engine host's time (naive UTC) as its log timestamps read it: this
-    process's clock plus its offset from the engine's SystemTime, measured at most once a minute
-    (a worker whose clock is faked or off still compares like with like)."""
-    key = api.base_url
-    offset, measured = _OFFSETS.get(key, (0.0, -1e18))
-    if time.monotonic() - measured > CLOCK_REMEASURE_SEC:
-        before = time.time()
-        try:
-            system = parse_time(api.info().get("SystemTime"))
-        except (DockerException, requests.exceptions.RequestException) as e:
-            log.warning("could not read the engine's clock (%s); taking this host's", e)
-            system = None
-        after = time.time()
-        if system is not None:
-            offset = system.replace(tzinfo=timezone.utc).timestamp() - (before + after) / 2
-            _OFFSETS[key] = (offset, time.monotonic())
-
+    process's clock plus its offset from the engine's SystemTime (a worker whose clock is faked or
+    off still compares like with like). The offset is measured when first needed, on the reader's
+    thread rather than before a start, and again at most once a minute."""
     def now() -> datetime:
-        return datetime.fromtimestamp(time.time() + offset, timezone.utc).replace(tzinfo=None)
+        return datetime.fromtimestamp(time.time() + _clock_offset(api), timezone.utc).replace(tzinfo=None)
     return now
+
+
+def _clock_offset(api: docker.APIClient) -> float:
+    offset, measured = _OFFSETS.get(api.base_url, (0.0, -1e18))
+    if time.monotonic() - measured <= CLOCK_REMEASURE_SEC:
+        return offset
+    before = time.time()
+    try:
+        system = parse_time(api.info().get("SystemTime"))
+    except (DockerException, requests.exceptions.RequestException) as e:
+        log.warning("could not read the engine's clock (%s); keeping the last offset, %.3f s", e, offset)
+        system = None
+    after = time.time()
+    if system is not None:
+        offset = system.replace(tzinfo=timezone.utc).timestamp() - (before + after) / 2
+    _OFFSETS[api.base_url] = (offset, time.monotonic())  # a failed reading is not retried per chunk
+    return offset
 
 
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
