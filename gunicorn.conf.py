@@ -24,5 +24,5 @@ logconfig_dict = gunicorn_logconfig() or {}
 
 
 def post_worker_init(worker):
-    from webapp import settle_heap
+    from webapp.heap import settle_heap
     settle_heap()

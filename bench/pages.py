@@ -78,7 +78,7 @@ def main() -> None:
     t = time.monotonic()
     ids = seed(app)
     print(f"seeded {WORKFLOWS} workflows and {WORKFLOWS * RUNS_PER_WORKFLOW} runs in {time.monotonic() - t:.0f} s")
-    from webapp import settle_heap
+    from webapp.heap import settle_heap
     settle_heap()  # as the web process does once gunicorn has loaded the app (gunicorn.conf.py)
     client = app.test_client()
     client.post("/login", data={"email": "pages@example.test", "password": "pages-password"})

@@ -14,7 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from webapp import settle_heap
+from webapp.heap import settle_heap
 
 log = logging.getLogger("workflows")
 

@@ -17,8 +17,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig
 from flask import current_app
 
-from webapp.services.registry import registry_host  # noqa: F401  (re-exported for the runner)
-from webapp.services.registry import registry_problem
+from webapp.services.registry_hosts import registry_problem
 
 from . import egress
 

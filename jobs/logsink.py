@@ -25,10 +25,9 @@ from sqlalchemy import update
 
 from webapp import faults
 from webapp.extensions import db
-from webapp.livelog import publish_lines
+from webapp.livelog import LeaseLost, publish_lines
 from webapp.models import Run, RunLogBlock
 from webapp.models.base import isoformat, utcnow
-from webapp.services.errors import LeaseLost
 
 log = logging.getLogger(__name__)
 

@@ -28,13 +28,13 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from webapp import faults, logs, metrics
 from webapp.connections import get_docker, get_redis
 from webapp.extensions import db
-from webapp.livelog import last_published_seq, lease_key
+from webapp.livelog import LeaseLost, last_published_seq, lease_key
 from webapp.models import Run, RunLogBlock, Team
 from webapp.models.base import utcnow
 from webapp.services import lifecycle, pools, quotas
 from webapp.services.dispatch import CANCEL_PLAIN, cancel_key
-from webapp.services.errors import LeaseLost
 from webapp.services.registry import auth_for_image
+from webapp.services.registry_hosts import registry_host
 
 from . import engine, fence, hosts, images
 from .executor import DockerExecutor
@@ -389,7 +389,7 @@ class Execution:
             confirmed_at, ttl = None, -2
         if confirmed_at and IMAGE_ACCESS_REMEMBER_SEC - ttl < IMAGE_ACCESS_RECHECK_SEC:
             return
-        host = engine.registry_host(image)
+        host = registry_host(image)
         if pulled is not None and engine.refused(pulled):
             problem = pulled
         else:

@@ -23,9 +23,11 @@ from webapp import faults, metrics
 from webapp.extensions import db
 from webapp.models import Run, Workflow
 from webapp.models.base import utcnow
-from webapp.services import cron, quotas
+from webapp import cron
+from webapp.services import quotas
 from webapp.services.lifecycle import emit
-from webapp.services.runs import cancel_in_transaction, count_terminal, fire, hand_over_many, handle
+from webapp.services.runs import fire, hand_over_many, handle
+from webapp.services.transitions import cancel_in_transaction, count_terminal
 
 log = logging.getLogger(__name__)
 BATCH = 1000

@@ -1,48 +1,22 @@
-"""The RQ entry points. Each runs inside the worker's Flask app context."""
+"""The RQ entry points. Each runs inside its worker slot's Flask app context (jobs/cli.py run_slot)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-from flask import current_app, has_app_context
 from rq.job import Job
-
-_app = None
-
-
-@contextmanager
-def app_context():
-    """The worker process's app; made once per process, reused by every job."""
-    global _app
-    if has_app_context():
-        yield current_app
-        return
-    if _app is None:
-        from webapp import create_app
-        _app = create_app()
-    with _app.app_context():
-        from webapp.extensions import db
-        try:
-            yield _app
-        finally:
-            db.session.remove()
 
 
 def execute_run(public_id: str) -> None:
-    with app_context():
-        from .runner import execute_run as run
-        run(public_id)
+    from .runner import execute_run as run
+    run(public_id)
 
 
 def resume_run(public_id: str) -> None:
-    with app_context():
-        from .runner import resume_run as resume
-        resume(public_id)
+    from .runner import resume_run as resume
+    resume(public_id)
 
 
 def deliver_notification(notification_id: int) -> None:
-    with app_context():
-        from .notify import deliver_notification as deliver
-        deliver(notification_id)
+    from .notify import deliver_notification as deliver
+    deliver(notification_id)
 
 
 TASKS = frozenset({"jobs.tasks.execute_run", "jobs.tasks.resume_run", "jobs.tasks.deliver_notification"})

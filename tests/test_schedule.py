@@ -8,7 +8,7 @@ import pytest
 
 from conftest import all_logs, create_wf, wait_for, wait_status
 
-from webapp.services import cron
+from webapp import cron
 
 
 def at(s: str) -> datetime:

@@ -54,7 +54,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .api import bp as api_bp
     from .api.auth import authenticate_api_request
     # Registered before the limiter's own hook, so an unauthenticated call never spends a team's quota.
-    from .live import authorize_stream, release_stream
+    from .api.live import authorize_stream, release_stream
     app.before_request(authenticate_api_request)
     app.before_request(authorize_stream)
     app.teardown_request(release_stream)
@@ -69,14 +69,12 @@ def create_app(test_config: dict | None = None) -> Flask:
 def _register_pages_and_commands(app: Flask) -> None:
     from .dashboard import bp as dashboard_bp
     from .health import bp as health_bp
-    from .metrics import bp as metrics_bp
+    from .metrics_page import bp as metrics_bp
     for blueprint in (health_bp, metrics_bp, dashboard_bp):
         app.register_blueprint(blueprint)
     _register_api_errors(app)
     from .cli import register_all as register_cli
-    register_cli(app)
-    from jobs.cli import register as register_job_cli
-    register_job_cli(app)
+    register_cli(app)  # the workers' commands are added by wsgi.py: the web app knows no worker
 
 
 def _security_headers(app: Flask, https: bool) -> None:
@@ -92,15 +90,6 @@ def _security_headers(app: Flask, https: bool) -> None:
             "img-src": ["'self'", "data:"], "connect-src": ["'self'", ws], "object-src": "'none'",
             "base-uri": "'self'", "form-action": "'self'", "frame-ancestors": "'none'",
         })
-
-
-def settle_heap() -> None:
-    """Call once a long-lived process has loaded the app: its ~130k startup objects move to the
-    garbage collector's permanent generation, so a full collection scans only what requests and jobs
-    make (one took ~65 ms of a request's time before, microseconds after)."""
-    import gc
-    gc.collect()
-    gc.freeze()
 
 
 class DatabaseId(IntegerConverter):

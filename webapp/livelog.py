@@ -17,13 +17,17 @@ import json
 from flask import current_app, has_app_context
 
 from .connections import get_redis
-from .services.errors import LeaseLost
 
 ENTRY_ITEMS = 200
 ENTRY_CHARS = 16 * 1024  # an entry holds up to this much text (one bigger item alone)
 KEEP_AFTER_END_SEC = 3600
 KEEP_SEC = 7 * 86400
 DEFAULT_MAXLEN = 2000  # entries (batches of lines): far more than the database lags behind
+
+
+class LeaseLost(Exception):
+    """A worker no longer owns the run it was handling (another worker took it over): it must
+    stop without touching the run or its container. Not an HTTP error."""
 
 
 def stream_key(public_id: str) -> str:

@@ -6,7 +6,7 @@ from flask import g, jsonify
 from ..models.base import isoformat
 from ..schemas import ChannelCreate, parse
 from ..services import channels as service
-from . import bp
+from .blueprint import bp
 from .body import json_body
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from ..schemas import (ChannelCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, TriggerBody,
                        WorkflowCreate, WorkflowUpdate)
-from . import bp
+from .blueprint import bp
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
 

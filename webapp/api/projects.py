@@ -8,7 +8,7 @@ from ..schemas import EnvironmentCreate, ProjectCreate, parse
 from ..services import projects as service
 from ..services.access import require_team
 from ..services.workflows import get_project
-from . import bp
+from .blueprint import bp
 from .body import json_body
 
 

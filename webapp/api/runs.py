@@ -5,7 +5,7 @@ from flask import Response, g, jsonify, request, stream_with_context
 
 from ..services import runs as service
 from ..services.errors import Invalid
-from . import bp
+from .blueprint import bp
 from .serialize import line_json, run_json
 
 

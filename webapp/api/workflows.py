@@ -6,7 +6,7 @@ from flask import g, jsonify
 from ..schemas import TriggerBody, WorkflowCreate, WorkflowUpdate, parse
 from ..services import runs as run_service
 from ..services import workflows as service
-from . import bp
+from .blueprint import bp
 from .body import json_body
 from .serialize import run_json, workflow_json
 

@@ -1,6 +1,3 @@
-"""The dashboard blueprint: server-rendered pages."""
-from flask import Blueprint
-
-bp = Blueprint("dashboard", __name__)
-
-from . import auth, pages, settings  # noqa: E402,F401
+"""The dashboard: server-rendered pages (routes register on import of their modules)."""
+from . import auth, pages, settings  # noqa: F401
+from .blueprint import bp  # noqa: F401

@@ -9,7 +9,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db, limiter, login_manager
 from ..models import User
-from . import bp
+from .blueprint import bp
 
 # Checked when the email is unknown, so that a sign-in takes the same time either way.
 _NO_USER_HASH = generate_password_hash("no user has this password")

@@ -13,7 +13,7 @@ from ..extensions import db
 from ..models import Project, Run
 from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
 from ..services import channels as channel_service
-from ..services import cron
+from .. import cron
 from ..services import health as health_service
 from ..services import hosts
 from ..services import runs as run_service
@@ -22,7 +22,7 @@ from ..services.access import Principal, require_public_id
 from ..services.budget import RateLimited
 from ..services.masking import masked_env
 from ..services.errors import ServiceError
-from . import bp
+from .blueprint import bp
 from .forms import FormError, workflow_form, workflow_input
 
 PAGE = 25

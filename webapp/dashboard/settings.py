@@ -16,7 +16,8 @@ from ..services import registry as registry_service
 from ..services.access import require_team, require_write
 from ..services.budget import RateLimited
 from ..services.errors import ServiceError
-from . import bp, reveal
+from . import reveal
+from .blueprint import bp
 from .pages import load_project, principal
 
 

@@ -73,7 +73,7 @@ class Transport:
         raise NotImplementedError
 
     def post_json(self, url: str, payload: dict, headers: dict | None = None, data: bytes | None = None) -> int:
-        from ..services.channels import destination
+        from .destination import destination
         parts = urlparse(url)
         # Resolved once, checked, and that very address is the one connected to: a DNS answer
         # that changes between the check and the request (rebinding) cannot redirect it. A name

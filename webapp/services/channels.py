@@ -10,7 +10,8 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import EVENTS, Event, Notification, NotificationChannel, NotificationDelivery, Workflow
-from . import addresses, budget, dispatch
+from ..notify.destination import destination_problem
+from . import budget, dispatch
 from .access import Principal, require_not_test_key, require_team, require_write
 from .errors import Forbidden, Invalid, NotFound
 from .workflows import live_production_workflows
@@ -35,41 +36,6 @@ def _url_problem(url: str) -> str | None:
     if len(url) > 2000:
         return "at most 2000 characters"
     return destination_problem(parsed.hostname, resolve_failures_ok=True)
-
-
-def destination_problem(host: str, *, resolve_failures_ok: bool = False) -> str | None:
-    """Why a notification may not be sent to `host`, or None (see `destination`). A channel is
-    saved with a name that does not resolve yet (`resolve_failures_ok`); nothing is sent to it
-    until it resolves to an allowed address."""
-    if resolve_failures_ok and addresses.resolve(host) is None:
-        return None
-    return destination(host)[1]
-
-
-def destination(host: str) -> tuple[str | None, str | None]:
-    """(the address to connect to, None) or (None, why not), from one resolution of `host`. Every
-    address it resolves to must be global: never link-local (169.254.0.0/16: cloud metadata),
-    multicast, unspecified, reserved or shared (CGNAT, 100.64.0.0/10); loopback and private ranges
-    only where the installation allows them (NOTIFY_ALLOW_PRIVATE, on outside production) or for
-    hosts named in NOTIFY_ALLOWED_HOSTS. A name that does not resolve is refused. Checked when a
-    channel is saved and at each delivery, which connects to the very address checked (no second
-    resolution a DNS answer could change in between)."""
-    cfg = current_app.config
-    found = addresses.resolve(host)
-    if not found:
-        return None, f"{host} does not resolve"
-    if host.lower().rstrip(".") in cfg["NOTIFY_ALLOWED_HOSTS"]:
-        return found[0], None
-    for raw in found:
-        ip = addresses.address(raw)
-        if addresses.never(ip):
-            return None, f"{host} points to {ip}, an address notifications are never sent to"
-        if (ip.is_loopback or ip.is_private) and not cfg["NOTIFY_ALLOW_PRIVATE"]:
-            return None, (f"{host} points to {ip}, a private address; an operator may allow it with "
-                          "NOTIFY_ALLOWED_HOSTS")
-        if not (ip.is_global or ip.is_loopback or ip.is_private):  # shared (CGNAT) and the like
-            return None, f"{host} points to {ip}, not a public address"
-    return found[0], None
 
 
 def validate(kind: str, name: str, target: str, events: list[str]) -> tuple[dict, list[str]]:

@@ -26,8 +26,3 @@ class Forbidden(ServiceError):
 
 class Conflict(ServiceError):
     status, code = 409, "conflict"
-
-
-class LeaseLost(Exception):
-    """A worker no longer owns the run it was handling (another worker took it over): it must
-    stop without touching the run or its container. Not an HTTP error."""

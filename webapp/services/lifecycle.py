@@ -13,12 +13,12 @@ from sqlalchemy import case, func, select, update
 
 from .. import faults, metrics
 from ..extensions import db
-from ..livelog import publish_end
+from ..livelog import LeaseLost, publish_end
 from ..models import Event, Notification, NotificationChannel, Run, Workflow
 from ..models.base import utcnow
 from . import dispatch
-from .errors import LeaseLost
-from .runs import count_terminal, fire, handle, hand_over_many
+from .runs import fire, handle, hand_over_many
+from .transitions import count_terminal
 
 ACTIVE = ("queued", "running")
 RETRIED = ("failed", "timed_out")  # the final statuses an automatic retry follows

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import Run, Team, Workflow
-from . import cron
+from .. import cron
 from .errors import Invalid, ServiceError
 
 

@@ -10,16 +10,16 @@ from typing import NamedTuple
 from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import contains_eager
 
 from ..extensions import db
-from ..models import STATUSES, TERMINAL, TRIGGERS, Run, RunCount, RunLogBlock, Workflow
+from ..models import STATUSES, TERMINAL, TRIGGERS, Run, RunLogBlock, Workflow
 from ..models.base import new_public_id, utcnow
 from ..models.clock import db_now
 from . import budget, dispatch, quotas
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
+from .transitions import cancel_in_transaction
 from .workflows import get_project, get_workflow, visible
 
 MAX_PAGE = 100
@@ -121,41 +121,6 @@ def request_cancel(run: Run, reason: str | None = None) -> Run:
     signal()
     db.session.refresh(run)
     return run
-
-
-def count_terminal(workflow_id: int, status: str, trigger: str) -> None:
-    """One more finished run in run_counts, in the transaction that makes the run terminal."""
-    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
-    table = RunCount.__table__
-    stmt = dialect.insert(table).values(workflow_id=workflow_id, status=status, trigger=trigger, n=1)
-    db.session.execute(stmt.on_conflict_do_update(index_elements=["workflow_id", "status", "trigger"],
-                                                  set_={"n": table.c.n + 1}))
-
-
-def cancel_in_transaction(run: Run, reason: str | None = None):
-    """Write the cancel in the current transaction; returns what to call after the commit (the
-    Redis fast path). The database is the record: a worker notices a cancel within a second
-    even when Redis lost the signal."""
-    from ..livelog import publish_end
-    now = utcnow()
-    done = db.session.execute(
-        update(Run).where(Run.id == run.id, Run.status == "queued")
-        .values(status="cancelled", finished_at=now, cancel_requested_at=now, error=reason)
-    ).rowcount
-    public_id = run.public_id
-    if done:
-        count_terminal(run.workflow_id, "cancelled", run.trigger)
-        return lambda: publish_end(public_id, "cancelled")
-    db.session.execute(update(Run).where(Run.id == run.id, Run.status == "running",
-                                         Run.cancel_requested_at.is_(None))
-                       .values(cancel_requested_at=now, cancel_reason=reason))
-
-    def fast_path():
-        try:
-            dispatch.signal_cancel(public_id, reason)
-        except Exception:  # the worker polls the database too
-            current_app.logger.warning("could not signal the cancel of %s through Redis", public_id)
-    return fast_path
 
 
 def _decode_cursor(cursor: str) -> int:

@@ -10,9 +10,12 @@ from ..extensions import db
 from ..models import Environment, Project, Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..schemas import WorkflowCreate, WorkflowUpdate
-from . import cron, pools, quotas
+from .. import cron
+from . import pools, quotas
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Invalid, NotFound
+from .registry_hosts import registry_problem
+from .transitions import cancel_in_transaction
 
 # API field -> model attribute, for the fields a workflow body may carry.
 FIELDS = {
@@ -31,7 +34,6 @@ def check_limits(body) -> None:
     cfg = current_app.config
     fields = {}
     if getattr(body, "image", None):
-        from .registry import registry_problem  # registry reads projects through this module
         problem = registry_problem(body.image, resolve_failures_ok=True)
         if problem:
             fields["image"] = problem
@@ -200,7 +202,6 @@ def delete_workflow(principal: Principal, team_id: int, public_id: str) -> None:
     """In-flight runs continue; no new fires from now on (next_run_at cleared in the same commit).
     A scheduled fire made ahead of an instant still to come (SCHEDULE_LEAD_SEC) is a fire of the
     future, not a run in flight: it is cancelled in the same commit, and no container starts."""
-    from .runs import cancel_in_transaction
     wf = get_workflow(principal, team_id, public_id, write=True)
     now = utcnow()
     wf.deleted_at = now

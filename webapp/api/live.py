@@ -14,16 +14,15 @@ from urllib.parse import urlparse
 from flask import current_app, g, request
 from simple_websocket import ConnectionClosed
 
-from .livelog import decode, stream_key
-
-from .api import bp as api_bp
-from .api.errors import ApiError
-from .api.serialize import line_json
-from .connections import get_redis
-from .extensions import db, sock
-from .models import Run
-from .models.base import isoformat, utcnow
-from .services import runs as run_service
+from ..connections import get_redis
+from ..extensions import db, sock
+from ..livelog import decode, stream_key
+from ..models import Run
+from ..models.base import isoformat, utcnow
+from ..services import runs as run_service
+from .blueprint import bp as api_bp
+from .errors import ApiError
+from .serialize import line_json
 
 ENDPOINT = "api.live_log_stream"
 IDLE_CHECK_MS = 1000
@@ -130,7 +129,7 @@ def _close_socket(principal, team_id: int, socket_id: str) -> None:
 
 def _credentials_valid(principal) -> bool:
     """A revoked key or an ended session (logout, password change) ends its open streams."""
-    from .models import ApiKey, User
+    from ..models import ApiKey, User
     if principal.key_id is not None:
         key = db.session.get(ApiKey, principal.key_id)
         valid = key is not None and key.revoked_at is None
