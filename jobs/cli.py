@@ -73,7 +73,6 @@ def worker_slot(queues: tuple[str, ...]):
 @with_appcontext
 def scheduler():
     """Fire cron schedules and sweep runs, forever (several may run: fires stay exactly-once)."""
-    from webapp.extensions import db
     from webapp.heartbeats import beat
 
     from .schedule import fire_due, repair_next_run_at
@@ -84,26 +83,22 @@ def scheduler():
     repair_next_run_at()
     settle_heap()
     app_ = current_app._get_current_object()
-    # The sweep talks to the engine, which may be slow or down: it never delays a fire.
+    # The sweep runs on a thread of its own: a slow sweep (a database under load) never delays a fire.
     threading.Thread(target=_sweep_forever, args=(app_, stopping), daemon=True, name="sweeper").start()
     log.info("scheduler started")
-    last_beat = 0.0
-    while not stopping.is_set():
-        started = time.monotonic()
+    last_beat = [0.0]
+
+    def tick():
         try:
             fire_due()
-        except Exception:
-            log.exception("scheduler tick failed")
-            db.session.rollback()
         finally:
-            db.session.remove()
-        if started - last_beat >= 1.0:
-            try:
-                beat("scheduler")
-                last_beat = started
-            except Exception:  # Redis away: fires go on, the sweep hands them over later
-                pass
-        stopping.wait(max(0.0, SCHEDULER_TICK_SEC - (time.monotonic() - started)))
+            if time.monotonic() - last_beat[0] >= 1.0:
+                try:
+                    beat("scheduler")
+                    last_beat[0] = time.monotonic()
+                except Exception:  # Redis away: fires go on, the sweep hands them over later
+                    pass
+    _every(SCHEDULER_TICK_SEC, tick, stopping, "scheduler tick")
 
 
 @click.command("egress-rules")
@@ -144,20 +139,25 @@ def _guard_egress() -> str | None:
 
 
 def _sweep_forever(app: Flask, stopping: threading.Event) -> None:
-    from webapp.extensions import db
-
     from .sweeper import sweep
     with app.app_context():
-        while not stopping.is_set():
-            started = time.monotonic()
-            try:
-                sweep()
-            except Exception:
-                log.exception("sweep failed")
-                db.session.rollback()
-            finally:
-                db.session.remove()
-            stopping.wait(max(0.0, SWEEP_EVERY_SEC - (time.monotonic() - started)))
+        _every(SWEEP_EVERY_SEC, sweep, stopping, "sweep")
+
+
+def _every(seconds: float, step, stopping: threading.Event, what: str) -> None:
+    """`step` every `seconds` until `stopping`, in the app context; a failure is logged and its
+    transaction rolled back, and the next step comes as usual."""
+    from webapp.extensions import db
+    while not stopping.is_set():
+        started = time.monotonic()
+        try:
+            step()
+        except Exception:
+            log.exception("%s failed", what)
+            db.session.rollback()
+        finally:
+            db.session.remove()
+        stopping.wait(max(0.0, seconds - (time.monotonic() - started)))
 
 
 def _configure_logging() -> None:
