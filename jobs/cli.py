@@ -32,7 +32,7 @@ def worker(slots: int | None, pools: tuple[str, ...]):
     from webapp.connections import NO_ENGINE
     from webapp.heartbeats import process_name
     from webapp.schemas import valid_pool
-    from webapp.services.dispatch import host_queue, pool_queue
+    from webapp.keys import NOTIFY_QUEUE, host_queue, pool_queue
 
     from . import hosts
     if current_app.config["DOCKER_HOST"] == NO_ENGINE:
@@ -53,7 +53,7 @@ def worker(slots: int | None, pools: tuple[str, ...]):
                                egress_problem)
     log.info("worker host %s (engine %s), pools %s", host, version or "not answering", ", ".join(pools))
     run_queues = [host_queue(host)] + [pool_queue(p) for p in pools]
-    Supervisor(app_, [run_queues] * slots + [["notify"]] * current_app.config["NOTIFY_SLOTS"],
+    Supervisor(app_, [run_queues] * slots + [[NOTIFY_QUEUE]] * current_app.config["NOTIFY_SLOTS"],
                keeper=keeper).run()
 
 @click.command("worker-slot")
@@ -62,12 +62,12 @@ def worker(slots: int | None, pools: tuple[str, ...]):
 def worker_slot(queues: tuple[str, ...]):
     """One RQ worker slot, on its own (what `flask worker` forks several of): its host's queue
     and the runs queue unless told which."""
-    from webapp.services.dispatch import host_queue
+    from webapp.keys import RUNS_QUEUE, host_queue
 
     from . import hosts
     _configure_logging()
     settle_heap()
-    run_slot(current_app._get_current_object(), list(queues or [host_queue(hosts.current()), "runs"]))
+    run_slot(current_app._get_current_object(), list(queues or [host_queue(hosts.current()), RUNS_QUEUE]))
 
 @click.command("scheduler")
 @with_appcontext

@@ -17,6 +17,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig
 from flask import current_app
 
+from webapp.imageref import familiar, split_tag
 from webapp.services.registry_hosts import registry_problem
 
 from . import egress
@@ -34,16 +35,6 @@ class RunFailure(Exception):
 def instance_id() -> str:
     """Labels this installation's containers, so that a reaper never touches another's."""
     return hashlib.sha1(current_app.config["SQLALCHEMY_DATABASE_URI"].encode()).hexdigest()[:12]
-
-
-def split_tag(image: str) -> tuple[str, str | None, str | None]:
-    """(repository, tag, digest) of a reference."""
-    ref, _, digest = image.partition("@")
-    last = ref.rsplit("/", 1)[-1]
-    tag = None
-    if ":" in last:
-        ref, tag = ref.rsplit(":", 1)
-    return ref, tag, digest or None
 
 
 def always_pull(image: str) -> bool:
@@ -72,17 +63,6 @@ def names_image(info: dict, image: str) -> bool:
     wanted = f"{repo}:{tag or 'latest'}"
     return any(familiar(split_tag(t)[0]) + ":" + (split_tag(t)[1] or "latest") == wanted
                for t in info.get("RepoTags") or [])
-
-
-def familiar(repo: str) -> str:
-    """A repository as the engine lists it: Docker Hub's host and `library/` left out."""
-    for hub in ("docker.io/", "index.docker.io/"):
-        if repo.startswith(hub):
-            repo = repo[len(hub):]
-            break
-    if repo.startswith("library/") and repo.count("/") == 1:
-        repo = repo[len("library/"):]
-    return repo
 
 
 class ImageCache:

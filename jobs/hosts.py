@@ -21,7 +21,8 @@ from webapp import metrics
 from webapp.config import ROOT
 from webapp.connections import get_docker
 from webapp.extensions import db
-from webapp.models import TERMINAL, Run
+from webapp.models import Run
+from webapp.vocabulary import TERMINAL
 from webapp.models.base import utcnow
 from webapp.models.clock import clock
 from webapp.services import hosts, runs

@@ -23,11 +23,12 @@ from datetime import datetime, timedelta
 import redis
 from sqlalchemy import update
 
-from webapp import faults
+from webapp import faults, keys
 from webapp.extensions import db
 from webapp.livelog import LeaseLost, publish_lines
 from webapp.models import Run, RunLogBlock
 from webapp.models.base import isoformat, utcnow
+from webapp.vocabulary import RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class DailyOutput:
         return taken
 
     def _key(self) -> str:
-        return f"workflows:output:{self.team_id}:{utcnow():%Y%m%d}"
+        return keys.daily_output(self.team_id, utcnow())
 
     def _spent(self) -> int:
         try:
@@ -472,7 +473,7 @@ class LogSink:
         try:
             if rows:
                 faults.raise_here("sink-flush")
-            owned = db.session.execute(update(RUNS).where(RUNS.c.id == self.run_id, RUNS.c.status == "running",
+            owned = db.session.execute(update(RUNS).where(RUNS.c.id == self.run_id, RUNS.c.status == RunStatus.RUNNING,
                                                           RUNS.c.owner_token == self.fence.token)
                                        .values(**values)).rowcount
             if not owned:

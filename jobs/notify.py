@@ -24,6 +24,7 @@ from webapp.models.base import isoformat, utcnow
 from webapp.models.clock import db_now
 from webapp.notify import TRANSPORTS, Message, TransportError
 from webapp.services.runs import run_url, workflow_url
+from webapp.vocabulary import EventKind, RunStatus
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE_SEC = 1.0
@@ -32,7 +33,7 @@ RETRY_AFTER_CAP_SEC = 60.0
 
 def message_for(run: Run, kind: str) -> Message:
     wf = run.workflow
-    if kind == "workflow.missed":  # a fire skipped by forbid: the cancelled run says why
+    if kind == EventKind.MISSED:  # a fire skipped by forbid: the cancelled run says why
         return Message(event=kind, workflow_name=wf.name, workflow_id=wf.public_id, run_id=run.public_id,
                        status="skipped", exit_code=None, attempts=0, error=run.error, url=run_url(run),
                        finished_at=isoformat(run.finished_at))
@@ -44,7 +45,7 @@ def message_for(run: Run, kind: str) -> Message:
 def workflow_message(event: Event) -> Message:
     """An event about the workflow rather than one run: silent, or fires lost to downtime."""
     wf = db.session.get(Workflow, event.workflow_id)
-    if event.kind == "workflow.silent":
+    if event.kind == EventKind.SILENT:
         last = isoformat(wf.last_success_at) if wf.last_success_at else "never"
         detail = (f"no run has succeeded within {wf.expect_success_within_sec} s "
                   f"(expectSuccessWithinSec); last success: {last}")
@@ -63,7 +64,7 @@ def workflow_message(event: Event) -> Message:
 
 def test_message() -> Message:
     return Message(event="test", workflow_name="example-workflow", workflow_id="wf_example",
-                   run_id="run_example", status="failed", exit_code=1, attempts=1,
+                   run_id="run_example", status=RunStatus.FAILED, exit_code=1, attempts=1,
                    error="this is a test notification",
                    url=f"{current_app.config['BASE_URL']}/", finished_at=isoformat(utcnow()))
 

@@ -28,17 +28,19 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from webapp import faults, logs, metrics
 from webapp.connections import get_docker, get_redis
 from webapp.extensions import db
-from webapp.livelog import LeaseLost, last_published_seq, lease_key
+from webapp import keys
+from webapp.livelog import LeaseLost, last_published_seq
 from webapp.models import Run, RunLogBlock, Team
 from webapp.models.base import utcnow
 from webapp.services import lifecycle, pools, quotas
-from webapp.services.dispatch import CANCEL_PLAIN, cancel_key
+from webapp.services.dispatch import CANCEL_PLAIN
 from webapp.services.registry import auth_for_image
-from webapp.services.registry_hosts import registry_host
+from webapp.imageref import registry_host
 
 from . import engine, fence, hosts, images
 from .executor import DockerExecutor
 from .logsink import DailyOutput, Fence, LogSink, SinkError, Skip
+from webapp.vocabulary import RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class Lease:
         self.ttl = current_app.config["RUN_LEASE_TTL_SEC"]
         self.redis = get_redis()
         self.token = secrets.token_hex(16)
-        self.lock = self.redis.lock(lease_key(public_id), timeout=self.ttl, blocking=False, thread_local=False)
+        self.lock = self.redis.lock(keys.run_lease(public_id), timeout=self.ttl, blocking=False, thread_local=False)
         self.public_id = public_id
         self.lost = threading.Event()
         self._stop = threading.Event()
@@ -144,21 +146,21 @@ def claim(public_id: str, token: str) -> Run | None:
     runs running: then it goes back to the scheduler's sweep, which hands it over again, so one
     team's burst cannot hold every slot while other teams' runs wait. Returns the claimed run,
     read back by the claim's own statement."""
-    team_id = db.session.scalar(select(Run.team_id).where(Run.public_id == public_id, Run.status == "queued"))
+    team_id = db.session.scalar(select(Run.team_id).where(Run.public_id == public_id, Run.status == RunStatus.QUEUED))
     if team_id is None:
         db.session.commit()
         return None
     if db.engine.dialect.name == "postgresql":  # claims of one team, one at a time: the count holds
         db.session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
     running = (select(func.count()).select_from(Run)
-               .where(Run.team_id == team_id, Run.status == "running").scalar_subquery())
+               .where(Run.team_id == team_id, Run.status == RunStatus.RUNNING).scalar_subquery())
     claimed = db.session.scalars(
-        update(Run).where(Run.public_id == public_id, Run.status == "queued",
+        update(Run).where(Run.public_id == public_id, Run.status == RunStatus.QUEUED,
                           running < current_app.config["TEAM_MAX_RUNNING"])
-        .values(status="running", owner_token=token, worker_name=worker_name(), worker_host=hosts.current())
+        .values(status=RunStatus.RUNNING, owner_token=token, worker_name=worker_name(), worker_host=hosts.current())
         .returning(Run), execution_options={"populate_existing": True}).one_or_none()
     if claimed is None:
-        db.session.execute(update(Run).where(Run.public_id == public_id, Run.status == "queued")
+        db.session.execute(update(Run).where(Run.public_id == public_id, Run.status == RunStatus.QUEUED)
                            .values(enqueued_at=None))
     db.session.commit()
     return claimed
@@ -171,12 +173,12 @@ def resume_run(public_id: str) -> None:
         return
     try:
         run = db.session.query(Run).filter_by(public_id=public_id).first()
-        if run is None or run.status != "running":
+        if run is None or run.status != RunStatus.RUNNING:
             db.session.commit()
             return
         previous = run.owner_token
         took = db.session.execute(
-            update(Run).where(Run.id == run.id, Run.status == "running",
+            update(Run).where(Run.id == run.id, Run.status == RunStatus.RUNNING,
                               Run.owner_token == previous if previous else Run.owner_token.is_(None))
             .values(owner_token=lease.token, worker_name=worker_name())).rowcount
         db.session.commit()
@@ -243,19 +245,19 @@ class Execution:
         except LeaseLost:
             self._let_go()
         except engine.RunFailure as e:
-            self._finish("failed", error=str(e))
+            self._finish(RunStatus.FAILED, error=str(e))
         except SinkError:
             if self.container_id and self.executor is not None:
                 self._stop_container()  # failed for storage: stopped, not left running unwatched
-            self._finish("failed", error=STORE_FAILED, store=False)
+            self._finish(RunStatus.FAILED, error=STORE_FAILED, store=False)
         except (requests.exceptions.ConnectionError, DockerException) as e:
             if engine.unreachable(e):
-                self._finish("failed", error=ENGINE_DOWN)
+                self._finish(RunStatus.FAILED, error=ENGINE_DOWN)
             else:
-                self._finish("failed", error=f"the Docker engine failed: {getattr(e, 'explanation', None) or str(e)[:300]}")
+                self._finish(RunStatus.FAILED, error=f"the Docker engine failed: {getattr(e, 'explanation', None) or str(e)[:300]}")
         except Exception as e:
             log.exception("run %s crashed", self.run.public_id)
-            self._finish("failed", error=f"internal error while running: {type(e).__name__}")
+            self._finish(RunStatus.FAILED, error=f"internal error while running: {type(e).__name__}")
         finally:
             self._remove()
 
@@ -271,7 +273,7 @@ class Execution:
         with self.executor.exit_watch(self.run.public_id) as watch:  # subscribes while we pull and create
             self._prepare_image()
             if self._cancel_requested():
-                return self._finish("cancelled", error=self.cancel_reason)
+                return self._finish(RunStatus.CANCELLED, error=self.cancel_reason)
             self._create()
             faults.stop_here("after-create")
             self._attach_and_start(watch)
@@ -287,7 +289,7 @@ class Execution:
             log.warning("no attach event for %s within %g s; starting anyway", self.run.public_id, ATTACH_WAIT_SEC)
         cancelled = self._until_due()
         if cancelled:
-            return self._finish("cancelled", error=cancelled)
+            return self._finish(RunStatus.CANCELLED, error=cancelled)
         self._start()
         self._supervise(reader, time.monotonic() + self.run.timeout_sec, watch=watch)
 
@@ -299,7 +301,7 @@ class Execution:
         container = self.executor.find(self.run.public_id, self.container_id)
         if container is None:
             metrics.count("runs_recovered", "failed")
-            return self._finish("failed", error=self._fenced() or "worker lost")
+            return self._finish(RunStatus.FAILED, error=self._fenced() or "worker lost")
         state = container["State"]
         status = state.get("Status")
         if container["Id"] != self.container_id:
@@ -314,7 +316,7 @@ class Execution:
         if status == "created":
             self.sink.system_after(notice + " and started the container", published)
             if self._cancel_requested():
-                return self._finish("cancelled", error=self.cancel_reason)
+                return self._finish(RunStatus.CANCELLED, error=self.cancel_reason)
             with self.executor.exit_watch(self.run.public_id) as watch:
                 self._attach_and_start(watch)
         elif status in ("running", "paused", "restarting"):
@@ -328,7 +330,7 @@ class Execution:
             self._read_rest()
             self._complete_exited(state)
         else:  # removing
-            self._finish("failed", error="worker lost")
+            self._finish(RunStatus.FAILED, error="worker lost")
 
     # -- steps ---------------------------------------------------------------------------------
     def _published_seq(self) -> int | None:
@@ -370,7 +372,7 @@ class Execution:
         images.record_use(self.api, self.image_id)
 
     def _access_key(self, project_id: int, image: str, local: dict) -> str:
-        return f"workflows:image-access:{project_id}:{local['Id']}:{image}"
+        return keys.image_access(project_id, local['Id'], image)
 
     def _remember_access(self, project_id: int, image: str, local: dict) -> None:
         try:
@@ -484,11 +486,11 @@ class Execution:
                 self.sink.flush()
             if self._cancel_requested():
                 self._stop_container()
-                outcome, error = "cancelled", self.cancel_reason
+                outcome, error = RunStatus.CANCELLED, self.cancel_reason
                 break
             if time.monotonic() >= deadline:
                 if self._kill_at_deadline():
-                    outcome = "timed_out"
+                    outcome = RunStatus.TIMED_OUT
                     error = f"the run exceeded its timeout of {self.run.timeout_sec} s; the container was killed"
                 break
         if code is None:
@@ -497,7 +499,7 @@ class Execution:
         if followed and not reader.is_alive():
             self._read_rest()
         if outcome is None:
-            outcome = "succeeded" if code == 0 else "failed"
+            outcome = RunStatus.SUCCEEDED if code == 0 else RunStatus.FAILED
             if code != 0:
                 error = self._fenced() or self._oom_error()
         self.sink.close()
@@ -519,14 +521,14 @@ class Execution:
     def _complete_exited(self, state: dict) -> None:
         code = state.get("ExitCode")
         if self._cancel_requested():
-            return self._finish("cancelled", exit_code=code, error=self.cancel_reason)
+            return self._finish(RunStatus.CANCELLED, exit_code=code, error=self.cancel_reason)
         finished = engine.parse_time(state.get("FinishedAt"))
         started = self.run.started_at
         if started and finished and finished > started + timedelta(seconds=self.run.timeout_sec):
-            return self._finish("timed_out", exit_code=code,
+            return self._finish(RunStatus.TIMED_OUT, exit_code=code,
                                 error=f"the run exceeded its timeout of {self.run.timeout_sec} s while no "
                                       "worker watched it")
-        self._finish("succeeded" if code == 0 else "failed", exit_code=code,
+        self._finish(RunStatus.SUCCEEDED if code == 0 else RunStatus.FAILED, exit_code=code,
                      error=None if code == 0 else self._fenced() or self._oom_error())
 
     def _host(self) -> str:
@@ -604,7 +606,7 @@ class Execution:
             return True
         public_id = self.run.public_id
         try:
-            value = self.redis.get(cancel_key(public_id))
+            value = self.redis.get(keys.run_cancel(public_id))
             if value is not None:
                 self.cancel_seen = True
                 self.cancel_reason = None if value.decode() == CANCEL_PLAIN else value.decode()
@@ -643,7 +645,7 @@ class Execution:
             except SinkError:
                 error = error or STORE_FAILED
         self.finished = self._stored(lambda: lifecycle.complete(
-            self.run, status, exit_code=exit_code, error=error, image_digest=self.digest, expect=("running",),
+            self.run, status, exit_code=exit_code, error=error, image_digest=self.digest, expect=(RunStatus.RUNNING,),
             owner=self.token))
         if not self.finished:
             return self._let_go()

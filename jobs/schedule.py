@@ -28,6 +28,7 @@ from webapp.services import quotas
 from webapp.services.lifecycle import emit
 from webapp.services.runs import fire, hand_over_many, handle
 from webapp.services.transitions import cancel_in_transaction, count_terminal
+from webapp.vocabulary import ACTIVE, EventKind, RunStatus, Trigger
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -77,7 +78,7 @@ def _missed(wf: Workflow, missed: int, notes: list) -> None:
     """A claim that skipped instants: the workflow.missed event in the claim's transaction, and
     the count (noted in `notes`, recorded once the transaction is committed)."""
     if missed:
-        notes.append(("missed", missed, emit(wf.team_id, wf.id, None, "workflow.missed")))
+        notes.append(("missed", missed, emit(wf.team_id, wf.id, None, EventKind.MISSED)))
 
 
 def _queue_full(wf: Workflow, room: dict[int, int], notes: list) -> bool:
@@ -92,7 +93,7 @@ def _queue_full(wf: Workflow, room: dict[int, int], notes: list) -> bool:
         return False
     started = db.session.execute(update(table).where(table.c.id == wf.id, table.c.queue_full_at.is_(None))
                                  .values(queue_full_at=utcnow())).rowcount
-    notes.append(("queue_full", 1, emit(wf.team_id, wf.id, None, "workflow.missed") if started else lambda: None))
+    notes.append(("queue_full", 1, emit(wf.team_id, wf.id, None, EventKind.MISSED) if started else lambda: None))
     return True
 
 
@@ -127,7 +128,7 @@ def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
                 continue
             _missed(wf, missed, notes)
             if instant is not None and not _queue_full(wf, room, notes):
-                runs.append(fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant,
+                runs.append(fire(wf, Trigger.SCHEDULE, dict(wf.env or {}), scheduled_for=instant,
                                  due_at=max(now, instant), commit=False))
     try:
         db.session.flush()
@@ -175,10 +176,10 @@ def _fire_one(wf: Workflow, now: datetime) -> tuple | None:
             log.warning("workflow %s: the instant %s has its run already; moving on", wf.public_id, instant)
             metrics.count("fire_collisions")
             run, signals = None, []
-    queued = handle(run) if run is not None and run.status == "queued" else None
-    if run is not None and run.status == "cancelled":  # skipped by forbid
-        count_terminal(wf.id, "cancelled", "schedule")
-        notes.append(("forbid", 1, emit(wf.team_id, wf.id, run.id, "workflow.missed")))
+    queued = handle(run) if run is not None and run.status == RunStatus.QUEUED else None
+    if run is not None and run.status == RunStatus.CANCELLED:  # skipped by forbid
+        count_terminal(wf.id, RunStatus.CANCELLED, Trigger.SCHEDULE)
+        notes.append(("forbid", 1, emit(wf.team_id, wf.id, run.id, EventKind.MISSED)))
     if signals:
         faults.stop_here("replace-claimed")
     db.session.commit()
@@ -193,9 +194,9 @@ def _fire_with_policy(wf: Workflow, instant: datetime, now: datetime) -> tuple[R
     active = []
     if wf.concurrency_policy != "allow":
         active = (db.session.query(Run)
-                  .filter(Run.workflow_id == wf.id, Run.status.in_(("queued", "running"))).all())
+                  .filter(Run.workflow_id == wf.id, Run.status.in_(ACTIVE)).all())
     if active and wf.concurrency_policy == "forbid":
-        run = fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant, commit=False)
+        run = fire(wf, Trigger.SCHEDULE, dict(wf.env or {}), scheduled_for=instant, commit=False)
         run.status = "cancelled"
         run.finished_at = utcnow()
         run.error = "skipped: the previous run was still in progress (concurrencyPolicy forbid)"
@@ -204,7 +205,7 @@ def _fire_with_policy(wf: Workflow, instant: datetime, now: datetime) -> tuple[R
     if active and wf.concurrency_policy == "replace":
         reason = f"replaced by the fire of {instant.isoformat()}Z (concurrencyPolicy replace)"
         signals = [cancel_in_transaction(old, reason=reason) for old in active]
-    return fire(wf, "schedule", dict(wf.env or {}), scheduled_for=instant, due_at=max(now, instant),
+    return fire(wf, Trigger.SCHEDULE, dict(wf.env or {}), scheduled_for=instant, due_at=max(now, instant),
                 commit=False), signals
 
 

@@ -13,9 +13,9 @@ from flask import current_app
 from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.orm import aliased
 
+from webapp import keys
 from webapp.connections import get_redis
 from webapp.extensions import db
-from webapp.livelog import lease_key
 from webapp.models import Notification, NotificationDelivery, Run
 from webapp.models.clock import db_now, seconds_between
 from webapp import metrics
@@ -24,6 +24,7 @@ from webapp.services.runs import handle, hand_over_many
 
 from .notify import LOST_ENTRY_AFTER_SEC as NOTIFY_LOST_AFTER_SEC
 from .notify import STUCK_AFTER_SEC
+from webapp.vocabulary import RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,12 @@ def hand_over_due() -> int:
     as it may run at once, and none of a team already running its TEAM_MAX_RUNNING (the claim
     would only send them back). A team with thousands of runs waiting delays no other team's."""
     team_max = current_app.config["TEAM_MAX_RUNNING"]
-    busy = (select(Run.team_id, func.count().label("n")).where(Run.status == "running")
+    busy = (select(Run.team_id, func.count().label("n")).where(Run.status == RunStatus.RUNNING)
             .group_by(Run.team_id).subquery())
     ranked = (select(Run.id, Run.public_id, Run.timeout_sec, Run.worker_pool, Run.due_at,
                      func.row_number().over(partition_by=Run.team_id, order_by=(Run.due_at, Run.id)).label("rank"))
               .outerjoin(busy, busy.c.team_id == Run.team_id)
-              .where(Run.status == "queued", Run.enqueued_at.is_(None), Run.due_at <= db_now(),
+              .where(Run.status == RunStatus.QUEUED, Run.enqueued_at.is_(None), Run.due_at <= db_now(),
                      func.coalesce(busy.c.n, 0) < team_max)
               .subquery())
     rows = db.session.execute(select(ranked.c.id, ranked.c.public_id, ranked.c.timeout_sec, ranked.c.worker_pool)
@@ -90,9 +91,9 @@ def fail_stale_queued() -> int:
     floor = current_app.config["QUEUE_WAIT_FLOOR_SEC"]
     wait = case((Run.timeout_sec > floor, Run.timeout_sec), else_=floor)
     stale = db.session.scalars(select(Run).where(
-        Run.status == "queued", Run.due_at <= db_now(-floor), seconds_between(db_now(), Run.due_at) >= wait)
+        Run.status == RunStatus.QUEUED, Run.due_at <= db_now(-floor), seconds_between(db_now(), Run.due_at) >= wait)
         .order_by(Run.due_at).limit(SWEEP_BATCH)).all()
-    count = sum(lifecycle.complete(run, "failed", error=NO_WORKER, expect=("queued",)) for run in stale)
+    count = sum(lifecycle.complete(run, RunStatus.FAILED, error=NO_WORKER, expect=(RunStatus.QUEUED,)) for run in stale)
     db.session.commit()
     return count
 
@@ -116,11 +117,11 @@ def recover_lost() -> int:
     redis = get_redis()
     now = time.monotonic()
     running = db.session.execute(select(Run.id, Run.public_id, Run.worker_host, Run.timeout_sec)
-                                 .where(Run.status == "running")).all()
+                                 .where(Run.status == RunStatus.RUNNING)).all()
     db.session.commit()
     pipe = redis.pipeline(transaction=False)
     for run in running:
-        pipe.exists(lease_key(run.public_id))
+        pipe.exists(keys.run_lease(run.public_id))
     held = pipe.execute() if running else []
     lapsed = []
     for run, present in zip(running, held):
@@ -136,7 +137,7 @@ def recover_lost() -> int:
         state = states.get(run.worker_host, hosts.LOST)
         if state == hosts.LOST:
             count += _host_lost(run.id)
-        elif state == hosts.ALIVE and redis.set(f"run:{run.public_id}:resuming", "1", nx=True,
+        elif state == hosts.ALIVE and redis.set(keys.run_resuming(run.public_id), "1", nx=True,
                                                  ex=int(lease_absent_sec() * 2) + 1):
             dispatch.enqueue_resume(run.public_id, run.timeout_sec, run.worker_host)
             count += 1
@@ -147,11 +148,11 @@ def _host_lost(run_id: int) -> int:
     """A lapsed run whose host is lost: failed "worker host lost" (retried by its budget), unless
     its workflow waits for the host; 1 if it was failed."""
     run = db.session.get(Run, run_id)
-    if run is None or run.status != "running" or run.workflow.on_host_lost == "wait":
+    if run is None or run.status != RunStatus.RUNNING or run.workflow.on_host_lost == "wait":
         db.session.commit()
         return 0
     _missing_since.pop(run.id, None)
-    if lifecycle.complete(run, "failed", error=HOST_LOST, expect=("running",), owner=run.owner_token):
+    if lifecycle.complete(run, RunStatus.FAILED, error=HOST_LOST, expect=(RunStatus.RUNNING,), owner=run.owner_token):
         metrics.count("runs_recovered", "host_lost")
         return 1
     return 0
@@ -159,7 +160,6 @@ def _host_lost(run_id: int) -> int:
 
 # Present while Redis still holds what was handed to it; a flush or a restart without
 # persistence removes it, which tells the sweeper every handed-over entry is gone at once.
-REDIS_ALIVE_KEY = "workflows:redis-alive"
 LOST_ENTRY_AFTER_SEC = 30
 
 
@@ -170,15 +170,15 @@ def requeue_lost_queue_entries() -> int:
     harmless, since a run is claimed once (lease plus a conditional update). Without a loss of
     Redis's data, only runs of a pool whose queue is empty count as lost (a pool's runs wait in
     its queue for as long as the pool has no worker)."""
-    where = [Run.status == "queued", Run.enqueued_at.is_not(None)]
-    if get_redis().set(REDIS_ALIVE_KEY, "1", nx=True):
+    where = [Run.status == RunStatus.QUEUED, Run.enqueued_at.is_not(None)]
+    if get_redis().set(keys.REDIS_ALIVE, "1", nx=True):
         where.append(Run.enqueued_at < db_now())  # Redis lost its data (or is new): nothing is there
         db.session.execute(update(Notification).where(Notification.state == "pending")
                            .values(enqueued_at=None))
     else:
         where.append(Run.enqueued_at < db_now(-LOST_ENTRY_AFTER_SEC))
         pools = db.session.scalars(select(Run.worker_pool).where(*where).distinct()).all()
-        empty = [p for p in pools if dispatch.queue(dispatch.pool_queue(p)).count == 0]
+        empty = [p for p in pools if dispatch.queue(keys.pool_queue(p)).count == 0]
         # a job past its ttl is gone from Redis whatever its queue holds
         expired = Run.enqueued_at < db_now(-dispatch.JOB_TTL_SEC)
         if not empty and db.session.scalar(select(Run.id).where(*where, expired).limit(1)) is None:
@@ -201,7 +201,7 @@ def hand_over_notifications() -> int:
     if stuck:
         db.session.execute(update(deliveries).where(deliveries.c.notification_id.in_(stuck),
                                                      deliveries.c.status == "pending")
-                           .values(status="failed", error="interrupted: the worker stopped during the attempt"))
+                           .values(status=RunStatus.FAILED, error="interrupted: the worker stopped during the attempt"))
         retry = table.c.attempts < current_app.config["NOTIFY_MAX_ATTEMPTS"]
         db.session.execute(update(table).where(table.c.id.in_(stuck), table.c.state == "sending",
                                                table.c.claimed_at < db_now(-STUCK_AFTER_SEC))

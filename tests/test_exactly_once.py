@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from conftest import create_wf, wait_for, wait_status
 from engine_events import intervals
+from webapp import keys
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
@@ -54,7 +55,7 @@ def row(app, run_id):
 def fault_reached(app, name: str) -> int:
     from webapp.connections import get_redis
     with app.app_context():
-        value = wait_for(lambda: get_redis().get(f"fault:{name}"), 60)
+        value = wait_for(lambda: get_redis().get(keys.fault(name)), 60)
         return int(value)
 
 
@@ -225,7 +226,7 @@ def test_a_worker_killed_after_a_terminal_status_loses_neither_retry_nor_alert(a
             procs.kill(doomed)
             with app.app_context():
                 from webapp.connections import get_redis
-                get_redis().delete("fault:after-terminal")
+                get_redis().delete(keys.fault("after-terminal"))
         procs.worker(1)
         wait_for(lambda: receiver.on("/hook"), 30)
         runs = runs_of(client, alice, wf["id"])

@@ -96,11 +96,11 @@ def test_a_host_stopped_cleanly_and_back_within_host_lost_sec_reattaches_its_run
 
     def away_and_lapsed():
         from webapp.connections import get_redis
-        from webapp.livelog import lease_key
+        from webapp.keys import run_lease
         from webapp.services import hosts
         with app.app_context():
             return (hosts.host_states({"host-a"})["host-a"] == hosts.AWAY
-                    and not get_redis().exists(lease_key(run["id"])))
+                    and not get_redis().exists(run_lease(run["id"])))
     wait_for(away_and_lapsed, 30)
     from jobs.sweeper import lease_absent_sec, recover_lost
     with app.app_context():  # the sweep itself, twice, the lease absent past its renewals in between

@@ -6,6 +6,7 @@ import threading
 
 from conftest import all_logs, create_wf, wait_for, wait_status
 from test_live import collect, server, stream_url  # noqa: F401  (server is a fixture)
+from webapp import keys
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
 
@@ -21,9 +22,10 @@ def stored(client, m, run_id):
 
 def stream_seqs(app, run_id) -> list[int]:
     from webapp.connections import get_redis
-    from webapp.livelog import decode, stream_key
+    from webapp import keys
+    from webapp.livelog import decode
     with app.app_context():
-        entries = get_redis().xrange(stream_key(run_id))
+        entries = get_redis().xrange(keys.run_stream(run_id))
     return [item["seq"] for _, fields in entries for item in decode(fields) if "seq" in item]
 
 
@@ -126,7 +128,7 @@ def test_a_reattached_reader_far_behind_its_container_still_stores_what_it_wrote
     procs.kill(worker)
     procs.worker(1, env={**FAST, "WORKFLOWS_FAULTS": "reader-lags"})
     with app.app_context():
-        wait_for(lambda: get_redis().exists("fault:reader-lags"), 60)  # the new owner has the log open
+        wait_for(lambda: get_redis().exists(keys.fault("reader-lags")), 60)  # the new owner has the log open
     assert row()[1] not in (None, first_owner)
     with app.app_context():
         api = get_docker().api

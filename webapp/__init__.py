@@ -7,7 +7,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from . import config
+from . import config, keys
 from .extensions import csrf, db, limiter, login_manager, migrate, sock, talisman
 from .schemas import MAX_ID
 
@@ -23,7 +23,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         RATELIMIT_HEADER_REMAINING="RateLimit-Remaining",
         RATELIMIT_HEADER_RESET="RateLimit-Reset",
         RATELIMIT_HEADER_RETRY_AFTER_VALUE="delta-seconds",
-        RATELIMIT_KEY_PREFIX="workflows",
+        RATELIMIT_KEY_PREFIX=keys.RATELIMIT,
         # Redis away: a trigger is still recorded (the scheduler hands it over later) rather than
         # refused with a 500; the limit applies again as soon as Redis answers.
         RATELIMIT_SWALLOW_ERRORS=True,

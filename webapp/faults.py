@@ -48,8 +48,9 @@ def stop_here(name: str) -> None:
 def _record(name: str) -> None:
     from flask import current_app
 
+    from . import keys
     from .connections import get_redis
-    get_redis(current_app.config["REDIS_URL"]).set(f"fault:{name}", os.getpid(), ex=600)
+    get_redis(current_app.config["REDIS_URL"]).set(keys.fault(name), os.getpid(), ex=600)
 
 
 def raise_here(name: str) -> None:

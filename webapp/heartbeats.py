@@ -7,10 +7,10 @@ import socket
 import time
 
 from .connections import get_redis
+from .keys import HEARTBEAT
 
 TTL_SEC = 10
 STALE_SEC = 3.0  # processes beat every second: three missed beats mean it is not there
-PREFIX = "workflows:heartbeat"
 
 
 def process_name() -> str:
@@ -18,13 +18,13 @@ def process_name() -> str:
 
 
 def beat(role: str, name: str | None = None) -> None:
-    get_redis().set(f"{PREFIX}:{role}:{name or process_name()}", f"{time.time():.3f}", ex=TTL_SEC)
+    get_redis().set(f"{HEARTBEAT}:{role}:{name or process_name()}", f"{time.time():.3f}", ex=TTL_SEC)
 
 
 def ages(role: str) -> dict[str, float]:
     """Seconds since each live process of `role` last beat."""
     r = get_redis()
-    keys = list(r.scan_iter(match=f"{PREFIX}:{role}:*", count=200))
+    keys = list(r.scan_iter(match=f"{HEARTBEAT}:{role}:*", count=200))
     now = time.time()
     out = {}
     for key, value in zip(keys, r.mget(keys) if keys else []):

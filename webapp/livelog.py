@@ -16,6 +16,7 @@ import json
 
 from flask import current_app, has_app_context
 
+from . import keys
 from .connections import get_redis
 
 ENTRY_ITEMS = 200
@@ -28,14 +29,6 @@ DEFAULT_MAXLEN = 2000  # entries (batches of lines): far more than the database 
 class LeaseLost(Exception):
     """A worker no longer owns the run it was handling (another worker took it over): it must
     stop without touching the run or its container. Not an HTTP error."""
-
-
-def stream_key(public_id: str) -> str:
-    return f"runlog:{public_id}"
-
-
-def lease_key(public_id: str) -> str:
-    return f"run:{public_id}:lease"
 
 
 def _maxlen() -> int:
@@ -76,7 +69,7 @@ def publish_lines(public_id: str, lines: list[tuple], *, token: str, lease_ttl_m
         batch.append(item)
         chars += len(item[2])
     entries.append(json.dumps(batch))
-    ok = r.eval(_FENCED_XADD, 2, lease_key(public_id), stream_key(public_id), token, lease_ttl_ms, maxlen,
+    ok = r.eval(_FENCED_XADD, 2, keys.run_lease(public_id), keys.run_stream(public_id), token, lease_ttl_ms, maxlen,
                 KEEP_SEC, *entries)
     if not ok:
         raise LeaseLost(public_id)
@@ -85,7 +78,7 @@ def publish_lines(public_id: str, lines: list[tuple], *, token: str, lease_ttl_m
 def publish_end(public_id: str, status: str, redis=None) -> None:
     try:
         r = redis or get_redis()
-        key = stream_key(public_id)
+        key = keys.run_stream(public_id)
         r.xadd(key, {"event": "end", "status": status}, maxlen=_maxlen(), approximate=True)
         r.expire(key, KEEP_AFTER_END_SEC)
     except Exception:  # viewers also notice the end from the database
@@ -95,7 +88,7 @@ def publish_end(public_id: str, status: str, redis=None) -> None:
 def last_published_seq(public_id: str, redis=None) -> int | None:
     """The highest seq any viewer may have received, or None if the stream is gone."""
     r = redis or get_redis()
-    for _, fields in r.xrevrange(stream_key(public_id), count=10):
+    for _, fields in r.xrevrange(keys.run_stream(public_id), count=10):
         items = [i for i in decode(fields) if "seq" in i]
         if items:
             return max(i["seq"] for i in items)

@@ -12,10 +12,10 @@ import logging
 
 import redis
 
+from . import keys
 from .connections import get_redis
 
 log = logging.getLogger(__name__)
-PREFIX = "workflows:metrics"
 
 # From half a second to the 24 h maximum timeout.
 DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
@@ -44,7 +44,7 @@ def observe(name: str, team_id: int, seconds: float) -> None:
     """Add one observation to the histogram `name` of team `team_id`."""
     buckets = HISTOGRAMS[name][0]
     slot = bisect.bisect_left(buckets, seconds)  # the first bucket whose bound is >= seconds
-    key = f"{PREFIX}:h:{name}"
+    key = f"{keys.METRICS}:h:{name}"
     try:
         pipe = get_redis().pipeline(transaction=False)
         pipe.hincrby(key, f"{team_id}:{slot}", 1)
@@ -58,6 +58,6 @@ def count(name: str, label: str = "", amount: int = 1) -> None:
     if amount <= 0:
         return
     try:
-        get_redis().hincrby(f"{PREFIX}:c:{name}", label, amount)
+        get_redis().hincrby(f"{keys.METRICS}:c:{name}", label, amount)
     except redis.RedisError as e:
         log.warning("metric %s not recorded: %s", name, e)

@@ -18,8 +18,10 @@ from sqlalchemy import func, select
 
 from .connections import get_redis
 from .extensions import db
-from .metrics import COUNTERS, HISTOGRAMS, KNOWN_VALUES, PREFIX
+from .keys import METRICS
+from .metrics import COUNTERS, HISTOGRAMS, KNOWN_VALUES
 from .models import Notification, NotificationChannel, NotificationDelivery, Run, RunCount, Team, Workflow
+from .vocabulary import ACTIVE, CHANNEL_KINDS
 
 
 def _epoch(moment) -> float:
@@ -70,7 +72,7 @@ class Collector:
         active = GaugeMetricFamily("workflows_runs", "Runs queued or running now.", labels=["team", "state"])
         counts = {(t, s): 0 for t in teams for s in ("queued", "running")}
         for team_id, status, n in db.session.execute(
-                select(Run.team_id, Run.status, func.count()).where(Run.status.in_(("queued", "running")))
+                select(Run.team_id, Run.status, func.count()).where(Run.status.in_(ACTIVE))
                 .group_by(Run.team_id, Run.status)):
             counts[(team_id, status)] = n
         for (team_id, status), n in sorted(counts.items()):
@@ -82,7 +84,7 @@ class Collector:
         deliveries = CounterMetricFamily("workflows_notification_deliveries",
                                          "Notification delivery attempts, by channel kind and outcome.",
                                          labels=["kind", "outcome"])
-        tally = {(kind, outcome): 0 for kind in ("slack", "discord", "email", "webhook")
+        tally = {(kind, outcome): 0 for kind in CHANNEL_KINDS
                  for outcome in ("sent", "failed")}
         for kind, outcome, n in db.session.execute(
                 select(NotificationChannel.kind, NotificationDelivery.status, func.count())
@@ -138,9 +140,9 @@ class Collector:
         r = get_redis()
         pipe = r.pipeline(transaction=False)
         for name in HISTOGRAMS:
-            pipe.hgetall(f"{PREFIX}:h:{name}")
+            pipe.hgetall(f"{METRICS}:h:{name}")
         for name in COUNTERS:
-            pipe.hgetall(f"{PREFIX}:c:{name}")
+            pipe.hgetall(f"{METRICS}:c:{name}")
         from rq import Worker
         replies = pipe.execute()
         for (name, (buckets, doc)), raw in zip(HISTOGRAMS.items(), replies):

@@ -10,38 +10,12 @@ from typing import Annotated, ClassVar, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from . import cron
+from .imageref import DOMAIN, image_problem
+from .vocabulary import ChannelKind, EventKind, words
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = r"(?:localhost|(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*)(?::[0-9]{1,5})?"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-IMAGE_REF = re.compile(rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
-                       rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
-
-# What the engine resolves as an image id (or a prefix of one) rather than a name: a bare hex string
-# of 6 to 64 characters, or a sha256: id.
-_ENGINE_ID = re.compile(r"^(?:[a-f0-9]{6,64}|sha256:.*)$", re.IGNORECASE)
-
 MAX_ARGS, MAX_ARG_LEN, MAX_ENV_VALUE = 64, 1024, 4096
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
-
-
-def image_problem(ref: str) -> str | None:
-    if not ref or len(ref) > 512:
-        return "an image reference is 1 to 512 characters"
-    if _ENGINE_ID.match(ref):
-        return ("a hex string or sha256: reference is read by the Docker engine as an image id, which "
-                "could name another team's image: name the image as repository[:tag] or repository@sha256:digest")
-    m = IMAGE_REF.match(ref)
-    if not m:
-        return "not a Docker image reference (repo[:tag][@digest], optional registry host)"
-    first = ref.split("/", 1)[0]
-    if "/" in ref and m.group("domain") is None and first != first.lower():
-        return "repository names are lowercase"
-    if len(m.group("path")) + len(m.group("domain") or "") > 255:
-        return "the repository name is longer than 255 characters"
-    return None
 
 
 def _check_command(v):
@@ -197,17 +171,16 @@ class TriggerBody(_Strict):
 
 
 class RegistryCredentialCreate(_Strict):
-    registry: Annotated[str, Field(min_length=1, max_length=255, pattern=rf"^{_DOMAIN}$")]
+    registry: Annotated[str, Field(min_length=1, max_length=255, pattern=rf"^{DOMAIN}$")]
     username: Annotated[str, Field(min_length=1, max_length=255)]
     password: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class ChannelCreate(_Strict):
-    kind: Literal["slack", "discord", "email", "webhook"]
+    kind: Literal[words(ChannelKind)]
     name: Name
     target: Annotated[str, Field(min_length=1, max_length=4000)]  # the webhook URL, or email addresses
-    events: list[Literal["workflow.failed", "workflow.recovered", "workflow.silent", "workflow.missed"]] = Field(
-        default_factory=lambda: ["workflow.failed"])
+    events: list[Literal[words(EventKind)]] = Field(default_factory=lambda: list(words(EventKind))[:1])
 
 
 class ProjectCreate(_Strict):

@@ -6,6 +6,7 @@ from flask import g, jsonify
 from ..models.base import isoformat
 from ..schemas import ChannelCreate, parse
 from ..services import channels as service
+from ..vocabulary import ChannelKind
 from .blueprint import bp
 from .body import json_body
 
@@ -14,7 +15,7 @@ def channel_json(channel, secret: bool = False) -> dict:
     body = {"id": channel.id, "teamId": channel.team_id, "kind": channel.kind, "name": channel.name,
             "target": service.describe_target(channel), "events": channel.events,
             "createdAt": isoformat(channel.created_at)}
-    if secret and channel.kind == "webhook":
+    if secret and channel.kind == ChannelKind.WEBHOOK:
         body["signingSecret"] = channel.config["secret"]  # shown once, at creation
     return body
 

@@ -16,7 +16,8 @@ from simple_websocket import ConnectionClosed
 
 from ..connections import get_redis
 from ..extensions import db, sock
-from ..livelog import decode, stream_key
+from .. import keys
+from ..livelog import decode
 from ..models import Run
 from ..models.base import isoformat, utcnow
 from ..services import runs as run_service
@@ -94,7 +95,7 @@ return 0
 
 
 def _socket_keys(principal, team_id: int) -> list[str]:
-    return [f"workflows:sockets:team:{team_id}", f"workflows:sockets:{principal.label}"]
+    return [keys.team_sockets(team_id), keys.principal_sockets(principal.label)]
 
 
 def _open_socket(principal, team_id: int) -> str:
@@ -179,7 +180,6 @@ class Watch:
         return self.valid
 
 
-TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
 CATCH_UP_WAIT_SEC = 30
 
 
@@ -240,7 +240,7 @@ def stream_logs(ws, run_pk: int, public_id: str, watch: Watch) -> None:
             _end(ws, status)
             return
         redis = get_redis(blocking=True)
-        key, cursor = stream_key(public_id), "0-0"
+        key, cursor = keys.run_stream(public_id), "0-0"
         while ws.connected and watch.ok():  # a client that left frees its thread at once
             reply = redis.xread({key: cursor}, count=500, block=IDLE_CHECK_MS)
             if not reply:

@@ -10,8 +10,9 @@ from pydantic import BaseModel, Field
 from ..schemas import (ChannelCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, TriggerBody,
                        WorkflowCreate, WorkflowUpdate)
 from .blueprint import bp
+from ..vocabulary import ChannelKind, EventKind, RunStatus, Trigger, words
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "timed_out"]
+Status = Literal[words(RunStatus)]
 
 
 class Workflow(BaseModel):
@@ -51,7 +52,7 @@ class Run(BaseModel):
     id: str
     workflowId: str
     teamId: int
-    trigger: Literal["schedule", "manual", "retry"]
+    trigger: Literal[words(Trigger)]
     attempt: int
     retryOf: Optional[str]
     status: Status
@@ -138,13 +139,13 @@ class ProjectList(BaseModel):
     projects: list[Project]
 
 
-Event = Literal["workflow.failed", "workflow.recovered", "workflow.silent", "workflow.missed"]
+Event = Literal[words(EventKind)]
 
 
 class Channel(BaseModel):
     id: int
     teamId: int
-    kind: Literal["slack", "discord", "email", "webhook"]
+    kind: Literal[words(ChannelKind)]
     name: str
     target: str
     events: list[Event]

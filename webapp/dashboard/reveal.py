@@ -10,16 +10,16 @@ import redis
 from flask import session
 
 from ..connections import get_redis
+from ..keys import REVEAL
 
 REVEAL_TTL_SEC = 300
-PREFIX = "workflows:reveal:"
 
 
 def stash(name: str, value: str) -> bool:
     """Keep `value` for the next page under `name`; False if Redis cannot (show it right away)."""
     handle = secrets.token_urlsafe(24)
     try:
-        get_redis().set(PREFIX + handle, value, ex=REVEAL_TTL_SEC)
+        get_redis().set(REVEAL + handle, value, ex=REVEAL_TTL_SEC)
     except redis.RedisError:
         return False
     session[name] = handle
@@ -32,7 +32,7 @@ def take(name: str) -> str | None:
     if not handle:
         return None
     try:
-        value = get_redis().getdel(PREFIX + handle)
+        value = get_redis().getdel(REVEAL + handle)
     except redis.RedisError:
         return None
     return value.decode() if value is not None else None

@@ -19,6 +19,7 @@ from ..services.errors import ServiceError
 from . import reveal
 from .blueprint import bp
 from .pages import load_project, principal
+from ..vocabulary import ChannelKind, EventKind
 
 
 @bp.route("/teams/<int:team_id>/projects/<int:project_id>/settings", methods=["GET", "POST"])
@@ -89,7 +90,7 @@ def _team(team_id: int) -> Team:
 @login_required
 def notifications(team_id: int):
     team = _team(team_id)
-    errors, values, secret = {}, {"events": ["workflow.failed"]}, None
+    errors, values, secret = {}, {"events": [EventKind.FAILED]}, None
     if request.method == "POST":
         values = {"kind": request.form.get("kind", ""), "name": request.form.get("name", ""),
                   "target": request.form.get("target", ""), "events": request.form.getlist("events")}
@@ -98,7 +99,7 @@ def notifications(team_id: int):
             channel = channel_service.create_channel(principal(), team_id, body.kind, body.name, body.target,
                                                      body.events)
             flash(f"Added the {channel.kind} channel {channel.name}.")
-            if channel.kind != "webhook" or reveal.stash("new_secret", channel.config["secret"]):
+            if channel.kind != ChannelKind.WEBHOOK or reveal.stash("new_secret", channel.config["secret"]):
                 return redirect(request.path)
             secret = channel.config["secret"]  # Redis away: shown on this answer instead
         except SchemaError as e:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from ..extensions import db
 from .base import JSON, EncryptedJSON, utcnow
+from ..vocabulary import EventKind
 
-EVENTS = ("workflow.failed", "workflow.recovered", "workflow.silent", "workflow.missed")
 
 
 class Event(db.Model):
@@ -29,7 +29,7 @@ class NotificationChannel(db.Model):
     name = db.Column(db.String(100), nullable=False)
     # URLs, addresses and secrets: encrypted at rest.
     config = db.Column(EncryptedJSON, nullable=False)
-    events = db.Column(JSON, nullable=False, default=lambda: ["workflow.failed"])
+    events = db.Column(JSON, nullable=False, default=lambda: [EventKind.FAILED])
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     disabled_at = db.Column(db.DateTime, nullable=True)
 

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from ..extensions import db
 from .base import JSON, EncryptedJSON, utcnow
+from ..vocabulary import RunStatus, TERMINAL
 
-TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
-STATUSES = ("queued", "running") + TERMINAL
-TRIGGERS = ("schedule", "manual", "retry")
 ON_HOST_LOST = ("retry", "wait")
 
 
@@ -142,7 +140,7 @@ class Run(db.Model):
         worker has claimed (status `running` in the row: the claim's compare-and-set) whose
         container has not started yet (the image pulled, the container made, an instant awaited)
         is still `queued` to its readers."""
-        return "queued" if self.status == "running" and self.started_at is None else self.status
+        return "queued" if self.status == RunStatus.RUNNING and self.started_at is None else self.status
 
 
 class RunCount(db.Model):

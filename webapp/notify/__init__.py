@@ -4,7 +4,9 @@ from .discord import Discord
 from .email import Email
 from .slack import Slack
 from .webhook import Webhook
+from ..vocabulary import ChannelKind
 
-TRANSPORTS: dict[str, type[Transport]] = {"slack": Slack, "discord": Discord, "email": Email, "webhook": Webhook}
+TRANSPORTS: dict[str, type[Transport]] = {ChannelKind.SLACK: Slack, ChannelKind.DISCORD: Discord,
+                                          ChannelKind.EMAIL: Email, ChannelKind.WEBHOOK: Webhook}
 
 __all__ = ["Message", "Transport", "TransportError", "TRANSPORTS"]

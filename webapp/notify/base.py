@@ -7,6 +7,7 @@ from urllib.parse import unquote, urlparse
 
 import certifi
 import urllib3
+from ..vocabulary import EventKind
 
 TIMEOUT_SEC = 10
 
@@ -38,13 +39,13 @@ class Message:
 
     @property
     def title(self) -> str:
-        if self.event == "workflow.recovered":
+        if self.event == EventKind.RECOVERED:
             return f"✅ {self.workflow_name} is back to normal"
         if self.event == "test":
             return f"Test notification for {self.workflow_name}"
-        if self.event == "workflow.silent":
+        if self.event == EventKind.SILENT:
             return f"🔕 {self.workflow_name} has gone silent"
-        if self.event == "workflow.missed":
+        if self.event == EventKind.MISSED:
             return f"⏭ {self.workflow_name} missed a scheduled run"
         return f"🚨 {self.workflow_name} {self.status.replace('_', ' ')}"
 

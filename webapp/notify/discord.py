@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from .base import Message, Transport
+from ..vocabulary import EventKind
 
 RED, GREEN, GREY = 0xD92D20, 0x12B76A, 0x667085
 
 
 class Discord(Transport):
     def notify(self, message: Message) -> int:
-        color = GREEN if message.event == "workflow.recovered" else GREY if message.event == "test" else RED
+        color = GREEN if message.event == EventKind.RECOVERED else GREY if message.event == "test" else RED
         embed = {
             "title": message.title[:256], "url": message.url, "color": color,
             "description": message.error[:1000] if message.error else None,

@@ -9,15 +9,14 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 
 from ..extensions import db
-from ..models import EVENTS, Event, Notification, NotificationChannel, NotificationDelivery, Workflow
+from ..models import Event, Notification, NotificationChannel, NotificationDelivery, Workflow
 from ..notify.destination import destination_problem
 from . import budget, dispatch
 from .access import Principal, require_not_test_key, require_team, require_write
 from .errors import Forbidden, Invalid, NotFound
 from .workflows import live_production_workflows
+from ..vocabulary import CHANNEL_KINDS, DEFAULT_EVENTS, EVENTS, ChannelKind, EventKind
 
-KINDS = ("slack", "discord", "email", "webhook")
-DEFAULT_EVENTS = ["workflow.failed"]
 
 
 def _url_problem(url: str) -> str | None:
@@ -41,8 +40,8 @@ def _url_problem(url: str) -> str | None:
 def validate(kind: str, name: str, target: str, events: list[str]) -> tuple[dict, list[str]]:
     """The channel's config from the form/API fields, or Invalid naming each bad field."""
     fields: dict[str, str] = {}
-    if kind not in KINDS:
-        fields["kind"] = f"one of {', '.join(KINDS)}"
+    if kind not in CHANNEL_KINDS:
+        fields["kind"] = f"one of {', '.join(CHANNEL_KINDS)}"
     if not name.strip() or len(name) > 100:
         fields["name"] = "1 to 100 characters"
     events = list(dict.fromkeys(events))
@@ -59,7 +58,7 @@ def validate(kind: str, name: str, target: str, events: list[str]) -> tuple[dict
             except EmailNotValidError:
                 fields["target"] = f"{a[:60]} is not an email address"
         config = {"addresses": addresses}
-    elif kind in KINDS:
+    elif kind in CHANNEL_KINDS:
         problem = _url_problem(target)
         if problem:
             fields["target"] = problem
@@ -76,7 +75,7 @@ def create_channel(principal: Principal, team_id: int, kind: str, name: str, tar
     require_team(principal, team_id)
     require_write(principal)
     require_not_test_key(principal, "notification channels")
-    config, events = validate(kind, name, target, events or DEFAULT_EVENTS)
+    config, events = validate(kind, name, target, events or list(DEFAULT_EVENTS))
     channel = NotificationChannel(team_id=team_id, kind=kind, name=name.strip(), config=config, events=events)
     db.session.add(channel)
     db.session.commit()

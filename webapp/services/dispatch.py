@@ -12,11 +12,9 @@ import secrets
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from .. import keys
 from ..connections import get_redis
-
-RUNS = "runs"
-DEFAULT_POOL = "default"
-NOTIFY = "notify"
+from ..keys import NOTIFY_QUEUE, RUNS_QUEUE, host_queue, pool_queue
 # A run's job must outlive the run: pull time plus the container's own timeout, plus slack.
 PULL_ALLOWANCE_SEC = 900
 NOTIFY_JOB_TIMEOUT_SEC = 120
@@ -26,14 +24,10 @@ JOB_TTL_SEC = 2 * 86400
 CANCEL_PLAIN = "1"  # the cancel signal's value when the cancel has no reason to record
 
 
-def queue(name: str = RUNS, connection=None) -> Queue:
+def queue(name: str = RUNS_QUEUE, connection=None) -> Queue:
     """A queue of ours: jobs written with RQ's JSON serializer, never pickle (the slots read them
     so, and accept only our tasks: jobs/tasks.py TaskJob)."""
     return Queue(name, connection=connection if connection is not None else get_redis(), serializer=JSONSerializer)
-
-
-def cancel_key(public_id: str) -> str:
-    return f"run:{public_id}:cancel"
 
 
 def _run_job(run_public_id: str, timeout_sec: int):
@@ -44,11 +38,6 @@ def _run_job(run_public_id: str, timeout_sec: int):
         result_ttl=300, failure_ttl=86400,
         description=f"run {run_public_id}",
     )
-
-
-def pool_queue(pool: str) -> str:
-    """The queue of a worker pool's runs (the default pool's is `runs`)."""
-    return RUNS if pool == DEFAULT_POOL else f"{RUNS}:{pool}"
 
 
 def enqueue_runs(runs: list[tuple[str, int, str]]) -> None:
@@ -63,15 +52,10 @@ def enqueue_runs(runs: list[tuple[str, int, str]]) -> None:
         pipe.execute()
 
 
-def host_queue(host: str) -> str:
-    """The queue of work bound to one engine host: only workers on that host listen to it."""
-    return f"host:{host}"
-
-
 def enqueue_resume(run_public_id: str, timeout_sec: int, host: str | None) -> None:
     """Take over a run whose worker is gone, on its engine's host (a run claimed before hosts were
     recorded: on any worker); ahead of fresh runs, since its container may be running."""
-    queue(host_queue(host) if host else RUNS).enqueue(
+    queue(host_queue(host) if host else RUNS_QUEUE).enqueue(
         "jobs.tasks.resume_run", run_public_id, job_timeout=timeout_sec + PULL_ALLOWANCE_SEC,
         result_ttl=300, ttl=JOB_TTL_SEC, at_front=True, description=f"resume {run_public_id}")
 
@@ -80,7 +64,7 @@ def enqueue_notifications(ids: list[int]) -> None:
     """One job per delivery attempt of a pending notification."""
     if not ids:
         return
-    q = queue(NOTIFY)
+    q = queue(NOTIFY_QUEUE)
     with q.connection.pipeline() as pipe:
         q.enqueue_many([Queue.prepare_data("jobs.tasks.deliver_notification", (i,),
                                            timeout=NOTIFY_JOB_TIMEOUT_SEC, result_ttl=300, ttl=JOB_TTL_SEC,
@@ -116,4 +100,4 @@ def hand_over_notifications(notification_ids: list[int], *, first_attempt: bool 
 def signal_cancel(public_id: str, reason: str | None) -> None:
     """The fast path of a cancel already written to the database: the worker polls Redis often
     and the database at least every half second."""
-    get_redis().set(cancel_key(public_id), reason or CANCEL_PLAIN, ex=7 * 86400)
+    get_redis().set(keys.run_cancel(public_id), reason or CANCEL_PLAIN, ex=7 * 86400)

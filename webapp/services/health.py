@@ -12,10 +12,11 @@ from sqlalchemy import and_, case, func, select
 
 from ..extensions import db
 from ..metrics import DURATION_BUCKETS
-from ..models import TERMINAL, Run, Workflow
+from ..models import Run, Workflow
 from ..models.base import utcnow
 from .access import Principal
 from .workflows import get_project
+from ..vocabulary import RunStatus, TERMINAL, Trigger
 
 
 @dataclass
@@ -93,8 +94,8 @@ def project_health(principal: Principal, team_id: int, project_id: int, now: dat
     bucket = case(*[(Run.duration_ms <= int(b * 1000), i) for i, b in enumerate(DURATION_BUCKETS)],
                   else_=len(DURATION_BUCKETS))
     recent = Run.finished_at >= day_ago
-    ok = Run.status == "succeeded"
-    lag = case((and_(Run.trigger == "schedule", Run.started_at.is_not(None)),
+    ok = Run.status == RunStatus.SUCCEEDED
+    lag = case((and_(Run.trigger == Trigger.SCHEDULE, Run.started_at.is_not(None)),
                 _seconds_between(Run.started_at, Run.scheduled_for)), else_=None)
     rows = db.session.execute(
         select(Run.workflow_id, case((Run.duration_ms.is_(None), -1), else_=bucket).label("b"),

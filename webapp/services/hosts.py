@@ -17,6 +17,7 @@ from ..models.base import utcnow
 from ..models.clock import db_now
 from .errors import Conflict, NotFound
 from . import pools
+from ..vocabulary import RunStatus
 
 BEAT_EVERY_SEC = 1.0
 ALIVE_SEC = 5.0  # a host that beat within this is there: its host-bound work is handed to it
@@ -113,12 +114,12 @@ def lost_hosts() -> set[str]:
 def waiting(run) -> str | None:
     """Why a run is not moving, when the reason is ours to tell: a queued run's pool has no live
     worker (it still follows the queue-wait rule), or a running run waits for its lost host."""
-    if run.status == "queued" and run.worker_pool not in live_pools():
+    if run.status == RunStatus.QUEUED and run.worker_pool not in live_pools():
         return f"no live worker in pool {run.worker_pool}"
-    if run.status == "running" and run.started_at is None:
+    if run.status == RunStatus.RUNNING and run.started_at is None:
         return f"preparing on {run.worker_host}" + (
             f" to start at {run.due_at.isoformat(timespec='milliseconds')}Z" if run.due_at > utcnow() else "")
-    if (run.status == "running" and run.worker_host and run.workflow.on_host_lost == "wait"
+    if (run.status == RunStatus.RUNNING and run.worker_host and run.workflow.on_host_lost == "wait"
             and run.worker_host in lost_hosts()):
         return (f"its worker host {run.worker_host} is lost: waiting for it to come back, or for an operator "
                 "to forget it (onHostLost wait)")
@@ -161,7 +162,7 @@ def host_views(team_ids: set[int]) -> list[HostView]:
     """Every host seen within FORGET_AFTER_SEC, alive first; its live processes (or its last one);
     `own_runs` only of `team_ids`."""
     rows = db.session.execute(select(WorkerProcess, _live()).order_by(WorkerProcess.host, WorkerProcess.name)).all()
-    busy = dict(db.session.execute(select(Run.worker_host, func.count()).where(Run.status == "running")
+    busy = dict(db.session.execute(select(Run.worker_host, func.count()).where(Run.status == RunStatus.RUNNING)
                                    .group_by(Run.worker_host)).all())
     by_host: dict[str, list[tuple[WorkerProcess, bool]]] = {}
     for process, live in rows:
@@ -178,11 +179,11 @@ def host_views(team_ids: set[int]) -> list[HostView]:
             engine_version=newest.engine_version, last_seen_at=newest.last_seen_at,
             processes=live or [newest], clock_offset_ms=newest.clock_offset_ms,
             egress_problem=next((p.egress_problem for p in live or [newest] if p.egress_problem), None),
-            own_runs=db.session.scalars(select(Run).where(Run.status == "running", Run.worker_host == host,
+            own_runs=db.session.scalars(select(Run).where(Run.status == RunStatus.RUNNING, Run.worker_host == host,
                                                           Run.team_id.in_(team_ids or {-1}))
                                         .order_by(Run.started_at).limit(50)).all(),
             own_running=db.session.scalar(select(func.count()).select_from(Run).where(
-                Run.status == "running", Run.worker_host == host, Run.team_id.in_(team_ids or {-1})))))
+                Run.status == RunStatus.RUNNING, Run.worker_host == host, Run.team_id.in_(team_ids or {-1})))))
     order = {ALIVE: 0, AWAY: 1, LOST: 2}
     return sorted(views, key=lambda v: (order[v.state], v.host))
 
@@ -213,13 +214,13 @@ def forget(host: str) -> int:
     from . import lifecycle
     state = host_states({host})[host]
     known = db.session.scalar(select(func.count()).select_from(WorkerProcess).where(WorkerProcess.host == host))
-    running = db.session.scalars(select(Run).where(Run.status == "running", Run.worker_host == host)).all()
+    running = db.session.scalars(select(Run).where(Run.status == RunStatus.RUNNING, Run.worker_host == host)).all()
     if not known and not running:
         raise NotFound(f"no worker host named {host}")
     if state != LOST:
         raise Conflict(f"the worker host {host} is {state}: stop its workers first, then forget it once it is "
                        f"lost ({current_app.config['HOST_LOST_SEC']} s without a heartbeat)")
-    failed = sum(lifecycle.complete(run, "failed", error=FORGOTTEN, expect=("running",), owner=run.owner_token)
+    failed = sum(lifecycle.complete(run, RunStatus.FAILED, error=FORGOTTEN, expect=(RunStatus.RUNNING,), owner=run.owner_token)
                  for run in running)
     db.session.execute(delete(WorkerProcess).where(WorkerProcess.host == host))
     db.session.commit()

@@ -19,9 +19,7 @@ from ..models.base import utcnow
 from . import dispatch
 from .runs import fire, handle, hand_over_many
 from .transitions import count_terminal
-
-ACTIVE = ("queued", "running")
-RETRIED = ("failed", "timed_out")  # the final statuses an automatic retry follows
+from ..vocabulary import ACTIVE, RETRIED, EventKind, RunStatus, Trigger
 BACKOFF_CAP_SEC = 300
 
 
@@ -35,7 +33,7 @@ def backoff_seconds(base: int, attempt: int) -> float:
 
 def owned_update(run: Run, owner: str, **values) -> None:
     """Write to a running run only while `owner` still owns it; LeaseLost otherwise."""
-    done = db.session.execute(update(Run).where(Run.id == run.id, Run.status == "running",
+    done = db.session.execute(update(Run).where(Run.id == run.id, Run.status == RunStatus.RUNNING,
                                                 Run.owner_token == owner).values(**values)).rowcount
     if not done:
         db.session.rollback()
@@ -90,7 +88,7 @@ def _after_terminal(run: Run) -> Callable[[], None]:
     if run.status in RETRIED:
         if run.attempt <= wf.max_retries and wf.deleted_at is None:
             due = utcnow() + timedelta(seconds=backoff_seconds(wf.retry_backoff_sec, run.attempt))
-            retry = fire(wf, "retry", dict(run.env), attempt=run.attempt + 1, retry_of=run, due_at=due,
+            retry = fire(wf, Trigger.RETRY, dict(run.env), attempt=run.attempt + 1, retry_of=run, due_at=due,
                          commit=False)
             db.session.flush()
             if retry.due_at > utcnow():
@@ -98,8 +96,8 @@ def _after_terminal(run: Run) -> Callable[[], None]:
             h = handle(retry)
             return lambda: hand_over_many([h])
         db.session.execute(update(Workflow).where(Workflow.id == wf.id).values(alert_state="failing"))
-        return _emit(run, "workflow.failed")
-    if run.status == "succeeded":
+        return _emit(run, EventKind.FAILED)
+    if run.status == RunStatus.SUCCEEDED:
         db.session.execute(update(Workflow).where(Workflow.id == wf.id, (Workflow.last_success_at.is_(None)) |
                                                   (Workflow.last_success_at < run.finished_at))
                            .values(last_success_at=run.finished_at))
@@ -109,7 +107,7 @@ def _after_terminal(run: Run) -> Callable[[], None]:
                                    (Workflow.alert_state == "failing") | Workflow.silent_at.is_not(None))
             .values(alert_state="ok", silent_at=None)).rowcount
         if recovered:
-            return _emit(run, "workflow.recovered")
+            return _emit(run, EventKind.RECOVERED)
     return lambda: None
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import PoolGrant, Team
-from .dispatch import DEFAULT_POOL
+from ..keys import DEFAULT_POOL
 from .errors import Invalid
 
 

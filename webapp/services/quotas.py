@@ -13,6 +13,7 @@ from ..extensions import db
 from ..models import Run, Team, Workflow
 from .. import cron
 from .errors import Invalid, ServiceError
+from ..vocabulary import RunStatus
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def shortest_interval(schedule: str, timezone: str) -> float:
 
 
 def queued_runs(team_id: int) -> int:
-    return db.session.scalar(select(func.count(Run.id)).where(Run.team_id == team_id, Run.status == "queued"))
+    return db.session.scalar(select(func.count(Run.id)).where(Run.team_id == team_id, Run.status == RunStatus.QUEUED))
 
 
 def check_queue(team_id: int) -> None:
@@ -130,7 +131,7 @@ def queue_room(team_ids: set[int]) -> dict[int, int]:
     """Per team, how many more runs its queue takes now (the scheduler's batch): two queries
     whatever the number of teams."""
     counts = dict(db.session.execute(select(Run.team_id, func.count(Run.id)).where(
-        Run.team_id.in_(team_ids), Run.status == "queued").group_by(Run.team_id)).all())
+        Run.team_id.in_(team_ids), Run.status == RunStatus.QUEUED).group_by(Run.team_id)).all())
     overrides = dict(db.session.execute(select(Team.id, Team.limits).where(Team.id.in_(team_ids))).all())
     return {t: _with_defaults(overrides.get(t))["queuedRuns"] - counts.get(t, 0) for t in team_ids}
 

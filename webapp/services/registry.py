@@ -6,7 +6,7 @@ from ..models import RegistryCredential, Workflow
 from ..schemas import RegistryCredentialCreate
 from .access import Principal, require_not_test_key, require_write
 from .errors import Conflict, Forbidden, NotFound
-from .registry_hosts import registry_host
+from ..imageref import registry_host
 from .workflows import get_project, live_production_workflows
 
 

@@ -1,19 +1,10 @@
-"""Which registry an image reference names, and whether the engine may be sent there."""
+"""Whether the engine may be sent to the registry an image reference names."""
 from __future__ import annotations
 
 from flask import current_app
 
 from .. import addresses
-
-DOCKER_HUB = "docker.io"
-
-
-def registry_host(image: str) -> str:
-    """The registry an image reference names; Docker Hub when it names none."""
-    first, sep, _ = image.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return DOCKER_HUB
+from ..imageref import DOCKER_HUB, registry_host
 
 
 def registry_problem(image: str, *, resolve_failures_ok: bool = False) -> str | None:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import contains_eager
 
 from ..extensions import db
-from ..models import STATUSES, TERMINAL, TRIGGERS, Run, RunLogBlock, Workflow
+from ..models import Run, RunLogBlock, Workflow
 from ..models.base import new_public_id, utcnow
 from ..models.clock import db_now
 from . import budget, dispatch, quotas
@@ -21,6 +21,7 @@ from .access import Principal, require_environment_access, require_public_id, re
 from .errors import Conflict, Invalid, NotFound
 from .transitions import cancel_in_transaction
 from .workflows import get_project, get_workflow, visible
+from ..vocabulary import STATUSES, TERMINAL, TRIGGERS, RunStatus, Trigger
 
 MAX_PAGE = 100
 
@@ -31,7 +32,7 @@ def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: R
     now = utcnow()
     run = Run(public_id=new_public_id("run_"), team_id=wf.team_id, workflow_id=wf.id,
               trigger=trigger, attempt=attempt, retry_of_id=retry_of.id if retry_of else None,
-              status="queued", env=env, image=wf.image, command=wf.command,
+              status=RunStatus.QUEUED, env=env, image=wf.image, command=wf.command,
               timeout_sec=wf.timeout_sec, memory_mb=wf.memory_mb, cpus=wf.cpus, network=wf.network,
               worker_pool=wf.worker_pool,
               scheduled_for=scheduled_for, queued_at=now, due_at=due_at or now)
@@ -79,7 +80,7 @@ def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: di
     quotas.check_run_env(team_id, merged)
     quotas.check_queue(team_id)
     budget.spend_trigger(team_id)
-    return fire(wf, "manual", merged)
+    return fire(wf, Trigger.MANUAL, merged)
 
 
 def get_run(principal: Principal, team_id: int, public_id: str) -> Run:
@@ -102,7 +103,7 @@ def retry_run(principal: Principal, team_id: int, public_id: str) -> Run:
         raise Conflict("the workflow was deleted")
     quotas.check_queue(team_id)
     budget.spend_trigger(team_id)
-    return fire(run.workflow, "retry", dict(run.env), retry_of=run)
+    return fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run)
 
 
 def cancel_run(principal: Principal, team_id: int, public_id: str) -> Run:
@@ -198,9 +199,9 @@ def project_runs(principal: Principal, team_id: int, project_id: int, filters: R
              .options(contains_eager(Run.workflow)).filter(Workflow.project_id == project.id))
     query = visible(query, principal, project)
     if filters.status == "queued":  # as shown: claimed runs whose container has not started are queued
-        query = query.filter((Run.status == "queued") | ((Run.status == "running") & Run.started_at.is_(None)))
+        query = query.filter((Run.status == RunStatus.QUEUED) | ((Run.status == RunStatus.RUNNING) & Run.started_at.is_(None)))
     elif filters.status == "running":
-        query = query.filter(Run.status == "running", Run.started_at.is_not(None))
+        query = query.filter(Run.status == RunStatus.RUNNING, Run.started_at.is_not(None))
     elif filters.status:
         query = query.filter(Run.status == filters.status)
     if filters.trigger:

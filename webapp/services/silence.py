@@ -12,6 +12,7 @@ from ..extensions import db
 from ..models import Workflow
 from ..models.base import utcnow
 from .lifecycle import emit
+from ..vocabulary import EventKind
 
 
 def silent_for(wf: Workflow, now: datetime) -> bool:
@@ -36,7 +37,7 @@ def check_silent(now: datetime | None = None) -> int:
                                  .values(silent_at=now)).rowcount
         if not won:
             continue
-        hand_over = emit(wf.team_id, wf.id, None, "workflow.silent")  # about the workflow, no run
+        hand_over = emit(wf.team_id, wf.id, None, EventKind.SILENT)  # about the workflow, no run
         db.session.commit()
         handed.append(hand_over)
     db.session.commit()

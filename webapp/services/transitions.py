@@ -11,6 +11,7 @@ from ..livelog import publish_end
 from ..models import Run, RunCount
 from ..models.base import utcnow
 from . import dispatch
+from ..vocabulary import RunStatus
 
 
 def count_terminal(workflow_id: int, status: str, trigger: str) -> None:
@@ -28,14 +29,14 @@ def cancel_in_transaction(run: Run, reason: str | None = None):
     even when Redis lost the signal."""
     now = utcnow()
     done = db.session.execute(
-        update(Run).where(Run.id == run.id, Run.status == "queued")
-        .values(status="cancelled", finished_at=now, cancel_requested_at=now, error=reason)
+        update(Run).where(Run.id == run.id, Run.status == RunStatus.QUEUED)
+        .values(status=RunStatus.CANCELLED, finished_at=now, cancel_requested_at=now, error=reason)
     ).rowcount
     public_id = run.public_id
     if done:
-        count_terminal(run.workflow_id, "cancelled", run.trigger)
-        return lambda: publish_end(public_id, "cancelled")
-    db.session.execute(update(Run).where(Run.id == run.id, Run.status == "running",
+        count_terminal(run.workflow_id, RunStatus.CANCELLED, run.trigger)
+        return lambda: publish_end(public_id, RunStatus.CANCELLED)
+    db.session.execute(update(Run).where(Run.id == run.id, Run.status == RunStatus.RUNNING,
                                          Run.cancel_requested_at.is_(None))
                        .values(cancel_requested_at=now, cancel_reason=reason))
 

@@ -16,6 +16,7 @@ from .access import Principal, require_environment_access, require_public_id, re
 from .errors import Invalid, NotFound
 from .registry_hosts import registry_problem
 from .transitions import cancel_in_transaction
+from ..vocabulary import ACTIVE, Trigger
 
 # API field -> model attribute, for the fields a workflow body may carry.
 FIELDS = {
@@ -207,7 +208,7 @@ def delete_workflow(principal: Principal, team_id: int, public_id: str) -> None:
     wf.deleted_at = now
     wf.next_run_at = None
     ahead = db.session.scalars(select(Run).where(
-        Run.workflow_id == wf.id, Run.trigger == "schedule", Run.status.in_(("queued", "running")),
+        Run.workflow_id == wf.id, Run.trigger == Trigger.SCHEDULE, Run.status.in_(ACTIVE),
         Run.started_at.is_(None), Run.due_at > now)).all()
     signals = [cancel_in_transaction(run, PREPARED_GONE) for run in ahead]
     db.session.commit()
