@@ -16,6 +16,8 @@ from flask.cli import with_appcontext
 
 from webapp.heap import settle_heap
 
+from .loop import every
+
 log = logging.getLogger("workflows")
 
 SCHEDULER_TICK_SEC = 0.2
@@ -56,18 +58,6 @@ def worker(slots: int | None, pools: tuple[str, ...]):
     Supervisor(app_, [run_queues] * slots + [[NOTIFY_QUEUE]] * current_app.config["NOTIFY_SLOTS"],
                keeper=keeper).run()
 
-@click.command("worker-slot")
-@with_appcontext
-@click.option("--queue", "queues", multiple=True, default=None)
-def worker_slot(queues: tuple[str, ...]):
-    """One RQ worker slot, on its own (what `flask worker` forks several of): its host's queue
-    and the runs queue unless told which."""
-    from webapp.keys import RUNS_QUEUE, host_queue
-
-    from . import hosts
-    _configure_logging()
-    settle_heap()
-    run_slot(current_app._get_current_object(), list(queues or [host_queue(hosts.current()), RUNS_QUEUE]))
 
 @click.command("scheduler")
 @with_appcontext
@@ -98,7 +88,7 @@ def scheduler():
                     last_beat[0] = time.monotonic()
                 except Exception:  # Redis away: fires go on, the sweep hands them over later
                     pass
-    _every(SCHEDULER_TICK_SEC, tick, stopping, "scheduler tick")
+    every(SCHEDULER_TICK_SEC, "scheduler tick", tick, stopping)
 
 
 @click.command("egress-rules")
@@ -141,23 +131,7 @@ def _guard_egress() -> str | None:
 def _sweep_forever(app: Flask, stopping: threading.Event) -> None:
     from .sweeper import sweep
     with app.app_context():
-        _every(SWEEP_EVERY_SEC, sweep, stopping, "sweep")
-
-
-def _every(seconds: float, step, stopping: threading.Event, what: str) -> None:
-    """`step` every `seconds` until `stopping`, in the app context; a failure is logged and its
-    transaction rolled back, and the next step comes as usual."""
-    from webapp.extensions import db
-    while not stopping.is_set():
-        started = time.monotonic()
-        try:
-            step()
-        except Exception:
-            log.exception("%s failed", what)
-            db.session.rollback()
-        finally:
-            db.session.remove()
-        stopping.wait(max(0.0, seconds - (time.monotonic() - started)))
+        every(SWEEP_EVERY_SEC, "sweep", sweep, stopping)
 
 
 def _configure_logging() -> None:
@@ -287,5 +261,5 @@ def run_slot(app: Flask, queues: list[str]) -> None:
 
 
 def register(app: Flask) -> None:
-    for command in (worker, worker_slot, scheduler, host_guard, egress_rules):
+    for command in (worker, scheduler, host_guard, egress_rules):
         app.cli.add_command(command)

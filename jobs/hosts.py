@@ -28,6 +28,7 @@ from webapp.models.clock import clock
 from webapp.services import hosts, runs
 
 from . import fence, images
+from .loop import every, guarded
 from .executor import DockerExecutor
 
 log = logging.getLogger(__name__)
@@ -110,15 +111,15 @@ def keep(app: Flask, name: str, host: str, pools: list[str], slots: int, version
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     with app.app_context():
         db.engine.dispose(close=False)
-        while not stopping.is_set() and not _guard("registering", lambda: hosts.register(
+        while not stopping.is_set() and not guarded("registering", lambda: hosts.register(
                 name, host, pools, slots, version, egress_problem)):
             stopping.wait(1)
         heart = Heart(name, host)
         # on a thread of its own: an engine that is slow to answer must not delay the heartbeat
-        threading.Thread(target=_every, args=(app, REAP_EVERY_SEC, "reaping", heart.reap, stopping),
+        threading.Thread(target=_every_in, args=(app, REAP_EVERY_SEC, "reaping", heart.reap, stopping),
                          daemon=True, name="reaper").start()
-        _every(app, hosts.BEAT_EVERY_SEC, "heartbeat", heart.beat, stopping)
-        _guard("recording the stop", lambda: hosts.stopped(name))
+        every(hosts.BEAT_EVERY_SEC, "heartbeat", heart.beat, stopping)
+        guarded("recording the stop", lambda: hosts.stopped(name))
         fence.record_stop(host)
 
 
@@ -141,12 +142,12 @@ class Heart:
         hosts.beat(self.name, self.offset_ms)
         fence.record_beat(self.host, sent)
         if not self.guarded:
-            fence.ensure_guard(self.host)
+            fence.ensureguarded(self.host)
             self.guarded = True
         self._tell_notes()
 
     def reap(self) -> None:
-        fence.ensure_guard(self.host)
+        fence.ensureguarded(self.host)
         reap()
         if time.monotonic() >= self.next_prune:
             self.next_prune = time.monotonic() + images.IMAGE_PRUNE_EVERY_SEC
@@ -173,31 +174,9 @@ class Heart:
                 fence.drop_note(self.host, run_id)
 
 
-def _every(app: Flask, seconds: float, what: str, step, stopping: threading.Event) -> None:
-    """`step` every `seconds` until `stopping`, each failure logged once (see _guard)."""
+def _every_in(app: Flask, seconds: float, what: str, step, stopping: threading.Event) -> None:
     with app.app_context():
-        while not stopping.is_set():
-            started = time.monotonic()
-            _guard(what, step)
-            stopping.wait(max(0.0, seconds - (time.monotonic() - started)))
-
-
-_warned: set[str] = set()
-
-
-def _guard(what: str, step) -> bool:
-    try:
-        step()
-        _warned.discard(what)
-        return True
-    except Exception as e:
-        db.session.rollback()
-        if what not in _warned:
-            _warned.add(what)
-            log.warning("worker host %s failed: %s: %s", what, type(e).__name__, str(e)[:200])
-        return False
-    finally:
-        db.session.remove()
+        every(seconds, what, step, stopping)
 
 
 def reap() -> int:

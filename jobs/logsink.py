@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis
@@ -186,7 +187,7 @@ class LogSink:
         self.engine_clock = None
         self.lock = threading.Lock()
         self.drained = threading.Condition(self.lock)
-        self.pending: list[list] = []  # blocks: [first_seq, last_seq, stream, ts, [texts], chars]
+        self.pending: list[Block] = []
         self.pending_bytes = self.pending_pieces = 0
         self.live: list[tuple] = []  # (first_seq, stream, text of one or more lines, ts)
         self.tail: deque = deque()
@@ -394,12 +395,12 @@ class LogSink:
         try:
             self._store(blocks, values)
             if self.daily is not None:
-                self.daily.spend(sum(block[5] + 1 for block in blocks))
+                self.daily.spend(sum(block.chars + 1 for block in blocks))
         except StorageAway as e:
             with self.lock:
                 self.pending[:0] = blocks
-                self.pending_bytes += sum(block[5] + 1 for block in blocks)
-                self.pending_pieces += sum(len(block[4]) for block in blocks)
+                self.pending_bytes += sum(block.chars + 1 for block in blocks)
+                self.pending_pieces += sum(len(block.texts) for block in blocks)
                 self.dirty = True
             self._away(e)
             return
@@ -451,7 +452,7 @@ class LogSink:
         notice = (f"[{self.dropped} bytes of output dropped here: the log keeps its first "
                   f"{self.head_budget} bytes ({self.head_line_budget} lines) and its last "
                   f"{self.tail_budget} bytes ({self.tail_line_budget} lines)]")
-        blocks: list[list] = []
+        blocks: list[Block] = []
         _merge(blocks, self.notice_seq, self.notice_seq, "system", utcnow(), notice)
         for (seq, stream, text, ts), _ in self.tail:
             _merge(blocks, seq, seq, stream, ts, text)
@@ -466,10 +467,8 @@ class LogSink:
                 self._away(e)
         self._until_stored(store_tail)
 
-    def _store(self, blocks: list[list], values: dict) -> None:
-        rows = [{"run_id": self.run_id, "first_seq": first, "last_seq": last, "stream": stream, "ts": ts,
-                 "text": texts[0] if len(texts) == 1 else "\n".join(texts)}
-                for first, last, stream, ts, texts, _ in blocks]
+    def _store(self, blocks: list[Block], values: dict) -> None:
+        rows = [block.row(self.run_id) for block in blocks]
         try:
             if rows:
                 faults.raise_here("sink-flush")
@@ -492,15 +491,30 @@ class LogSink:
             raise StorageAway(f"{type(e).__name__}: {e}") from e
 
 
-def _merge(blocks: list[list], first: int, last: int, stream: str, ts: datetime, text: str) -> None:
+@dataclass
+class Block:
+    """Lines first_seq..last_seq of one stream and one read, to be stored as one row."""
+    first_seq: int
+    last_seq: int
+    stream: str
+    ts: datetime
+    texts: list[str]
+    chars: int  # the texts' length, joined by newlines
+
+    def row(self, run_id: int) -> dict:
+        return {"run_id": run_id, "first_seq": self.first_seq, "last_seq": self.last_seq, "stream": self.stream,
+                "ts": self.ts, "text": self.texts[0] if len(self.texts) == 1 else "\n".join(self.texts)}
+
+
+def _merge(blocks: list[Block], first: int, last: int, stream: str, ts: datetime, text: str) -> None:
     """Append lines first..last to `blocks`: onto the last block when they continue it (same
     stream, same read time, the next seq) and it has room, else as a block of their own."""
     if blocks:
         block = blocks[-1]
-        if (block[1] + 1 == first and block[2] == stream and block[3] == ts
-                and block[5] + len(text) + 1 <= BLOCK_CHARS):
-            block[1] = last
-            block[4].append(text)
-            block[5] += len(text) + 1
+        if (block.last_seq + 1 == first and block.stream == stream and block.ts == ts
+                and block.chars + len(text) + 1 <= BLOCK_CHARS):
+            block.last_seq = last
+            block.texts.append(text)
+            block.chars += len(text) + 1
             return
-    blocks.append([first, last, stream, ts, [text], len(text)])
+    blocks.append(Block(first, last, stream, ts, [text], len(text)))

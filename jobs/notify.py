@@ -18,16 +18,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from webapp import logs
+from webapp.backoff import backoff
 from webapp.extensions import db
 from webapp.models import Event, Notification, NotificationChannel, NotificationDelivery, Run, Workflow
 from webapp.models.base import isoformat, utcnow
 from webapp.models.clock import db_now
 from webapp.notify import TRANSPORTS, Message, TransportError
+from webapp.services import channels
 from webapp.services.runs import run_url, workflow_url
 from webapp.vocabulary import EventKind, RunStatus
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE_SEC = 1.0
+BACKOFF_CAP_SEC = 3600.0  # an hour between attempts at most, however many NOTIFY_MAX_ATTEMPTS allows
 RETRY_AFTER_CAP_SEC = 60.0
 
 
@@ -109,44 +112,57 @@ def deliver_notification(notification_id: int) -> None:
 
 def _deliver(n: Notification) -> None:
     channel = db.session.get(NotificationChannel, n.channel_id)
-    if n.event_id is None:
-        message = test_message()
-    else:
-        event = db.session.get(Event, n.event_id)
-        if event.run_id is None:  # about the workflow: silent, or fires lost to downtime
-            message = workflow_message(event)
-        else:
-            message = message_for(db.session.get(Run, event.run_id), event.kind)
-    message = dataclasses.replace(message, delivery_id=f"ntf_{n.id}")
+    message = dataclasses.replace(_message(n), delivery_id=f"ntf_{n.id}")
     attempt = n.attempts  # this claim's number: what settle() checks that it still holds
     row = NotificationDelivery(channel_id=channel.id, event_id=n.event_id, notification_id=n.id,
                                attempt=attempt, status="pending")
     db.session.add(row)
     db.session.commit()  # the attempt is on record before it is made
-    max_attempts = current_app.config["NOTIFY_MAX_ATTEMPTS"]
-    state, retry_in = "sent", None
+    state, retry_in, permanent = _send(channel, message, row, attempt)
+    db.session.commit()  # this attempt's own record, whatever became of the notification meanwhile
+    if n.event_id is not None and channel.disabled_at is None:  # a test's outcome is shown to who sent it
+        if channels.record_outcome(channel.id, row.error if row.status == "failed" else None, permanent=permanent):
+            log.warning("channel %s disabled after %s permanent failures in a row: %s", channel.id,
+                        current_app.config["CHANNEL_DISABLE_AFTER"], row.error)
+    if not settle(row.notification_id, attempt, state, retry_in):
+        log.warning("notification %s was taken back while its attempt %s ran; its outcome (%s) is "
+                    "recorded on the attempt only", row.notification_id, attempt, row.status)
+
+
+def _message(n: Notification) -> Message:
+    if n.event_id is None:
+        return test_message()
+    event = db.session.get(Event, n.event_id)
+    if event.run_id is None:  # about the workflow: silent, or fires lost to downtime
+        return workflow_message(event)
+    return message_for(db.session.get(Run, event.run_id), event.kind)
+
+
+def _send(channel: NotificationChannel, message: Message, row: NotificationDelivery,
+          attempt: int) -> tuple[str, float | None, bool]:
+    """One attempt, written on `row`: (the notification's next state, the retry's delay, whether
+    the failure is permanent). A channel disabled since the notification was made is not sent to."""
+    if channel.disabled_at is not None and message.event != "test":
+        row.status, row.error = "failed", "not sent: the channel is disabled"
+        return "failed", None, False
     try:
         row.response_code = _attempt(channel, message)
         row.status = "sent"
+        return "sent", None, False
     except TransportError as e:
         row.status, row.error, row.response_code = "failed", e.message[:1000], e.status
-        if e.permanent or attempt >= max_attempts:
+        if e.permanent or attempt >= current_app.config["NOTIFY_MAX_ATTEMPTS"]:
             log.warning("delivery to channel %s failed for good: %s", channel.id, e.message)
-            state = "failed"
-        else:
-            retry_in = BACKOFF_BASE_SEC * 2 ** (attempt - 1)
-            if e.retry_after is not None:
-                retry_in = min(RETRY_AFTER_CAP_SEC, max(retry_in, e.retry_after))
-            state = "pending"
+            return "failed", None, e.permanent
+        retry_in = backoff(BACKOFF_BASE_SEC, attempt, cap=BACKOFF_CAP_SEC)
+        if e.retry_after is not None:
+            retry_in = min(RETRY_AFTER_CAP_SEC, max(retry_in, e.retry_after))
+        return "pending", retry_in, False
     except Exception as e:  # a bug must not leave the attempt pending forever
         log.exception("delivery to channel %s crashed", channel.id)
         db.session.rollback()
         row.status, row.error = "failed", f"internal error: {type(e).__name__}"
-        state = "failed"
-    db.session.commit()  # this attempt's own record, whatever became of the notification meanwhile
-    if not settle(row.notification_id, attempt, state, retry_in):
-        log.warning("notification %s was taken back while its attempt %s ran; its outcome (%s) is "
-                    "recorded on the attempt only", row.notification_id, attempt, row.status)
+        return "failed", None, False
 
 
 def settle(notification_id: int, attempt: int, state: str, retry_in: float | None) -> bool:

@@ -9,9 +9,7 @@ in either place lets go at once: it writes nothing more and leaves the container
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -25,10 +23,10 @@ from redis.exceptions import LockError
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from webapp import faults, logs, metrics
+from webapp import faults, keys, logs, metrics
 from webapp.connections import get_docker, get_redis
 from webapp.extensions import db
-from webapp import keys
+from webapp.heartbeats import process_name
 from webapp.livelog import LeaseLost, last_published_seq
 from webapp.models import Run, RunLogBlock, Team
 from webapp.models.base import utcnow
@@ -52,10 +50,6 @@ STORE_FAILED = "internal error while storing output"
 POLL_SEC = 0.1
 ATTACH_WAIT_SEC = 10.0  # the engine's attach event, before a start (_attach_and_start)
 CANCEL_DB_EVERY_SEC = 0.5  # a cancel reaches a running worker within this even without Redis
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Lease:
@@ -157,7 +151,7 @@ def claim(public_id: str, token: str) -> Run | None:
     claimed = db.session.scalars(
         update(Run).where(Run.public_id == public_id, Run.status == RunStatus.QUEUED,
                           running < current_app.config["TEAM_MAX_RUNNING"])
-        .values(status=RunStatus.RUNNING, owner_token=token, worker_name=worker_name(), worker_host=hosts.current())
+        .values(status=RunStatus.RUNNING, owner_token=token, worker_name=process_name(), worker_host=hosts.current())
         .returning(Run), execution_options={"populate_existing": True}).one_or_none()
     if claimed is None:
         db.session.execute(update(Run).where(Run.public_id == public_id, Run.status == RunStatus.QUEUED)
@@ -180,7 +174,7 @@ def resume_run(public_id: str) -> None:
         took = db.session.execute(
             update(Run).where(Run.id == run.id, Run.status == RunStatus.RUNNING,
                               Run.owner_token == previous if previous else Run.owner_token.is_(None))
-            .values(owner_token=lease.token, worker_name=worker_name())).rowcount
+            .values(owner_token=lease.token, worker_name=process_name())).rowcount
         db.session.commit()
         if not took:
             return

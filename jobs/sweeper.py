@@ -13,12 +13,12 @@ from flask import current_app
 from sqlalchemy import case, exists, func, select, update
 from sqlalchemy.orm import aliased
 
-from webapp import keys
+from webapp import keys, metrics
 from webapp.connections import get_redis
 from webapp.extensions import db
+from webapp.logs import WarnOnce
 from webapp.models import Notification, NotificationDelivery, Run
 from webapp.models.clock import db_now, seconds_between
-from webapp import metrics
 from webapp.services import dispatch, hosts, lifecycle, silence
 from webapp.services.runs import handle, hand_over_many
 
@@ -35,7 +35,7 @@ HOST_LOST = "worker host lost"
 def sweep() -> dict:
     """Each step on its own: Redis being away must not stop the steps that do not need it."""
     steps = {"handed": hand_over_due, "stale": fail_stale_queued, "recovered": recover_lost,
-             "requeued": requeue_lost_queue_entries, "notifications": hand_over_notifications,
+             "requeued": requeue_lost_queue_entries, "notifications": hand_over_due_notifications,
              "silent": silence.check_silent}
     counts: dict = {}
     for name, step in steps.items():
@@ -44,20 +44,13 @@ def sweep() -> dict:
         except redis.exceptions.RedisError as e:
             db.session.rollback()
             counts[name] = None
-            _warn_once(name, f"sweep step {name} skipped: {type(e).__name__}: {str(e)[:160]}")
+            _warnings.failed(name, "sweep step %s skipped: %s: %s", name, type(e).__name__, str(e)[:160])
         else:
-            _warned.discard(name)
+            _warnings.ok(name)
     return counts
 
 
-_warned: set[str] = set()
-
-
-def _warn_once(step: str, message: str) -> None:
-    """One line when a service goes away, not a trace every sweep while it stays away."""
-    if step not in _warned:
-        _warned.add(step)
-        log.warning(message)
+_warnings = WarnOnce(log)  # one line when a service goes away, not a trace every sweep while it stays away
 
 
 SWEEP_BATCH = 500  # rows a step takes per pass (every one of them is acted on: no filtering after)
@@ -190,7 +183,7 @@ def requeue_lost_queue_entries() -> int:
     return marked
 
 
-def hand_over_notifications() -> int:
+def hand_over_due_notifications() -> int:
     """The notification outbox: take back attempts whose worker died, then hand over each team's
     oldest due pending notification, none of a team that has one in flight (it could not be
     claimed): a team with thousands waiting delays no other team's. On the database's clock."""

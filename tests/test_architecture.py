@@ -16,7 +16,7 @@ LAYERS = {
     "webapp.config": 0, "webapp.extensions": 0, "webapp.models": 0, "webapp.crypto": 0,
     "webapp.faults": 0, "webapp.connections": 0, "webapp.logs": 0, "webapp.schemas": 0,
     "webapp.cron": 0, "webapp.addresses": 0, "webapp.heap": 0, "webapp.vocabulary": 0, "webapp.keys": 0,
-    "webapp.imageref": 0,
+    "webapp.imageref": 0, "webapp.backoff": 0,
     "webapp.livelog": 1, "webapp.notify": 1, "webapp.metrics": 1, "webapp.heartbeats": 1,
     "webapp.services": 2,
     "webapp.api": 3, "webapp.dashboard": 3, "webapp.cli": 3, "webapp.health": 3, "webapp.metrics_page": 3,

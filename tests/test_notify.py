@@ -225,6 +225,47 @@ def test_a_permanent_4xx_is_not_retried(client, alice, receiver, notifier):
     assert rows[0]["responseCode"] == 404 and "404" in rows[0]["error"]
 
 
+def test_a_channel_refusing_for_good_is_disabled_then_enabled_again(client, alice, receiver, procs, smtp):
+    """CHANNEL_DISABLE_AFTER permanent failures in a row disable a channel: no notification is made
+    for it any more (another channel still gets every one), the dashboard says so on every page,
+    and a member enables it again."""
+    env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp[1]), "NOTIFY_SLOTS": "2", "CHANNEL_DISABLE_AFTER": "2"}
+    procs.worker(2, env=env)
+    procs.scheduler(env=env)
+    add_channel(client, alice, "slack", receiver.url + "/good")
+    bad = add_channel(client, alice, "webhook", receiver.url + "/gone")
+    receiver.script["/gone"] = [410] * 10
+    channel_url = f"/api/teams/{alice.team_id}/notification-channels"
+    wf = create_wf(client, alice, command=["sh", "-c", "exit 4"], maxRetries=0)
+
+    def fail_once(n: int) -> dict:
+        client.post(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}/trigger", headers=alice.h())
+        wait_for(lambda: len(receiver.on("/good")) == n, 60)
+        return wait_for(lambda: next((c for c in client.get(channel_url, headers=alice.h()).get_json()["channels"]
+                                      if c["id"] == bad["id"] and c["lastError"]
+                                      and c["failuresInARow"] == min(n, 2)), None), 30)
+    first = fail_once(1)
+    assert first["disabledAt"] is None and "410" in first["lastError"]
+    second = fail_once(2)
+    assert second["disabledAt"] is not None and second["failuresInARow"] == 2
+    fail_once(3)
+    time.sleep(1)  # the good channel's third delivery is out; the disabled one got nothing
+    assert len(receiver.on("/gone")) == 2
+
+    client.post("/login", data={"email": alice.email, "password": alice.password})
+    page = client.get(f"/teams/{alice.team_id}/notifications").get_data(as_text=True)
+    assert 'data-testid="channel-disabled"' in page and "Enable again" in page and "410" in page
+    other = client.get(f"/teams/{alice.team_id}/projects/{alice.project_id}/workflows").get_data(as_text=True)
+    assert 'data-testid="disabled-channels-badge"' in other and "1 disabled" in other  # the notice, on every page
+
+    enabled = client.post(f"{channel_url}/{bad['id']}/enable", headers=alice.h()).get_json()
+    assert enabled["disabledAt"] is None and enabled["failuresInARow"] == 0 and "410" in enabled["lastError"]
+    receiver.script["/gone"] = []  # the endpoint is fixed
+    client.post(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}/trigger", headers=alice.h())
+    wait_for(lambda: len(receiver.on("/gone")) == 3, 60)
+    assert client.post(f"{channel_url}/{bad['id']}/enable", headers=alice.h("read")).status_code == 403
+
+
 def test_channel_validation(app, client, alice, charlie):
     url = f"/api/teams/{alice.team_id}/notification-channels"
     for body, field in (({"kind": "sms", "name": "x", "target": "x"}, "kind"),

@@ -33,7 +33,7 @@ def world(app):
 def test_the_document_is_openapi_3_1(client):
     doc = client.get("/api/openapi.json").get_json()
     assert doc["openapi"] == "3.1.0"
-    assert len(doc["paths"]) == 16
+    assert len(doc["paths"]) == 17
     assert "/api/teams/{teamId}/notification-channels/{channelId}/deliveries" in doc["paths"]
     assert client.get("/api/docs").status_code == 200
 

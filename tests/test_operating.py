@@ -164,14 +164,14 @@ def test_a_silent_workflow_is_announced_once_and_its_next_success_recovers_it(ap
                 events=("workflow.silent", "workflow.recovered"))
     wf = create_wf(client, alice, name="nightly", command=["true"], expectSuccessWithinSec=3600)
     assert wf["expectSuccessWithinSec"] == 3600 and wf["silentSince"] is None
-    from jobs.sweeper import hand_over_notifications
+    from jobs.sweeper import hand_over_due_notifications
     from webapp.models.base import utcnow
     from webapp.services.silence import check_silent
     with app.app_context():
         assert check_silent(utcnow() + timedelta(seconds=3500)) == 0  # a fixed clock: not yet
         assert check_silent(utcnow() + timedelta(seconds=3700)) == 1
         assert check_silent(utcnow() + timedelta(seconds=7200)) == 0  # once, not every sweep
-        hand_over_notifications()
+        hand_over_due_notifications()
     wait_for(lambda: len(_events(receiver)) == 1, 30)
     event = _events(receiver)[0]
     assert event["event"] == "workflow.silent" and event["run"] is None
@@ -205,7 +205,7 @@ def test_fires_lost_to_downtime_and_forbid_skips_emit_workflow_missed(app, clien
     busy = create_wf(client, alice, name="busy", schedule="*/5 * * * *", concurrencyPolicy="forbid",
                      command=["sleep", "30"])
     from jobs.schedule import fire_due
-    from jobs.sweeper import hand_over_notifications
+    from jobs.sweeper import hand_over_due_notifications
     from webapp.extensions import db
     from webapp.models import Run, Workflow
     from webapp.models.base import utcnow
@@ -227,7 +227,7 @@ def test_fires_lost_to_downtime_and_forbid_skips_emit_workflow_missed(app, clien
         fire_due(instant + timedelta(seconds=1))
         skipped = db.session.query(Run).filter_by(workflow_id=b_id, trigger="schedule").one()
         assert skipped.status == "cancelled" and "forbid" in skipped.error
-        hand_over_notifications()
+        hand_over_due_notifications()
     wait_for(lambda: len(_events(receiver)) == 2, 30)
     by_wf = {e["workflow"]["name"]: e for e in _events(receiver)}
     assert set(by_wf) == {"lost", "busy"} and all(e["event"] == "workflow.missed" for e in by_wf.values())

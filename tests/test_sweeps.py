@@ -68,7 +68,7 @@ def test_long_waiting_runs_of_a_pool_without_workers_do_not_hide_a_short_one_pas
 
 
 def test_a_team_with_thousands_of_pending_alerts_does_not_hide_another_teams(app, client, alice, charlie):
-    from jobs.sweeper import hand_over_notifications
+    from jobs.sweeper import hand_over_due_notifications
     from webapp.extensions import db
     from webapp.models import Notification
     from webapp.models.base import utcnow
@@ -85,7 +85,7 @@ def test_a_team_with_thousands_of_pending_alerts_does_not_hide_another_teams(app
                          attempts=0, next_attempt_at=now, created_at=now))
         db.session.execute(insert(Notification), rows)
         db.session.commit()
-        hand_over_notifications()
+        hand_over_due_notifications()
         handed = db.session.execute(select(Notification.team_id).where(Notification.enqueued_at.is_not(None))).all()
     assert sorted(t for (t,) in handed) == [alice.team_id, charlie.team_id]  # each team's oldest, one each
 

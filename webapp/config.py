@@ -214,6 +214,8 @@ def _outbound(env: str) -> dict:
         # Webhook URLs must be https; this allows http to localhost (development and tests only).
         "NOTIFY_ALLOW_HTTP_LOCALHOST": _bool("NOTIFY_ALLOW_HTTP_LOCALHOST", env != "production"),
         "NOTIFY_MAX_ATTEMPTS": _int("NOTIFY_MAX_ATTEMPTS", 5, 1, 20),
+        # A channel whose endpoint refuses messages for good this many times in a row is disabled.
+        "CHANNEL_DISABLE_AFTER": _int("CHANNEL_DISABLE_AFTER", 3, 1, 1000),
         # One delivery attempt, whole (connect, every read, every SMTP step): past it the attempt
         # is given up and retried. Below the 60 s after which a "sending" notification is taken
         # back from a worker presumed dead, so a slow attempt is never sent a second time meanwhile.

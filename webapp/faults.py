@@ -31,10 +31,6 @@ class InjectedFault(RuntimeError):
     pass
 
 
-def enabled(name: str) -> bool:
-    return name in _ENABLED
-
-
 def stop_here(name: str) -> None:
     """Record that this process reached `name`, then wait to be killed."""
     if name not in _ENABLED:

@@ -80,3 +80,19 @@ def gunicorn_logconfig() -> dict | None:
         "loggers": {"gunicorn.error": {"handlers": ["json"], "propagate": False, "level": "INFO"},
                     "gunicorn.access": {"handlers": ["json"], "propagate": False, "level": "INFO"}},
     }
+
+
+class WarnOnce:
+    """One warning when a step starts failing, not one per pass while it keeps failing; once it
+    works again (`ok`), its next failure is told again."""
+
+    def __init__(self, logger: logging.Logger):
+        self.log, self.failing = logger, set()
+
+    def failed(self, step: str, message: str, *args, **kwargs) -> None:
+        if step not in self.failing:
+            self.failing.add(step)
+            self.log.warning(message, *args, **kwargs)
+
+    def ok(self, step: str) -> None:
+        self.failing.discard(step)

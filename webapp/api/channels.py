@@ -14,7 +14,9 @@ from .body import json_body
 def channel_json(channel, secret: bool = False) -> dict:
     body = {"id": channel.id, "teamId": channel.team_id, "kind": channel.kind, "name": channel.name,
             "target": service.describe_target(channel), "events": channel.events,
-            "createdAt": isoformat(channel.created_at)}
+            "createdAt": isoformat(channel.created_at), "disabledAt": isoformat(channel.disabled_at),
+            "failuresInARow": channel.failures_in_a_row, "lastError": channel.last_error,
+            "lastErrorAt": isoformat(channel.last_error_at)}
     if secret and channel.kind == ChannelKind.WEBHOOK:
         body["signingSecret"] = channel.config["secret"]  # shown once, at creation
     return body
@@ -41,6 +43,11 @@ def create_channel(team_id: int):
 def delete_channel(team_id: int, channel_id: int):
     service.delete_channel(g.principal, team_id, channel_id)
     return "", 204
+
+
+@bp.post("/teams/<int:team_id>/notification-channels/<int:channel_id>/enable")
+def enable_channel(team_id: int, channel_id: int):
+    return jsonify(channel_json(service.enable_channel(g.principal, team_id, channel_id)))
 
 
 @bp.post("/teams/<int:team_id>/notification-channels/<int:channel_id>/test")

@@ -150,6 +150,11 @@ class Channel(BaseModel):
     target: str
     events: list[Event]
     createdAt: str
+    disabledAt: Optional[str] = Field(description="set when the endpoint refused CHANNEL_DISABLE_AFTER messages "
+                                                  "for good in a row: no notification is made for it until enabled")
+    failuresInARow: int = Field(description="permanent failures since the last delivery that went through")
+    lastError: Optional[str]
+    lastErrorAt: Optional[str]
     signingSecret: Optional[str] = Field(None, description="webhook channels, in the create answer only")
 
 
@@ -313,6 +318,10 @@ def _team_paths() -> dict:
         },
         "/api/teams/{teamId}/notification-channels/{channelId}": {
             "delete": _op("Delete a notification channel", [TEAM, CHANNEL], ("204", None), read),
+        },
+        "/api/teams/{teamId}/notification-channels/{channelId}/enable": {
+            "post": _op("Enable a disabled channel again (its failures in a row forgotten)", [TEAM, CHANNEL],
+                        ("200", "Channel"), read),
         },
         "/api/teams/{teamId}/notification-channels/{channelId}/test": {
             "post": _op("Send a test notification", [TEAM, CHANNEL], ("202", "Queued"), read + (429,)),

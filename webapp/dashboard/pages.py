@@ -81,7 +81,8 @@ def navigation():
     # a page of no project (Workers) keeps the tabs of the member's first project: a way back
     project = getattr(g, "project", None) or (projects[0] if projects else None)
     silent = health_service.silent_count(project) if project else 0  # one of the member's projects
-    return {"nav_projects": projects, "nav_project": project, "nav_silent": silent}
+    disabled = channel_service.disabled_count(project.team_id) if project else 0
+    return {"nav_projects": projects, "nav_project": project, "nav_silent": silent, "nav_disabled": disabled}
 
 
 def load_project(team_id: int, project_id: int) -> Project:

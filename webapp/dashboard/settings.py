@@ -126,6 +126,14 @@ def test_channel(team_id: int, channel_id: int):
     return redirect(url_for("dashboard.notifications", team_id=team_id))
 
 
+@bp.post("/teams/<int:team_id>/notifications/<int:channel_id>/enable")
+@login_required
+def enable_channel(team_id: int, channel_id: int):
+    channel = channel_service.enable_channel(principal(), team_id, channel_id)
+    flash(f"Enabled the channel {channel.name} again.")
+    return redirect(url_for("dashboard.notifications", team_id=team_id))
+
+
 @bp.post("/teams/<int:team_id>/notifications/<int:channel_id>/delete")
 @login_required
 def delete_channel(team_id: int, channel_id: int):

@@ -31,7 +31,12 @@ class NotificationChannel(db.Model):
     config = db.Column(EncryptedJSON, nullable=False)
     events = db.Column(JSON, nullable=False, default=lambda: [EventKind.FAILED])
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
-    disabled_at = db.Column(db.DateTime, nullable=True)
+    # Permanent failures (the endpoint refused the message for good) since the last delivery that
+    # went through; at CHANNEL_DISABLE_AFTER the channel is disabled until a member enables it.
+    failures_in_a_row = db.Column(db.Integer, nullable=False, default=0, server_default="0")
+    last_error = db.Column(db.Text, nullable=True)
+    last_error_at = db.Column(db.DateTime, nullable=True)
+    disabled_at = db.Column(db.DateTime, nullable=True)  # no new notification is made for it meanwhile
 
 
 class Notification(db.Model):

@@ -1,12 +1,16 @@
 """A transport sends one message to one channel, or raises TransportError."""
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
 import certifi
 import urllib3
+from flask import current_app
+
+from .destination import destination, destination_problem
 from ..vocabulary import EventKind
 
 TIMEOUT_SEC = 10
@@ -65,16 +69,31 @@ class Message:
 
 
 class Transport:
-    """Subclasses say only what differs: the payload and where it goes."""
+    """Subclasses say only what differs: what a channel of theirs keeps (`configure`), how it is
+    shown (`describe`), the payload and where it goes. This base is an incoming-webhook URL's."""
 
     def __init__(self, config: dict, app_config: dict):
         self.config, self.app_config = config, app_config
+
+    @classmethod
+    def configure(cls, target: str) -> tuple[dict, str | None]:
+        """The channel's config from what the member typed (`target`), and why it is not valid or None."""
+        return {"url": target.strip()}, url_problem(target)
+
+    @classmethod
+    def describe(cls, config: dict) -> str:
+        """Where a channel sends, without its secret parts (path, query, user and password)."""
+        parsed = urlparse(config.get("url", ""))
+        host = parsed.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parsed.port}" if parsed.port else ""
+        return f"{parsed.scheme}://{host}{port}/…"
 
     def notify(self, message: Message) -> int | None:
         raise NotImplementedError
 
     def post_json(self, url: str, payload: dict, headers: dict | None = None, data: bytes | None = None) -> int:
-        from .destination import destination
         parts = urlparse(url)
         # Resolved once, checked, and that very address is the one connected to: a DNS answer
         # that changes between the check and the request (rebinding) cannot redirect it. A name
@@ -96,6 +115,26 @@ class Transport:
             raise TransportError(f"the endpoint refused the message ({response.status})",
                                  permanent=True, status=response.status)
         return response.status
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` may not be a channel's endpoint, or None: https (http only to this machine where
+    NOTIFY_ALLOW_HTTP_LOCALHOST), at most 2000 characters, and a host notifications may go to."""
+    parsed = urlparse(url.strip())
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        return "must be an https:// URL"
+    if parsed.scheme == "http":
+        host = parsed.hostname
+        local = host == "localhost"
+        try:
+            local = local or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            pass
+        if not (local and current_app.config["NOTIFY_ALLOW_HTTP_LOCALHOST"]):
+            return "must be an https:// URL"
+    if len(url) > 2000:
+        return "at most 2000 characters"
+    return destination_problem(parsed.hostname, resolve_failures_ok=True)
 
 
 def _pinned_post(parts, address: str, body: bytes, headers: dict) -> urllib3.BaseHTTPResponse:

@@ -4,12 +4,31 @@ from __future__ import annotations
 import smtplib
 from email.message import EmailMessage
 
+from email_validator import EmailNotValidError, validate_email
 from flask import render_template
 
 from .base import Message, Transport, TransportError
 
 
+MAX_ADDRESSES = 20
+
+
 class Email(Transport):
+    @classmethod
+    def configure(cls, target: str) -> tuple[dict, str | None]:
+        addresses = [a.strip() for a in target.replace(";", ",").replace("\n", ",").split(",") if a.strip()]
+        problem = None if 0 < len(addresses) <= MAX_ADDRESSES else "one to twenty email addresses"
+        for a in addresses:
+            try:
+                validate_email(a, check_deliverability=False, test_environment=True, globally_deliverable=False)
+            except EmailNotValidError:
+                problem = f"{a[:60]} is not an email address"
+        return {"addresses": addresses}, problem
+
+    @classmethod
+    def describe(cls, config: dict) -> str:
+        return ", ".join(config.get("addresses", []))
+
     def notify(self, message: Message) -> None:
         cfg = self.app_config
         mail = EmailMessage()

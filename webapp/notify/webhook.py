@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 import time
 
 from .base import Message, Transport
@@ -17,6 +18,11 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 class Webhook(Transport):
+    @classmethod
+    def configure(cls, target: str) -> tuple[dict, str | None]:
+        config, problem = super().configure(target)
+        return {**config, "secret": "whsec_" + secrets.token_urlsafe(32)}, problem  # shown once, at creation
+
     def notify(self, message: Message) -> int:
         payload = {
             "event": message.event,

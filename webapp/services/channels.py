@@ -1,70 +1,36 @@
 """Notification channels of a team: Slack, Discord, email, signed webhook."""
 from __future__ import annotations
 
-import ipaddress
-import secrets
-from urllib.parse import urlparse
-
-from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from sqlalchemy import func, select, update
 
 from ..extensions import db
 from ..models import Event, Notification, NotificationChannel, NotificationDelivery, Workflow
-from ..notify.destination import destination_problem
+from ..models.clock import db_now
+from ..notify import TRANSPORTS
 from . import budget, dispatch
 from .access import Principal, require_not_test_key, require_team, require_write
 from .errors import Forbidden, Invalid, NotFound
 from .workflows import live_production_workflows
-from ..vocabulary import CHANNEL_KINDS, DEFAULT_EVENTS, EVENTS, ChannelKind, EventKind
-
-
-
-def _url_problem(url: str) -> str | None:
-    parsed = urlparse(url.strip())
-    if parsed.scheme not in ("https", "http") or not parsed.hostname:
-        return "must be an https:// URL"
-    if parsed.scheme == "http":
-        host = parsed.hostname
-        local = host == "localhost"
-        try:
-            local = local or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            pass
-        if not (local and current_app.config["NOTIFY_ALLOW_HTTP_LOCALHOST"]):
-            return "must be an https:// URL"
-    if len(url) > 2000:
-        return "at most 2000 characters"
-    return destination_problem(parsed.hostname, resolve_failures_ok=True)
+from ..vocabulary import CHANNEL_KINDS, DEFAULT_EVENTS, EVENTS
 
 
 def validate(kind: str, name: str, target: str, events: list[str]) -> tuple[dict, list[str]]:
     """The channel's config from the form/API fields, or Invalid naming each bad field."""
     fields: dict[str, str] = {}
-    if kind not in CHANNEL_KINDS:
+    if kind not in TRANSPORTS:
         fields["kind"] = f"one of {', '.join(CHANNEL_KINDS)}"
     if not name.strip() or len(name) > 100:
         fields["name"] = "1 to 100 characters"
     events = list(dict.fromkeys(events))
     if not events or any(e not in EVENTS for e in events):
         fields["events"] = f"one or more of {', '.join(EVENTS)}"
+    transport = TRANSPORTS.get(kind)
     config: dict = {}
-    if kind == "email":
-        addresses = [a.strip() for a in target.replace(";", ",").replace("\n", ",").split(",") if a.strip()]
-        if not addresses or len(addresses) > 20:
-            fields["target"] = "one to twenty email addresses"
-        for a in addresses:
-            try:
-                validate_email(a, check_deliverability=False, test_environment=True, globally_deliverable=False)
-            except EmailNotValidError:
-                fields["target"] = f"{a[:60]} is not an email address"
-        config = {"addresses": addresses}
-    elif kind in CHANNEL_KINDS:
-        problem = _url_problem(target)
+    if transport is not None:
+        config, problem = transport.configure(target)
         if problem:
             fields["target"] = problem
-        config = {"url": target.strip()}
-        if kind == "webhook":
-            config["secret"] = "whsec_" + secrets.token_urlsafe(32)
     if fields:
         raise Invalid("the channel is not valid", fields)
     return config, events
@@ -132,16 +98,48 @@ def send_test(principal: Principal, team_id: int, channel_id: int) -> None:
         db.session.rollback()
 
 
+def record_outcome(channel_id: int, error: str | None, *, permanent: bool) -> bool:
+    """What one delivery attempt to a channel taught: a success clears its run of permanent
+    failures; a permanent failure adds to it and, at CHANNEL_DISABLE_AFTER, disables the channel
+    (no new notification is made for it until a member enables it again: `enable_channel`), the
+    way healthchecks stops calling an endpoint that refuses for good. Each step is one atomic
+    UPDATE, so concurrent deliveries count right. True when this call disabled the channel."""
+    table = NotificationChannel.__table__
+    where = table.c.id == channel_id
+    if error is None:
+        db.session.execute(update(table).where(where, table.c.failures_in_a_row > 0).values(failures_in_a_row=0))
+        db.session.commit()
+        return False
+    values = dict(last_error=error[:1000], last_error_at=db_now())
+    if permanent:
+        values["failures_in_a_row"] = table.c.failures_in_a_row + 1
+    db.session.execute(update(table).where(where).values(**values))
+    disabled = permanent and db.session.execute(
+        update(table).where(where, table.c.disabled_at.is_(None),
+                            table.c.failures_in_a_row >= current_app.config["CHANNEL_DISABLE_AFTER"])
+        .values(disabled_at=db_now())).rowcount == 1
+    db.session.commit()
+    return disabled
+
+
+def enable_channel(principal: Principal, team_id: int, channel_id: int) -> NotificationChannel:
+    """A disabled channel back in service, its run of failures forgotten (its last error kept)."""
+    channel = get_channel(principal, team_id, channel_id)
+    require_write(principal)
+    channel.disabled_at, channel.failures_in_a_row = None, 0
+    db.session.commit()
+    return channel
+
+
+def disabled_count(team_id: int) -> int:
+    """The team's disabled channels: the notice on every page of the dashboard."""
+    return db.session.scalar(select(func.count(NotificationChannel.id)).where(
+        NotificationChannel.team_id == team_id, NotificationChannel.disabled_at.is_not(None)))
+
+
 def describe_target(channel: NotificationChannel) -> str:
-    """Where a channel sends, without its secret parts (path, query, user and password)."""
-    if channel.kind == "email":
-        return ", ".join(channel.config.get("addresses", []))
-    parsed = urlparse(channel.config.get("url", ""))
-    host = parsed.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{host}{port}/…"
+    """Where a channel sends, without its secret parts."""
+    return TRANSPORTS[channel.kind].describe(channel.config)
 
 
 def _team_has_production_workflows(team_id: int) -> bool:

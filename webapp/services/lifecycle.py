@@ -4,7 +4,6 @@ notifications). Nothing that follows a terminal status can be lost between the c
 hand-over to Redis: what was written is handed over again by the scheduler's sweep."""
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -15,20 +14,13 @@ from .. import faults, metrics
 from ..extensions import db
 from ..livelog import LeaseLost, publish_end
 from ..models import Event, Notification, NotificationChannel, Run, Workflow
+from ..backoff import backoff
 from ..models.base import utcnow
 from . import dispatch
 from .runs import fire, handle, hand_over_many
 from .transitions import count_terminal
 from ..vocabulary import ACTIVE, RETRIED, EventKind, RunStatus, Trigger
 BACKOFF_CAP_SEC = 300
-
-
-def backoff_seconds(base: int, attempt: int) -> float:
-    """About base, 2*base, 4*base ... capped at five minutes, with +-20% jitter; base 0 is at once."""
-    if base <= 0:
-        return 0.0
-    delay = min(BACKOFF_CAP_SEC, base * 2 ** (attempt - 1))
-    return min(BACKOFF_CAP_SEC, delay * random.uniform(0.8, 1.2))
 
 
 def owned_update(run: Run, owner: str, **values) -> None:
@@ -87,7 +79,7 @@ def _after_terminal(run: Run) -> Callable[[], None]:
     wf = run.workflow
     if run.status in RETRIED:
         if run.attempt <= wf.max_retries and wf.deleted_at is None:
-            due = utcnow() + timedelta(seconds=backoff_seconds(wf.retry_backoff_sec, run.attempt))
+            due = utcnow() + timedelta(seconds=backoff(wf.retry_backoff_sec, run.attempt, cap=BACKOFF_CAP_SEC, jitter=0.2))
             retry = fire(wf, Trigger.RETRY, dict(run.env), attempt=run.attempt + 1, retry_of=run, due_at=due,
                          commit=False)
             db.session.flush()
