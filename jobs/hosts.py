@@ -142,12 +142,12 @@ class Heart:
         hosts.beat(self.name, self.offset_ms)
         fence.record_beat(self.host, sent)
         if not self.guarded:
-            fence.ensureguarded(self.host)
+            fence.ensure_guard(self.host)
             self.guarded = True
         self._tell_notes()
 
     def reap(self) -> None:
-        fence.ensureguarded(self.host)
+        fence.ensure_guard(self.host)
         reap()
         if time.monotonic() >= self.next_prune:
             self.next_prune = time.monotonic() + images.IMAGE_PRUNE_EVERY_SEC

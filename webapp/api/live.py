@@ -20,6 +20,7 @@ from .. import keys
 from ..livelog import decode
 from ..models import Run
 from ..models.base import isoformat, utcnow
+from ..vocabulary import TERMINAL
 from ..services import runs as run_service
 from .blueprint import bp as api_bp
 from .errors import ApiError
