@@ -1,24 +1,22 @@
-"""gunicorn settings of the `web` process, from the same environment variables as the rest."""
+"""gunicorn settings of the `web` process, from the same settings as the rest (webapp/config.py)."""
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from webapp.config import ConfigError, settings  # noqa: E402
+from webapp.process_log import gunicorn_logconfig  # noqa: E402
 
-def _count(name: str, default: int) -> int:
-    raw = os.environ.get(name) or str(default)
-    if not raw.isdigit() or int(raw) < 1:
-        raise SystemExit(f"{name} must be a whole number of at least 1, got {raw!r}")
-    return int(raw)
-
-
-bind = f"{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or '5000'}"
+try:
+    chosen = settings()
+except ConfigError as e:
+    raise SystemExit(str(e)) from None
+bind = f"{chosen.HOST}:{chosen.PORT}"
 # gthread: each open live-log websocket holds a thread, so threads bound the live viewers.
 worker_class = "gthread"
-workers = _count("WEB_WORKERS", 2)
-threads = _count("WEB_THREADS", 32)
+workers = chosen.WEB_WORKERS
+threads = chosen.WEB_THREADS
 graceful_timeout = 5
 accesslog = "-"
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from webapp.logs import gunicorn_logconfig  # noqa: E402
 
 logconfig_dict = gunicorn_logconfig() or {}
 

@@ -557,7 +557,7 @@ class Chaos:
 
     def _audit_logs(self, problems: list, runs: list, wfs: dict) -> int:
         """Logs of succeeded runs: contiguous and byte-exact. Returns how many were checked."""
-        from webapp.services.runs import log_lines
+        from webapp.runoutput.read import log_lines
         wf_by_id = {wf.id: wf for wf in wfs.values()}
         checked = 0
         for r in runs:

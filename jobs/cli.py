@@ -135,7 +135,7 @@ def _sweep_forever(app: Flask, stopping: threading.Event) -> None:
 
 
 def _configure_logging() -> None:
-    from webapp.logs import configure
+    from webapp.process_log import configure
     configure()
 
 

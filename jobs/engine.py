@@ -385,7 +385,7 @@ def log_output(api: docker.APIClient, container_id: str, *, follow: bool) -> Out
     docker-py's logs() drops which stream a frame is from, so the multiplexed frames are read here
     (8-byte header: stream, length), streamed rather than held whole in memory. Each frame is one
     entry of the engine's log, asked with its timestamp: how a re-attach tells that the json-file
-    driver rotated away the head of the log (runner.Execution._read)."""
+    driver rotated away the head of the log (output.Reader.read)."""
     response = api._get(api._url("/containers/{0}/logs", container_id),
                         params={"stdout": 1, "stderr": 1, "follow": int(follow), "timestamps": 1},
                         stream=True)

@@ -25,7 +25,8 @@ from webapp.models import Run
 from webapp.vocabulary import TERMINAL
 from webapp.models.base import utcnow
 from webapp.models.clock import clock
-from webapp.services import hosts, runs
+from webapp.runoutput import read
+from webapp.services import hosts
 
 from . import fence, images
 from .loop import every, guarded
@@ -170,7 +171,7 @@ class Heart:
         """Fence notes of runs finished meanwhile (failed "worker host lost" elsewhere) go to the
         end of their logs; a run still running keeps its note for the worker that completes it."""
         for run_id, text in fence.notes(self.host).items():
-            if runs.note_in_log(run_id, text) is not False:
+            if read.note_in_log(run_id, text) is not False:
                 fence.drop_note(self.host, run_id)
 
 

@@ -8,7 +8,7 @@ import threading
 import time
 
 from webapp.extensions import db
-from webapp.logs import WarnOnce
+from webapp.process_log import WarnOnce
 
 log = logging.getLogger(__name__)
 _warnings = WarnOnce(log)

@@ -17,7 +17,7 @@ from sqlalchemy import and_, exists, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from webapp import logs
+from webapp import process_log
 from webapp.backoff import backoff
 from webapp.extensions import db
 from webapp.models import Event, Notification, NotificationChannel, NotificationDelivery, Run, Workflow
@@ -106,7 +106,7 @@ def deliver_notification(notification_id: int) -> None:
     n = claim(notification_id)
     if n is None:
         return
-    with logs.about(team_id=n.team_id):
+    with process_log.about(team_id=n.team_id):
         _deliver(n)
 
 

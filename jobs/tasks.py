@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from rq.job import Job
 
+from webapp import keys
+
 
 def execute_run(public_id: str) -> None:
     from .runner import execute_run as run
@@ -19,7 +21,7 @@ def deliver_notification(notification_id: int) -> None:
     deliver(notification_id)
 
 
-TASKS = frozenset({"jobs.tasks.execute_run", "jobs.tasks.resume_run", "jobs.tasks.deliver_notification"})
+TASKS = keys.TASKS
 
 
 class UnknownTask(Exception):

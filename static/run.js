@@ -1,6 +1,7 @@
-// Live logs of a run over the websocket: the stored backlog, then each line as it is written.
-// stdout and stderr are told apart, ANSI colours are rendered, and the view follows the end
-// until the reader scrolls up.
+// Live logs of a run over the websocket. The page comes with the stored tail of the log; it is kept
+// (its colours rendered here), and the socket is asked only for what follows it (?afterSeq=), then
+// each line as it is written. stdout and stderr are told apart, ANSI colours are rendered, and the
+// view follows the end until the reader scrolls up.
 (function () {
   const pre = document.getElementById("log");
   if (!pre) return;
@@ -48,12 +49,18 @@
     pre.appendChild(line);
   }
 
+  // The server-rendered lines carry their text raw: render their colours in place.
+  pre.querySelectorAll(".line > .text").forEach((text) => {
+    const raw = text.textContent;
+    text.textContent = "";
+    render(raw, text);
+  });
+  pre.scrollTop = pre.scrollHeight;
+
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  const ws = new WebSocket(scheme + location.host + pre.dataset.stream);
-  ws.onopen = () => {
-    pre.textContent = "";  // the page's server-rendered tail: the stream resends it from the start
-    if (state) state.textContent = "live";
-  };
+  const after = pre.dataset.after || "-1";
+  const ws = new WebSocket(scheme + location.host + pre.dataset.stream + "?afterSeq=" + encodeURIComponent(after));
+  ws.onopen = () => { if (state) state.textContent = "live"; };
   ws.onmessage = (msg) => {
     const item = JSON.parse(msg.data);
     if (item.event === "end") {

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,10 @@ TEST_IMAGE = "workflows.local/busybox:1"
 # scripts/test.sh runs the SQLite and the PostgreSQL pass side by side: each has its own Redis db
 # and database; names shared on the engine and the registry carry the pass.
 TEST_PASS = "postgres" if os.environ.get("TEST_DATABASE_URL", "sqlite").startswith("postgres") else "sqlite"
+# The tests' private registry (Debian's docker-registry, htpasswd auth), and an image pushed to it.
+REGISTRY = "127.0.0.1:5001"
+PRIVATE = f"{REGISTRY}/private/busybox-{TEST_PASS}"
+AUTH = {"username": "tester", "password": "tester-pw"}
 
 sys.path.insert(0, str(ROOT))
 from webapp.config import local_redis_url  # noqa: E402
@@ -161,6 +168,93 @@ def create_wf(client, member: Member, **over) -> dict:
 def docker_api(app):
     with app.app_context():
         return get_docker().api
+
+
+@pytest.fixture
+def private_image(docker_api):
+    """The test image, pushed to the private registry only (the worker has to pull it)."""
+    docker_api.tag(TEST_IMAGE, PRIVATE, "1")
+    for item in docker_api.push(PRIVATE, tag="1", auth_config=AUTH, stream=True, decode=True):
+        assert "error" not in item, item
+    docker_api.remove_image(f"{PRIVATE}:1")
+    yield f"{PRIVATE}:1"
+    try:
+        docker_api.remove_image(f"{PRIVATE}:1")
+    except Exception:
+        pass
+
+
+# -- servers: the app on a real port, a browser, and receivers for what the product sends ----
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(app):
+    """`app` served by werkzeug on a free port of 127.0.0.1, threaded; yields the port."""
+    from werkzeug.serving import make_server
+    port = free_port()
+    srv = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield port
+    finally:
+        srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The dashboard's server: an app of its own with CSRF on, as in production."""
+    with serving(create_app({"TESTING": True})) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def ws_server(app):
+    """The test app served for websocket clients (the live log)."""
+    with serving(app) as port:
+        yield f"ws://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    from browsing import CHROMIUM, FLAGS
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    pg = context.new_page()
+    pg.set_default_timeout(15000)
+    yield pg
+    context.close()
+
+
+@pytest.fixture
+def receiver():
+    from receivers import Receiver
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd): (its mailbox, its port)."""
+    from aiosmtpd.controller import Controller
+    from receivers import Mailbox
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield box, controller.port
+    controller.stop()
 
 
 # -- real processes: workers and schedulers, as `make run` starts them ------------------------

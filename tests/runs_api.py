@@ -1,4 +1,4 @@
-"""The run routes of the JSON API as the host and fleet tests use them."""
+"""The run routes of the JSON API as the tests use them: one copy of each helper."""
 from __future__ import annotations
 
 from conftest import create_wf, wait_for
@@ -9,14 +9,27 @@ def base(m):
     return f"/api/workflows/{m.team_id}/workflows"
 
 
-def trigger(client, m, wf_id: str) -> dict:
-    r = client.post(f"{base(m)}/{wf_id}/trigger", headers=m.h())
+def post_trigger(client, m, wf_id: str, body: dict | None = None, key: str = "full"):
+    """The raw response of a trigger, for tests of what it refuses."""
+    return client.post(f"{base(m)}/{wf_id}/trigger", headers=m.h(key), **({"json": body} if body is not None else {}))
+
+
+def trigger(client, m, wf_id: str, env: dict | None = None) -> dict:
+    """A manual run of `wf_id` (accepted: 202), with `env` over the workflow's."""
+    r = post_trigger(client, m, wf_id, {"env": env} if env else None)
     assert r.status_code == 202, r.get_json()
     return r.get_json()
 
 
+def launch(client, m, trigger_env: dict | None = None, **fields) -> tuple[dict, dict]:
+    """A new workflow made of `fields`, and its first manual run (with `trigger_env`)."""
+    wf = create_wf(client, m, **fields)
+    return wf, trigger(client, m, wf["id"], trigger_env)
+
+
 def fire(client, m, **fields) -> dict:
-    return trigger(client, m, create_wf(client, m, **fields)["id"])
+    """The first manual run of a new workflow made of `fields`."""
+    return launch(client, m, **fields)[1]
 
 
 def get(client, m, run_id: str) -> dict:

@@ -2,17 +2,9 @@
 from __future__ import annotations
 
 from conftest import create_wf, make_member
+from runs_api import base, post_trigger
 
 from webapp import create_app
-
-
-def base(m):
-    return f"/api/workflows/{m.team_id}/workflows"
-
-
-def trigger(client, m, wf_id, body=None, key="full"):
-    kwargs = {"json": body} if body is not None else {}
-    return client.post(f"{base(m)}/{wf_id}/trigger", headers=m.h(key), **kwargs)
 
 
 def finish(app, run_id, status="failed", exit_code=1):
@@ -30,7 +22,7 @@ def finish(app, run_id, status="failed", exit_code=1):
 
 def test_trigger_merges_env_and_queues(client, alice):
     wf = create_wf(client, alice, env={"A": "stored", "B": "stored"})
-    r = trigger(client, alice, wf["id"], {"env": {"B": "override", "C": "new"}})
+    r = post_trigger(client, alice, wf["id"], {"env": {"B": "override", "C": "new"}})
     assert r.status_code == 202
     run = r.get_json()
     assert run["id"].startswith("run_") and run["status"] == "queued"
@@ -44,21 +36,21 @@ def test_trigger_merges_env_and_queues(client, alice):
 
 def test_trigger_without_body_and_with_bad_env(client, alice):
     wf = create_wf(client, alice)
-    assert trigger(client, alice, wf["id"]).status_code == 202
-    r = trigger(client, alice, wf["id"], {"env": {"1X": "v"}})
+    assert post_trigger(client, alice, wf["id"]).status_code == 202
+    r = post_trigger(client, alice, wf["id"], {"env": {"1X": "v"}})
     assert r.status_code == 400 and "env" in r.get_json()["error"]["fields"]
-    r = trigger(client, alice, wf["id"], {"env": {"K": "v" * 4097}})
+    r = post_trigger(client, alice, wf["id"], {"env": {"K": "v" * 4097}})
     assert r.status_code == 400
-    r = trigger(client, alice, wf["id"], {"nope": 1})
+    r = post_trigger(client, alice, wf["id"], {"nope": 1})
     assert r.status_code == 400 and r.get_json()["error"]["fields"]["nope"] == "unknown field"
 
 
 def test_runs_are_listed_newest_first_with_a_stable_cursor(client, alice):
     wf = create_wf(client, alice)
-    ids = [trigger(client, alice, wf["id"]).get_json()["id"] for _ in range(5)]
+    ids = [post_trigger(client, alice, wf["id"]).get_json()["id"] for _ in range(5)]
     page = client.get(f"{base(alice)}/{wf['id']}/runs?limit=2", headers=alice.h()).get_json()
     assert [r["id"] for r in page["runs"]] == ids[::-1][:2]
-    trigger(client, alice, wf["id"])  # a new run arrives between pages: it must not shift them
+    post_trigger(client, alice, wf["id"])  # a new run arrives between pages: it must not shift them
     seen = [r["id"] for r in page["runs"]]
     while page["nextCursor"]:
         page = client.get(f"{base(alice)}/{wf['id']}/runs?limit=2&cursor={page['nextCursor']}",
@@ -77,7 +69,7 @@ def test_runs_list_limits(client, alice):
 
 def test_get_run_and_logs(client, alice):
     wf = create_wf(client, alice)
-    run = trigger(client, alice, wf["id"]).get_json()
+    run = post_trigger(client, alice, wf["id"]).get_json()
     assert client.get(f"{base(alice)}/runs/{run['id']}", headers=alice.h()).get_json()["id"] == run["id"]
     logs = client.get(f"{base(alice)}/runs/{run['id']}/logs", headers=alice.h()).get_json()
     assert logs == {"runId": run["id"], "lines": [], "truncated": False, "droppedBytes": 0, "nextAfterSeq": None}
@@ -88,7 +80,7 @@ def test_get_run_and_logs(client, alice):
 
 def test_cancel_a_queued_run(client, alice):
     wf = create_wf(client, alice)
-    run = trigger(client, alice, wf["id"]).get_json()
+    run = post_trigger(client, alice, wf["id"]).get_json()
     r = client.post(f"{base(alice)}/runs/{run['id']}/cancel", headers=alice.h())
     assert r.status_code == 202 and r.get_json()["status"] == "cancelled"
     assert r.get_json()["finishedAt"]
@@ -98,7 +90,7 @@ def test_cancel_a_queued_run(client, alice):
 
 def test_retry_only_terminal_runs(app, client, alice):
     wf = create_wf(client, alice, env={"A": "1"})
-    run = trigger(client, alice, wf["id"], {"env": {"B": "2"}}).get_json()
+    run = post_trigger(client, alice, wf["id"], {"env": {"B": "2"}}).get_json()
     assert client.post(f"{base(alice)}/runs/{run['id']}/retry", headers=alice.h()).status_code == 409
     finish(app, run["id"])
     r = client.post(f"{base(alice)}/runs/{run['id']}/retry", headers=alice.h())
@@ -112,7 +104,7 @@ def test_automatic_retries_then_one_failed_event(app, client, alice):
     from webapp.extensions import db
     from webapp.models import Event, Run
     wf = create_wf(client, alice, maxRetries=2, retryBackoffSec=0)
-    run_id = trigger(client, alice, wf["id"]).get_json()["id"]
+    run_id = post_trigger(client, alice, wf["id"]).get_json()["id"]
     chain = [run_id]
     for _ in range(2):
         finish(app, chain[-1], "failed", 3)
@@ -131,7 +123,7 @@ def test_automatic_retries_then_one_failed_event(app, client, alice):
 
 def test_retry_backoff_is_visible_as_not_before(app, client, alice):
     wf = create_wf(client, alice, maxRetries=1, retryBackoffSec=60)
-    run_id = trigger(client, alice, wf["id"]).get_json()["id"]
+    run_id = post_trigger(client, alice, wf["id"]).get_json()["id"]
     finish(app, run_id)
     runs = client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
     retry = runs[0]
@@ -143,14 +135,14 @@ def test_retry_backoff_is_visible_as_not_before(app, client, alice):
 
 def test_cancelled_runs_are_never_retried(app, client, alice):
     wf = create_wf(client, alice, maxRetries=3)
-    run = trigger(client, alice, wf["id"]).get_json()
+    run = post_trigger(client, alice, wf["id"]).get_json()
     client.post(f"{base(alice)}/runs/{run['id']}/cancel", headers=alice.h())
     assert len(client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]) == 1
 
 
 def test_a_terminal_run_never_changes(app, client, alice):
     wf = create_wf(client, alice)
-    run = trigger(client, alice, wf["id"]).get_json()
+    run = post_trigger(client, alice, wf["id"]).get_json()
     finish(app, run["id"], "succeeded", 0)
     with app.app_context():
         from webapp.extensions import db
@@ -163,7 +155,7 @@ def test_a_terminal_run_never_changes(app, client, alice):
 
 def test_other_teams_get_404_on_every_run_route(client, alice, charlie):
     wf = create_wf(client, alice)
-    run = trigger(client, alice, wf["id"]).get_json()
+    run = post_trigger(client, alice, wf["id"]).get_json()
     for team in (alice, charlie):
         for method, suffix in (("get", ""), ("get", "/logs"), ("post", "/cancel"), ("post", "/retry")):
             r = getattr(client, method)(f"{base(team)}/runs/{run['id']}{suffix}", headers=charlie.h())
@@ -172,7 +164,7 @@ def test_other_teams_get_404_on_every_run_route(client, alice, charlie):
 
 def test_read_keys_cannot_cancel_or_retry(client, alice):
     wf = create_wf(client, alice)
-    run = trigger(client, alice, wf["id"]).get_json()
+    run = post_trigger(client, alice, wf["id"]).get_json()
     assert client.get(f"{base(alice)}/runs/{run['id']}", headers=alice.h("read")).status_code == 200
     assert client.post(f"{base(alice)}/runs/{run['id']}/cancel", headers=alice.h("read")).status_code == 403
     assert client.post(f"{base(alice)}/runs/{run['id']}/retry", headers=alice.h("read")).status_code == 403
@@ -180,7 +172,7 @@ def test_read_keys_cannot_cancel_or_retry(client, alice):
 
 def test_deleted_workflow_keeps_its_runs_readable(client, alice):
     wf = create_wf(client, alice)
-    run = trigger(client, alice, wf["id"]).get_json()
+    run = post_trigger(client, alice, wf["id"]).get_json()
     client.delete(f"{base(alice)}/{wf['id']}", headers=alice.h())
     assert client.get(f"{base(alice)}/runs/{run['id']}", headers=alice.h()).status_code == 200
 
@@ -192,9 +184,9 @@ def test_rate_limit_is_30_per_minute_per_team_across_processes(app, client, alic
     codes = []
     for i in range(30):
         c = client if i % 2 else second
-        codes.append(trigger(c, alice, wf["id"]).status_code)
+        codes.append(post_trigger(c, alice, wf["id"]).status_code)
     assert codes == [202] * 30
-    r = trigger(client, alice, wf["id"])
+    r = post_trigger(client, alice, wf["id"])
     assert r.status_code == 429
     assert int(r.headers["Retry-After"]) > 0
     assert r.headers["RateLimit-Limit"] == "30" and r.headers["RateLimit-Remaining"] == "0"
@@ -204,7 +196,7 @@ def test_rate_limit_is_30_per_minute_per_team_across_processes(app, client, alic
     assert client.post(f"{base(alice)}/runs/{run['id']}/retry", headers=alice.h()).status_code == 429
     # another team is unaffected
     wf_c = create_wf(client, charlie)
-    assert trigger(client, charlie, wf_c["id"]).status_code == 202
+    assert post_trigger(client, charlie, wf_c["id"]).status_code == 202
     # reads are not limited
     assert client.get(f"{base(alice)}/{wf['id']}", headers=alice.h()).status_code == 200
 
@@ -213,7 +205,7 @@ def test_unauthenticated_calls_do_not_spend_a_teams_quota(client, alice):
     wf = create_wf(client, alice)
     for _ in range(35):
         assert client.post(f"{base(alice)}/{wf['id']}/trigger").status_code == 401
-    assert trigger(client, alice, wf["id"]).status_code == 202
+    assert post_trigger(client, alice, wf["id"]).status_code == 202
 
 
 def test_members_of_two_teams(app, client, alice, charlie):

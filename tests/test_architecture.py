@@ -14,10 +14,10 @@ PACKAGES = ("webapp", "jobs")
 # its own layer's and lower layers' modules, never a higher layer's.
 LAYERS = {
     "webapp.config": 0, "webapp.extensions": 0, "webapp.models": 0, "webapp.crypto": 0,
-    "webapp.faults": 0, "webapp.connections": 0, "webapp.logs": 0, "webapp.schemas": 0,
+    "webapp.faults": 0, "webapp.connections": 0, "webapp.process_log": 0, "webapp.schemas": 0,
     "webapp.cron": 0, "webapp.addresses": 0, "webapp.heap": 0, "webapp.vocabulary": 0, "webapp.keys": 0,
     "webapp.imageref": 0, "webapp.backoff": 0,
-    "webapp.livelog": 1, "webapp.notify": 1, "webapp.metrics": 1, "webapp.heartbeats": 1,
+    "webapp.runoutput": 1, "webapp.notify": 1, "webapp.metrics": 1, "webapp.heartbeats": 1,
     "webapp.services": 2,
     "webapp.api": 3, "webapp.dashboard": 3, "webapp.cli": 3, "webapp.health": 3, "webapp.metrics_page": 3,
     "jobs": 3,
@@ -109,3 +109,25 @@ def test_every_module_has_a_layer():
     unplaced = [name for name in modules() if name != "webapp" and name.startswith("webapp")
                 and max((p for p in LAYERS if name == p or name.startswith(p + ".")), key=len) == "webapp"]
     assert unplaced == []
+
+
+def test_no_test_module_imports_another():
+    """Fixtures live in conftest.py and helpers in helper modules (runs_api, live_client, browsing,
+    receivers…): a test module imported by another would run its fixtures and tests twice over."""
+    crossing = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            crossing += [f"{path.name} imports {n}" for n in names if n.startswith("test_")]
+    assert crossing == []
+
+
+def test_every_task_name_the_services_enqueue_is_a_function_of_jobs_tasks():
+    """The services name tasks by string (they never import jobs/): each name is checked here."""
+    import importlib
+
+    from webapp import keys
+    for name in keys.TASKS:
+        module, _, function = name.rpartition(".")
+        assert module == "jobs.tasks" and callable(getattr(importlib.import_module(module), function, None)), name

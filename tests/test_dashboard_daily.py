@@ -7,9 +7,9 @@ import re
 
 from playwright.sync_api import expect
 
+from browsing import login, shot
 from conftest import create_wf, wait_for, wait_status
-from test_dashboard import browser, login, page, server, shot  # noqa: F401  (fixtures)
-from test_notify import Receiver, add_channel
+from receivers import Receiver, add_channel
 
 from webapp import create_app
 

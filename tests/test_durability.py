@@ -5,18 +5,10 @@ import time
 from datetime import datetime, timedelta
 
 from conftest import all_logs, create_wf, wait_for, wait_status
+from runs_api import base, fire
 
 # Short leases so that a dead worker is noticed in seconds rather than the production 15 s.
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
-
-
-def base(m):
-    return f"/api/workflows/{m.team_id}/workflows"
-
-
-def fire(client, m, **fields):
-    wf = create_wf(client, m, **fields)
-    return client.post(f"{base(m)}/{wf['id']}/trigger", headers=m.h()).get_json()
 
 
 def lines(client, m, run_id):

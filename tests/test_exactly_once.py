@@ -13,25 +13,12 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from conftest import create_wf, wait_for, wait_status
+from runs_api import base, fire, trigger
 from engine_events import intervals
 from webapp import keys
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
 TERMINAL = ("succeeded", "failed", "cancelled", "timed_out")
-
-
-def base(m):
-    return f"/api/workflows/{m.team_id}/workflows"
-
-
-def trigger(client, m, wf_id):
-    r = client.post(f"{base(m)}/{wf_id}/trigger", headers=m.h())
-    assert r.status_code == 202, r.get_json()
-    return r.get_json()
-
-
-def fire(client, m, **fields):
-    return trigger(client, m, create_wf(client, m, **fields)["id"])
 
 
 def lines(client, m, run_id, system=False):
@@ -208,7 +195,7 @@ def test_a_scheduler_killed_inside_a_replace_fire_loses_nothing(app, client, ali
 
 def test_a_worker_killed_after_a_terminal_status_loses_neither_retry_nor_alert(app, client, alice, procs,
                                                                               docker_api):
-    from test_notify import Receiver
+    from receivers import Receiver
     receiver = Receiver()
     try:
         r = client.post(f"/api/teams/{alice.team_id}/notification-channels", headers=alice.h(),

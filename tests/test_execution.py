@@ -7,21 +7,10 @@ from datetime import datetime
 
 import pytest
 
-from conftest import TEST_IMAGE, TEST_PASS, create_wf, wait_for, wait_status
+from conftest import TEST_IMAGE, TEST_PASS, wait_for, wait_status
+from runs_api import base, launch
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-def base(m):
-    return f"/api/workflows/{m.team_id}/workflows"
-
-
-def fire(client, m, **wf_fields):
-    env = wf_fields.pop("trigger_env", None)
-    wf = create_wf(client, m, **wf_fields)
-    r = client.post(f"{base(m)}/{wf['id']}/trigger", json={"env": env or {}}, headers=m.h())
-    assert r.status_code == 202
-    return wf, r.get_json()
 
 
 def logs(client, m, run_id):
@@ -33,7 +22,7 @@ def ts(value: str) -> datetime:
 
 
 def test_success_with_stdout_and_stderr_apart(client, alice):
-    _, run = fire(client, alice, command=["sh", "-c", "echo out-1; echo err-1 >&2; echo out-2"])
+    _, run = launch(client, alice, command=["sh", "-c", "echo out-1; echo err-1 >&2; echo out-2"])
     done = wait_status(client, alice, run["id"])
     assert done["status"] == "succeeded" and done["exitCode"] == 0 and done["error"] is None
     assert done["startedAt"] and done["finishedAt"] and done["durationMs"] >= 0
@@ -48,13 +37,13 @@ def test_success_with_stdout_and_stderr_apart(client, alice):
 
 @pytest.mark.parametrize("code", [1, 3, 42])
 def test_exit_codes_fail_the_run(client, alice, code):
-    _, run = fire(client, alice, command=["sh", "-c", f"echo bye; exit {code}"])
+    _, run = launch(client, alice, command=["sh", "-c", f"echo bye; exit {code}"])
     done = wait_status(client, alice, run["id"])
     assert (done["status"], done["exitCode"], done["error"]) == ("failed", code, None)
 
 
 def test_env_is_merged_and_reaches_the_container(client, alice):
-    _, run = fire(client, alice, env={"A": "stored", "B": "stored"}, trigger_env={"B": "given", "C": "x y"},
+    _, run = launch(client, alice, env={"A": "stored", "B": "stored"}, trigger_env={"B": "given", "C": "x y"},
                   command=["sh", "-c", 'echo "A=$A B=$B C=$C"'])
     done = wait_status(client, alice, run["id"])
     assert done["env"] == {"A": "stored", "B": "given", "C": "x y"}
@@ -62,13 +51,13 @@ def test_env_is_merged_and_reaches_the_container(client, alice):
 
 
 def test_null_command_runs_the_image_cmd(client, alice):
-    _, run = fire(client, alice, command=None)
+    _, run = launch(client, alice, command=None)
     assert wait_status(client, alice, run["id"])["status"] == "succeeded"
     assert [l["text"] for l in logs(client, alice, run["id"])["lines"]] == ["hello from the image CMD"]
 
 
 def test_a_missing_image_fails_with_a_sentence(client, alice):
-    _, run = fire(client, alice, image="127.0.0.1:5001/nothing/here:1")
+    _, run = launch(client, alice, image="127.0.0.1:5001/nothing/here:1")
     done = wait_status(client, alice, run["id"])
     assert done["status"] == "failed" and done["exitCode"] is None
     assert done["error"].startswith("could not pull the image 127.0.0.1:5001/nothing/here:1")
@@ -79,13 +68,13 @@ def test_an_engine_that_is_down_fails_the_run_with_a_sentence(client, alice, pro
     from jobs.runner import ENGINE_DOWN
     procs.stop_all()  # the module's worker talks to the real engine: this one does not reach any
     procs.worker(1, env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
-    _, run = fire(client, alice)
+    _, run = launch(client, alice)
     done = wait_status(client, alice, run["id"], timeout=30)
     assert (done["status"], done["error"], done["startedAt"]) == ("failed", ENGINE_DOWN, None)
 
 
 def test_a_bad_command_fails_with_a_sentence(client, alice):
-    _, run = fire(client, alice, command=["/no/such/binary"])
+    _, run = launch(client, alice, command=["/no/such/binary"])
     done = wait_status(client, alice, run["id"])
     assert (done["status"], done["exitCode"]) == ("failed", None)
     assert done["error"].startswith('could not start the container: exec: "/no/such/binary"'), done["error"]
@@ -93,14 +82,14 @@ def test_a_bad_command_fails_with_a_sentence(client, alice):
 
 
 def test_an_out_of_memory_kill_says_so(client, alice):
-    _, run = fire(client, alice, command=["sh", "-c", "x=$(yes | head -c 200000000); echo survived"], memoryMb=16)
+    _, run = launch(client, alice, command=["sh", "-c", "x=$(yes | head -c 200000000); echo survived"], memoryMb=16)
     done = wait_status(client, alice, run["id"])
     assert (done["status"], done["exitCode"]) == ("failed", 137)
     assert done["error"] == "the container ran out of memory (its limit is 16 MB) and was killed"
 
 
 def test_timeout_kills_the_container(client, alice):
-    _, run = fire(client, alice, command=["sh", "-c", "echo start; sleep 60"], timeoutSec=2)
+    _, run = launch(client, alice, command=["sh", "-c", "echo start; sleep 60"], timeoutSec=2)
     done = wait_status(client, alice, run["id"], timeout=30)
     assert done["status"] == "timed_out"
     took = (ts(done["finishedAt"]) - ts(done["startedAt"])).total_seconds()
@@ -109,7 +98,7 @@ def test_timeout_kills_the_container(client, alice):
 
 
 def test_retry_chain_on_the_engine(client, alice):
-    wf, run = fire(client, alice, command=["sh", "-c", "echo attempt; exit 7"], maxRetries=2, retryBackoffSec=0)
+    wf, run = launch(client, alice, command=["sh", "-c", "echo attempt; exit 7"], maxRetries=2, retryBackoffSec=0)
 
     def chain():
         runs = client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
@@ -124,7 +113,7 @@ def test_retry_chain_on_the_engine(client, alice):
 
 
 def test_retry_waits_out_its_backoff(client, alice):
-    wf, run = fire(client, alice, command=["sh", "-c", "exit 1"], maxRetries=1, retryBackoffSec=2)
+    wf, run = launch(client, alice, command=["sh", "-c", "exit 1"], maxRetries=1, retryBackoffSec=2)
     wait_status(client, alice, run["id"])
     runs = wait_for(lambda: (client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
                              if len(client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]) == 2
@@ -136,7 +125,7 @@ def test_retry_waits_out_its_backoff(client, alice):
 
 
 def test_cancel_a_running_run(client, alice):
-    _, run = fire(client, alice, command=["sh", "-c", "trap 'echo got TERM; exit 143' TERM; echo up; sleep 60 & wait"],
+    _, run = launch(client, alice, command=["sh", "-c", "trap 'echo got TERM; exit 143' TERM; echo up; sleep 60 & wait"],
                   maxRetries=3)
     wait_for(lambda: logs(client, alice, run["id"])["lines"], 30)
     r = client.post(f"{base(alice)}/runs/{run['id']}/cancel", headers=alice.h())
@@ -150,7 +139,7 @@ def test_cancel_a_running_run(client, alice):
 
 
 def test_cancel_kills_a_container_that_ignores_sigterm_after_the_grace(client, alice):
-    _, run = fire(client, alice, command=["sh", "-c", "trap '' TERM; echo up; while true; do sleep 1; done"])
+    _, run = launch(client, alice, command=["sh", "-c", "trap '' TERM; echo up; while true; do sleep 1; done"])
     wait_for(lambda: logs(client, alice, run["id"])["lines"], 30)
     asked = time.monotonic()
     client.post(f"{base(alice)}/runs/{run['id']}/cancel", headers=alice.h())
@@ -160,7 +149,7 @@ def test_cancel_kills_a_container_that_ignores_sigterm_after_the_grace(client, a
 
 
 def test_container_settings_are_safe(client, alice, docker_api):
-    _, run = fire(client, alice, command=["sh", "-c", "sleep 3"], memoryMb=64, cpus=0.5)
+    _, run = launch(client, alice, command=["sh", "-c", "sleep 3"], memoryMb=64, cpus=0.5)
 
     def container():
         found = docker_api.containers(filters={"label": f"workflows.run={run['id']}"})
@@ -177,7 +166,7 @@ def test_container_settings_are_safe(client, alice, docker_api):
 
 
 def test_a_workflow_deleted_mid_run_finishes_its_run(client, alice):
-    wf, run = fire(client, alice, command=["sh", "-c", "sleep 2; echo finished"], maxRetries=2)
+    wf, run = launch(client, alice, command=["sh", "-c", "sleep 2; echo finished"], maxRetries=2)
     wait_status(client, alice, run["id"], statuses=("running",), timeout=20)
     assert client.delete(f"{base(alice)}/{wf['id']}", headers=alice.h()).status_code == 204
     done = wait_status(client, alice, run["id"])
@@ -195,7 +184,7 @@ def test_a_tag_moved_to_another_image_between_runs_runs_the_new_image(client, al
     docker_api.tag(TEST_IMAGE, ref, "1")
     made = docker_api.create_container(TEST_IMAGE, ["true"])["Id"]
     try:
-        wf, run = fire(client, alice, image=f"{ref}:1", command=["sh", "-c", "echo mark=$MARK"])
+        wf, run = launch(client, alice, image=f"{ref}:1", command=["sh", "-c", "echo mark=$MARK"])
         first = docker_api.inspect_image(f"{ref}:1")["Id"]
         for _ in range(2):  # the second finds the slot following the engine's events
             done = wait_status(client, alice, run["id"])
@@ -217,7 +206,7 @@ def test_image_tag_policy_uses_the_local_copy_when_the_pull_fails(client, alice,
     local = f"127.0.0.1:5001/nowhere/busybox-{TEST_PASS}"
     docker_api.tag(TEST_IMAGE, local, "latest")
     try:
-        _, run = fire(client, alice, image=f"{local}:latest", command=["sh", "-c", "echo ran"])
+        _, run = launch(client, alice, image=f"{local}:latest", command=["sh", "-c", "echo ran"])
         done = wait_status(client, alice, run["id"])
         assert done["status"] == "succeeded"
         lines = logs(client, alice, run["id"])["lines"]

@@ -19,18 +19,14 @@ from simple_websocket import Client
 from simple_websocket import ConnectionError as HandshakeRefused
 from sqlalchemy import func, select, update
 
-from conftest import ROOT, TEST_IMAGE, TEST_PASS, create_wf, grant_pool, wait_for, wait_status, wf_body
+from browsing import login
+from conftest import AUTH, REGISTRY, ROOT, TEST_IMAGE, TEST_PASS, create_wf, grant_pool, wait_for, wait_status, wf_body
 from private_net import BANNER, PrivateNet
 from private_net import PORT as NET_PORT
-from test_dashboard import browser, login, page, server  # noqa: F401  (fixtures)
-from test_registry import AUTH, REGISTRY, private_image  # noqa: F401  (fixture)
+from runs_api import base
 
 from webapp.extensions import db
 from webapp.models import Event, Workflow
-
-
-def base(m):
-    return f"/api/workflows/{m.team_id}/workflows"
 
 
 def _on_the_engine(client, m, image: str) -> None:

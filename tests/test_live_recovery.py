@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import threading
 
-from conftest import all_logs, create_wf, wait_for, wait_status
-from test_live import collect, server, stream_url  # noqa: F401  (server is a fixture)
+from conftest import all_logs, wait_for, wait_status
+from runs_api import fire
+from live_client import collect, stream_url
 from webapp import keys
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
-
-
-def fire(client, m, **fields):
-    wf = create_wf(client, m, **fields)
-    return client.post(f"/api/workflows/{m.team_id}/workflows/{wf['id']}/trigger", headers=m.h()).get_json()
 
 
 def stored(client, m, run_id):
@@ -23,13 +19,13 @@ def stored(client, m, run_id):
 def stream_seqs(app, run_id) -> list[int]:
     from webapp.connections import get_redis
     from webapp import keys
-    from webapp.livelog import decode
+    from webapp.runoutput.stream import decode
     with app.app_context():
         entries = get_redis().xrange(keys.run_stream(run_id))
     return [item["seq"] for _, fields in entries for item in decode(fields) if "seq" in item]
 
 
-def test_a_viewer_joining_after_the_stream_was_trimmed_misses_nothing(app, client, alice, procs, server):
+def test_a_viewer_joining_after_the_stream_was_trimmed_misses_nothing(app, client, alice, procs, ws_server):
     # A short live stream and a database that lags 4 s behind: the hole is certain.
     procs.worker(1, env={"LIVE_STREAM_MAXLEN": "5", "LOG_BATCH_SECONDS": "4"})
     procs.scheduler()
@@ -38,14 +34,14 @@ def test_a_viewer_joining_after_the_stream_was_trimmed_misses_nothing(app, clien
     wait_for(lambda: 399 in stream_seqs(app, run["id"]), 30, every=0.02)
     seqs = stream_seqs(app, run["id"])
     assert seqs[0] > 50 and not stored(client, alice, run["id"])  # trimmed, and not yet stored
-    frames = [f for _, f in collect(stream_url(server, alice, run["id"]), alice.h())]
+    frames = [f for _, f in collect(stream_url(ws_server, alice, run["id"]), alice.h())]
     assert frames[-1] == {"event": "end", "status": "succeeded"}
     lines = [f for f in frames if "seq" in f]
     assert [f["seq"] for f in lines] == list(range(401))
     assert [f["text"] for f in lines] == [f"l-{i}" for i in range(400)] + ["done"]
 
 
-def test_a_reattached_run_keeps_the_numbers_viewers_have(app, client, alice, procs, server):
+def test_a_reattached_run_keeps_the_numbers_viewers_have(app, client, alice, procs, ws_server):
     # Nothing is stored before the kill (a 30 s batch): the new owner re-reads every line and must
     # give each the number the viewer already saw, and put its notice after them.
     worker = procs.worker(1, env={**FAST, "LOG_BATCH_SECONDS": "30"})
@@ -53,7 +49,7 @@ def test_a_reattached_run_keeps_the_numbers_viewers_have(app, client, alice, pro
     run = fire(client, alice, command=["sh", "-c", "for i in $(seq 1 12); do echo line-$i; sleep 0.4; done"],
                timeoutSec=120)
     got: list = []
-    viewer = threading.Thread(target=collect, args=(stream_url(server, alice, run["id"]), alice.h(), 90, got))
+    viewer = threading.Thread(target=collect, args=(stream_url(ws_server, alice, run["id"]), alice.h(), 90, got))
     viewer.start()
     wait_for(lambda: len([f for _, f in got if f.get("stream") == "stdout"]) >= 5, 30, every=0.05)
     procs.kill(worker)

@@ -1,21 +1,12 @@
 """Captured output past the per-run cap: the head, a notice, the last 1 MiB; exact accounting."""
 from __future__ import annotations
 
-from conftest import all_logs, create_wf, wait_status
-
-
-def base(m):
-    return f"/api/workflows/{m.team_id}/workflows"
+from conftest import all_logs, wait_status
+from runs_api import base, launch
 
 
 def logs(client, m, run_id):
     return all_logs(client, m, run_id)
-
-
-def fire(client, m, **wf_fields):
-    wf = create_wf(client, m, **wf_fields)
-    r = client.post(f"{base(m)}/{wf['id']}/trigger", headers=m.h())
-    return wf, r.get_json()
 
 
 def test_log_cap_keeps_head_and_tail(client, alice, procs):
@@ -23,7 +14,7 @@ def test_log_cap_keeps_head_and_tail(client, alice, procs):
     procs.worker(1, env={"LOG_CAP_BYTES": str(2 * 1024 * 1024)})
     procs.scheduler()
     script = "i=0; while [ $i -lt 120000 ]; do echo \"line-$i-abcdefghijklmnopqrstuvwxyz\"; i=$((i+1)); done"
-    _, run = fire(client, alice, command=["sh", "-c", script], timeoutSec=300)
+    _, run = launch(client, alice, command=["sh", "-c", script], timeoutSec=300)
     done = wait_status(client, alice, run["id"], timeout=240)
     assert done["status"] == "succeeded"
     body = logs(client, alice, run["id"])
@@ -43,12 +34,10 @@ def test_log_cap_keeps_head_and_tail(client, alice, procs):
     assert texts[tail_start:] == [f"line-{i}-abcdefghijklmnopqrstuvwxyz" for i in range(first_tail, 120000)]
 
 
-
-
 def test_nul_bytes_in_output_are_stored_as_replacement_characters(client, alice, procs):
     procs.worker(1)
     procs.scheduler()
-    _, run = fire(client, alice, command=["sh", "-c", "printf 'a\\000b\\n'; echo after"])
+    _, run = launch(client, alice, command=["sh", "-c", "printf 'a\\000b\\n'; echo after"])
     done = wait_status(client, alice, run["id"], timeout=30)
     assert done["status"] == "succeeded"
     assert [l["text"] for l in logs(client, alice, run["id"])["lines"]] == ["a\ufffdb", "after"]
@@ -59,10 +48,10 @@ def test_a_flood_is_stored_in_blocks_and_every_reader_still_sees_lines(app, clie
 
     from webapp.extensions import db
     from webapp.models import Run, RunLogBlock
-    from webapp.services.runs import last_log_lines
+    from webapp.runoutput.read import last_log_lines
     procs.worker(1)
     procs.scheduler()
-    _, run = fire(client, alice, command=["sh", "-c", "yes out-line | head -n 30000; echo err-line >&2; seq 1 20000"])
+    _, run = launch(client, alice, command=["sh", "-c", "yes out-line | head -n 30000; echo err-line >&2; seq 1 20000"])
     assert wait_status(client, alice, run["id"], timeout=120)["status"] == "succeeded"
     lines = logs(client, alice, run["id"])["lines"]
     assert [l["seq"] for l in lines] == list(range(50001))  # the engine copies the two streams apart: where the stderr line lands among the rest varies
@@ -92,13 +81,13 @@ def test_lines_stored_before_blocks_survive_the_migration_both_ways(tmp_path, mo
     from webapp import create_app
     from webapp.extensions import db
     from webapp.models import Run, RunLogBlock
-    from webapp.services.runs import log_lines
+    from webapp.runoutput.read import log_lines
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/moved.sqlite")
     app = create_app({"TESTING": True})
     with app.app_context():
         upgrade()
     mover = make_member(app, "mover@example.test", "team-m")
-    run_id = fire(app.test_client(), mover)[1]["id"]
+    run_id = launch(app.test_client(), mover)[1]["id"]
     stored = [("stdout", "a"), ("stdout", "b"), ("stdout", "c"), ("stderr", "err"), ("stdout", "d"), ("stdout", "")]
     with app.app_context():
         run = db.session.query(Run).filter_by(public_id=run_id).one()

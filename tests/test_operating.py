@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from werkzeug.serving import make_server
 
-from conftest import ROOT, create_wf, wait_for, wait_status
-from test_notify import Receiver, add_channel, free_port
+from conftest import ROOT, create_wf, free_port, serving, wait_for, wait_status
+from receivers import add_channel
 
 METRIC_NAMES = {
     "workflows_runs_total", "workflows_runs", "workflows_run_duration_seconds",
@@ -41,13 +40,6 @@ def scrape(client, **headers) -> dict:
 
 def value(samples, name, **labels) -> float:
     return sum(v for lab, v in samples.get(name, []) if all(lab.get(k) == want for k, want in labels.items()))
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.server.shutdown()
 
 
 def test_metrics_report_runs_durations_and_state_from_the_database_and_redis(client, alice, worker):
@@ -95,11 +87,8 @@ def test_shipped_alert_rules_pass_promtool():
 
 @pytest.fixture
 def served(app):
-    port = free_port()
-    srv = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{port}"
-    srv.shutdown()
+    with serving(app) as port:
+        yield f"127.0.0.1:{port}"
 
 
 @pytest.fixture
@@ -251,7 +240,7 @@ def skipped_id(client, m, wf_id) -> str:
 def test_log_format_json_gives_one_object_a_line_with_the_run_ids(tmp_path):
     script = (
         "import logging\n"
-        "from webapp import logs\n"
+        "from webapp import process_log as logs\n"
         "logs.configure()\n"
         "with logs.about(run_id='run_x', workflow_id='wf_y', team_id=7):\n"
         "    logging.getLogger('jobs.runner').warning('container exited')\n"

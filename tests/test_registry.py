@@ -3,26 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TEST_IMAGE, TEST_PASS, create_wf, wait_status
+from conftest import AUTH, REGISTRY, create_wf, wait_status
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-REGISTRY = "127.0.0.1:5001"
-PRIVATE = f"{REGISTRY}/private/busybox-{TEST_PASS}"
-AUTH = {"username": "tester", "password": "tester-pw"}
-
-
-@pytest.fixture
-def private_image(docker_api):
-    docker_api.tag(TEST_IMAGE, PRIVATE, "1")
-    for item in docker_api.push(PRIVATE, tag="1", auth_config=AUTH, stream=True, decode=True):
-        assert "error" not in item, item
-    docker_api.remove_image(f"{PRIVATE}:1")  # the worker has to pull it
-    yield f"{PRIVATE}:1"
-    try:
-        docker_api.remove_image(f"{PRIVATE}:1")
-    except Exception:
-        pass
 
 
 def run_image(client, m, image):

@@ -348,16 +348,15 @@ def test_waiting_for_the_instant_survives_a_cancel_check_that_runs_past_it():
     import threading
     from types import SimpleNamespace
 
-    from jobs.runner import Execution
+    from jobs.deadlines import until_due
     from webapp.models.base import utcnow
 
     def slow_cancel_check():
         time.sleep(0.3)
         return False
-    stand_in = SimpleNamespace(run=SimpleNamespace(due_at=utcnow() + timedelta(seconds=0.25), public_id="run_x"),
-                               lease=SimpleNamespace(lost=threading.Event()), cancel_reason=None,
-                               _cancel_requested=slow_cancel_check)
-    assert Execution._until_due(stand_in) is None
+    run = SimpleNamespace(due_at=utcnow() + timedelta(seconds=0.25), public_id="run_x")
+    cancel = SimpleNamespace(requested=slow_cancel_check, reason=None)
+    assert until_due(run, threading.Event(), cancel) is None
 
 
 def _events(app, kind: str) -> int:

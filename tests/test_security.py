@@ -18,20 +18,12 @@ from playwright.sync_api import expect
 from simple_websocket import Client, ConnectionClosed
 from simple_websocket import ConnectionError as HandshakeRefused
 
-from conftest import ROOT, TEST_IMAGE, create_wf, make_member, wait_for, wait_status
-from test_dashboard import browser, login, page, server  # noqa: F401  (fixtures)
-from test_live import server as ws_server  # noqa: F401  (fixture)
-from test_registry import AUTH, REGISTRY, private_image  # noqa: F401  (fixture)
+from browsing import login
+from conftest import AUTH, REGISTRY, ROOT, TEST_IMAGE, create_wf, free_port, wait_for, wait_status
+from live_client import stream_url
+from runs_api import base, post_trigger
 
 from webapp import create_app
-
-
-def base(m):
-    return f"/api/workflows/{m.team_id}/workflows"
-
-
-def trigger(client, m, wf_id, key="full"):
-    return client.post(f"{base(m)}/{wf_id}/trigger", headers=m.h(key))
 
 
 def logs(client, m, run_id):
@@ -41,7 +33,7 @@ def logs(client, m, run_id):
 
 
 # -- 1. no script from data -------------------------------------------------------------------
-def test_a_workflow_name_is_never_run_as_script(page, server, alice):  # noqa: F811
+def test_a_workflow_name_is_never_run_as_script(page, server, alice):
     from playwright.sync_api import Dialog
     app = create_app()
     with app.test_client() as c:
@@ -67,7 +59,7 @@ def test_a_workflow_name_is_never_run_as_script(page, server, alice):  # noqa: F
 def test_no_page_carries_inline_script_or_handlers(client, alice):
     client.post("/login", data={"email": alice.email, "password": alice.password})
     wf = create_wf(client, alice)
-    run = trigger(client, alice, wf["id"]).get_json()
+    run = post_trigger(client, alice, wf["id"]).get_json()
     pages = ["/", f"/teams/{alice.team_id}/projects/{alice.project_id}/workflows",
              f"/teams/{alice.team_id}/workflows/{wf['id']}", f"/runs/{run['id']}",
              f"/teams/{alice.team_id}/projects/{alice.project_id}/workflows/new", "/api/docs"]
@@ -104,7 +96,7 @@ def test_login_keeps_a_path_on_this_site(client, alice):
 
 
 # -- 3. one trigger budget per team, wherever the fire comes from ------------------------------
-def test_dashboard_run_clicks_spend_the_teams_budget(page, server, alice):  # noqa: F811
+def test_dashboard_run_clicks_spend_the_teams_budget(page, server, alice):
     app = create_app()
     with app.test_client() as c:
         create_wf(c, alice, name="clicky")
@@ -124,12 +116,12 @@ def test_dashboard_run_clicks_spend_the_teams_budget(page, server, alice):  # no
 def test_refused_calls_do_not_spend_the_budget(client, alice, charlie):
     wf = create_wf(client, alice)
     for _ in range(30):
-        assert trigger(client, alice, wf["id"], "read").status_code == 403
+        assert post_trigger(client, alice, wf["id"], "read").status_code == 403
     for _ in range(5):
         assert client.post(f"{base(charlie)}/{wf['id']}/trigger", headers=charlie.h()).status_code == 404
-    statuses = [trigger(client, alice, wf["id"]).status_code for _ in range(31)]
+    statuses = [post_trigger(client, alice, wf["id"]).status_code for _ in range(31)]
     assert statuses == [202] * 30 + [429]
-    r = trigger(client, alice, wf["id"])
+    r = post_trigger(client, alice, wf["id"])
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
     assert r.headers["RateLimit-Remaining"] == "0" and r.headers["RateLimit-Limit"] == "30"
 
@@ -142,10 +134,10 @@ def test_the_window_moves_instead_of_resetting(alice):
         wf = create_wf(c, alice)
         while time.time() % 2 < 1.6 or time.time() % 2 > 1.7:
             time.sleep(0.01)
-        first = [trigger(c, alice, wf["id"]).status_code for _ in range(5)]
+        first = [post_trigger(c, alice, wf["id"]).status_code for _ in range(5)]
         while time.time() % 2 > 1.0:
             time.sleep(0.01)  # the next fixed window has begun
-        second = [trigger(c, alice, wf["id"]).status_code for _ in range(5)]
+        second = [post_trigger(c, alice, wf["id"]).status_code for _ in range(5)]
     assert first == [202] * 5 and second == [429] * 5
 
 
@@ -153,12 +145,12 @@ def test_one_team_cannot_hold_every_slot(client, alice, charlie, procs):
     procs.worker(2, env={"TEAM_MAX_RUNNING": "1"})
     procs.scheduler()
     hog = create_wf(client, alice, command=["sh", "-c", "sleep 30"], timeoutSec=60)
-    mine = [trigger(client, alice, hog["id"]).get_json()["id"] for _ in range(3)]
+    mine = [post_trigger(client, alice, hog["id"]).get_json()["id"] for _ in range(3)]
     def states():
         return [client.get(f"{base(alice)}/runs/{r}", headers=alice.h()).get_json()["status"] for r in mine]
     wait_for(lambda: "running" in states(), 30)
     other = create_wf(client, charlie, command=["sh", "-c", "echo served"])
-    run = trigger(client, charlie, other["id"]).get_json()
+    run = post_trigger(client, charlie, other["id"]).get_json()
     done = wait_status(client, charlie, run["id"], timeout=30)
     assert done["status"] == "succeeded", done
     assert sorted(states()) == ["queued", "queued", "running"]
@@ -179,7 +171,7 @@ def test_run_containers_cannot_reach_each_other_or_the_host(client, alice, charl
     procs.worker(2)
     procs.scheduler()
     listener = create_wf(client, alice, command=["sh", "-c", "echo listening; nc -l -p 8080; sleep 60"], timeoutSec=120)
-    a = trigger(client, alice, listener["id"]).get_json()
+    a = post_trigger(client, alice, listener["id"]).get_json()
     info = wait_for(lambda: _container(docker_api, a["id"]), 30)
     wait_for(lambda: logs(client, alice, a["id"]), 30)
     net = info["NetworkSettings"]["Networks"][RUNS_NETWORK]
@@ -192,7 +184,7 @@ def test_run_containers_cannot_reach_each_other_or_the_host(client, alice, charl
              f"nc -w 3 {gateway} {host_port} </dev/null && echo reached-host || echo blocked-host; "
              "grep CapEff /proc/self/status")
     other = create_wf(client, charlie, command=["sh", "-c", probe])
-    b = trigger(client, charlie, other["id"]).get_json()
+    b = post_trigger(client, charlie, other["id"]).get_json()
     done = wait_status(client, charlie, b["id"], timeout=60)
     host.close()
     assert done["status"] == "succeeded"
@@ -214,7 +206,7 @@ def test_a_workflow_may_have_no_network_at_all(client, alice, procs):
     procs.scheduler()
     wf = create_wf(client, alice, command=["sh", "-c", "ls /sys/class/net"], network="none")
     assert wf["network"] == "none"
-    run = trigger(client, alice, wf["id"]).get_json()
+    run = post_trigger(client, alice, wf["id"]).get_json()
     assert wait_status(client, alice, run["id"], timeout=60)["status"] == "succeeded"
     assert logs(client, alice, run["id"]) == ["lo"]
 
@@ -233,16 +225,16 @@ def test_resource_requests_have_ceilings(client, alice):
 
 # -- 5. private images stay private ------------------------------------------------------------
 def test_a_private_image_on_the_engine_is_refused_to_a_team_without_credentials(client, alice, charlie,
-                                                                               private_image, procs):  # noqa: F811
+                                                                               private_image, procs):
     procs.worker(1)
     procs.scheduler()
     url = f"/api/projects/{alice.team_id}/{alice.project_id}/registry-credentials"
     assert client.post(url, json={"registry": REGISTRY, **AUTH}, headers=alice.h()).status_code == 201
     own = create_wf(client, alice, image=private_image, command=["sh", "-c", "echo mine"])
-    run = trigger(client, alice, own["id"]).get_json()
+    run = post_trigger(client, alice, own["id"]).get_json()
     assert wait_status(client, alice, run["id"], timeout=60)["status"] == "succeeded"  # now on the engine
     theirs = create_wf(client, charlie, image=private_image, command=["sh", "-c", "echo stolen"])
-    run = trigger(client, charlie, theirs["id"]).get_json()
+    run = post_trigger(client, charlie, theirs["id"]).get_json()
     done = wait_status(client, charlie, run["id"], timeout=60)
     assert done["status"] == "failed" and done["startedAt"] is None
     assert f"the registry {REGISTRY} did not let this project use {private_image}" in done["error"]
@@ -323,19 +315,13 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_reading_a_five_million_line_log_keeps_the_web_process_flat(app, client, alice):
     from sqlalchemy import text
 
     from webapp.extensions import db
     from webapp.models import Run
     wf = create_wf(client, alice)
-    run_id = trigger(client, alice, wf["id"]).get_json()["id"]
+    run_id = post_trigger(client, alice, wf["id"]).get_json()["id"]
     with app.app_context():
         # Five million lines, each a block of its own (a slow writer's log: the most rows a log can
         # have); one million on PostgreSQL, where loading the rows alone (a foreign-key
@@ -355,7 +341,7 @@ def test_reading_a_five_million_line_log_keeps_the_web_process_flat(app, client,
         if db.engine.dialect.name == "postgresql":  # what autovacuum does after a bulk load
             db.session.execute(text("ANALYZE run_log_blocks"))
             db.session.commit()
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PORT=str(port), WEB_WORKERS="1", WEB_THREADS="4")
     web = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"],
                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -393,36 +379,35 @@ def _get(url, headers) -> int | None:
 
 def test_log_pages_are_validated(client, alice):
     wf = create_wf(client, alice)
-    run_id = trigger(client, alice, wf["id"]).get_json()["id"]
+    run_id = post_trigger(client, alice, wf["id"]).get_json()["id"]
     for query in ("limit=0", "limit=10001", "afterSeq=x", "afterSeq=-2"):
         r = client.get(f"{base(alice)}/runs/{run_id}/logs?{query}", headers=alice.h())
         assert r.status_code == 400, query
 
 
 # -- 8. websockets cannot exhaust the web process ----------------------------------------------
-def _stream(ws_server, m, run_id, key="full"):  # noqa: F811
-    return Client.connect(f"{ws_server}/api/workflows/{m.team_id}/workflows/runs/{run_id}/logs/stream",
-                          headers=m.h(key))
+def _stream(ws_server, m, run_id, key="full"):
+    return Client.connect(stream_url(ws_server, m, run_id), headers=m.h(key))
 
 
-def test_the_17th_socket_of_a_team_is_refused(app, client, alice, ws_server):  # noqa: F811
+def test_the_17th_socket_of_a_team_is_refused(app, client, alice, ws_server):
     from webapp.services.keys import create_key
     app.config["WS_MAX_PER_PROCESS"] = 100  # this test is about the team's and the key's caps
     wf = create_wf(client, alice)
-    run_id = trigger(client, alice, wf["id"]).get_json()["id"]  # no worker: stays queued, streams stay open
+    run_id = post_trigger(client, alice, wf["id"]).get_json()["id"]  # no worker: stays queued, streams stay open
     with app.app_context():
         keys = [create_key(alice.team_id, "full", "live")[1] for _ in range(3)]
     open_: list = []
     try:
         for _ in range(8):
-            open_.append(Client.connect(_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {keys[0]}"}))
+            open_.append(Client.connect(stream_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {keys[0]}"}))
         with pytest.raises(HandshakeRefused) as e:  # the 9th of one key
-            Client.connect(_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {keys[0]}"})
+            Client.connect(stream_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {keys[0]}"})
         assert "429" in str(e.value)
         for _ in range(8):
-            open_.append(Client.connect(_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {keys[1]}"}))
+            open_.append(Client.connect(stream_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {keys[1]}"}))
         with pytest.raises(HandshakeRefused) as e:  # the 17th of the team
-            Client.connect(_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {keys[2]}"})
+            Client.connect(stream_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {keys[2]}"})
         assert "429" in str(e.value)
     finally:
         for ws in open_:
@@ -430,13 +415,9 @@ def test_the_17th_socket_of_a_team_is_refused(app, client, alice, ws_server):  #
     wait_for(lambda: _opens(ws_server, alice, run_id, keys[2]), 10)  # closed ones free their places
 
 
-def _url(ws_server, m, run_id):  # noqa: F811
-    return f"{ws_server}/api/workflows/{m.team_id}/workflows/runs/{run_id}/logs/stream"
-
-
-def _opens(ws_server, m, run_id, key) -> bool:  # noqa: F811
+def _opens(ws_server, m, run_id, key) -> bool:
     try:
-        Client.connect(_url(ws_server, m, run_id), headers={"Authorization": f"Bearer {key}"}).close()
+        Client.connect(stream_url(ws_server, m, run_id), headers={"Authorization": f"Bearer {key}"}).close()
         return True
     except HandshakeRefused:
         return False
@@ -452,21 +433,21 @@ def _closed_within(ws, seconds: float) -> bool:
     return False
 
 
-def test_a_revoked_key_ends_its_open_stream(app, client, alice, ws_server):  # noqa: F811
+def test_a_revoked_key_ends_its_open_stream(app, client, alice, ws_server):
     from webapp.services.keys import create_key, revoke
     wf = create_wf(client, alice)
-    run_id = trigger(client, alice, wf["id"]).get_json()["id"]
+    run_id = post_trigger(client, alice, wf["id"]).get_json()["id"]
     with app.app_context():
         key, raw = create_key(alice.team_id, "full", "live")
         key_id = key.id
-    ws = Client.connect(_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {raw}"})
+    ws = Client.connect(stream_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {raw}"})
     assert not _closed_within(ws, 1)
     with app.app_context():
         revoke(alice.team_id, key_id)
     assert _closed_within(ws, 5)
 
 
-def test_signing_out_ends_the_sessions_streams_and_remember_cookies(ws_server, alice):  # noqa: F811
+def test_signing_out_ends_the_sessions_streams_and_remember_cookies(ws_server, alice):
     http = ws_server.replace("ws://", "http://")
     s = requests.Session()
     r = s.post(f"{http}/login", data={"email": alice.email, "password": alice.password, "remember": "on"},
@@ -475,10 +456,10 @@ def test_signing_out_ends_the_sessions_streams_and_remember_cookies(ws_server, a
     app = create_app()
     with app.test_client() as c:
         wf = create_wf(c, alice)
-        run_id = trigger(c, alice, wf["id"]).get_json()["id"]
+        run_id = post_trigger(c, alice, wf["id"]).get_json()["id"]
     cookies = "; ".join(f"{k}={v}" for k, v in s.cookies.items())
     remember_only = {"Cookie": f"remember_token={s.cookies['remember_token']}"}
-    ws = Client.connect(_url(ws_server, alice, run_id), headers={"Cookie": cookies})
+    ws = Client.connect(stream_url(ws_server, alice, run_id), headers={"Cookie": cookies})
     assert not _closed_within(ws, 1)
     s.post(f"{http}/logout", headers={"X-CSRFToken": ""})
     assert _closed_within(ws, 5)
@@ -486,17 +467,17 @@ def test_signing_out_ends_the_sessions_streams_and_remember_cookies(ws_server, a
     assert "/login" in requests.get(f"{http}/", headers=remember_only, allow_redirects=False).headers["Location"]
 
 
-def test_without_remember_me_there_is_no_remember_cookie(ws_server, alice):  # noqa: F811
+def test_without_remember_me_there_is_no_remember_cookie(ws_server, alice):
     http = ws_server.replace("ws://", "http://")
     s = requests.Session()
     s.post(f"{http}/login", data={"email": alice.email, "password": alice.password}, allow_redirects=False)
     assert "remember_token" not in s.cookies and "session" in s.cookies
 
 
-def test_a_client_message_past_the_limit_closes_the_socket(client, alice, ws_server):  # noqa: F811
+def test_a_client_message_past_the_limit_closes_the_socket(client, alice, ws_server):
     wf = create_wf(client, alice)
-    run_id = trigger(client, alice, wf["id"]).get_json()["id"]
-    ws = Client.connect(_url(ws_server, alice, run_id), headers=alice.h())
+    run_id = post_trigger(client, alice, wf["id"]).get_json()["id"]
+    ws = Client.connect(stream_url(ws_server, alice, run_id), headers=alice.h())
     ws.send("x" * 100_000)
     assert _closed_within(ws, 5)
 

@@ -16,17 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TEST_IMAGE, TEST_PASS, wait_for
+from conftest import ROOT, TEST_IMAGE, TEST_PASS, free_port, wait_for
 
 from webapp.config import local_redis_password, local_redis_url
 
 REDIS_DB = 9
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def processes() -> dict[int, tuple[int, str]]:

@@ -1,4 +1,7 @@
-"""One Config, read from the environment with strict parsing."""
+"""Every environment variable the product reads, in one pydantic-settings model (`Settings`):
+its type, its bounds, its default and what it means. A bad value stops the process with a
+message naming the variable. README's configuration table lists the same names (a test holds the
+two together); `from_env` turns them into the Flask config the app and the workers use."""
 from __future__ import annotations
 
 import ipaddress
@@ -6,50 +9,163 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET = "dev-only-insecure-secret-key"
+KIB, MIB, GIB = 1024, 1024 ** 2, 1024 ** 3
 
 
 class ConfigError(RuntimeError):
     pass
 
 
-def _int(name: str, default: int, low: int = 0, high: int | None = None) -> int:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
+def _n(default, low, high=None, description: str = ""):
+    """A number from `low` to `high`."""
+    return Field(default, ge=low, le=high, description=description)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore",
+                                      validate_default=True)
+
+    # -- where things are
+    WORKFLOWS_ENV: str = Field("development", description="`production` refuses to start without real secrets")
+    SECRET_KEY: Optional[str] = Field(None, description="sessions, CSRF and the key that encrypts stored secrets")
+    DATABASE_URL: Optional[str] = Field(None, description="SQLAlchemy URL (default: SQLite in var/)")
+    REDIS_URL: Optional[str] = Field(None, description="queues, live logs, rate limits (default: the local Redis)")
+    BASE_URL: Optional[str] = Field(None, description="absolute base of deep links (default: http://127.0.0.1:PORT)")
+    HOST: str = Field("127.0.0.1", description="where the web process listens")
+    PORT: int = _n(5000, 1, 65535, "the web process's port")
+    WEB_WORKERS: int = _n(2, 1, 1000, "gunicorn processes")
+    WEB_THREADS: int = _n(32, 1, 10000, "gunicorn threads per process")
+    DOCKER_HOST: Optional[str] = Field(None, description="the engine the workers use (default: the local socket)")
+    DOCKER_TLS_VERIFY: Optional[str] = Field(None, description="read by docker-py; a tcp:// engine needs it")
+    DOCKER_CERT_PATH: Optional[str] = Field(None, description="read by docker-py: the client certificates")
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO", description="process logs")
+    LOG_FORMAT: Literal["text", "json"] = Field("text", description="process logs: text, or one JSON object a line")
+    WORKFLOWS_FAULTS: str = Field("", description="fault-injection points, for the durability tests only")
+
+    # -- workers and the fleet
+    WORKER_SLOTS: int = _n(4, 1, 256, "concurrent runs per worker host")
+    NOTIFY_SLOTS: int = _n(2, 0, 64, "notification slots per worker host")
+    WORKER_HOST: Optional[str] = Field(None, description="this worker's engine host name (default: from the engine)")
+    HOST_LOST_SEC: int = _n(60, 4, 86400, "a host without a heartbeat this long is lost")
+    HOST_FENCE_SEC: Optional[float] = Field(None, ge=1.0, le=86400.0,
+                                            description="a host that could not beat this long stops its containers")
+    STORAGE_OUTAGE_SEC: int = _n(120, 1, 86400, "how long a run goes on while its writes fail")
+    RUN_LEASE_TTL_SEC: int = _n(15, 2, 600, "a dead worker's run is noticed after about this long")
+    QUEUE_WAIT_FLOOR_SEC: int = _n(300, 0, 86400, "least wait before 'no worker picked up the run'")
+    SCHEDULE_LEAD_SEC: float = _n(2.0, 0.0, 30.0, "scheduled runs are handed over this early")
+
+    # -- quotas and limits
+    TEAM_MAX_RUNNING: int = _n(8, 1, 10000, "runs of one team running at once")
+    TEAM_MAX_WORKFLOWS: int = _n(500, 0, 1_000_000, "workflows per team (default quota)")
+    MIN_SCHEDULE_INTERVAL_SEC: int = _n(1, 1, 86400, "closest two fires of a schedule (default quota)")
+    TEAM_MAX_QUEUED: int = _n(1000, 0, 1_000_000, "queued runs per team (default quota)")
+    WORKFLOW_MAX_ENV_BYTES: int = _n(64 * KIB, 0, 16 * MIB, "a workflow's env, names and values (default quota)")
+    TEAM_MAX_OUTPUT_BYTES_PER_DAY: int = _n(5 * GIB, 0, None, "stored output per team and UTC day (default quota)")
+    TRIGGER_RATE_LIMIT: str = Field("30 per minute", description="manual fires per team")
+    LOG_CAP_BYTES: int = _n(10 * MIB, 2 * MIB, None, "stored output per run")
+    LOG_CAP_LINES: int = _n(200_000, 1000, None, "stored lines per run")
+    LOG_BATCH_SECONDS: float = _n(0.25, 0.01, 60.0, "how often a run's output is written")
+    LIVE_STREAM_MAXLEN: int = _n(2000, 1, 1_000_000, "entries kept in a run's live stream")
+    WS_MAX_PER_TEAM: int = _n(16, 1, 100000, "open live-log sockets per team")
+    WS_MAX_PER_PRINCIPAL: int = _n(8, 1, 100000, "open live-log sockets per key or session")
+    WS_MAX_PER_PROCESS: Optional[int] = Field(None, ge=1, le=100000,
+                                              description="open live-log sockets per web process (default: half "
+                                                          "of WEB_THREADS)")
+    TRUSTED_PROXIES: int = _n(0, 0, 10, "reverse proxies whose X-Forwarded-* headers are believed")
+
+    # -- run containers
+    CONTAINER_PIDS_LIMIT: int = _n(512, 16, None, "pids limit of a run container")
+    RUNS_TMPFS_MB: int = _n(64, 1, 65536, "the writable /tmp of a read-only container")
+    DEFAULT_MEMORY_MB: int = _n(1024, 6, 1048576, "a run's memory when its workflow sets none")
+    DEFAULT_CPUS: float = _n(1.0, 0.01, 256.0, "a run's CPUs when its workflow sets none")
+    MAX_MEMORY_MB: int = _n(16384, 6, 1048576, "the most memory a workflow may ask for")
+    MAX_CPUS: float = _n(float(os.cpu_count() or 1), 0.01, 256.0, "the most CPUs a workflow may ask for")
+    CONTAINER_LOG_MAX_MB: int = _n(100, 1, 100000, "the engine's own log file of a run container")
+    IMAGE_KEEP_DAYS: float = _n(7.0, 0.0, 3650.0, "unused images are removed after this long")
+    RUNS_EGRESS_ALLOW: str = Field("", description="private CIDRs run containers may reach (comma-separated)")
+    RUNS_EGRESS_RULES: Literal["local", "external"] = Field("local", description="who installs the egress rules")
+    REGISTRY_ALLOWED_HOSTS: str = Field("", description="private registries the engine may pull from")
+
+    # -- notifications
+    SMTP_HOST: str = Field("127.0.0.1", description="mail relay")
+    SMTP_PORT: int = _n(25, 1, 65535, "mail relay port")
+    SMTP_USER: str = Field("", description="mail relay login")
+    SMTP_PASSWORD: str = Field("", description="mail relay password")
+    SMTP_FROM: str = Field("workflows@localhost", description="sender of notification mail")
+    SMTP_STARTTLS: bool = Field(False, description="STARTTLS to the relay")
+    NOTIFY_ALLOW_HTTP_LOCALHOST: Optional[bool] = Field(None, description="http:// to localhost (not in production)")
+    NOTIFY_ALLOW_PRIVATE: Optional[bool] = Field(None, description="targets on private addresses (not in production)")
+    NOTIFY_ALLOWED_HOSTS: str = Field("", description="targets allowed whatever they resolve to")
+    NOTIFY_MAX_ATTEMPTS: int = _n(5, 1, 20, "delivery attempts per channel and event")
+    NOTIFY_DEADLINE_SEC: int = _n(30, 1, 45, "one delivery attempt, whole")
+    CHANNEL_DISABLE_AFTER: int = _n(3, 1, 1000, "permanent failures in a row that disable a channel")
+
+    # -- /metrics
+    METRICS_TOKEN: str = Field("", description="bearer token of GET /metrics (open when empty)")
+    METRICS_MAX_WORKFLOW_SERIES: int = _n(1000, 0, 1_000_000, "workflows with series of their own")
+
+    @field_validator("RUNS_EGRESS_ALLOW")
+    @classmethod
+    def _cidrs(cls, allow: str) -> str:
+        for cidr in filter(None, (c.strip() for c in allow.split(","))):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an address or CIDR") from None
+        return allow.strip()
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _level(cls, level):
+        return level.upper() if isinstance(level, str) else level
+
+    @field_validator("LOG_FORMAT", mode="before")
+    @classmethod
+    def _format(cls, form):
+        return form.lower() if isinstance(form, str) else form
+
+    @field_validator("WORKER_HOST")
+    @classmethod
+    def _host_name(cls, name: Optional[str]) -> Optional[str]:
+        return name.strip()[:200] or None if name else None
+
+    @model_validator(mode="after")
+    def _derived(self) -> "Settings":
+        """Defaults that follow from other variables, and the fence that must beat the loss."""
+        production = self.WORKFLOWS_ENV == "production"
+        if self.NOTIFY_ALLOW_HTTP_LOCALHOST is None:
+            self.NOTIFY_ALLOW_HTTP_LOCALHOST = not production
+        if self.NOTIFY_ALLOW_PRIVATE is None:
+            self.NOTIFY_ALLOW_PRIVATE = not production
+        if self.WS_MAX_PER_PROCESS is None:
+            self.WS_MAX_PER_PROCESS = max(1, self.WEB_THREADS // 2)
+        lost = self.HOST_LOST_SEC
+        if self.HOST_FENCE_SEC is None:
+            self.HOST_FENCE_SEC = lost / 2
+        # The fenced containers must be gone, grace included, before the host is called lost.
+        if self.HOST_FENCE_SEC > lost * 0.75:
+            raise ValueError(f"HOST_FENCE_SEC ({self.HOST_FENCE_SEC:g}) must be clearly shorter than HOST_LOST_SEC "
+                             f"({lost}): at most {lost * 0.75:g}, so that a host stops its containers before it "
+                             f"is called lost")
+        return self
+
+
+def settings() -> Settings:
+    """The environment, read and checked now (a bad value: ConfigError naming the variable)."""
     try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < low or (high is not None and value > high):
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _float(name: str, default: float, low: float, high: float) -> float:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+        return Settings()
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'configuration'}: {err['msg'].removeprefix('Value error, ')}"
+                             + (f", got {err['input']!r}" if err["loc"] and isinstance(err.get("input"), str) else "")
+                             for err in e.errors())
+        raise ConfigError(problems) from None
 
 
 def _engine_options(url: str) -> dict:
@@ -82,58 +198,6 @@ def local_redis_url(db: int) -> str:
     return f"redis://:{password}@127.0.0.1:6379/{db}" if password else f"redis://127.0.0.1:6379/{db}"
 
 
-def _egress() -> dict:
-    """What run containers may reach beyond the internet (jobs/egress.py)."""
-    allow = os.environ.get("RUNS_EGRESS_ALLOW", "").strip()
-    for cidr in filter(None, (c.strip() for c in allow.split(","))):
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise ConfigError(f"RUNS_EGRESS_ALLOW: {cidr!r} is not an address or CIDR") from None
-    rules = os.environ.get("RUNS_EGRESS_RULES", "local").strip() or "local"
-    if rules not in ("local", "external"):
-        raise ConfigError("RUNS_EGRESS_RULES is local (the worker installs them) or external (installed by you)")
-    return {"RUNS_EGRESS_ALLOW": allow, "RUNS_EGRESS_RULES": rules}
-
-
-def _quotas() -> dict:
-    """Each team's quota defaults (an operator overrides them per team: flask teams limits)."""
-    return {
-        "TEAM_MAX_WORKFLOWS": _int("TEAM_MAX_WORKFLOWS", 500, 0, 1_000_000),
-        # 1 keeps the contract's 6-field (every-second) schedules; an operator may raise it
-        "MIN_SCHEDULE_INTERVAL_SEC": _int("MIN_SCHEDULE_INTERVAL_SEC", 1, 1, 86400),
-        "TEAM_MAX_QUEUED": _int("TEAM_MAX_QUEUED", 1000, 0, 1_000_000),
-        "WORKFLOW_MAX_ENV_BYTES": _int("WORKFLOW_MAX_ENV_BYTES", 64 * 1024, 0, 16 * 1024 * 1024),
-        "TEAM_MAX_OUTPUT_BYTES_PER_DAY": _int("TEAM_MAX_OUTPUT_BYTES_PER_DAY", 5 * 1024 ** 3, 0),
-    }
-
-
-def _fleet(lost_sec: int) -> dict:
-    """What a fleet of worker hosts needs to stay exactly once (README, "Durability")."""
-    return {
-        "HOST_LOST_SEC": lost_sec,
-        # A worker host that could not record its heartbeat for this long stops its own run
-        # containers (self-fencing, jobs/fence.py), well before the fleet may call it lost.
-        "HOST_FENCE_SEC": _fence_sec(lost_sec),
-        # A run keeps going while its output or status cannot be written (a database restart or
-        # failover): output waits in memory (bounded; past the bound it is counted as dropped) and
-        # writes are retried with backoff. Only an outage longer than this fails the run (its
-        # container stopped). Past HOST_FENCE_SEC the host has fenced its runs anyway.
-        "STORAGE_OUTAGE_SEC": _int("STORAGE_OUTAGE_SEC", 120, 1, 86400),
-    }
-
-
-def _fence_sec(lost_sec: int) -> float:
-    """HOST_FENCE_SEC: half of HOST_LOST_SEC by default, and refused unless clearly shorter (at
-    most three quarters of it): the fenced containers must be gone, grace included, before the
-    host is called lost and its runs retried elsewhere."""
-    fence = _float("HOST_FENCE_SEC", lost_sec / 2, 1.0, 86400.0)
-    if fence > lost_sec * 0.75:
-        raise ConfigError(f"HOST_FENCE_SEC ({fence:g}) must be clearly shorter than HOST_LOST_SEC ({lost_sec}): "
-                          f"at most {lost_sec * 0.75:g}, so that a host stops its containers before it is called lost")
-    return fence
-
-
 def _local_secret() -> str:
     """Outside production, without SECRET_KEY: a random key made once and kept in var/ (mode
     0600), shared by every process of this checkout, instead of a key everyone knows."""
@@ -159,42 +223,15 @@ def _local_secret() -> str:
     raise ConfigError(f"could not read or create {path}")
 
 
-def _production_checks(secret: str | None) -> None:
+def _production_checks(s: Settings) -> None:
     """What production refuses to start without."""
-    if not secret or secret == DEV_SECRET or len(secret) < 16:
+    if not s.SECRET_KEY or s.SECRET_KEY == DEV_SECRET or len(s.SECRET_KEY) < 16:
         raise ConfigError("SECRET_KEY must be set to a real secret (16+ chars) in production")
-    if (os.environ.get("DOCKER_HOST") or "").startswith("tcp://") and not os.environ.get("DOCKER_TLS_VERIFY"):
+    if (s.DOCKER_HOST or "").startswith("tcp://") and not s.DOCKER_TLS_VERIFY:
         raise ConfigError("a tcp:// DOCKER_HOST needs DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH in production: "
                           "the engine's API is root on its host")
-    if len(os.environ.get("METRICS_TOKEN", "")) < 16:
+    if len(s.METRICS_TOKEN) < 16:
         raise ConfigError("METRICS_TOKEN must be set (16+ chars) in production: /metrics names every team and workflow")
-
-
-def _containers() -> dict:
-    """What a run's container gets."""
-    return {
-        "CONTAINER_PIDS_LIMIT": _int("CONTAINER_PIDS_LIMIT", 512, 16),
-        # The writable /tmp (tmpfs, in the container's memory) of a workflow with readOnlyRootfs.
-        "RUNS_TMPFS_MB": _int("RUNS_TMPFS_MB", 64, 1, 65536),
-        # What a run gets when its workflow does not say, and the most a workflow may ask for.
-        "DEFAULT_MEMORY_MB": _int("DEFAULT_MEMORY_MB", 1024, 6, 1048576),
-        "DEFAULT_CPUS": _float("DEFAULT_CPUS", 1.0, 0.01, 256.0),
-        "MAX_MEMORY_MB": _int("MAX_MEMORY_MB", 16384, 6, 1048576),
-        "MAX_CPUS": _float("MAX_CPUS", float(os.cpu_count() or 1), 0.01, 256.0),
-        # The engine's own log file of a run's container (json-file, two files of this size).
-        "CONTAINER_LOG_MAX_MB": _int("CONTAINER_LOG_MAX_MB", 100, 1, 100000),
-        # An image no run used for this many days is removed from its engine (jobs/images.py).
-        "IMAGE_KEEP_DAYS": _float("IMAGE_KEEP_DAYS", 7.0, 0.0, 3650.0),
-    }
-
-
-def _metrics() -> dict:
-    return {
-        # GET /metrics asks for "Authorization: Bearer <this>" when it is set (open when empty).
-        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", ""),
-        # Workflows with series of their own on /metrics (oldest first); the rest are summed per team.
-        "METRICS_MAX_WORKFLOW_SERIES": _int("METRICS_MAX_WORKFLOW_SERIES", 1000, 0, 1_000_000),
-    }
 
 
 def _hosts(raw: str, strip_dot: bool = False) -> frozenset:
@@ -202,87 +239,36 @@ def _hosts(raw: str, strip_dot: bool = False) -> frozenset:
                      for h in raw.split(",") if h.strip())
 
 
-def _outbound(env: str) -> dict:
-    """Notifications (SMTP, webhooks) and image registries: where requests may go."""
-    return {
-        "SMTP_HOST": os.environ.get("SMTP_HOST", "127.0.0.1"),
-        "SMTP_PORT": _int("SMTP_PORT", 25, 1, 65535),
-        "SMTP_USER": os.environ.get("SMTP_USER", ""),
-        "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
-        "SMTP_FROM": os.environ.get("SMTP_FROM", "workflows@localhost"),
-        "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
-        # Webhook URLs must be https; this allows http to localhost (development and tests only).
-        "NOTIFY_ALLOW_HTTP_LOCALHOST": _bool("NOTIFY_ALLOW_HTTP_LOCALHOST", env != "production"),
-        "NOTIFY_MAX_ATTEMPTS": _int("NOTIFY_MAX_ATTEMPTS", 5, 1, 20),
-        # A channel whose endpoint refuses messages for good this many times in a row is disabled.
-        "CHANNEL_DISABLE_AFTER": _int("CHANNEL_DISABLE_AFTER", 3, 1, 1000),
-        # One delivery attempt, whole (connect, every read, every SMTP step): past it the attempt
-        # is given up and retried. Below the 60 s after which a "sending" notification is taken
-        # back from a worker presumed dead, so a slow attempt is never sent a second time meanwhile.
-        "NOTIFY_DEADLINE_SEC": _int("NOTIFY_DEADLINE_SEC", 30, 1, 45),
-        # Webhook targets on loopback or private addresses: refused in production unless allowed.
-        "NOTIFY_ALLOW_PRIVATE": _bool("NOTIFY_ALLOW_PRIVATE", env != "production"),
-        # Image registries on private addresses the engine may pull from (host or host:port).
-        "REGISTRY_ALLOWED_HOSTS": _hosts(os.environ.get("REGISTRY_ALLOWED_HOSTS", "")),
-        "NOTIFY_ALLOWED_HOSTS": _hosts(os.environ.get("NOTIFY_ALLOWED_HOSTS", ""), strip_dot=True),
-    }
+# Settings read as they are into the Flask config (the rest are renamed, derived or process-only).
+AS_IS = ("WORKER_SLOTS", "NOTIFY_SLOTS", "WORKER_HOST", "HOST_LOST_SEC", "HOST_FENCE_SEC", "STORAGE_OUTAGE_SEC",
+         "RUN_LEASE_TTL_SEC", "QUEUE_WAIT_FLOOR_SEC", "SCHEDULE_LEAD_SEC", "TEAM_MAX_RUNNING", "TEAM_MAX_WORKFLOWS",
+         "MIN_SCHEDULE_INTERVAL_SEC", "TEAM_MAX_QUEUED", "WORKFLOW_MAX_ENV_BYTES", "TEAM_MAX_OUTPUT_BYTES_PER_DAY",
+         "TRIGGER_RATE_LIMIT", "LOG_CAP_BYTES", "LOG_CAP_LINES", "LOG_BATCH_SECONDS", "LIVE_STREAM_MAXLEN",
+         "WS_MAX_PER_TEAM", "WS_MAX_PER_PRINCIPAL", "WS_MAX_PER_PROCESS", "TRUSTED_PROXIES", "CONTAINER_PIDS_LIMIT",
+         "RUNS_TMPFS_MB", "DEFAULT_MEMORY_MB", "DEFAULT_CPUS", "MAX_MEMORY_MB", "MAX_CPUS", "CONTAINER_LOG_MAX_MB",
+         "IMAGE_KEEP_DAYS", "RUNS_EGRESS_ALLOW", "RUNS_EGRESS_RULES", "SMTP_HOST", "SMTP_PORT", "SMTP_USER",
+         "SMTP_PASSWORD", "SMTP_FROM", "SMTP_STARTTLS", "NOTIFY_ALLOW_HTTP_LOCALHOST", "NOTIFY_ALLOW_PRIVATE",
+         "NOTIFY_MAX_ATTEMPTS", "NOTIFY_DEADLINE_SEC", "CHANNEL_DISABLE_AFTER", "METRICS_TOKEN",
+         "METRICS_MAX_WORKFLOW_SERIES")
 
 
 def from_env() -> dict:
-    env = os.environ.get("WORKFLOWS_ENV", "development")
-    secret = os.environ.get("SECRET_KEY")
-    if env == "production":
-        _production_checks(secret)
-    secret = secret or _local_secret()
-    port = _int("PORT", 5000, 1, 65535)
-    lost_sec = _int("HOST_LOST_SEC", 60, 4, 86400)
+    """The Flask config of this process, from `Settings`."""
+    s = settings()
+    if s.WORKFLOWS_ENV == "production":
+        _production_checks(s)
     return {
-        "ENV_NAME": env,
-        "SECRET_KEY": secret,
-        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL")
-        or f"sqlite:///{ROOT / 'var' / 'workflows.sqlite'}",
-        "REDIS_URL": os.environ.get("REDIS_URL") or local_redis_url(0),
-        "BASE_URL": os.environ.get("BASE_URL", f"http://127.0.0.1:{port}").rstrip("/"),
-        "DOCKER_HOST": os.environ.get("DOCKER_HOST") or None,
-        "WORKER_SLOTS": _int("WORKER_SLOTS", 4, 1, 256),
-        # Runs of one team running at once, over every worker: the rest wait in the queue.
-        "TEAM_MAX_RUNNING": _int("TEAM_MAX_RUNNING", 8, 1, 10000),
-        **_quotas(),
-        **_egress(),
-        "LOG_CAP_BYTES": _int("LOG_CAP_BYTES", 10 * 1024 * 1024, 2 * 1024 * 1024),
-        "LOG_TAIL_BYTES": 1024 * 1024,
-        "LOG_CAP_LINES": _int("LOG_CAP_LINES", 200_000, 1000),
-        "MAX_CONTENT_LENGTH": 1024 * 1024,
-        "TRIGGER_RATE_LIMIT": os.environ.get("TRIGGER_RATE_LIMIT", "30 per minute"),
-        # How long a dead worker's run goes unnoticed: its lease lapses after this many seconds.
-        "RUN_LEASE_TTL_SEC": _int("RUN_LEASE_TTL_SEC", 15, 2, 600),
-        # This worker's engine host, the name its runs record (default: the engine's own name and
-        # id from `docker info`). Set it when an engine's identity may change (a re-created data root).
-        "WORKER_HOST": os.environ.get("WORKER_HOST", "").strip()[:200] or None,
-        # A worker host whose heartbeat is absent this long is lost: its running runs fail "worker
-        # host lost" (and retry by their budget); until then they wait for it to come back.
-        **_fleet(lost_sec),
-        # A queued run fails "no worker picked up the run" only after max(timeoutSec, this) from
-        # when it became due: a short timeout bounds the run, not how long a worker restart takes.
-        "QUEUE_WAIT_FLOOR_SEC": _int("QUEUE_WAIT_FLOOR_SEC", 300, 0, 86400),
-        # Live-log stream length in entries (batches of lines); tests make it short.
-        "LIVE_STREAM_MAXLEN": _int("LIVE_STREAM_MAXLEN", 2000, 1, 1_000_000),
-        # A scheduled run of an `allow` workflow is handed to a worker this many seconds before its
-        # instant: the worker pulls, creates and attaches ahead and starts the container on time.
-        "SCHEDULE_LEAD_SEC": _float("SCHEDULE_LEAD_SEC", 2.0, 0.0, 30.0),
-        # How often a run's output is written to the database (seconds).
-        "LOG_BATCH_SECONDS": _float("LOG_BATCH_SECONDS", 0.25, 0.01, 60.0),
-        "NOTIFY_SLOTS": _int("NOTIFY_SLOTS", 2, 0, 64),
-        # Reverse proxies in front of the web process whose X-Forwarded-* headers are believed.
-        "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0, 0, 10),
-        # Open live-log websockets: each holds a web thread. One team holds at most a few of them
-        # over all web processes; a process keeps at most half its threads for streams.
-        "WS_MAX_PER_TEAM": _int("WS_MAX_PER_TEAM", 16, 1, 100000),
-        "WS_MAX_PER_PRINCIPAL": _int("WS_MAX_PER_PRINCIPAL", 8, 1, 100000),
-        "WS_MAX_PER_PROCESS": _int("WS_MAX_PER_PROCESS", max(1, _int("WEB_THREADS", 32, 1, 10000) // 2), 1, 100000),
-        **_containers(),
-        **_outbound(env),
-        **_metrics(),
-        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(os.environ.get("DATABASE_URL", "")),
+        **{name: getattr(s, name) for name in AS_IS},
+        "ENV_NAME": s.WORKFLOWS_ENV,
+        "SECRET_KEY": s.SECRET_KEY or _local_secret(),
+        "SQLALCHEMY_DATABASE_URI": s.DATABASE_URL or f"sqlite:///{ROOT / 'var' / 'workflows.sqlite'}",
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(s.DATABASE_URL or ""),
+        "REDIS_URL": s.REDIS_URL or local_redis_url(0),
+        "BASE_URL": (s.BASE_URL or f"http://127.0.0.1:{s.PORT}").rstrip("/"),
+        "DOCKER_HOST": s.DOCKER_HOST,
+        "REGISTRY_ALLOWED_HOSTS": _hosts(s.REGISTRY_ALLOWED_HOSTS),
+        "NOTIFY_ALLOWED_HOSTS": _hosts(s.NOTIFY_ALLOWED_HOSTS, strip_dot=True),
+        "LOG_TAIL_BYTES": MIB,  # what a capped log keeps of its end
+        "MAX_CONTENT_LENGTH": MIB,  # a request body
         "WTF_CSRF_TIME_LIMIT": None,
     }

@@ -12,9 +12,11 @@ import logging
 import os
 import time
 
+from .config import settings
+
 log = logging.getLogger(__name__)
 
-_ENABLED = frozenset(p.strip() for p in os.environ.get("WORKFLOWS_FAULTS", "").split(",") if p.strip())
+_ENABLED = frozenset(p.strip() for p in settings().WORKFLOWS_FAULTS.split(",") if p.strip())
 
 POINTS = {
     "after-create": "the runner created the container and has not started it",

@@ -1,5 +1,12 @@
 """Liveness of the long-running processes, kept in Redis with a TTL: what /healthz and the tests
-read to know that a worker or a scheduler is up (a key per process, gone soon after it dies)."""
+read to know that a worker or a scheduler is up (a key per process, gone soon after it dies).
+
+One of two liveness records, each for its own reader. This one answers "is a scheduler or a
+worker up right now?" for /healthz and the dashboard, cheaply and with no database write a
+second per process; it may be wrong after a Redis flush, and nothing that decides a run's fate
+reads it. services/hosts.py answers "is this engine host alive, away or lost?", the question
+that retries a lost host's runs: it lives in the database, on the database's clock, so that
+Redis losing its data or a host's clock being off never makes a host look lost."""
 from __future__ import annotations
 
 import os

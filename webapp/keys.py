@@ -10,6 +10,13 @@ from datetime import date
 RUNS_QUEUE = "runs"  # the default pool's runs
 NOTIFY_QUEUE = "notify"  # notification delivery attempts
 DEFAULT_POOL = "default"
+# The tasks a queue's jobs may name (jobs/tasks.py, where each is defined and the slots refuse any
+# other): the web and the services enqueue them by these names, since they never import jobs/;
+# tests/test_architecture.py checks that each names a function there.
+EXECUTE_RUN = "jobs.tasks.execute_run"
+RESUME_RUN = "jobs.tasks.resume_run"
+DELIVER_NOTIFICATION = "jobs.tasks.deliver_notification"
+TASKS = frozenset({EXECUTE_RUN, RESUME_RUN, DELIVER_NOTIFICATION})
 
 # Prefixes of families of keys (each family's members are named by the functions below).
 METRICS = "workflows:metrics"  # counters and histograms written by webapp/metrics.py
@@ -35,7 +42,7 @@ def run_cancel(public_id: str) -> str:
 
 
 def run_lease(public_id: str) -> str:
-    """The lock of the worker that owns the run; its token fences every write (webapp/livelog.py)."""
+    """The lock of the worker that owns the run; its token fences every write (webapp/runoutput/stream.py)."""
     return f"run:{public_id}:lease"
 
 

@@ -17,11 +17,13 @@ from simple_websocket import ConnectionClosed
 from ..connections import get_redis
 from ..extensions import db, sock
 from .. import keys
-from ..livelog import decode
+from ..runoutput import read
+from ..runoutput.stream import cursor_after, decode
 from ..models import Run
 from ..models.base import isoformat, utcnow
 from ..vocabulary import TERMINAL
 from ..services import runs as run_service
+from ..services.errors import Invalid
 from .blueprint import bp as api_bp
 from .errors import ApiError
 from .serialize import line_json
@@ -46,9 +48,20 @@ def authorize_stream():
     if origin and not _same_origin(origin):
         raise ApiError(403, "cross-site websocket refused", "forbidden")
     args = request.view_args or {}
+    g.live_after = _after_seq()
     g.live_run = run_service.get_run(g.principal, args["team_id"], args["run_id"])
     _take_thread()
     g.live_socket = _open_socket(g.principal, args["team_id"])
+
+
+def _after_seq() -> int:
+    """`?afterSeq=N`: the viewer has the lines up to N (the run page's own tail); -1: none."""
+    raw = request.args.get("afterSeq", "")
+    if raw == "":
+        return -1
+    if not raw.lstrip("-").isdigit() or not -1 <= int(raw) <= 2**31 - 1:
+        raise Invalid("afterSeq is a whole number from -1 to 2147483647", {"afterSeq": "-1 to 2147483647"})
+    return int(raw)
 
 
 # Each open stream holds a web thread: this process keeps at most WS_MAX_PER_PROCESS of its
@@ -152,7 +165,7 @@ def live_log_stream(ws, team_id: int, run_id: str):
     principal, socket_id = g.principal, g.live_socket
     watch = Watch(principal, team_id, socket_id)
     try:
-        stream_logs(ws, run_pk, public_id, watch)
+        stream_logs(ws, run_pk, public_id, watch, g.live_after)
     finally:
         _close_socket(principal, team_id, socket_id)
         if not watch.valid:
@@ -194,7 +207,7 @@ def _status(run_pk: int) -> str:
 def _send_stored(ws, run_pk: int, after: int, before: int | None = None) -> int:
     """Send the stored lines with after < seq (< before), a page at a time; the last seq sent."""
     last = after
-    for rows in run_service.log_pages(run_pk, after, before):
+    for rows in read.log_pages(run_pk, after, before):
         for row in rows:
             _send(ws, line_json(row))
             last = row.seq
@@ -233,15 +246,18 @@ def _end(ws, status: str) -> None:
         ws.receive(timeout=0.2)
 
 
-def stream_logs(ws, run_pk: int, public_id: str, watch: Watch) -> None:
+def stream_logs(ws, run_pk: int, public_id: str, watch: Watch, after: int = -1) -> None:
+    """The lines past `after`: the stored ones, then the live stream from the first entry the
+    database may not have yet (not from the stream's start), then the end."""
     try:
         status = _status(run_pk)
-        last = _send_stored(ws, run_pk, -1)
+        redis = get_redis(blocking=True)
+        key = keys.run_stream(public_id)
+        last = _send_stored(ws, run_pk, after)
         if status in TERMINAL:
             _end(ws, status)
             return
-        redis = get_redis(blocking=True)
-        key, cursor = keys.run_stream(public_id), "0-0"
+        cursor = cursor_after(public_id, last, redis)
         while ws.connected and watch.ok():  # a client that left frees its thread at once
             reply = redis.xread({key: cursor}, count=500, block=IDLE_CHECK_MS)
             if not reply:

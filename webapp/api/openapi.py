@@ -2,193 +2,14 @@
 validate requests; GET /api/docs renders it with a vendored Swagger UI."""
 from __future__ import annotations
 
-from typing import Literal, Optional
-
 from flask import current_app, jsonify, render_template_string, url_for
-from pydantic import BaseModel, Field
 
 from ..schemas import (ChannelCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, TriggerBody,
                        WorkflowCreate, WorkflowUpdate)
 from .blueprint import bp
-from ..vocabulary import ChannelKind, EventKind, RunStatus, Trigger, words
-
-Status = Literal[words(RunStatus)]
-
-
-class Workflow(BaseModel):
-    id: str
-    teamId: int
-    projectId: int
-    environmentId: int
-    name: str
-    image: str
-    command: Optional[list[str]]
-    env: dict[str, str]
-    schedule: Optional[str]
-    timeoutSec: int
-    maxRetries: int
-    nextRunAt: Optional[str]
-    createdAt: str
-    updatedAt: str
-    timezone: str
-    concurrencyPolicy: Literal["allow", "forbid", "replace"]
-    retryBackoffSec: int
-    memoryMb: Optional[int]
-    cpus: Optional[float]
-    network: Literal["bridge", "none"]
-    workerPool: str = Field(description="extension: the worker pool that runs it (`flask worker --pool NAME`)")
-    onHostLost: Literal["retry", "wait"] = Field(
-        description="extension: a running run whose worker host is lost (no heartbeat for HOST_LOST_SEC): "
-                    "`retry` fails it \"worker host lost\" and retries it by its budget; `wait` keeps it "
-                    "running until the host is back or an operator forgets the host")
-    readOnlyRootfs: bool = Field(description="extension: the container's root filesystem is read-only, with a "
-                                             "writable tmpfs /tmp of RUNS_TMPFS_MB")
-    expectSuccessWithinSec: Optional[int]
-    silentSince: Optional[str]
-    lastSuccessAt: Optional[str]
-
-
-class Run(BaseModel):
-    id: str
-    workflowId: str
-    teamId: int
-    trigger: Literal[words(Trigger)]
-    attempt: int
-    retryOf: Optional[str]
-    status: Status
-    exitCode: Optional[int]
-    error: Optional[str]
-    env: dict[str, str]
-    image: str
-    command: Optional[list[str]]
-    imageDigest: Optional[str]
-    workerHost: Optional[str] = Field(description="extension: the engine host the run was claimed on (its "
-                                                  "worker's WORKER_HOST); null until a worker claims it")
-    workerPool: str = Field(description="extension: the worker pool of its workflow when it was fired")
-    waiting: Optional[str] = Field(description="extension: why a run is not moving, when the reason is ours: a "
-                                               "queued run whose pool has no live worker (\"no live worker in "
-                                               "pool gpu\"), or a running run waiting for its lost worker host "
-                                               "(onHostLost wait); else null")
-    scheduledFor: Optional[str]
-    queuedAt: str
-    notBefore: str
-    startedAt: Optional[str]
-    finishedAt: Optional[str]
-    durationMs: Optional[int]
-    cancelRequested: bool
-    url: str
-
-
-class WorkflowList(BaseModel):
-    workflows: list[Workflow]
-
-
-class RunList(BaseModel):
-    runs: list[Run]
-    nextCursor: Optional[str]
-
-
-class LogLine(BaseModel):
-    stream: Literal["stdout", "stderr", "system"]
-    text: str
-    ts: str
-    seq: int
-
-
-class Logs(BaseModel):
-    runId: str
-    lines: list[LogLine]
-    truncated: bool
-    droppedBytes: int
-    nextAfterSeq: Optional[int]  # the afterSeq of the next page; null on the last
-
-
-class RegistryCredential(BaseModel):
-    id: int
-    projectId: int
-    registry: str
-    username: str
-    createdAt: str
-
-
-class RegistryCredentialList(BaseModel):
-    registryCredentials: list[RegistryCredential]
-
-
-class Environment(BaseModel):
-    id: int
-    projectId: int
-    name: str
-    production: bool
-    createdAt: str
-
-
-class EnvironmentList(BaseModel):
-    environments: list[Environment]
-
-
-class Project(BaseModel):
-    id: int
-    teamId: int
-    name: str
-    environments: list[Environment]
-    createdAt: str
-
-
-class ProjectList(BaseModel):
-    projects: list[Project]
-
-
-Event = Literal[words(EventKind)]
-
-
-class Channel(BaseModel):
-    id: int
-    teamId: int
-    kind: Literal[words(ChannelKind)]
-    name: str
-    target: str
-    events: list[Event]
-    createdAt: str
-    disabledAt: Optional[str] = Field(description="set when the endpoint refused CHANNEL_DISABLE_AFTER messages "
-                                                  "for good in a row: no notification is made for it until enabled")
-    failuresInARow: int = Field(description="permanent failures since the last delivery that went through")
-    lastError: Optional[str]
-    lastErrorAt: Optional[str]
-    signingSecret: Optional[str] = Field(None, description="webhook channels, in the create answer only")
-
-
-class ChannelList(BaseModel):
-    channels: list[Channel]
-
-
-class Delivery(BaseModel):
-    id: int
-    eventId: Optional[int]
-    attempt: int
-    status: Literal["pending", "sent", "failed"]
-    responseCode: Optional[int]
-    error: Optional[str]
-    createdAt: str
-
-
-class DeliveryList(BaseModel):
-    deliveries: list[Delivery]
-
-
-class Queued(BaseModel):
-    queued: bool
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    fields: Optional[dict[str, str]] = None
-
-
-class Error(BaseModel):
-    error: ErrorBody
-
+from .shapes import (Channel, ChannelList, Delivery, DeliveryList, Environment, EnvironmentList, Error, ErrorBody,
+                     LogLine, Logs, Project, ProjectList, Queued, RegistryCredential, RegistryCredentialList, Run,
+                     RunList, Workflow, WorkflowList)
 
 MODELS = [Workflow, Run, WorkflowList, RunList, LogLine, Logs, RegistryCredential, RegistryCredentialList,
           Channel, ChannelList, Delivery, DeliveryList, Queued, Environment, EnvironmentList, Project,
@@ -338,7 +159,8 @@ def document() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Workflows API", "version": "1.0.0",
                  "description": "Durable container tasks. Live logs: GET .../runs/{runId}/logs/stream "
-                                "upgrades to a websocket (same authentication)."},
+                                "upgrades to a websocket (same authentication); ?afterSeq=N sends only "
+                                "the lines after seq N."},
         "servers": [{"url": current_app.config["BASE_URL"]}],
         "security": [{"bearer": []}, {"session": []}],
         "paths": {**_workflow_paths(), **_team_paths()},

@@ -1,31 +1,27 @@
 """Registry credential routes."""
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import g
 
-from ..models.base import isoformat
 from ..schemas import RegistryCredentialCreate, parse
 from ..services import registry as service
 from .blueprint import bp
 from .body import json_body
-
-
-def credential_json(cred) -> dict:
-    return {"id": cred.id, "projectId": cred.project_id, "registry": cred.registry_host,
-            "username": cred.username, "createdAt": isoformat(cred.created_at)}
+from .serialize import answer, credential_shape
+from .shapes import RegistryCredentialList
 
 
 @bp.get("/projects/<int:team_id>/<int:project_id>/registry-credentials")
 def list_credentials(team_id: int, project_id: int):
     creds = service.list_credentials(g.principal, team_id, project_id)
-    return jsonify({"registryCredentials": [credential_json(c) for c in creds]})
+    return answer(RegistryCredentialList(registryCredentials=[credential_shape(c) for c in creds]))
 
 
 @bp.post("/projects/<int:team_id>/<int:project_id>/registry-credentials")
 def create_credential(team_id: int, project_id: int):
     service.get_project(g.principal, team_id, project_id)
     body = parse(RegistryCredentialCreate, json_body())
-    return jsonify(credential_json(service.create_credential(g.principal, team_id, project_id, body))), 201
+    return answer(credential_shape(service.create_credential(g.principal, team_id, project_id, body)), 201)
 
 
 @bp.delete("/projects/<int:team_id>/<int:project_id>/registry-credentials/<int:cred_id>")

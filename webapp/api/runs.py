@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from flask import Response, g, jsonify, request, stream_with_context
 
+from ..runoutput import read
 from ..services import runs as service
 from ..services.errors import Invalid
 from .blueprint import bp
-from .serialize import line_json, run_json
+from .serialize import answer, line_json, run_shape
+from .shapes import RunList
 
 
 @bp.get("/workflows/<int:team_id>/workflows/<workflow_id>/runs")
@@ -14,12 +16,12 @@ def list_runs(team_id: int, workflow_id: str):
     limit = _int_arg("limit", 20, 1, service.MAX_PAGE)
     runs, cursor = service.list_runs(g.principal, team_id, workflow_id, limit, request.args.get("cursor") or None)
     masked = g.principal.scope == "read"
-    return jsonify({"runs": [run_json(r, masked) for r in runs], "nextCursor": cursor})
+    return answer(RunList(runs=[run_shape(r, masked) for r in runs], nextCursor=cursor))
 
 
 @bp.get("/workflows/<int:team_id>/workflows/runs/<run_id>")
 def get_run(team_id: int, run_id: str):
-    return jsonify(run_json(service.get_run(g.principal, team_id, run_id), g.principal.scope == "read"))
+    return answer(run_shape(service.get_run(g.principal, team_id, run_id), g.principal.scope == "read"))
 
 
 @bp.get("/workflows/<int:team_id>/workflows/runs/<run_id>/logs")
@@ -30,9 +32,9 @@ def get_logs(team_id: int, run_id: str):
     after = _int_arg("afterSeq", -1, -1, 2**31 - 1)
     if request.args.get("format") == "text":
         run_pk = run.id
-        return Response(stream_with_context(service.log_text(run_pk, after)), mimetype="text/plain")
-    limit = _int_arg("limit", service.LOG_PAGE_MAX, 1, service.LOG_PAGE_MAX)
-    lines = service.log_lines(run, after_seq=after, limit=limit + 1)
+        return Response(stream_with_context(read.log_text(run_pk, after)), mimetype="text/plain")
+    limit = _int_arg("limit", read.LOG_PAGE_MAX, 1, read.LOG_PAGE_MAX)
+    lines = read.log_lines(run, after_seq=after, limit=limit + 1)
     more = len(lines) > limit
     lines = lines[:limit]
     return jsonify({"runId": run.public_id, "lines": [line_json(line) for line in lines],
@@ -55,9 +57,9 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 
 @bp.post("/workflows/<int:team_id>/workflows/runs/<run_id>/cancel")
 def cancel_run(team_id: int, run_id: str):
-    return jsonify(run_json(service.cancel_run(g.principal, team_id, run_id))), 202
+    return answer(run_shape(service.cancel_run(g.principal, team_id, run_id)), 202)
 
 
 @bp.post("/workflows/<int:team_id>/workflows/runs/<run_id>/retry")
 def retry_run(team_id: int, run_id: str):
-    return jsonify(run_json(service.retry_run(g.principal, team_id, run_id))), 202
+    return answer(run_shape(service.retry_run(g.principal, team_id, run_id)), 202)

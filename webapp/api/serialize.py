@@ -1,46 +1,84 @@
-"""The JSON shapes of the contract."""
+"""Each stored thing as its API shape (webapp/api/shapes.py). Log lines are the exception: a page
+holds up to 10,000 of them and the live stream sends them one by one, so `line_json` builds the
+plain dict (a model per line costs 6 µs); tests/test_openapi.py holds its keys to `LogLine`."""
 from __future__ import annotations
+
+from flask import jsonify
 
 from ..models import Run, Workflow
 from ..models.base import isoformat
 from ..services import hosts
+from ..services.channels import describe_target
 from ..services.masking import masked_env
-from ..services.runs import LogLine, run_url
+from ..runoutput.read import LogLine
+from ..services.runs import run_url
+from ..vocabulary import ChannelKind
+from . import shapes
 
 
-def workflow_json(wf: Workflow, masked: bool = False) -> dict:
+def workflow_shape(wf: Workflow, masked: bool = False) -> shapes.Workflow:
     """`masked`: secret-looking env values hidden (for read-scope keys)."""
-    return {
-        "id": wf.public_id, "teamId": wf.team_id, "projectId": wf.project_id,
-        "environmentId": wf.environment_id, "name": wf.name, "image": wf.image,
-        "command": wf.command, "env": masked_env(wf.env) if masked else (wf.env or {}), "schedule": wf.schedule,
-        "timeoutSec": wf.timeout_sec, "maxRetries": wf.max_retries,
-        "nextRunAt": isoformat(wf.next_run_at), "createdAt": isoformat(wf.created_at),
-        "updatedAt": isoformat(wf.updated_at), "timezone": wf.timezone,
-        "concurrencyPolicy": wf.concurrency_policy, "retryBackoffSec": wf.retry_backoff_sec,
-        "memoryMb": wf.memory_mb, "cpus": wf.cpus, "network": wf.network, "workerPool": wf.worker_pool,
-        "onHostLost": wf.on_host_lost,
-        "readOnlyRootfs": wf.read_only_rootfs,
-        "expectSuccessWithinSec": wf.expect_success_within_sec, "silentSince": isoformat(wf.silent_at),
-        "lastSuccessAt": isoformat(wf.last_success_at),
-    }
+    return shapes.Workflow(
+        id=wf.public_id, teamId=wf.team_id, projectId=wf.project_id, environmentId=wf.environment_id,
+        name=wf.name, image=wf.image, command=wf.command,
+        env=masked_env(wf.env) if masked else (wf.env or {}), schedule=wf.schedule,
+        timeoutSec=wf.timeout_sec, maxRetries=wf.max_retries, nextRunAt=isoformat(wf.next_run_at),
+        createdAt=isoformat(wf.created_at), updatedAt=isoformat(wf.updated_at), timezone=wf.timezone,
+        concurrencyPolicy=wf.concurrency_policy, retryBackoffSec=wf.retry_backoff_sec,
+        memoryMb=wf.memory_mb, cpus=wf.cpus, network=wf.network, workerPool=wf.worker_pool,
+        onHostLost=wf.on_host_lost, readOnlyRootfs=wf.read_only_rootfs,
+        expectSuccessWithinSec=wf.expect_success_within_sec, silentSince=isoformat(wf.silent_at),
+        lastSuccessAt=isoformat(wf.last_success_at))
 
 
-def run_json(run: Run, masked: bool = False) -> dict:
-    return {
-        "id": run.public_id, "workflowId": run.workflow.public_id, "teamId": run.team_id,
-        "trigger": run.trigger, "attempt": run.attempt,
-        "retryOf": run.retry_of.public_id if run.retry_of_id else None,
-        "status": run.shown_status, "exitCode": run.exit_code, "error": run.error,
-        "env": masked_env(run.env) if masked else (run.env or {}), "image": run.image, "command": run.command,
-        "imageDigest": run.image_digest, "workerHost": run.worker_host,
-        "workerPool": run.worker_pool, "waiting": hosts.waiting(run), "scheduledFor": isoformat(run.scheduled_for),
-        "queuedAt": isoformat(run.queued_at), "notBefore": isoformat(run.due_at),
-        "startedAt": isoformat(run.started_at), "finishedAt": isoformat(run.finished_at),
-        "durationMs": run.duration_ms, "cancelRequested": run.cancel_requested_at is not None,
-        "url": run_url(run),
-    }
+def run_shape(run: Run, masked: bool = False) -> shapes.Run:
+    return shapes.Run(
+        id=run.public_id, workflowId=run.workflow.public_id, teamId=run.team_id, trigger=run.trigger,
+        attempt=run.attempt, retryOf=run.retry_of.public_id if run.retry_of_id else None,
+        status=run.shown_status, exitCode=run.exit_code, error=run.error,
+        env=masked_env(run.env) if masked else (run.env or {}), image=run.image, command=run.command,
+        imageDigest=run.image_digest, workerHost=run.worker_host, workerPool=run.worker_pool,
+        waiting=hosts.waiting(run), scheduledFor=isoformat(run.scheduled_for), queuedAt=isoformat(run.queued_at),
+        notBefore=isoformat(run.due_at), startedAt=isoformat(run.started_at),
+        finishedAt=isoformat(run.finished_at), durationMs=run.duration_ms,
+        cancelRequested=run.cancel_requested_at is not None, url=run_url(run))
 
 
 def line_json(line: LogLine) -> dict:
     return {"stream": line.stream, "text": line.text, "ts": isoformat(line.ts), "seq": line.seq}
+
+
+def channel_shape(channel, secret: bool = False) -> shapes.Channel:
+    """`secret`: a webhook's signing secret included (shown once, at creation)."""
+    extra = {"signingSecret": channel.config["secret"]} if secret and channel.kind == ChannelKind.WEBHOOK else {}
+    return shapes.Channel(
+        id=channel.id, teamId=channel.team_id, kind=channel.kind, name=channel.name,
+        target=describe_target(channel), events=channel.events, createdAt=isoformat(channel.created_at),
+        disabledAt=isoformat(channel.disabled_at), failuresInARow=channel.failures_in_a_row,
+        lastError=channel.last_error, lastErrorAt=isoformat(channel.last_error_at), **extra)
+
+
+def delivery_shape(d) -> shapes.Delivery:
+    return shapes.Delivery(id=d.id, eventId=d.event_id, attempt=d.attempt, status=d.status,
+                           responseCode=d.response_code, error=d.error, createdAt=isoformat(d.created_at))
+
+
+def environment_shape(env) -> shapes.Environment:
+    return shapes.Environment(id=env.id, projectId=env.project_id, name=env.name, production=env.is_production,
+                              createdAt=isoformat(env.created_at))
+
+
+def project_shape(project) -> shapes.Project:
+    return shapes.Project(id=project.id, teamId=project.team_id, name=project.name,
+                          environments=[environment_shape(e) for e in project.environments],
+                          createdAt=isoformat(project.created_at))
+
+
+def credential_shape(cred) -> shapes.RegistryCredential:
+    return shapes.RegistryCredential(id=cred.id, projectId=cred.project_id, registry=cred.registry_host,
+                                     username=cred.username, createdAt=isoformat(cred.created_at))
+
+
+def answer(shape: shapes.Shape, status: int = 200):
+    """A route's answer: `shape` as JSON with `status`."""
+    return jsonify(shape.out()), status

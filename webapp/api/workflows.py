@@ -1,21 +1,22 @@
 """Workflow routes."""
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import g
 
 from ..schemas import TriggerBody, WorkflowCreate, WorkflowUpdate, parse
 from ..services import runs as run_service
 from ..services import workflows as service
 from .blueprint import bp
 from .body import json_body
-from .serialize import run_json, workflow_json
+from .serialize import answer, run_shape, workflow_shape
+from .shapes import WorkflowList
 
 
 @bp.get("/projects/<int:team_id>/<int:project_id>/workflows")
 def list_workflows(team_id: int, project_id: int):
     workflows = service.list_workflows(g.principal, team_id, project_id)
     masked = g.principal.scope == "read"
-    return jsonify({"workflows": [workflow_json(w, masked) for w in workflows]})
+    return answer(WorkflowList(workflows=[workflow_shape(w, masked) for w in workflows]))
 
 
 @bp.post("/projects/<int:team_id>/<int:project_id>/workflows")
@@ -23,20 +24,20 @@ def create_workflow(team_id: int, project_id: int):
     service.get_project(g.principal, team_id, project_id)
     body = parse(WorkflowCreate, json_body())
     wf = service.create_workflow(g.principal, team_id, project_id, body)
-    return jsonify(workflow_json(wf)), 201
+    return answer(workflow_shape(wf), 201)
 
 
 @bp.get("/workflows/<int:team_id>/workflows/<workflow_id>")
 def get_workflow(team_id: int, workflow_id: str):
-    return jsonify(workflow_json(service.get_workflow(g.principal, team_id, workflow_id),
-                                 g.principal.scope == "read"))
+    return answer(workflow_shape(service.get_workflow(g.principal, team_id, workflow_id),
+                                g.principal.scope == "read"))
 
 
 @bp.patch("/workflows/<int:team_id>/workflows/<workflow_id>")
 def update_workflow(team_id: int, workflow_id: str):
     service.get_workflow(g.principal, team_id, workflow_id, write=True)
     body = parse(WorkflowUpdate, json_body())
-    return jsonify(workflow_json(service.update_workflow(g.principal, team_id, workflow_id, body)))
+    return answer(workflow_shape(service.update_workflow(g.principal, team_id, workflow_id, body)))
 
 
 @bp.delete("/workflows/<int:team_id>/workflows/<workflow_id>")
@@ -50,4 +51,4 @@ def trigger_workflow(team_id: int, workflow_id: str):
     service.get_workflow(g.principal, team_id, workflow_id, write=True)
     body = parse(TriggerBody, json_body(optional=True))
     run = run_service.trigger_workflow(g.principal, team_id, workflow_id, body.env)
-    return jsonify(run_json(run)), 202
+    return answer(run_shape(run), 202)

@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from ..extensions import db
 from ..models import Project, Run
+from ..runoutput import read
 from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
 from ..services import channels as channel_service
 from .. import cron
@@ -297,7 +298,7 @@ def run_page(run_id: str):
     if htmx():
         return render_template("dashboard/_partials/run_summary.html", run=run, retries=retries)
     # Readable without JavaScript: the stored tail is in the page; the websocket then replaces it.
-    lines = run_service.last_log_lines(run, NO_JS_LINES)
+    lines = read.last_log_lines(run, NO_JS_LINES)
     return render_template("dashboard/run.html", run=run, retries=retries, env=masked_env(run.env),
                            lines=lines, more=len(lines) == NO_JS_LINES,
                            deliveries=channel_service.deliveries_for_run(run))
@@ -338,5 +339,5 @@ def _back_to_run(run_id: str):
 @login_required
 def download_log(run_id: str):
     run = _run_for_member(run_id)
-    return Response(stream_with_context(run_service.log_text(run.id)), mimetype="text/plain",
+    return Response(stream_with_context(read.log_text(run.id)), mimetype="text/plain",
                     headers={"Content-Disposition": f'attachment; filename="{run.public_id}.log"'})

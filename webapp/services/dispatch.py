@@ -32,7 +32,7 @@ def queue(name: str = RUNS_QUEUE, connection=None) -> Queue:
 
 def _run_job(run_public_id: str, timeout_sec: int):
     return Queue.prepare_data(
-        "jobs.tasks.execute_run", (run_public_id,),
+        keys.EXECUTE_RUN, (run_public_id,),
         job_id=f"run-{run_public_id}-{secrets.token_hex(4)}",
         timeout=timeout_sec + PULL_ALLOWANCE_SEC, ttl=JOB_TTL_SEC,
         result_ttl=300, failure_ttl=86400,
@@ -56,7 +56,7 @@ def enqueue_resume(run_public_id: str, timeout_sec: int, host: str | None) -> No
     """Take over a run whose worker is gone, on its engine's host (a run claimed before hosts were
     recorded: on any worker); ahead of fresh runs, since its container may be running."""
     queue(host_queue(host) if host else RUNS_QUEUE).enqueue(
-        "jobs.tasks.resume_run", run_public_id, job_timeout=timeout_sec + PULL_ALLOWANCE_SEC,
+        keys.RESUME_RUN, run_public_id, job_timeout=timeout_sec + PULL_ALLOWANCE_SEC,
         result_ttl=300, ttl=JOB_TTL_SEC, at_front=True, description=f"resume {run_public_id}")
 
 
@@ -66,7 +66,7 @@ def enqueue_notifications(ids: list[int]) -> None:
         return
     q = queue(NOTIFY_QUEUE)
     with q.connection.pipeline() as pipe:
-        q.enqueue_many([Queue.prepare_data("jobs.tasks.deliver_notification", (i,),
+        q.enqueue_many([Queue.prepare_data(keys.DELIVER_NOTIFICATION, (i,),
                                            timeout=NOTIFY_JOB_TIMEOUT_SEC, result_ttl=300, ttl=JOB_TTL_SEC,
                                            job_id=f"notify-{i}-{secrets.token_hex(4)}") for i in ids],
                        pipeline=pipe)

@@ -1,7 +1,8 @@
 """Worker hosts: the heartbeats of worker processes, and whether an engine host is alive, away or
 lost. The database holds the heartbeats (Redis losing its data must not make every host look lost),
 and its clock alone stamps and ages them (models/clock.py): a host whose own clock is off by a
-minute is judged exactly like the others."""
+minute is judged exactly like the others. (webapp/heartbeats.py is the other, Redis-only record,
+read by /healthz alone: it says why the two are apart.)"""
 from __future__ import annotations
 
 import time

@@ -12,7 +12,7 @@ from sqlalchemy import case, func, select, update
 
 from .. import faults, metrics
 from ..extensions import db
-from ..livelog import LeaseLost, publish_end
+from ..runoutput.stream import LeaseLost, publish_end
 from ..models import Event, Notification, NotificationChannel, Run, Workflow
 from ..backoff import backoff
 from ..models.base import utcnow

@@ -5,15 +5,14 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 from sqlalchemy.orm import contains_eager
 
 from ..extensions import db
-from ..models import Run, RunLogBlock, Workflow
+from ..models import Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..models.clock import db_now
 from . import budget, dispatch, quotas
@@ -21,7 +20,7 @@ from .access import Principal, require_environment_access, require_public_id, re
 from .errors import Conflict, Invalid, NotFound
 from .transitions import cancel_in_transaction
 from .workflows import get_project, get_workflow, visible
-from ..vocabulary import STATUSES, TERMINAL, TRIGGERS, RunStatus, Trigger
+from ..vocabulary import STATUSES, TRIGGERS, RunStatus, Trigger
 
 MAX_PAGE = 100
 
@@ -213,98 +212,6 @@ def project_runs(principal: Principal, team_id: int, project_id: int, filters: R
     return _newest_first(query, limit, cursor)
 
 
-LOG_PAGE_MAX = 10000  # lines per page of the logs API
-BLOCK_PAGE = 64  # blocks per query of everything that reads logs: at most 4 MiB of text
-
-
-class LogLine(NamedTuple):
-    """One stored line: blocks hold lines, readers see lines with their own seq."""
-    seq: int
-    stream: str
-    text: str
-    ts: datetime
-
-
-def _block_query(run_pk: int):
-    table = RunLogBlock.__table__
-    return select(table.c.first_seq, table.c.last_seq, table.c.stream, table.c.text, table.c.ts).where(
-        table.c.run_id == run_pk)
-
-
-def _blocks(run_pk: int, after_seq: int, before_seq: int | None, *, release: bool):
-    """The stored blocks holding a line with after_seq < seq (< before_seq), in order, a page of
-    blocks per query (keyset on last_seq). `release`: end the read transaction after each page, for
-    a reader that streams for long (a snapshot held open would keep SQLite's WAL growing)."""
-    table = RunLogBlock.__table__
-    while True:
-        query = _block_query(run_pk).where(table.c.last_seq > after_seq)
-        if before_seq is not None:
-            query = query.where(table.c.first_seq < before_seq)
-        rows = db.session.execute(query.order_by(table.c.last_seq).limit(BLOCK_PAGE)).all()
-        if release:
-            db.session.commit()
-        yield from rows
-        if len(rows) < BLOCK_PAGE:
-            return
-        after_seq = rows[-1].last_seq
-
-
-def _lines(block, after_seq: int = -1, before_seq: int | None = None) -> list[LogLine]:
-    first, stream, ts = block.first_seq, block.stream, block.ts
-    lines = [LogLine(first + i, stream, text, ts) for i, text in enumerate(block.text.split("\n"))]
-    if first <= after_seq or (before_seq is not None and block.last_seq >= before_seq):
-        lines = [line for line in lines if line.seq > after_seq and (before_seq is None or line.seq < before_seq)]
-    return lines
-
-
-def log_lines(run: Run, after_seq: int = -1, before_seq: int | None = None,
-              limit: int = LOG_PAGE_MAX) -> list[LogLine]:
-    """At most `limit` stored lines after `after_seq` (and before `before_seq`), in order."""
-    out: list[LogLine] = []
-    for block in _blocks(run.id, after_seq, before_seq, release=False):
-        out += _lines(block, after_seq, before_seq)
-        if len(out) >= limit:
-            break
-    return out[:limit]
-
-
-def log_pages(run_pk: int, after_seq: int = -1, before_seq: int | None = None):
-    """Every stored line after `after_seq` (and before `before_seq`), a block at a time: memory
-    stays bounded by a page of blocks whatever the length of the log."""
-    for block in _blocks(run_pk, after_seq, before_seq, release=True):
-        yield _lines(block, after_seq, before_seq)
-
-
-def log_text(run_pk: int, after_seq: int = -1):
-    """The log as text, streamed a block at a time (a block's text is its lines already joined)."""
-    for block in _blocks(run_pk, after_seq, None, release=True):
-        if block.first_seq > after_seq:
-            yield block.text + "\n"
-        else:
-            yield "".join(line.text + "\n" for line in _lines(block, after_seq))
-
-
-def note_in_log(public_id: str, text: str) -> bool | None:
-    """A system line added at the end of a finished run's stored output, after the fact (that its
-    host stopped its container, say). True once added; False while the run is not finished (its log
-    belongs to its owner, who says it); None if there is no such run. The seq is taken with a
-    compare-and-set on the run's next seq, so two writers never share one."""
-    table = Run.__table__
-    row = db.session.execute(select(table.c.id, table.c.status, table.c.log_next_seq)
-                             .where(table.c.public_id == public_id)).one_or_none()
-    if row is None or row.status not in TERMINAL:
-        db.session.commit()
-        return None if row is None else False
-    taken = db.session.execute(update(table).where(table.c.id == row.id, table.c.log_next_seq == row.log_next_seq)
-                               .values(log_next_seq=row.log_next_seq + 1)).rowcount
-    if taken:
-        db.session.execute(RunLogBlock.__table__.insert().values(
-            run_id=row.id, first_seq=row.log_next_seq, last_seq=row.log_next_seq, stream="system", text=text,
-            ts=utcnow()))
-    db.session.commit()
-    return bool(taken) or note_in_log(public_id, text)
-
-
 def run_url(run: Run) -> str:
     return f"{current_app.config['BASE_URL']}/runs/{run.public_id}"
 
@@ -327,24 +234,3 @@ def recent_runs(workflow_id: int, count: int) -> list[Run]:
     runs = (db.session.query(Run).filter(Run.workflow_id == workflow_id).order_by(Run.id.desc())
             .limit(count).all())
     return runs[::-1]
-
-
-def last_log_lines(run: Run, count: int) -> list[LogLine]:
-    """The last `count` stored lines, in order (what a page shows before its websocket connects)."""
-    table = RunLogBlock.__table__
-    blocks, lines, before = [], 0, None
-    while lines < count:  # newest blocks first, a page at a time, until they hold `count` lines
-        query = _block_query(run.id)
-        if before is not None:
-            query = query.where(table.c.last_seq < before)
-        page = db.session.execute(query.order_by(table.c.last_seq.desc()).limit(BLOCK_PAGE)).all()
-        for block in page:
-            blocks.append(block)
-            lines += block.last_seq - block.first_seq + 1
-            if lines >= count:
-                break
-        if len(page) < BLOCK_PAGE:
-            break
-        before = page[-1].last_seq
-    out = [line for block in reversed(blocks) for line in _lines(block)]
-    return out[-count:] if count else []

@@ -7,7 +7,7 @@ from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
-from ..livelog import publish_end
+from ..runoutput.stream import publish_end
 from ..models import Run, RunCount
 from ..models.base import utcnow
 from . import dispatch

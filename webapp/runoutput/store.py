@@ -24,12 +24,12 @@ from datetime import datetime, timedelta
 import redis
 from sqlalchemy import update
 
-from webapp import faults, keys
-from webapp.extensions import db
-from webapp.livelog import LeaseLost, publish_lines
-from webapp.models import Run, RunLogBlock
-from webapp.models.base import isoformat, utcnow
-from webapp.vocabulary import RunStatus
+from .. import faults, keys
+from ..extensions import db
+from ..models import Run, RunLogBlock
+from ..models.base import isoformat, utcnow
+from ..vocabulary import RunStatus
+from .stream import LeaseLost, publish_lines
 
 log = logging.getLogger(__name__)
 

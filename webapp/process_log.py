@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import os
+
+from .config import settings
 
 _context: contextvars.ContextVar[dict] = contextvars.ContextVar("workflows_log_context", default={})
 TEXT_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -56,27 +57,29 @@ def json_formatter() -> logging.Formatter:
 
 def configure() -> None:
     """The root logger's one handler, in the format LOG_FORMAT names (text or json)."""
-    json_lines = os.environ.get("LOG_FORMAT", "text").lower() == "json"
+    chosen = settings()
+    json_lines = chosen.LOG_FORMAT == "json"
     handler = logging.StreamHandler()
     handler.setFormatter(json_formatter() if json_lines else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+    root.setLevel(chosen.LOG_LEVEL)
 
 
 def gunicorn_logconfig() -> dict | None:
     """gunicorn's own error and access logs as JSON lines too, when LOG_FORMAT=json."""
-    if os.environ.get("LOG_FORMAT", "text").lower() != "json":
+    chosen = settings()
+    if chosen.LOG_FORMAT != "json":
         return None
     handler = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"],
                "stream": "ext://sys.stdout"}
     return {
         "version": 1, "disable_existing_loggers": False,
-        "filters": {"context": {"()": "webapp.logs.ContextFilter"}},
-        "formatters": {"json": {"()": "webapp.logs.json_formatter"}},
+        "filters": {"context": {"()": "webapp.process_log.ContextFilter"}},
+        "formatters": {"json": {"()": "webapp.process_log.json_formatter"}},
         "handlers": {"json": handler},
-        "root": {"handlers": ["json"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        "root": {"handlers": ["json"], "level": chosen.LOG_LEVEL},
         "loggers": {"gunicorn.error": {"handlers": ["json"], "propagate": False, "level": "INFO"},
                     "gunicorn.access": {"handlers": ["json"], "propagate": False, "level": "INFO"}},
     }

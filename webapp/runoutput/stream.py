@@ -4,7 +4,7 @@ Entries carry lines with their `seq`, the same number as stored, so a viewer can
 backlog, then the stream, and skip what it already has: no duplicate at the seam. An item of an
 entry is `[seq, stream, text, ts]`, where text may hold several lines joined by newlines (a block of
 one read): they are numbered seq, seq + 1, ... (a line itself never holds a newline). Where the stream
-was trimmed past what the viewer has, the viewer fills the hole from the database (`webapp/live.py`).
+was trimmed past what the viewer has, the viewer fills the hole from the database (`webapp/api/live.py`).
 
 Lines are published only by the run's owner: the publish is one Lua script that checks the run's
 lease (the owner's token) before it appends, so a worker that lost its run cannot write into the
@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 
 from flask import current_app, has_app_context
+from redis.exceptions import RedisError
 
-from . import keys
-from .connections import get_redis
+from .. import keys
+from ..connections import get_redis
 
 ENTRY_ITEMS = 200
 ENTRY_CHARS = 16 * 1024  # an entry holds up to this much text (one bigger item alone)
@@ -86,13 +87,37 @@ def publish_end(public_id: str, status: str, redis=None) -> None:
 
 
 def last_published_seq(public_id: str, redis=None) -> int | None:
-    """The highest seq any viewer may have received, or None if the stream is gone."""
+    """The highest seq any viewer may have received, or None if the stream is gone (or Redis
+    does not answer)."""
     r = redis or get_redis()
-    for _, fields in r.xrevrange(keys.run_stream(public_id), count=10):
+    try:
+        entries = r.xrevrange(keys.run_stream(public_id), count=10)
+    except RedisError:
+        return None
+    for _, fields in entries:
         items = [i for i in decode(fields) if "seq" in i]
         if items:
             return max(i["seq"] for i in items)
     return None
+
+
+def cursor_after(public_id: str, seq: int, redis=None) -> str:
+    """Where a reader that has every line up to `seq` starts reading the stream: the id of the
+    newest entry holding no line past `seq`, found from the end backwards (the database lags the
+    stream by a batch or two, so this reads a few entries, not the whole stream); "0-0" when
+    every entry kept holds later lines."""
+    r = redis or get_redis()
+    key, top = keys.run_stream(public_id), "+"
+    while True:
+        entries = r.xrevrange(key, max=top, count=50)
+        for entry_id, fields in entries:
+            lines = [i["seq"] for i in decode(fields) if "seq" in i]
+            if lines and max(lines) <= seq:
+                return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        if len(entries) < 50:
+            return "0-0"
+        last = entries[-1][0]
+        top = "(" + (last.decode() if isinstance(last, bytes) else last)
 
 
 def decode(fields: dict) -> list[dict]:

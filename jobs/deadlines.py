@@ -1,0 +1,115 @@
+"""What ends a run from outside its container: a cancel (asked in Redis, recorded in the database)
+and the clock (the run's instant, its timeout)."""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+import redis
+from sqlalchemy import select
+
+from webapp import keys
+from webapp.extensions import db
+from webapp.runoutput.stream import LeaseLost
+from webapp.models import Run
+from webapp.models.base import utcnow
+from webapp.services.dispatch import CANCEL_PLAIN
+
+log = logging.getLogger(__name__)
+
+POLL_SEC = 0.1
+CANCEL_DB_EVERY_SEC = 0.5  # a cancel reaches a running worker within this even without Redis
+
+
+class CancelWatch:
+    """Whether a run was cancelled, and why. Redis is the fast path (checked every poll); the
+    database, the record, is read at least every half second, so a cancel survives a Redis flush
+    or restart."""
+
+    def __init__(self, run: Run, store: redis.Redis):
+        self.run_pk, self.public_id, self.store = run.id, run.public_id, store
+        self.seen = run.cancel_requested_at is not None
+        self.reason = run.cancel_reason
+        self.next_db_check = time.monotonic() + CANCEL_DB_EVERY_SEC  # the row was just read
+        self.redis_warned = self.db_warned = False
+
+    def requested(self) -> bool:
+        if self.seen:
+            return True
+        if self._in_redis():
+            return True
+        now = time.monotonic()
+        if now >= self.next_db_check:
+            self.next_db_check = now + CANCEL_DB_EVERY_SEC
+            self._in_database()
+        return self.seen
+
+    def _in_redis(self) -> bool:
+        try:
+            value = self.store.get(keys.run_cancel(self.public_id))
+        except redis.RedisError as e:
+            if not self.redis_warned:
+                self.redis_warned = True
+                log.warning("cancel check of %s through Redis failed (%s); using the database", self.public_id, e)
+            return False
+        self.redis_warned = False
+        if value is None:
+            return False
+        self.seen = True
+        self.reason = None if value.decode() == CANCEL_PLAIN else value.decode()
+        return True
+
+    def _in_database(self) -> None:
+        try:
+            row = db.session.execute(select(Run.cancel_requested_at, Run.cancel_reason)
+                                     .where(Run.id == self.run_pk)).one()
+            db.session.commit()
+        except Exception as e:  # the database away: Redis still carries cancels meanwhile
+            db.session.rollback()
+            if not self.db_warned:
+                self.db_warned = True
+                log.warning("cancel check of %s in the database failed (%s); trying again", self.public_id,
+                            type(e).__name__)
+            return
+        self.db_warned = False
+        if row.cancel_requested_at is not None:
+            self.seen, self.reason = True, row.cancel_reason
+
+
+def until_due(run: Run, lost, cancel) -> str | None:
+    """A run handed over ahead of its instant (a cron fire made SCHEDULE_LEAD_SEC early: `due_at`
+    still to come) waits for it on the monotonic clock, its container created and attached, then
+    starts on time. Only a cancel stops it meanwhile: the fire is made, and like any run in
+    flight it outlives a later change or delete of its workflow. `lost`: the lease's event;
+    `cancel`: a CancelWatch. Returns the cancel's reason, or None to start."""
+    wait = (run.due_at - utcnow()).total_seconds()
+    if wait <= 0:
+        return None
+    start_at = time.monotonic() + wait
+    while start_at > time.monotonic():
+        if lost.is_set():
+            raise LeaseLost(run.public_id)
+        if cancel.requested():
+            return cancel.reason or "cancelled before its instant"
+        # read the clock after the checks: they may have taken longer than what was left
+        time.sleep(max(0.0, min(start_at - time.monotonic(), POLL_SEC)))
+    return None
+
+
+def remaining(run: Run) -> float:
+    """Seconds left of the run's timeout, counted from its start."""
+    started = run.started_at or utcnow()
+    return max(0.0, (started + timedelta(seconds=run.timeout_sec) - utcnow()).total_seconds())
+
+
+def timed_out(run: Run) -> str:
+    return f"the run exceeded its timeout of {run.timeout_sec} s; the container was killed"
+
+
+def overran_unwatched(run: Run, finished: datetime | None) -> str | None:
+    """The error of a container that exited past its timeout while no worker watched it, or None."""
+    started = run.started_at
+    if started and finished and finished > started + timedelta(seconds=run.timeout_sec):
+        return f"the run exceeded its timeout of {run.timeout_sec} s while no worker watched it"
+    return None

@@ -1,0 +1,196 @@
+"""The JSON shapes of the API's answers, written once: each is a pydantic model that the routes
+build their answers with (an unknown field is an error, so nothing is answered undocumented) and
+that the OpenAPI document (openapi.py) is generated from. Request bodies are in webapp/schemas.py."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..vocabulary import ChannelKind, EventKind, RunStatus, Trigger, words
+
+
+class Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def out(self) -> dict:
+        """The JSON object (fields left unset, such as a channel's signingSecret, left out)."""
+        return self.model_dump(exclude_unset=True)
+
+
+Status = Literal[words(RunStatus)]
+
+
+class Workflow(Shape):
+    id: str
+    teamId: int
+    projectId: int
+    environmentId: int
+    name: str
+    image: str
+    command: Optional[list[str]]
+    env: dict[str, str]
+    schedule: Optional[str]
+    timeoutSec: int
+    maxRetries: int
+    nextRunAt: Optional[str]
+    createdAt: str
+    updatedAt: str
+    timezone: str
+    concurrencyPolicy: Literal["allow", "forbid", "replace"]
+    retryBackoffSec: int
+    memoryMb: Optional[int]
+    cpus: Optional[float]
+    network: Literal["bridge", "none"]
+    workerPool: str = Field(description="extension: the worker pool that runs it (`flask worker --pool NAME`)")
+    onHostLost: Literal["retry", "wait"] = Field(
+        description="extension: a running run whose worker host is lost (no heartbeat for HOST_LOST_SEC): "
+                    "`retry` fails it \"worker host lost\" and retries it by its budget; `wait` keeps it "
+                    "running until the host is back or an operator forgets the host")
+    readOnlyRootfs: bool = Field(description="extension: the container's root filesystem is read-only, with a "
+                                             "writable tmpfs /tmp of RUNS_TMPFS_MB")
+    expectSuccessWithinSec: Optional[int]
+    silentSince: Optional[str]
+    lastSuccessAt: Optional[str]
+
+
+class Run(Shape):
+    id: str
+    workflowId: str
+    teamId: int
+    trigger: Literal[words(Trigger)]
+    attempt: int
+    retryOf: Optional[str]
+    status: Status
+    exitCode: Optional[int]
+    error: Optional[str]
+    env: dict[str, str]
+    image: str
+    command: Optional[list[str]]
+    imageDigest: Optional[str]
+    workerHost: Optional[str] = Field(description="extension: the engine host the run was claimed on (its "
+                                                  "worker's WORKER_HOST); null until a worker claims it")
+    workerPool: str = Field(description="extension: the worker pool of its workflow when it was fired")
+    waiting: Optional[str] = Field(description="extension: why a run is not moving, when the reason is ours: a "
+                                               "queued run whose pool has no live worker (\"no live worker in "
+                                               "pool gpu\"), or a running run waiting for its lost worker host "
+                                               "(onHostLost wait); else null")
+    scheduledFor: Optional[str]
+    queuedAt: str
+    notBefore: str
+    startedAt: Optional[str]
+    finishedAt: Optional[str]
+    durationMs: Optional[int]
+    cancelRequested: bool
+    url: str
+
+
+class WorkflowList(Shape):
+    workflows: list[Workflow]
+
+
+class RunList(Shape):
+    runs: list[Run]
+    nextCursor: Optional[str]
+
+
+class LogLine(Shape):
+    stream: Literal["stdout", "stderr", "system"]
+    text: str
+    ts: str
+    seq: int
+
+
+class Logs(Shape):
+    runId: str
+    lines: list[LogLine]
+    truncated: bool
+    droppedBytes: int
+    nextAfterSeq: Optional[int]  # the afterSeq of the next page; null on the last
+
+
+class RegistryCredential(Shape):
+    id: int
+    projectId: int
+    registry: str
+    username: str
+    createdAt: str
+
+
+class RegistryCredentialList(Shape):
+    registryCredentials: list[RegistryCredential]
+
+
+class Environment(Shape):
+    id: int
+    projectId: int
+    name: str
+    production: bool
+    createdAt: str
+
+
+class EnvironmentList(Shape):
+    environments: list[Environment]
+
+
+class Project(Shape):
+    id: int
+    teamId: int
+    name: str
+    environments: list[Environment]
+    createdAt: str
+
+
+class ProjectList(Shape):
+    projects: list[Project]
+
+
+Event = Literal[words(EventKind)]
+
+
+class Channel(Shape):
+    id: int
+    teamId: int
+    kind: Literal[words(ChannelKind)]
+    name: str
+    target: str
+    events: list[Event]
+    createdAt: str
+    disabledAt: Optional[str] = Field(description="set when the endpoint refused CHANNEL_DISABLE_AFTER messages "
+                                                  "for good in a row: no notification is made for it until enabled")
+    failuresInARow: int = Field(description="permanent failures since the last delivery that went through")
+    lastError: Optional[str]
+    lastErrorAt: Optional[str]
+    signingSecret: Optional[str] = Field(None, description="webhook channels, in the create answer only")
+
+
+class ChannelList(Shape):
+    channels: list[Channel]
+
+
+class Delivery(Shape):
+    id: int
+    eventId: Optional[int]
+    attempt: int
+    status: Literal["pending", "sent", "failed"]
+    responseCode: Optional[int]
+    error: Optional[str]
+    createdAt: str
+
+
+class DeliveryList(Shape):
+    deliveries: list[Delivery]
+
+
+class Queued(Shape):
+    queued: bool
+
+
+class ErrorBody(Shape):
+    code: str
+    message: str
+    fields: Optional[dict[str, str]] = None
+
+
+class Error(Shape):
+    error: ErrorBody
