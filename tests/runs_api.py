@@ -9,7 +9,7 @@ def base(m):
     return f"/api/workflows/{m.team_id}/workflows"
 
 
-def post_trigger(client, m, wf_id: str, body: dict | None = None, key: str = "full"):
+def post_trigger(client, m, wf_id: str, body: dict | None = None, *, key: str = "full"):
     """The raw response of a trigger, for tests of what it refuses."""
     return client.post(f"{base(m)}/{wf_id}/trigger", headers=m.h(key), **({"json": body} if body is not None else {}))
 

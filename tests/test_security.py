@@ -116,7 +116,7 @@ def test_dashboard_run_clicks_spend_the_teams_budget(page, server, alice):
 def test_refused_calls_do_not_spend_the_budget(client, alice, charlie):
     wf = create_wf(client, alice)
     for _ in range(30):
-        assert post_trigger(client, alice, wf["id"], "read").status_code == 403
+        assert post_trigger(client, alice, wf["id"], key="read").status_code == 403
     for _ in range(5):
         assert client.post(f"{base(charlie)}/{wf['id']}/trigger", headers=charlie.h()).status_code == 404
     statuses = [post_trigger(client, alice, wf["id"]).status_code for _ in range(31)]
