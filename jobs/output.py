@@ -13,12 +13,12 @@ from sqlalchemy import func, select
 
 from webapp import faults
 from webapp.extensions import db
-from webapp.runoutput.stream import LeaseLost
 from webapp.models import Run, RunLogBlock
+from webapp.runoutput.store import DailyOutput, Fence, LogSink, Skip
+from webapp.runoutput.stream import LeaseLost
 from webapp.services import quotas
 
 from . import engine
-from webapp.runoutput.store import DailyOutput, Fence, LogSink, Skip
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from docker.errors import DockerException
 from webapp import faults, metrics, process_log
 from webapp.connections import get_docker, get_redis
 from webapp.extensions import db
-from webapp.runoutput.stream import LeaseLost, last_published_seq
 from webapp.models import Run
 from webapp.models.base import utcnow
+from webapp.runoutput.store import SinkError
+from webapp.runoutput.stream import LeaseLost, last_published_seq
 from webapp.services import lifecycle, pools
 from webapp.vocabulary import RunStatus
 
@@ -24,7 +25,6 @@ from . import deadlines, engine, exits, fence, hosts
 from .executor import DockerExecutor
 from .image_prep import prepare_image
 from .lease import Lease, claim, owned_write, rows_kept, take_over
-from webapp.runoutput.store import SinkError
 from .output import Reader, open_sink
 
 log = logging.getLogger(__name__)

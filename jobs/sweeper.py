@@ -16,15 +16,15 @@ from sqlalchemy.orm import aliased
 from webapp import keys, metrics
 from webapp.connections import get_redis
 from webapp.extensions import db
-from webapp.process_log import WarnOnce
 from webapp.models import Notification, NotificationDelivery, Run
 from webapp.models.clock import db_now, seconds_between
+from webapp.process_log import WarnOnce
 from webapp.services import dispatch, hosts, lifecycle, silence
 from webapp.services.runs import hand_over_many
+from webapp.vocabulary import RunStatus
 
 from .notify import LOST_ENTRY_AFTER_SEC as NOTIFY_LOST_AFTER_SEC
 from .notify import STUCK_AFTER_SEC
-from webapp.vocabulary import RunStatus
 
 log = logging.getLogger(__name__)
 

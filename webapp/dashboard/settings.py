@@ -16,10 +16,10 @@ from ..services import registry as registry_service
 from ..services.access import require_team, require_write
 from ..services.budget import RateLimited
 from ..services.errors import ServiceError
+from ..vocabulary import ChannelKind, EventKind
 from . import reveal
 from .blueprint import bp
 from .pages import load_project, principal
-from ..vocabulary import ChannelKind, EventKind
 
 
 @bp.route("/teams/<int:team_id>/projects/<int:project_id>/settings", methods=["GET", "POST"])

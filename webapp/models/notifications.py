@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from ..extensions import db
-from .base import JSON, EncryptedJSON, utcnow
 from ..vocabulary import EventKind
+from .base import JSON, EncryptedJSON, utcnow
 
 
 

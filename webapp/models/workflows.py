@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from ..extensions import db
-from .base import JSON, EncryptedJSON, utcnow
 from ..vocabulary import RunStatus, TERMINAL
+from .base import JSON, EncryptedJSON, utcnow
 
 ON_HOST_LOST = ("retry", "wait")
 

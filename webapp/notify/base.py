@@ -10,8 +10,8 @@ import certifi
 import urllib3
 from flask import current_app
 
-from .destination import destination, destination_problem
 from ..vocabulary import EventKind
+from .destination import destination, destination_problem
 
 TIMEOUT_SEC = 10
 

@@ -1,8 +1,8 @@
 """Discord webhook: a message with one embed linking to the run page."""
 from __future__ import annotations
 
-from .base import Message, Transport
 from ..vocabulary import EventKind
+from .base import Message, Transport
 
 RED, GREEN, GREY = 0xD92D20, 0x12B76A, 0x667085
 

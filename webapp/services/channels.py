@@ -8,11 +8,11 @@ from ..extensions import db
 from ..models import Event, Notification, NotificationChannel, NotificationDelivery, Workflow
 from ..models.clock import db_now
 from ..notify import TRANSPORTS
+from ..vocabulary import CHANNEL_KINDS, DEFAULT_EVENTS, EVENTS
 from . import budget, dispatch
 from .access import Principal, require_not_test_key, require_team, require_write
 from .errors import Forbidden, Invalid, NotFound
 from .workflows import live_production_workflows
-from ..vocabulary import CHANNEL_KINDS, DEFAULT_EVENTS, EVENTS
 
 
 def validate(kind: str, name: str, target: str, events: list[str]) -> tuple[dict, list[str]]:

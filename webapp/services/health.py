@@ -14,9 +14,9 @@ from ..extensions import db
 from ..metrics import DURATION_BUCKETS
 from ..models import Run, Workflow
 from ..models.base import utcnow
+from ..vocabulary import RunStatus, TERMINAL, Trigger
 from .access import Principal
 from .workflows import get_project
-from ..vocabulary import RunStatus, TERMINAL, Trigger
 
 
 @dataclass

@@ -16,9 +16,9 @@ from ..extensions import db
 from ..models import Run, WorkerProcess
 from ..models.base import utcnow
 from ..models.clock import db_now
+from ..vocabulary import RunStatus
 from .errors import Conflict, NotFound
 from . import pools
-from ..vocabulary import RunStatus
 
 BEAT_EVERY_SEC = 1.0
 ALIVE_SEC = 5.0  # a host that beat within this is there: its host-bound work is handed to it

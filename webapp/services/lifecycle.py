@@ -11,15 +11,16 @@ from flask import current_app
 from sqlalchemy import case, func, select, update
 
 from .. import faults, metrics
-from ..extensions import db
-from ..runoutput.stream import LeaseLost, publish_end
-from ..models import Event, Notification, NotificationChannel, Run, Workflow
 from ..backoff import backoff
+from ..extensions import db
+from ..models import Event, Notification, NotificationChannel, Run, Workflow
 from ..models.base import utcnow
+from ..runoutput.stream import LeaseLost, publish_end
+from ..vocabulary import ACTIVE, RETRIED, EventKind, RunStatus, Trigger
 from . import dispatch
 from .runs import fire, handle, hand_over_many
 from .transitions import count_terminal
-from ..vocabulary import ACTIVE, RETRIED, EventKind, RunStatus, Trigger
+
 BACKOFF_CAP_SEC = 300
 
 

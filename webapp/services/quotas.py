@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import func, select
 
+from .. import cron
 from ..extensions import db
 from ..models import Run, Team, Workflow
-from .. import cron
-from .errors import Invalid, ServiceError
 from ..vocabulary import RunStatus
+from .errors import Invalid, ServiceError
 
 
 @dataclass(frozen=True)

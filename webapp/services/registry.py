@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from ..extensions import db
+from ..imageref import registry_host
 from ..models import RegistryCredential, Workflow
 from ..schemas import RegistryCredentialCreate
 from .access import Principal, require_not_test_key, require_write
 from .errors import Conflict, Forbidden, NotFound
-from ..imageref import registry_host
 from .workflows import get_project, live_production_workflows
 
 

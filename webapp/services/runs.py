@@ -15,12 +15,12 @@ from ..extensions import db
 from ..models import Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..models.clock import db_now
+from ..vocabulary import STATUSES, TRIGGERS, RunStatus, Trigger
 from . import budget, dispatch, quotas
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
 from .transitions import cancel_in_transaction
 from .workflows import get_project, get_workflow, visible
-from ..vocabulary import STATUSES, TRIGGERS, RunStatus, Trigger
 
 MAX_PAGE = 100
 

@@ -11,8 +11,8 @@ from sqlalchemy import update
 from ..extensions import db
 from ..models import Workflow
 from ..models.base import utcnow
-from .lifecycle import emit
 from ..vocabulary import EventKind
+from .lifecycle import emit
 
 
 def silent_for(wf: Workflow, now: datetime) -> bool:

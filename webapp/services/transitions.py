@@ -7,11 +7,11 @@ from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
-from ..runoutput.stream import publish_end
 from ..models import Run, RunCount
 from ..models.base import utcnow
-from . import dispatch
+from ..runoutput.stream import publish_end
 from ..vocabulary import RunStatus
+from . import dispatch
 
 
 def count_terminal(workflow_id: int, status: str, trigger: str) -> None:

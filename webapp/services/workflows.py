@@ -6,17 +6,17 @@ from datetime import datetime
 from flask import current_app
 from sqlalchemy import func, select
 
+from .. import cron
 from ..extensions import db
 from ..models import Environment, Project, Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..schemas import WorkflowCreate, WorkflowUpdate
-from .. import cron
+from ..vocabulary import ACTIVE, Trigger
 from . import pools, quotas
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Invalid, NotFound
 from .registry_hosts import registry_problem
 from .transitions import cancel_in_transaction
-from ..vocabulary import ACTIVE, Trigger
 
 # API field -> model attribute, for the fields a workflow body may carry.
 FIELDS = {
