@@ -1,6 +1,8 @@
 """Run routes: trigger, list with cursors, get, logs, cancel, retry, the rate limit."""
 from __future__ import annotations
 
+import re
+
 from conftest import create_wf, make_member
 from runs_api import base, post_trigger
 
@@ -86,6 +88,38 @@ def test_cancel_a_queued_run(client, alice):
     assert r.get_json()["finishedAt"]
     r = client.post(f"{base(alice)}/runs/{run['id']}/cancel", headers=alice.h())
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "conflict"
+
+
+def _reads_of_runs(app):
+    """A list that gathers every SELECT of the runs table made while it is open."""
+    from sqlalchemy import event
+    from webapp.extensions import db
+    seen = []
+
+    def record(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT") and re.search(r"\bFROM runs\b", statement):
+            seen.append(statement)
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    return seen, lambda: event.remove(engine, "before_cursor_execute", record)
+
+
+def test_a_cancel_loads_its_run_once_and_reads_the_answer_once(app, client, alice):
+    wf = create_wf(client, alice)
+    by_api, by_page = (post_trigger(client, alice, wf["id"]).get_json() for _ in range(2))
+    seen, stop = _reads_of_runs(app)
+    try:
+        r = client.post(f"{base(alice)}/runs/{by_api['id']}/cancel", headers=alice.h())
+        assert r.status_code == 202 and r.get_json()["status"] == "cancelled"
+        assert len(seen) == 2, seen  # the run, then the answer after the commit
+        client.post("/login", data={"email": alice.email, "password": alice.password})
+        seen.clear()
+        assert client.post(f"/runs/{by_page['id']}/cancel").status_code == 302
+        assert len(seen) == 1, seen  # the run; the page it returns to loads its own
+    finally:
+        stop()
+    assert client.get(f"{base(alice)}/runs/{by_page['id']}", headers=alice.h()).get_json()["status"] == "cancelled"
 
 
 def test_retry_only_terminal_runs(app, client, alice):

@@ -57,7 +57,8 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 
 @bp.post("/workflows/<int:team_id>/workflows/runs/<run_id>/cancel")
 def cancel_run(team_id: int, run_id: str):
-    return answer(run_shape(service.cancel_run(g.principal, team_id, run_id)), 202)
+    run = service.get_run(g.principal, team_id, run_id)
+    return answer(run_shape(service.cancel_run(g.principal, run)), 202)
 
 
 @bp.post("/workflows/<int:team_id>/workflows/runs/<run_id>/retry")

@@ -9,20 +9,20 @@ from flask import (Response, abort, current_app, flash, g, has_request_context, 
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
+from .. import cron
 from ..extensions import db
 from ..models import Project, Run
 from ..runoutput import read
 from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
 from ..services import channels as channel_service
-from .. import cron
 from ..services import health as health_service
 from ..services import hosts
 from ..services import runs as run_service
 from ..services import workflows as wf_service
-from ..services.access import Principal, require_public_id
+from ..services.access import Principal
 from ..services.budget import RateLimited
 from ..services.masking import masked_env
-from ..services.errors import ServiceError
+from ..services.errors import NotFound, ServiceError
 from .blueprint import bp
 from .forms import FormError, workflow_form, workflow_input
 
@@ -254,11 +254,10 @@ def workflow_page(team_id: int, workflow_id: str):
 
 
 def _run_for_member(run_id: str) -> Run:
-    require_public_id(run_id)
-    run = db.session.query(Run).filter_by(public_id=run_id).first()
-    if run is None:
+    try:
+        return run_service.find_run(principal(), run_id)
+    except NotFound:
         abort(404)
-    return run_service.get_run(principal(), run.team_id, run_id)
 
 
 @bp.get("/workers")
@@ -309,7 +308,7 @@ def run_page(run_id: str):
 def cancel_run(run_id: str):
     run = _run_for_member(run_id)
     try:
-        run_service.cancel_run(principal(), run.team_id, run_id)
+        run_service.cancel_run(principal(), run)
     except ServiceError as e:
         flash(e.message)
     return _back_to_run(run_id)

@@ -84,9 +84,17 @@ def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: di
 
 def get_run(principal: Principal, team_id: int, public_id: str) -> Run:
     require_team(principal, team_id)
+    run = find_run(principal, public_id)
+    if run.team_id != team_id:
+        raise NotFound("no such run")
+    return run
+
+
+def find_run(principal: Principal, public_id: str) -> Run:
+    """A run of one of the principal's teams by its id alone (a run page's link names no team)."""
     require_public_id(public_id)
     run = db.session.query(Run).filter_by(public_id=public_id).first()
-    if run is None or run.team_id != team_id:
+    if run is None or run.team_id not in principal.team_ids:
         raise NotFound("no such run")
     require_environment_access(principal, run.workflow.environment.is_production)
     return run
@@ -105,21 +113,21 @@ def retry_run(principal: Principal, team_id: int, public_id: str) -> Run:
     return fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run)
 
 
-def cancel_run(principal: Principal, team_id: int, public_id: str) -> Run:
-    run = get_run(principal, team_id, public_id)
+def cancel_run(principal: Principal, run: Run) -> Run:
+    """A run the caller has loaded (get_run, find_run): each face loads it once."""
     require_write(principal)
     return request_cancel(run)
 
 
 def request_cancel(run: Run, reason: str | None = None) -> Run:
     """Queued: cancelled now, before any container exists. Running: the owning worker stops it.
-    `reason` becomes the run's `error` (a user's cancel has none)."""
+    `reason` becomes the run's `error` (a user's cancel has none). The commit expires the run: a
+    caller that reads it again reads the cancel."""
     if run.terminal:
         raise Conflict(f"the run is already {run.status}")
     signal = cancel_in_transaction(run, reason)
     db.session.commit()
     signal()
-    db.session.refresh(run)
     return run
 
 
