@@ -1,5 +1,5 @@
 """One fixture world on real services: a real database (SQLite file or PostgreSQL), a real Redis
-(db 15), the real Docker engine. alice owns team A, bob is in team A too, charlie owns team B."""
+(a db of its own), the real Docker engine. alice owns team A, bob is in team A too, charlie owns team B."""
 from __future__ import annotations
 
 import os
@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,23 +19,45 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_IMAGE = "workflows.local/busybox:1"
-# scripts/test.sh runs the SQLite and the PostgreSQL pass side by side: each has its own Redis db
-# and database; names shared on the engine and the registry carry the pass.
+# scripts/test.sh runs the SQLite and the PostgreSQL pass side by side, each split over pytest-xdist
+# workers (gw0, gw1…). Every worker has its own Redis db and database; names it makes on the engine,
+# the registry and the machine's network carry TEST_SLOT (pass and worker), so none meets another's.
 TEST_PASS = "postgres" if os.environ.get("TEST_DATABASE_URL", "sqlite").startswith("postgres") else "sqlite"
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+MAX_WORKERS = 4  # per pass: Redis has 16 dbs, the two passes take 15..12 and 11..8
+SLOT_INDEX = (0 if TEST_PASS == "sqlite" else MAX_WORKERS) + int(WORKER[2:])
+assert int(WORKER[2:]) < MAX_WORKERS, f"at most {MAX_WORKERS} xdist workers per pass"
+TEST_SLOT = f"{TEST_PASS}-{WORKER}"
 # The tests' private registry (Debian's docker-registry, htpasswd auth), and an image pushed to it.
 REGISTRY = "127.0.0.1:5001"
-PRIVATE = f"{REGISTRY}/private/busybox-{TEST_PASS}"
+PRIVATE = f"{REGISTRY}/private/busybox-{TEST_SLOT}"
 AUTH = {"username": "tester", "password": "tester-pw"}
 
 sys.path.insert(0, str(ROOT))
 from webapp.config import local_redis_url  # noqa: E402
 
-_db = os.environ.get("TEST_DATABASE_URL", "sqlite")
-if _db == "sqlite":
-    _db = f"sqlite:///{tempfile.mkdtemp(prefix='workflows-test-')}/test.sqlite"
+
+
+def _own_database(url: str) -> str:
+    """The worker's database: a new SQLite file, or on PostgreSQL `<name>_<worker>` made afresh
+    (the role may create databases: scripts/setup.sh) when the suite runs split over workers."""
+    if url == "sqlite":
+        return f"sqlite:///{tempfile.mkdtemp(prefix='workflows-test-')}/test.sqlite"
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return url
+    import psycopg
+    base, name = url.rsplit("/", 1)
+    own = f"{name}_{WORKER}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{own}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{own}"')
+    return f"{base}/{own}"
+
+
+_db = _own_database(os.environ.get("TEST_DATABASE_URL", "sqlite"))
 os.environ.update(
     DATABASE_URL=_db,
-    REDIS_URL=os.environ.get("TEST_REDIS_URL") or local_redis_url(15 if TEST_PASS == "sqlite" else 14),
+    REDIS_URL=os.environ.get("TEST_REDIS_URL") or local_redis_url(15 - SLOT_INDEX),
     SECRET_KEY="test-secret-key-0123456789abcdef",
     BASE_URL="http://127.0.0.1:5999",
     WORKER_SLOTS="2",
@@ -342,9 +365,9 @@ def procs(app):
 @pytest.fixture(scope="module")
 def engine_b():
     """A second real Docker engine in a network namespace of its own (tests/second_engine.py), for
-    the tests of a module; each pass of the suite has its own."""
+    the tests of a module; each worker of each pass has its own."""
     from second_engine import SecondEngine
-    engine = SecondEngine(f"wf-engine-b-{TEST_PASS}")
+    engine = SecondEngine(f"wf-engine-b-{TEST_SLOT}")
     started = time.monotonic()
     engine.start(fresh=True)
     print(f"second engine up in {time.monotonic() - started:.1f} s")
@@ -390,8 +413,21 @@ def wait_status(client, member: Member, run_id: str, statuses=("succeeded", "fai
     return wait_for(check, timeout)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """pytest-xdist hands tests out by node id: of items that share one, a worker runs only one,
+    silently. Such tests must be marked serial (scripts/test.sh runs those without xdist)."""
+    shared = sorted(nodeid for nodeid, n in Counter(ids).items() if n > 1)
+    if shared:
+        raise pytest.UsageError(f"items share node ids, so pytest-xdist would run one of each: {shared}; "
+                                "mark them serial")
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """No container of the suite may outlive it."""
+    """No container of the suite may outlive it (each xdist worker checks its own; the controller
+    that hands out the tests has none)."""
+    if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
+        return
     try:
         app = create_app()
         with app.app_context():

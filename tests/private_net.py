@@ -30,7 +30,7 @@ class PrivateNet:
             "private": self.far,
             "private-192": f"192.168.214.{index}",
             "cgnat": f"100.64.214.{index}",
-            "metadata": "169.254.169.254" if index == 1 else f"169.254.169.{250 + index}",
+            "metadata": "169.254.169.254" if index == 1 else f"169.254.169.{240 + index}",
             "opened": f"10.214.9.{index}",  # inside the tests' RUNS_EGRESS_ALLOW
         }
         self.server = None

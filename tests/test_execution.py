@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from conftest import TEST_IMAGE, TEST_PASS, wait_for, wait_status
+from conftest import TEST_IMAGE, TEST_SLOT, wait_for, wait_status
 from runs_api import base, launch
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -203,7 +203,7 @@ def test_a_tag_moved_to_another_image_between_runs_runs_the_new_image(client, al
 
 
 def test_image_tag_policy_uses_the_local_copy_when_the_pull_fails(client, alice, docker_api):
-    local = f"127.0.0.1:5001/nowhere/busybox-{TEST_PASS}"
+    local = f"127.0.0.1:5001/nowhere/busybox-{TEST_SLOT}"
     docker_api.tag(TEST_IMAGE, local, "latest")
     try:
         _, run = launch(client, alice, image=f"{local}:latest", command=["sh", "-c", "echo ran"])

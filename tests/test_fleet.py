@@ -7,11 +7,13 @@ These need a database server: on SQLite the database runs inside each process, o
 its clock is that process's own (the SQLite pass has no fleet to partition or skew)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from datetime import datetime
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from conftest import ROOT, TEST_PASS, create_wf, grant_pool, wait_for, wait_status
 from engine_events import intervals
@@ -19,8 +21,11 @@ from partition import Partition
 from runs_api import base, fire, get, lines, retried_elsewhere, trigger
 from runs_api import containers as on
 
-pytestmark = pytest.mark.skipif(
-    TEST_PASS != "postgres", reason="a fleet needs a database server: SQLite serves one host, whose clock it is")
+pytestmark = [
+    pytest.mark.skipif(TEST_PASS != "postgres",
+                       reason="a fleet needs a database server: SQLite serves one host, whose clock it is"),
+    pytest.mark.serial,  # restarts the PostgreSQL cluster every worker of the pass uses
+]
 
 FAST = {"RUN_LEASE_TTL_SEC": "3"}
 LOST = {"HOST_LOST_SEC": "10"}  # hosts fence at 5 s, with a 2 s grace
@@ -124,8 +129,9 @@ def _restart_postgres() -> None:
 
 
 def _kill_connections() -> None:
+    name = make_url(os.environ["DATABASE_URL"]).database  # this worker's own database
     subprocess.run(["su", "postgres", "-c", "psql -qAt -c \"select count(pg_terminate_backend(pid)) from "
-                    "pg_stat_activity where datname = 'workflows_test' and pid <> pg_backend_pid()\""],
+                    f"pg_stat_activity where datname = '{name}' and pid <> pg_backend_pid()\""],
                    check=True, capture_output=True)
 
 

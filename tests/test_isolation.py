@@ -20,7 +20,7 @@ from simple_websocket import ConnectionError as HandshakeRefused
 from sqlalchemy import func, select, update
 
 from browsing import login
-from conftest import AUTH, REGISTRY, ROOT, TEST_IMAGE, TEST_PASS, create_wf, grant_pool, wait_for, wait_status, wf_body
+from conftest import AUTH, REGISTRY, ROOT, SLOT_INDEX, TEST_IMAGE, TEST_SLOT, create_wf, grant_pool, wait_for, wait_status, wf_body
 from private_net import BANNER, PrivateNet
 from private_net import PORT as NET_PORT
 from runs_api import base
@@ -177,7 +177,7 @@ def test_the_project_page_shows_the_teams_limits(app, client, alice, page, serve
 # -- 2. egress: the internet, never our services or private networks ----------------------------
 @pytest.fixture(scope="module")
 def private_net():
-    net = PrivateNet(1 if TEST_PASS == "sqlite" else 2).open()
+    net = PrivateNet(SLOT_INDEX + 1).open()
     yield net
     net.close()
 
@@ -273,10 +273,10 @@ def test_a_pool_set_aside_for_a_team_is_out_of_another_teams_reach(app, client, 
 
 # -- 9. containers leave nothing behind ---------------------------------------------------------
 def test_a_runs_anonymous_volume_goes_with_its_container(client, alice, procs, docker_api):
-    image = f"workflows.local/with-volume:{TEST_PASS}"
+    image = f"workflows.local/with-volume:{TEST_SLOT}"
     base_container = docker_api.create_container(TEST_IMAGE, command=["true"])
     try:
-        docker_api.commit(base_container["Id"], repository=image.split(":")[0], tag=TEST_PASS,
+        docker_api.commit(base_container["Id"], repository=image.split(":")[0], tag=TEST_SLOT,
                           changes=["VOLUME /d"])
     finally:
         docker_api.remove_container(base_container["Id"])
@@ -463,11 +463,11 @@ def test_past_a_teams_daily_output_runs_go_on_and_their_output_is_counted_not_ke
 # -- 9. images no run used for IMAGE_KEEP_DAYS leave the engine -------------------------------------
 def test_an_image_no_run_used_for_the_keep_days_is_pruned_and_others_stay(app, client, alice, procs, docker_api):
     from jobs import images
-    stale, fresh, unused = (f"workflows.local/prune-{name}:{TEST_PASS}" for name in ("stale", "fresh", "unused"))
+    stale, fresh, unused = (f"workflows.local/prune-{name}:{TEST_SLOT}" for name in ("stale", "fresh", "unused"))
     for ref in (stale, fresh, unused):  # three copies of the test image, each with a layer of its own
         c = docker_api.create_container(TEST_IMAGE, command=["true"], labels={"x": ref})
         try:
-            docker_api.commit(c["Id"], repository=ref.split(":")[0], tag=TEST_PASS, changes=[f"LABEL which={ref}"])
+            docker_api.commit(c["Id"], repository=ref.split(":")[0], tag=TEST_SLOT, changes=[f"LABEL which={ref}"])
         finally:
             docker_api.remove_container(c["Id"])
     procs.worker(1)

@@ -79,6 +79,7 @@ def _coin(*parts) -> bool:
     return zlib.crc32(repr(parts).encode()) % 2 == 0
 
 
+@pytest.mark.serial  # one node id for every operation: pytest-xdist would run only one of them
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
