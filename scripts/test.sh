@@ -3,8 +3,8 @@
 # passes run side by side, and each is split over TEST_WORKERS pytest-xdist workers (default 2, at
 # most 4; one test file stays on one worker, so module fixtures are made once). Every worker has its
 # own database and Redis db (tests/conftest.py). Tests marked `serial` (pytest.ini says why) run
-# after the others, in one process. Each pass's output is
-# printed whole at the end. pytest's exit 5 (no tests collected) counts as failure.
+# after the others, in one process. Each pass's output is printed whole at the end. pytest's exit
+# 5 (no tests collected) counts as failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 which_dbs="${1:-sqlite postgres}"

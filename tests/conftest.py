@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 from webapp.config import local_redis_url  # noqa: E402
 
 
-
 def _own_database(url: str) -> str:
     """The worker's database: a new SQLite file, or on PostgreSQL `<name>_<worker>` made afresh
     (the role may create databases: scripts/setup.sh) when the suite runs split over workers."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 from conftest import create_wf, make_member
 from runs_api import base, post_trigger
@@ -90,8 +91,9 @@ def test_cancel_a_queued_run(client, alice):
     assert r.status_code == 409 and r.get_json()["error"]["code"] == "conflict"
 
 
-def _reads_of_runs(app):
-    """A list that gathers every SELECT of the runs table made while it is open."""
+@contextmanager
+def reads_of_runs(app):
+    """A list that gathers every SELECT of the runs table made inside the block."""
     from sqlalchemy import event
     from webapp.extensions import db
     seen = []
@@ -102,14 +104,16 @@ def _reads_of_runs(app):
     with app.app_context():
         engine = db.engine
     event.listen(engine, "before_cursor_execute", record)
-    return seen, lambda: event.remove(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 def test_a_cancel_loads_its_run_once_and_reads_the_answer_once(app, client, alice):
     wf = create_wf(client, alice)
     by_api, by_page = (post_trigger(client, alice, wf["id"]).get_json() for _ in range(2))
-    seen, stop = _reads_of_runs(app)
-    try:
+    with reads_of_runs(app) as seen:
         r = client.post(f"{base(alice)}/runs/{by_api['id']}/cancel", headers=alice.h())
         assert r.status_code == 202 and r.get_json()["status"] == "cancelled"
         assert len(seen) == 2, seen  # the run, then the answer after the commit
@@ -117,9 +121,18 @@ def test_a_cancel_loads_its_run_once_and_reads_the_answer_once(app, client, alic
         seen.clear()
         assert client.post(f"/runs/{by_page['id']}/cancel").status_code == 302
         assert len(seen) == 1, seen  # the run; the page it returns to loads its own
-    finally:
-        stop()
     assert client.get(f"{base(alice)}/runs/{by_page['id']}", headers=alice.h()).get_json()["status"] == "cancelled"
+
+
+def test_a_run_page_of_another_team_or_of_no_run_is_a_plain_404(client, alice, charlie):
+    wf = create_wf(client, charlie)
+    theirs = post_trigger(client, charlie, wf["id"]).get_json()
+    client.post("/login", data={"email": alice.email, "password": alice.password})
+    for path in (f"/runs/{theirs['id']}", f"/runs/{theirs['id']}/row", "/runs/run_nope"):
+        r = client.get(path)
+        assert r.status_code == 404 and "belongs to a team you are not in" in r.get_data(as_text=True), path
+    assert client.post(f"/runs/{theirs['id']}/cancel").status_code == 404
+    assert client.get(f"{base(charlie)}/runs/{theirs['id']}", headers=charlie.h()).get_json()["status"] == "queued"
 
 
 def test_retry_only_terminal_runs(app, client, alice):

@@ -22,7 +22,7 @@ from ..services import workflows as wf_service
 from ..services.access import Principal
 from ..services.budget import RateLimited
 from ..services.masking import masked_env
-from ..services.errors import NotFound, ServiceError
+from ..services.errors import ServiceError
 from .blueprint import bp
 from .forms import FormError, workflow_form, workflow_input
 
@@ -144,7 +144,7 @@ def runs_tab(team_id: int, project_id: int):
 @login_required
 def run_row(run_id: str):
     """One row of the Runs tab (htmx polls it while the run is queued or running)."""
-    return render_template("dashboard/_partials/run_row.html", r=_run_for_member(run_id))
+    return render_template("dashboard/_partials/run_row.html", r=run_service.find_run(principal(), run_id))
 
 
 @bp.get("/teams/<int:team_id>/projects/<int:project_id>/health")
@@ -253,13 +253,6 @@ def workflow_page(team_id: int, workflow_id: str):
                            describe=cron.describe, env=masked_env(wf.env), live_pools=hosts.live_pools())
 
 
-def _run_for_member(run_id: str) -> Run:
-    try:
-        return run_service.find_run(principal(), run_id)
-    except NotFound:
-        abort(404)
-
-
 @bp.get("/workers")
 @login_required
 def workers():
@@ -291,7 +284,7 @@ def forget_host(host: str):
 @bp.get("/runs/<run_id>")
 @login_required
 def run_page(run_id: str):
-    run = _run_for_member(run_id)
+    run = run_service.find_run(principal(), run_id)
     g.project = run.workflow.project
     retries = db.session.query(Run).filter_by(retry_of_id=run.id).order_by(Run.id).all()
     if htmx():
@@ -306,7 +299,7 @@ def run_page(run_id: str):
 @bp.post("/runs/<run_id>/cancel")
 @login_required
 def cancel_run(run_id: str):
-    run = _run_for_member(run_id)
+    run = run_service.find_run(principal(), run_id)
     try:
         run_service.cancel_run(principal(), run)
     except ServiceError as e:
@@ -317,7 +310,7 @@ def cancel_run(run_id: str):
 @bp.post("/runs/<run_id>/retry")
 @login_required
 def retry_run(run_id: str):
-    run = _run_for_member(run_id)
+    run = run_service.find_run(principal(), run_id)
     try:
         new = run_service.retry_run(principal(), run.team_id, run_id)
     except ServiceError as e:
@@ -337,6 +330,6 @@ def _back_to_run(run_id: str):
 @bp.get("/runs/<run_id>/log.txt")
 @login_required
 def download_log(run_id: str):
-    run = _run_for_member(run_id)
+    run = run_service.find_run(principal(), run_id)
     return Response(stream_with_context(read.log_text(run.id)), mimetype="text/plain",
                     headers={"Content-Disposition": f'attachment; filename="{run.public_id}.log"'})

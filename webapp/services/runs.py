@@ -84,17 +84,16 @@ def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: di
 
 def get_run(principal: Principal, team_id: int, public_id: str) -> Run:
     require_team(principal, team_id)
-    run = find_run(principal, public_id)
-    if run.team_id != team_id:
-        raise NotFound("no such run")
-    return run
+    return find_run(principal, public_id, team_id)
 
 
-def find_run(principal: Principal, public_id: str) -> Run:
-    """A run of one of the principal's teams by its id alone (a run page's link names no team)."""
+def find_run(principal: Principal, public_id: str, team_id: int | None = None) -> Run:
+    """A run of `team_id`, or without it of any of the principal's teams (a run page's link names
+    no team)."""
     require_public_id(public_id)
     run = db.session.query(Run).filter_by(public_id=public_id).first()
-    if run is None or run.team_id not in principal.team_ids:
+    teams = principal.team_ids if team_id is None else {team_id}
+    if run is None or run.team_id not in teams:
         raise NotFound("no such run")
     require_environment_access(principal, run.workflow.environment.is_production)
     return run
