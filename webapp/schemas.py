@@ -5,9 +5,9 @@ The same pydantic models produce the OpenAPI document. Violations become a field
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from . import cron
 from .imageref import DOMAIN, image_problem
@@ -109,6 +109,32 @@ class _Strict(BaseModel):
         return v
 
 
+ExitCode = Annotated[int, Field(ge=1, le=255)]
+MAX_EXIT_CODES = 32
+ExitCodes = Annotated[list[ExitCode], Field(max_length=MAX_EXIT_CODES)]
+
+
+class RetryPolicy(_Strict):
+    """Which failed runs maxRetries retries, and how long each retry waits. The exit code rules
+    apply to a run that ended with an exit code; one that failed without (its image not pulled, its
+    host lost) is retried by its budget alone."""
+
+    onExitCodes: Optional[ExitCodes] = Field(
+        None, description="retry only a run that exited with one of these codes; null: any code")
+    exceptExitCodes: ExitCodes = Field(default_factory=list, description="never retry a run that exited with one of these")
+    onTimeout: StrictBool = Field(True, description="retry a run that timed out")
+    backoff: Literal["exponential", "fixed"] = Field(
+        "exponential", description="exponential: retryBackoffSec, then twice that, four times ... (spread by "
+                                   "±20 %); fixed: retryBackoffSec before each retry")
+    maxBackoffSec: Annotated[int, Field(ge=0, le=86400)] = Field(300, description="no retry waits longer")
+
+    @model_validator(mode="after")
+    def _one_rule(self):
+        if self.onExitCodes is not None and self.exceptExitCodes:
+            raise ValueError("give onExitCodes or exceptExitCodes, not both")
+        return self
+
+
 class _WorkflowFields(_Strict):
     _v_command = field_validator("command", check_fields=False)(_check_command)
     _v_env = field_validator("env", check_fields=False)(_check_env)
@@ -138,6 +164,7 @@ class WorkflowCreate(_WorkflowFields):
     onHostLost: HostLost = "retry"
     readOnlyRootfs: StrictBool = False
     expectSuccessWithinSec: Optional[ExpectSec] = None
+    retryPolicy: Optional[RetryPolicy] = None
 
 
 class WorkflowUpdate(_WorkflowFields):
@@ -160,9 +187,11 @@ class WorkflowUpdate(_WorkflowFields):
     onHostLost: Optional[HostLost] = None
     readOnlyRootfs: Optional[StrictBool] = None
     expectSuccessWithinSec: Optional[ExpectSec] = None
+    retryPolicy: Optional[RetryPolicy] = None  # replaces the whole policy; null: the defaults
 
     # Fields that may be set to null: the rest must have a value when present.
-    NULLABLE: ClassVar[frozenset] = frozenset({"command", "schedule", "memoryMb", "cpus", "expectSuccessWithinSec"})
+    NULLABLE: ClassVar[frozenset] = frozenset({"command", "schedule", "memoryMb", "cpus", "expectSuccessWithinSec",
+                                               "retryPolicy"})
 
 
 class TriggerBody(_Strict):
@@ -210,12 +239,13 @@ _MESSAGES = {
     "list_type": "must be an array of strings",
     "dict_type": "must be an object of strings",
     "bool_type": "must be true or false",
-    "model_type": "the body must be a JSON object",
+    "model_type": "must be a JSON object",
     "literal_error": None,
     "string_too_short": None,
     "string_too_long": None,
     "greater_than_equal": None,
     "less_than_equal": None,
+    "too_long": None,
 }
 
 
@@ -238,9 +268,24 @@ def _message(err: dict) -> str:
         return f"must be at least {ctx.get('ge')}"
     if kind == "less_than_equal":
         return f"must be at most {ctx.get('le')}"
+    if kind == "too_long":
+        return f"at most {ctx.get('max_length')} items"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')}"
     return err["msg"]
+
+
+def _field(model: type[BaseModel], loc: tuple) -> str:
+    """The field an error is about: `retryPolicy.onExitCodes` inside an object field, else the
+    top-level field (an env map's key or a command's index stays inside its field's message)."""
+    if not loc:
+        return "body"
+    info = model.model_fields.get(str(loc[0]))
+    inner = [t for t in ((info.annotation,) + get_args(info.annotation) if info else ())
+             if isinstance(t, type) and issubclass(t, BaseModel)]
+    if inner and len(loc) > 1 and isinstance(loc[1], str):
+        return f"{loc[0]}.{loc[1]}"
+    return str(loc[0])
 
 
 def parse(model: type[BaseModel], data) -> BaseModel:
@@ -252,9 +297,7 @@ def parse(model: type[BaseModel], data) -> BaseModel:
     except ValidationError as e:
         fields: dict[str, str] = {}
         for err in e.errors():
-            loc = err["loc"]
-            field = str(loc[0]) if loc else "body"
-            fields.setdefault(field, _message(err))
+            fields.setdefault(_field(model, err["loc"]), _message(err))
         raise SchemaError(fields) from None
     if isinstance(obj, WorkflowUpdate):
         nulls = {f: "must not be null" for f in obj.model_fields_set

@@ -7,7 +7,7 @@ from flask import jsonify
 
 from ..models import Run, Workflow
 from ..models.base import isoformat
-from ..services import hosts
+from ..services import hosts, retrying
 from ..services.channels import describe_target
 from ..services.masking import masked_env
 from ..runoutput.read import LogLine
@@ -28,7 +28,7 @@ def workflow_shape(wf: Workflow, masked: bool = False) -> shapes.Workflow:
         memoryMb=wf.memory_mb, cpus=wf.cpus, network=wf.network, workerPool=wf.worker_pool,
         onHostLost=wf.on_host_lost, readOnlyRootfs=wf.read_only_rootfs,
         expectSuccessWithinSec=wf.expect_success_within_sec, silentSince=isoformat(wf.silent_at),
-        lastSuccessAt=isoformat(wf.last_success_at))
+        lastSuccessAt=isoformat(wf.last_success_at), retryPolicy=retrying.policy_of(wf))
 
 
 def run_shape(run: Run, masked: bool = False) -> shapes.Run:
@@ -41,7 +41,7 @@ def run_shape(run: Run, masked: bool = False) -> shapes.Run:
         waiting=hosts.waiting(run), scheduledFor=isoformat(run.scheduled_for), queuedAt=isoformat(run.queued_at),
         notBefore=isoformat(run.due_at), startedAt=isoformat(run.started_at),
         finishedAt=isoformat(run.finished_at), durationMs=run.duration_ms,
-        cancelRequested=run.cancel_requested_at is not None, url=run_url(run))
+        cancelRequested=run.cancel_requested_at is not None, retryDecision=run.retry_decision, url=run_url(run))
 
 
 def line_json(line: LogLine) -> dict:

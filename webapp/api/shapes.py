@@ -7,6 +7,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..schemas import RetryPolicy
 from ..vocabulary import ChannelKind, EventKind, RunStatus, Trigger, words
 
 
@@ -52,6 +53,8 @@ class Workflow(Shape):
     expectSuccessWithinSec: Optional[int]
     silentSince: Optional[str]
     lastSuccessAt: Optional[str]
+    retryPolicy: RetryPolicy = Field(description="extension: which failed runs maxRetries retries, and their "
+                                                 "backoff; every field given")
 
 
 class Run(Shape):
@@ -82,6 +85,10 @@ class Run(Shape):
     finishedAt: Optional[str]
     durationMs: Optional[int]
     cancelRequested: bool
+    retryDecision: Optional[str] = Field(description="extension: why a failed or timed-out run was or was not "
+                                                     "retried (\"retried after 4 s as run_… (retry 1 of 3)\", "
+                                                     "\"not retried: exit code 3 is one the retry policy never "
+                                                     "retries (exceptExitCodes)\"); else null")
     url: str
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 
 from ..models import Workflow
+from ..schemas import RetryPolicy
+from ..services import retrying
 
 INT_FIELDS = ("timeoutSec", "maxRetries", "retryBackoffSec", "memoryMb", "expectSuccessWithinSec")
 FLOAT_FIELDS = ("cpus",)
@@ -60,6 +62,7 @@ def workflow_input(form, *, project_id: int | None = None) -> dict:
     data["workerPool"] = form.get("workerPool", "").strip() or "default"
     data["onHostLost"] = form.get("onHostLost", "retry")
     data["readOnlyRootfs"] = form.get("readOnlyRootfs") == "on"
+    data["retryPolicy"] = retry_policy_input(form)
     for field in INT_FIELDS + FLOAT_FIELDS:
         raw = form.get(field, "").strip()
         if raw == "":
@@ -68,6 +71,34 @@ def workflow_input(form, *, project_id: int | None = None) -> dict:
             continue
         data[field] = _number(raw, float if field in FLOAT_FIELDS else int)
     return data
+
+
+def _codes(form, field: str, empty):
+    """Exit codes written "1, 2" (commas or spaces); `empty` when none are written."""
+    words = form.get(field, "").replace(",", " ").split()
+    if not words:
+        return empty
+    if not all(w.isdigit() for w in words):
+        raise FormError({field: "exit codes are whole numbers, separated by commas"})
+    return [int(w) for w in words]
+
+
+def retry_policy_input(form) -> dict:
+    """The form's retry policy fields (named as the schema's error fields) as the API's retryPolicy."""
+    return {
+        "onExitCodes": _codes(form, "retryPolicy.onExitCodes", None),
+        "exceptExitCodes": _codes(form, "retryPolicy.exceptExitCodes", []),
+        "onTimeout": form.get("retryPolicy.onTimeout") == "on",
+        "backoff": form.get("retryPolicy.backoff", "exponential"),
+        "maxBackoffSec": _number(form.get("retryPolicy.maxBackoffSec", "").strip() or "300", int),
+    }
+
+
+def _retry_policy_form(policy) -> dict:
+    return {"retryPolicy.onExitCodes": ", ".join(map(str, policy.onExitCodes or [])),
+            "retryPolicy.exceptExitCodes": ", ".join(map(str, policy.exceptExitCodes)),
+            "retryPolicy.onTimeout": policy.onTimeout, "retryPolicy.backoff": policy.backoff,
+            "retryPolicy.maxBackoffSec": policy.maxBackoffSec}
 
 
 def _number(raw: str, kind):
@@ -82,7 +113,7 @@ def workflow_form(wf: Workflow | None) -> dict:
     if wf is None:
         return {"timeoutSec": 3600, "maxRetries": 0, "retryBackoffSec": 5, "timezone": "UTC",
                 "concurrencyPolicy": "allow", "network": "bridge", "workerPool": "default", "onHostLost": "retry",
-                "command": "", "env": ""}
+                "command": "", "env": "", **_retry_policy_form(RetryPolicy())}
     return {
         "name": wf.name, "image": wf.image,
         "command": "" if wf.command is None else "\n".join(wf.command),
@@ -92,4 +123,5 @@ def workflow_form(wf: Workflow | None) -> dict:
         "memoryMb": wf.memory_mb or "", "cpus": wf.cpus or "", "network": wf.network,
         "workerPool": wf.worker_pool, "onHostLost": wf.on_host_lost, "readOnlyRootfs": wf.read_only_rootfs,
         "expectSuccessWithinSec": wf.expect_success_within_sec or "",
+        **_retry_policy_form(retrying.policy_of(wf)),
     }

@@ -17,6 +17,7 @@ from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
 from ..services import channels as channel_service
 from ..services import health as health_service
 from ..services import hosts
+from ..services import retrying
 from ..services import runs as run_service
 from ..services import workflows as wf_service
 from ..services.access import Principal
@@ -250,7 +251,8 @@ def workflow_page(team_id: int, workflow_id: str):
     runs, cursor = run_service.list_runs(principal(), team_id, workflow_id, PAGE, request.args.get("cursor") or None)
     recent = run_service.recent_runs(wf.id, 30)
     return render_template("dashboard/workflow.html", wf=wf, runs=runs, cursor=cursor, recent=recent,
-                           describe=cron.describe, env=masked_env(wf.env), live_pools=hosts.live_pools())
+                           describe=cron.describe, env=masked_env(wf.env), live_pools=hosts.live_pools(),
+                           retry_rules=retrying.describe(wf))
 
 
 @bp.get("/workers")

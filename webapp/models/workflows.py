@@ -55,6 +55,8 @@ class Workflow(db.Model):
     # Since when its schedule's fires are skipped because the team's queue is full (one
     # workflow.missed for the stretch); cleared by its next fire.
     queue_full_at = db.Column(db.DateTime, nullable=True)
+    # The API's retryPolicy as given (null: the defaults); webapp/services/retrying.py reads it.
+    retry_policy = db.Column(JSON, nullable=True)
 
     project = db.relationship("Project")
     environment = db.relationship("Environment")
@@ -104,6 +106,8 @@ class Run(db.Model):
     owner_token = db.Column(db.String(40), nullable=True)
     cancel_requested_at = db.Column(db.DateTime, nullable=True)
     cancel_reason = db.Column(db.Text, nullable=True)
+    # Why a failed or timed-out run was or was not retried, decided with its terminal status.
+    retry_decision = db.Column(db.Text, nullable=True)
     # Bytes of container output read so far, per stream: where a re-attached reader resumes.
     stdout_bytes = db.Column(db.BigInteger, nullable=False, default=0)
     stderr_bytes = db.Column(db.BigInteger, nullable=False, default=0)

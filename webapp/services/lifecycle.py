@@ -11,17 +11,14 @@ from flask import current_app
 from sqlalchemy import case, func, select, update
 
 from .. import faults, metrics
-from ..backoff import backoff
 from ..extensions import db
 from ..models import Event, Notification, NotificationChannel, Run, Workflow
 from ..models.base import utcnow
 from ..runoutput.stream import LeaseLost, publish_end
 from ..vocabulary import ACTIVE, RETRIED, EventKind, RunStatus, Trigger
-from . import dispatch
+from . import dispatch, retrying
 from .runs import fire, handle, hand_over_many
 from .transitions import count_terminal
-
-BACKOFF_CAP_SEC = 300
 
 
 def owned_update(run: Run, owner: str, **values) -> None:
@@ -79,15 +76,18 @@ def _after_terminal(run: Run) -> Callable[[], None]:
     """Add the retry or the event to the transaction; returns the hand-over to make after it."""
     wf = run.workflow
     if run.status in RETRIED:
-        if run.attempt <= wf.max_retries and wf.deleted_at is None:
-            due = utcnow() + timedelta(seconds=backoff(wf.retry_backoff_sec, run.attempt, cap=BACKOFF_CAP_SEC, jitter=0.2))
-            retry = fire(wf, Trigger.RETRY, dict(run.env), attempt=run.attempt + 1, retry_of=run, due_at=due,
-                         commit=False)
+        why_not = retrying.refusal(wf, run)
+        if why_not is None:
+            delay = retrying.delay_sec(wf, run.attempt)
+            retry = fire(wf, Trigger.RETRY, dict(run.env), attempt=run.attempt + 1, retry_of=run,
+                         due_at=utcnow() + timedelta(seconds=delay), commit=False)
             db.session.flush()
+            run.retry_decision = retrying.retried(wf, retry, delay)
             if retry.due_at > utcnow():
                 return lambda: None  # the sweep hands it over when its backoff is over
             h = handle(retry)
             return lambda: hand_over_many([h])
+        run.retry_decision = f"not retried: {why_not}"
         db.session.execute(update(Workflow).where(Workflow.id == wf.id).values(alert_state="failing"))
         return _emit(run, EventKind.FAILED)
     if run.status == RunStatus.SUCCEEDED:

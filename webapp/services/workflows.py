@@ -12,7 +12,7 @@ from ..models import Environment, Project, Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..schemas import WorkflowCreate, WorkflowUpdate
 from ..vocabulary import ACTIVE, Trigger
-from . import pools, quotas
+from . import pools, quotas, retrying
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Invalid, NotFound
 from .registry_hosts import registry_problem
@@ -25,8 +25,14 @@ FIELDS = {
     "concurrencyPolicy": "concurrency_policy", "retryBackoffSec": "retry_backoff_sec",
     "memoryMb": "memory_mb", "cpus": "cpus", "network": "network", "workerPool": "worker_pool",
     "onHostLost": "on_host_lost", "readOnlyRootfs": "read_only_rootfs",
-    "expectSuccessWithinSec": "expect_success_within_sec",
+    "expectSuccessWithinSec": "expect_success_within_sec", "retryPolicy": "retry_policy",
 }
+
+
+def _value(body, api_name: str):
+    """A body field as its column keeps it."""
+    value = getattr(body, api_name)
+    return retrying.stored(value) if api_name == "retryPolicy" else value
 
 
 def check_limits(body) -> None:
@@ -156,7 +162,7 @@ def create_workflow(principal: Principal, team_id: int, project_id: int, body: W
     wf = Workflow(public_id=new_public_id("wf_"), team_id=team_id, project_id=project.id,
                   environment_id=environment.id, created_at=now, updated_at=now)
     for api_name, attr in FIELDS.items():
-        setattr(wf, attr, getattr(body, api_name))
+        setattr(wf, attr, _value(body, api_name))
     wf.environment = environment
     wf.expect_since = now if wf.expect_success_within_sec else None
     wf.next_run_at = compute_next_run_at(wf, now)
@@ -177,7 +183,7 @@ def update_workflow(principal: Principal, team_id: int, public_id: str, body: Wo
         pools.check(team_id, body.workerPool)
     before = wf.expect_success_within_sec
     for api_name in body.model_fields_set:
-        setattr(wf, FIELDS[api_name], getattr(body, api_name))
+        setattr(wf, FIELDS[api_name], _value(body, api_name))
     wf.updated_at = utcnow()
     if wf.expect_success_within_sec != before:
         # a new expectation counts from now; a workflow silent under the old one is not any more
