@@ -233,6 +233,31 @@ def server():
         yield f"http://127.0.0.1:{port}"
 
 
+@contextmanager
+def gunicorn(**env: str):
+    """The production web server (gunicorn.conf.py, separate worker processes) on a free port,
+    with `env` (WEB_WORKERS, WEB_THREADS ...); yields (its process, its base URL) once /healthz
+    answers."""
+    import requests
+    port = free_port()
+    web = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
+                           env=dict(os.environ, PORT=str(port), **env), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers():
+        try:
+            return requests.get(f"{url}/healthz", timeout=5).status_code in (200, 503)
+        except requests.RequestException:
+            return False
+    try:
+        wait_for(answers, 60)
+        yield web, url
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(20)
+
+
 @pytest.fixture
 def ws_server(app):
     """The test app served for websocket clients (the live log)."""

@@ -20,7 +20,7 @@ from simple_websocket import ConnectionError as HandshakeRefused
 from sqlalchemy import func, select, update
 
 from browsing import login
-from conftest import AUTH, REGISTRY, ROOT, SLOT_INDEX, TEST_IMAGE, TEST_SLOT, create_wf, grant_pool, wait_for, wait_status, wf_body
+from conftest import AUTH, REGISTRY, ROOT, SLOT_INDEX, TEST_IMAGE, TEST_SLOT, create_wf, grant_pool, gunicorn, wait_for, wait_status, wf_body
 from private_net import BANNER, PrivateNet
 from private_net import PORT as NET_PORT
 from runs_api import base
@@ -328,22 +328,9 @@ def test_an_image_on_a_registry_at_a_private_address_is_refused(app, client, ali
 def test_while_a_team_holds_its_most_streams_another_teams_api_calls_answer(app, client, alice, charlie):
     wf = create_wf(client, alice)
     run_id = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()["id"]  # stays queued
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, PORT=str(port), WEB_WORKERS="1", WEB_THREADS="8")
-    web = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     streams = []
-    try:
-        def up():
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/api/projects/{charlie.team_id}/{charlie.project_id}/workflows",
-                                    headers=charlie.h(), timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-        wait_for(up, 60)
-        url = f"ws://127.0.0.1:{port}/api/workflows/{alice.team_id}/workflows/runs/{run_id}/logs/stream"
+    with gunicorn(WEB_WORKERS="1", WEB_THREADS="8") as (_, base_url):
+        url = f"{base_url.replace('http://', 'ws://')}/api/workflows/{alice.team_id}/workflows/runs/{run_id}/logs/stream"
         refused = 0
         for _ in range(8):  # every thread of the process, if it let them
             try:
@@ -353,14 +340,11 @@ def test_while_a_team_holds_its_most_streams_another_teams_api_calls_answer(app,
                 assert "503" in str(e)
         assert len(streams) == 4 and refused == 4  # half of WEB_THREADS
         started = time.monotonic()
-        r = requests.get(f"http://127.0.0.1:{port}/api/projects/{charlie.team_id}/{charlie.project_id}/workflows",
+        r = requests.get(f"{base_url}/api/projects/{charlie.team_id}/{charlie.project_id}/workflows",
                          headers=charlie.h(), timeout=10)
         assert r.status_code == 200 and time.monotonic() - started < 1.0
-    finally:
         for ws in streams:
             ws.close()
-        web.terminate()
-        web.wait(20)
 
 
 # -- 10. smaller ones -------------------------------------------------------------------------------

@@ -112,7 +112,8 @@ def test_a_fixed_backoff_waits_the_same_each_time_and_none_waits_past_its_ceilin
     assert [round(gap(a, b), 1) for a, b in zip(runs, runs[1:])] == [2.0, 2.0]  # exponential: 2, then 4
     assert runs[0]["retryDecision"].startswith("retried after 2 s as ")
     runs = runs_of(client, alice, capped["id"], 3)
-    assert [round(gap(a, b), 1) for a, b in zip(runs, runs[1:])] == [1.0, 1.0]  # uncapped: 3, then 6
+    gaps = [gap(a, b) for a, b in zip(runs, runs[1:])]
+    assert all(0.79 <= g <= 1.001 for g in gaps), gaps  # uncapped: 3, then 6 (each spread by ±20 %)
 
 
 @pytest.mark.usefixtures("worker")

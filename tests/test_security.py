@@ -19,7 +19,7 @@ from simple_websocket import Client, ConnectionClosed
 from simple_websocket import ConnectionError as HandshakeRefused
 
 from browsing import login
-from conftest import AUTH, REGISTRY, ROOT, TEST_IMAGE, create_wf, free_port, wait_for, wait_status
+from conftest import AUTH, REGISTRY, ROOT, TEST_IMAGE, create_wf, gunicorn, wait_for, wait_status
 from live_client import stream_url
 from runs_api import base, post_trigger
 
@@ -341,13 +341,8 @@ def test_reading_a_five_million_line_log_keeps_the_web_process_flat(app, client,
         if db.engine.dialect.name == "postgresql":  # what autovacuum does after a bulk load
             db.session.execute(text("ANALYZE run_log_blocks"))
             db.session.commit()
-    port = free_port()
-    env = dict(os.environ, PORT=str(port), WEB_WORKERS="1", WEB_THREADS="4")
-    web = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "--config", "gunicorn.conf.py", "wsgi:app"],
-                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}/api/workflows/{alice.team_id}/workflows/runs/{run_id}/logs"
+    with gunicorn(WEB_WORKERS="1", WEB_THREADS="4") as (web, base_url):
+        url = f"{base_url}/api/workflows/{alice.team_id}/workflows/runs/{run_id}/logs"
         head = {"Authorization": f"Bearer {alice.full}"}
         wait_for(lambda: _get(url + "?limit=1", head) == 200, 60)
         worker_pid = int(subprocess.run(["pgrep", "-P", str(web.pid)], capture_output=True, text=True).stdout.split()[0])
@@ -364,9 +359,6 @@ def test_reading_a_five_million_line_log_keeps_the_web_process_flat(app, client,
             ws.receive(timeout=10)
         ws.close()
         after = _rss_kib(worker_pid)
-    finally:
-        os.killpg(web.pid, 15)
-        web.wait(20)
     assert after - before < 40 * 1024, (before, after)  # KiB: flat, whatever the log's length
 
 

@@ -77,6 +77,7 @@ POOL_NAME = r"[a-z0-9][a-z0-9_-]*"
 POOL_PATTERN = f"^{POOL_NAME}$"
 POOL_MAX = 40
 Pool = Annotated[str, Field(min_length=1, max_length=POOL_MAX, pattern=POOL_PATTERN)]
+PauseNote = Annotated[str, Field(max_length=500)]
 # What becomes of a running run whose worker host is lost: retried, or waiting for the host.
 HostLost = Literal["retry", "wait"]
 
@@ -165,6 +166,9 @@ class WorkflowCreate(_WorkflowFields):
     readOnlyRootfs: StrictBool = False
     expectSuccessWithinSec: Optional[ExpectSec] = None
     retryPolicy: Optional[RetryPolicy] = None
+    paused: StrictBool = False
+    pauseNote: Optional[PauseNote] = None
+    pauseTriggers: StrictBool = False
 
 
 class WorkflowUpdate(_WorkflowFields):
@@ -188,10 +192,15 @@ class WorkflowUpdate(_WorkflowFields):
     readOnlyRootfs: Optional[StrictBool] = None
     expectSuccessWithinSec: Optional[ExpectSec] = None
     retryPolicy: Optional[RetryPolicy] = None  # replaces the whole policy; null: the defaults
+    paused: Optional[StrictBool] = None
+    pauseNote: Optional[PauseNote] = None
+    pauseTriggers: Optional[StrictBool] = None
+    catchUp: Optional[StrictBool] = Field(None, description='with "paused": false: run what was missed while '
+                                                            'paused, by the catch-up rule; else it is not run')
 
     # Fields that may be set to null: the rest must have a value when present.
     NULLABLE: ClassVar[frozenset] = frozenset({"command", "schedule", "memoryMb", "cpus", "expectSuccessWithinSec",
-                                               "retryPolicy"})
+                                               "retryPolicy", "pauseNote"})
 
 
 class TriggerBody(_Strict):

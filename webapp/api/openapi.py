@@ -22,6 +22,10 @@ WORKFLOW = {"name": "workflowId", "in": "path", "required": True, "schema": {"ty
 RUN = {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}}
 CRED = {"name": "credentialId", "in": "path", "required": True, "schema": {"type": "integer"}}
 CHANNEL = {"name": "channelId", "in": "path", "required": True, "schema": {"type": "integer"}}
+IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
+               "description": "the same key within 24 h answers the first request's run (with the header "
+                              "Idempotent-Replayed: true), never a second run; sent with another request: 422",
+               "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"}}
 
 
 def _ref(name: str) -> dict:
@@ -35,7 +39,8 @@ def _json(name: str) -> dict:
 def _errors(*codes: int) -> dict:
     text = {400: "invalid request", 401: "missing or bad credentials", 403: "not allowed for this key",
             404: "not found (or another team's)", 409: "conflict with the run's status",
-            413: "body over 1 MiB", 415: "body is not JSON", 429: "rate limited"}
+            413: "body over 1 MiB", 415: "body is not JSON",
+            422: "Idempotency-Key already used for another request", 429: "rate limited"}
     return {str(c): {"description": text[c], **_json("Error")} for c in codes}
 
 
@@ -89,8 +94,8 @@ def _workflow_paths() -> dict:
             "delete": _op("Delete a workflow", [TEAM, WORKFLOW], ("204", None), read),
         },
         "/api/workflows/{teamId}/workflows/{workflowId}/trigger": {
-            "post": _op("Fire a workflow now", [TEAM, WORKFLOW], ("202", "Run"), write + (429,), "TriggerBody",
-                        body_required=False),
+            "post": _op("Fire a workflow now", [TEAM, WORKFLOW, IDEMPOTENCY], ("202", "Run"), write + (409, 422, 429),
+                        "TriggerBody", body_required=False),
         },
         "/api/workflows/{teamId}/workflows/{workflowId}/runs": {
             "get": _op("List runs, newest first", runs_params, ("200", "RunList"), (400,) + read),
@@ -106,7 +111,7 @@ def _workflow_paths() -> dict:
             "post": _op("Cancel a queued or running run", [TEAM, RUN], ("202", "Run"), read + (409,)),
         },
         "/api/workflows/{teamId}/workflows/runs/{runId}/retry": {
-            "post": _op("Re-fire a finished run", [TEAM, RUN], ("202", "Run"), read + (409, 429)),
+            "post": _op("Re-fire a finished run", [TEAM, RUN, IDEMPOTENCY], ("202", "Run"), (400,) + read + (409, 422, 429)),
         },
     }
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 from flask import Response, g, jsonify, request, stream_with_context
 
 from ..runoutput import read
+from ..services import idempotency
 from ..services import runs as service
 from ..services.errors import Invalid
 from .blueprint import bp
-from .serialize import answer, line_json, run_shape
+from .serialize import answer, fired_answer, line_json, run_shape
 from .shapes import RunList
 
 
@@ -63,4 +64,5 @@ def cancel_run(team_id: int, run_id: str):
 
 @bp.post("/workflows/<int:team_id>/workflows/runs/<run_id>/retry")
 def retry_run(team_id: int, run_id: str):
-    return answer(run_shape(service.retry_run(g.principal, team_id, run_id)), 202)
+    key = idempotency.valid_key(request.headers.get(idempotency.HEADER))
+    return fired_answer(service.retry_run(g.principal, team_id, run_id, key))

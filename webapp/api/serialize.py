@@ -28,7 +28,9 @@ def workflow_shape(wf: Workflow, masked: bool = False) -> shapes.Workflow:
         memoryMb=wf.memory_mb, cpus=wf.cpus, network=wf.network, workerPool=wf.worker_pool,
         onHostLost=wf.on_host_lost, readOnlyRootfs=wf.read_only_rootfs,
         expectSuccessWithinSec=wf.expect_success_within_sec, silentSince=isoformat(wf.silent_at),
-        lastSuccessAt=isoformat(wf.last_success_at), retryPolicy=retrying.policy_of(wf))
+        lastSuccessAt=isoformat(wf.last_success_at), paused=wf.paused_at is not None,
+        pausedAt=isoformat(wf.paused_at), pausedBy=wf.paused_by, pauseNote=wf.pause_note,
+        pauseTriggers=wf.pause_triggers, retryPolicy=retrying.policy_of(wf))
 
 
 def run_shape(run: Run, masked: bool = False) -> shapes.Run:
@@ -82,3 +84,11 @@ def credential_shape(cred) -> shapes.RegistryCredential:
 def answer(shape: shapes.Shape, status: int = 200):
     """A route's answer: `shape` as JSON with `status`."""
     return jsonify(shape.out()), status
+
+
+def fired_answer(fired):
+    """A manual fire's answer: 202 with its run; an Idempotency-Key's replay says so in a header."""
+    response, status = answer(run_shape(fired.run), 202)
+    if fired.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, status

@@ -53,6 +53,11 @@ class Workflow(Shape):
     expectSuccessWithinSec: Optional[int]
     silentSince: Optional[str]
     lastSuccessAt: Optional[str]
+    paused: bool = Field(description="extension: no scheduled fires until resumed; not silent")
+    pausedAt: Optional[str]
+    pausedBy: Optional[str] = Field(description="extension: the member's email or the API key that paused it")
+    pauseNote: Optional[str]
+    pauseTriggers: bool = Field(description="extension: while paused, manual fires are refused too (409)")
     retryPolicy: RetryPolicy = Field(description="extension: which failed runs maxRetries retries, and their "
                                                  "backoff; every field given")
 

@@ -1,14 +1,15 @@
 """Workflow routes."""
 from __future__ import annotations
 
-from flask import g
+from flask import g, request
 
 from ..schemas import TriggerBody, WorkflowCreate, WorkflowUpdate, parse
+from ..services import idempotency
 from ..services import runs as run_service
 from ..services import workflows as service
 from .blueprint import bp
 from .body import json_body
-from .serialize import answer, run_shape, workflow_shape
+from .serialize import answer, fired_answer, workflow_shape
 from .shapes import WorkflowList
 
 
@@ -50,5 +51,5 @@ def delete_workflow(team_id: int, workflow_id: str):
 def trigger_workflow(team_id: int, workflow_id: str):
     service.get_workflow(g.principal, team_id, workflow_id, write=True)
     body = parse(TriggerBody, json_body(optional=True))
-    run = run_service.trigger_workflow(g.principal, team_id, workflow_id, body.env)
-    return answer(run_shape(run), 202)
+    key = idempotency.valid_key(request.headers.get(idempotency.HEADER))
+    return fired_answer(run_service.trigger_workflow(g.principal, team_id, workflow_id, body.env, key))

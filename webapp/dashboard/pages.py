@@ -212,6 +212,23 @@ def delete_workflow(team_id: int, workflow_id: str):
     return redirect(url_for("dashboard.workflows", team_id=team_id, project_id=project_id))
 
 
+@bp.post("/teams/<int:team_id>/workflows/<workflow_id>/pause")
+@login_required
+def pause_workflow(team_id: int, workflow_id: str):
+    """Pause with a note (and, if asked, manual runs refused too), or resume (catching up if asked)."""
+    if request.form.get("paused") == "false":
+        data = {"paused": False, "catchUp": request.form.get("catchUp") == "on"}
+    else:
+        data = {"paused": True, "pauseNote": request.form.get("pauseNote", "").strip() or None,
+                "pauseTriggers": request.form.get("pauseTriggers") == "on"}
+    try:
+        wf = wf_service.update_workflow(principal(), team_id, workflow_id, parse(WorkflowUpdate, data))
+        flash(f"Paused {wf.name}." if wf.paused_at else f"Resumed {wf.name}.")
+    except (SchemaError, ServiceError) as e:
+        flash("Not paused: " + "; ".join(f"{k}: {v}" for k, v in (e.fields or {"form": e.message}).items()))
+    return redirect(url_for("dashboard.workflow_page", team_id=team_id, workflow_id=workflow_id))
+
+
 @bp.get("/schedule-preview")
 @login_required
 def schedule_preview():
@@ -231,7 +248,7 @@ def schedule_preview():
 @login_required
 def run_now(team_id: int, workflow_id: str):
     try:
-        run = run_service.trigger_workflow(principal(), team_id, workflow_id, {})
+        run = run_service.trigger_workflow(principal(), team_id, workflow_id, {}).run
     except RateLimited as e:
         if not htmx():
             raise
@@ -314,7 +331,7 @@ def cancel_run(run_id: str):
 def retry_run(run_id: str):
     run = run_service.find_run(principal(), run_id)
     try:
-        new = run_service.retry_run(principal(), run.team_id, run_id)
+        new = run_service.retry_run(principal(), run.team_id, run_id).run
     except ServiceError as e:
         flash(e.message)
         return _back_to_run(run_id)

@@ -1,12 +1,13 @@
 """All models, importable from one place."""
 from .hosts import PoolGrant, WorkerProcess
+from .idempotency import IdempotencyKey
 from .notifications import Event, Notification, NotificationChannel, NotificationDelivery
 from .registry import RegistryCredential
 from .tenancy import ApiKey, Environment, Membership, Project, Team, User
 from .workflows import Run, RunCount, RunLogBlock, Workflow
 
 __all__ = [
-    "ApiKey", "Environment", "Event", "Membership", "Notification", "NotificationChannel",
+    "ApiKey", "Environment", "Event", "IdempotencyKey", "Membership", "Notification", "NotificationChannel",
     "NotificationDelivery", "PoolGrant", "Project", "RegistryCredential", "Run", "RunCount", "RunLogBlock", 
     "Team", "User", "Workflow", "WorkerProcess",
 ]

@@ -57,6 +57,12 @@ class Workflow(db.Model):
     queue_full_at = db.Column(db.DateTime, nullable=True)
     # The API's retryPolicy as given (null: the defaults); webapp/services/retrying.py reads it.
     retry_policy = db.Column(JSON, nullable=True)
+    # Paused (webapp/services/pausing.py): no scheduled fires (next_run_at null) and not silent;
+    # with pause_triggers, manual fires are refused too. Who paused it, in words, and why.
+    paused_at = db.Column(db.DateTime, nullable=True)
+    paused_by = db.Column(db.String(300), nullable=True)
+    pause_note = db.Column(db.Text, nullable=True)
+    pause_triggers = db.Column(db.Boolean, nullable=False, default=False, server_default=db.false())
 
     project = db.relationship("Project")
     environment = db.relationship("Environment")

@@ -80,7 +80,7 @@ def _after_terminal(run: Run) -> Callable[[], None]:
         if why_not is None:
             delay = retrying.delay_sec(wf, run.attempt)
             retry = fire(wf, Trigger.RETRY, dict(run.env), attempt=run.attempt + 1, retry_of=run,
-                         due_at=utcnow() + timedelta(seconds=delay), commit=False)
+                         due_at=run.finished_at + timedelta(seconds=delay), commit=False)  # from the end
             db.session.flush()
             run.retry_decision = retrying.retried(wf, retry, delay)
             if retry.due_at > utcnow():

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager
 
 from ..extensions import db
@@ -16,7 +17,7 @@ from ..models import Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..models.clock import db_now
 from ..vocabulary import STATUSES, TRIGGERS, RunStatus, Trigger
-from . import budget, dispatch, quotas
+from . import budget, dispatch, idempotency, pausing, quotas
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
 from .transitions import cancel_in_transaction
@@ -71,15 +72,48 @@ def hand_over_many(runs: list[tuple[int, str, int, str]]) -> None:
     db.session.commit()
 
 
-def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: dict) -> Run:
+@dataclass(frozen=True)
+class Fired:
+    """A manual fire's run; `replayed` when an Idempotency-Key answered an earlier fire's run."""
+    run: Run
+    replayed: bool = False
+
+
+def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: dict,
+                     key: str | None = None) -> Fired:
     """A manual fire, from the API or the dashboard: spends the team's trigger budget once the
-    call is known to be allowed (refusals cost nothing)."""
+    call is known to be allowed (refusals and replays cost nothing)."""
     wf = get_workflow(principal, team_id, public_id, write=True)
+    pausing.require_triggers(wf)
     merged = {**(wf.env or {}), **env}
     quotas.check_run_env(team_id, merged)
+    return _fire_once(team_id, key, idempotency.fingerprint("trigger", wf.public_id, env),
+                      lambda: fire(wf, Trigger.MANUAL, merged, commit=False))
+
+
+def _fire_once(team_id: int, key: str | None, request_hash: str, make) -> Fired:
+    """The run `make` adds to the session, committed and handed over, once per Idempotency-Key
+    (webapp/services/idempotency.py): a key seen before answers its first run instead."""
+    if key is not None:
+        first = idempotency.first_run(team_id, key, request_hash)
+        if first is not None:
+            return Fired(first, replayed=True)
     quotas.check_queue(team_id)
     budget.spend_trigger(team_id)
-    return fire(wf, Trigger.MANUAL, merged)
+    run = make()
+    if key is not None:
+        idempotency.claim(team_id, key, request_hash, run)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # a concurrent request with the same key committed first
+        first = idempotency.first_run(team_id, key, request_hash) if key is not None else None
+        if first is None:
+            raise
+        return Fired(first, replayed=True)
+    if run.due_at <= utcnow():
+        hand_over(run)
+    return Fired(run)
 
 
 def get_run(principal: Principal, team_id: int, public_id: str) -> Run:
@@ -99,17 +133,21 @@ def find_run(principal: Principal, public_id: str, team_id: int | None = None) -
     return run
 
 
-def retry_run(principal: Principal, team_id: int, public_id: str) -> Run:
+def retry_run(principal: Principal, team_id: int, public_id: str, key: str | None = None) -> Fired:
     """A manual re-fire of a terminal run with the same env: a fresh attempt chain."""
     run = get_run(principal, team_id, public_id)
     require_write(principal)
+    if key is not None:  # the first answer, whatever the run became since
+        first = idempotency.first_run(team_id, key, idempotency.fingerprint("retry", run.public_id))
+        if first is not None:
+            return Fired(first, replayed=True)
     if not run.terminal:
         raise Conflict(f"the run is {run.status}; only a finished run can be retried")
     if run.workflow.deleted_at is not None:
         raise Conflict("the workflow was deleted")
-    quotas.check_queue(team_id)
-    budget.spend_trigger(team_id)
-    return fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run)
+    pausing.require_triggers(run.workflow)
+    return _fire_once(team_id, key, idempotency.fingerprint("retry", run.public_id),
+                      lambda: fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run, commit=False))
 
 
 def cancel_run(principal: Principal, run: Run) -> Run:

@@ -28,12 +28,14 @@ def check_silent(now: datetime | None = None) -> int:
     now = now or utcnow()
     candidates = (db.session.query(Workflow)
                   .filter(Workflow.expect_success_within_sec.is_not(None), Workflow.silent_at.is_(None),
+                          Workflow.paused_at.is_(None),  # a paused workflow is quiet on purpose
                           Workflow.deleted_at.is_(None)).all())
     handed = []  # hand-overs of the notifications, made after the commits
     for wf in candidates:
         if not silent_for(wf, now):
             continue
-        won = db.session.execute(update(Workflow).where(Workflow.id == wf.id, Workflow.silent_at.is_(None))
+        won = db.session.execute(update(Workflow).where(Workflow.id == wf.id, Workflow.silent_at.is_(None),
+                                                        Workflow.paused_at.is_(None))  # not paused since
                                  .values(silent_at=now)).rowcount
         if not won:
             continue

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
 from ..models import Run, RunCount
 from ..models.base import utcnow
 from ..runoutput.stream import publish_end
-from ..vocabulary import RunStatus
+from ..vocabulary import ACTIVE, RunStatus, Trigger
 from . import dispatch
 
 
@@ -46,3 +46,17 @@ def cancel_in_transaction(run: Run, reason: str | None = None):
         except Exception:  # the worker polls the database too
             current_app.logger.warning("could not signal the cancel of %s through Redis", public_id)
     return fast_path
+
+
+def cancel_prepared(workflow_id: int, now, reason: str) -> list:
+    """Cancel the workflow's scheduled fires made ahead of an instant after `now`
+    (SCHEDULE_LEAD_SEC): fires of the future, not runs in flight, so no container starts. The
+    caller has written the workflow's row first in this transaction, which locks it (PostgreSQL's
+    row lock, SQLite's write lock): a scheduler's claim either committed before, and its run is
+    read here, or waits and then finds next_run_at changed. Returns the signals to send after the
+    commit."""
+    db.session.flush()
+    ahead = db.session.scalars(select(Run).where(
+        Run.workflow_id == workflow_id, Run.trigger == Trigger.SCHEDULE, Run.status.in_(ACTIVE),
+        Run.started_at.is_(None), Run.due_at > now)).all()
+    return [cancel_in_transaction(run, reason) for run in ahead]

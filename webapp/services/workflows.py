@@ -11,12 +11,11 @@ from ..extensions import db
 from ..models import Environment, Project, Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..schemas import WorkflowCreate, WorkflowUpdate
-from ..vocabulary import ACTIVE, Trigger
-from . import pools, quotas, retrying
+from . import pausing, pools, quotas, retrying
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Invalid, NotFound
 from .registry_hosts import registry_problem
-from .transitions import cancel_in_transaction
+from .transitions import cancel_prepared
 
 # API field -> model attribute, for the fields a workflow body may carry.
 FIELDS = {
@@ -60,7 +59,8 @@ def get_project(principal: Principal, team_id: int, project_id: int) -> Project:
     return project
 
 
-SHOW = {"failing": "failing", "silent": "silent", "scheduled": "scheduled", "manual": "manual only"}
+SHOW = {"failing": "failing", "silent": "silent", "paused": "paused", "scheduled": "scheduled",
+        "manual": "manual only"}
 
 
 def _like(text: str) -> str:
@@ -99,6 +99,8 @@ def _project_workflows(principal: Principal, team_id: int, project_id: int, sear
         query = query.filter(Workflow.alert_state == "failing")
     elif show == "silent":
         query = query.filter(Workflow.silent_at.is_not(None))
+    elif show == "paused":
+        query = query.filter(Workflow.paused_at.is_not(None))
     elif show == "scheduled":
         query = query.filter(Workflow.schedule.is_not(None))
     elif show == "manual":
@@ -136,7 +138,7 @@ def get_workflow(principal: Principal, team_id: int, public_id: str, *, write: b
 
 
 def compute_next_run_at(wf: Workflow, after: datetime | None = None) -> datetime | None:
-    if not wf.schedule or wf.deleted_at is not None:
+    if not wf.schedule or wf.deleted_at is not None or wf.paused_at is not None:
         return None
     return cron.next_instant(wf.schedule, wf.timezone, after or utcnow())
 
@@ -165,8 +167,9 @@ def create_workflow(principal: Principal, team_id: int, project_id: int, body: W
         setattr(wf, attr, _value(body, api_name))
     wf.environment = environment
     wf.expect_since = now if wf.expect_success_within_sec else None
-    wf.next_run_at = compute_next_run_at(wf, now)
     db.session.add(wf)
+    pausing.apply(principal, wf, body, body.model_fields_set, now)  # a new workflow has no runs to cancel
+    wf.next_run_at = compute_next_run_at(wf, now)
     db.session.commit()
     return wf
 
@@ -182,24 +185,31 @@ def update_workflow(principal: Principal, team_id: int, public_id: str, body: Wo
     if "workerPool" in given:
         pools.check(team_id, body.workerPool)
     before = wf.expect_success_within_sec
-    for api_name in body.model_fields_set:
+    for api_name in given & FIELDS.keys():
         setattr(wf, FIELDS[api_name], _value(body, api_name))
     wf.updated_at = utcnow()
     if wf.expect_success_within_sec != before:
         # a new expectation counts from now; a workflow silent under the old one is not any more
         wf.expect_since = wf.updated_at if wf.expect_success_within_sec else None
         wf.silent_at = None
-    if body.model_fields_set & {"schedule", "timezone"}:
-        # A fire prepared ahead of its instant (SCHEDULE_LEAD_SEC) holds that instant already:
-        # the next one is counted from after it, never the same instant twice. The row is written
-        # first, which locks it (PostgreSQL's row lock, SQLite's write lock): a scheduler's claim
-        # of an instant either committed before, and its run is read here, or waits for this edit
-        # and then finds next_run_at changed, so its compare-and-set fails.
-        db.session.flush()
-        fired = db.session.scalar(select(func.max(Run.scheduled_for)).where(Run.workflow_id == wf.id))
-        wf.next_run_at = compute_next_run_at(wf, max(wf.updated_at, fired) if fired else wf.updated_at)
+    change = pausing.apply(principal, wf, body, given, wf.updated_at)
+    if given & {"schedule", "timezone"} or change.reschedule_after:
+        _reschedule(wf, change.reschedule_after or wf.updated_at)
     db.session.commit()
+    for signal in change.signals:
+        signal()
     return wf
+
+
+def _reschedule(wf: Workflow, after: datetime) -> None:
+    """next_run_at counted from `after`. A fire prepared ahead of its instant (SCHEDULE_LEAD_SEC)
+    holds that instant already: the next one is counted from after it, never the same instant
+    twice. The row is written first, which locks it (PostgreSQL's row lock, SQLite's write lock):
+    a scheduler's claim of an instant either committed before, and its run is read here, or waits
+    for this edit and then finds next_run_at changed, so its compare-and-set fails."""
+    db.session.flush()
+    fired = db.session.scalar(select(func.max(Run.scheduled_for)).where(Run.workflow_id == wf.id))
+    wf.next_run_at = compute_next_run_at(wf, max(after, fired) if fired else after)
 
 
 PREPARED_GONE = "cancelled before its instant: its workflow was deleted"
@@ -213,10 +223,7 @@ def delete_workflow(principal: Principal, team_id: int, public_id: str) -> None:
     now = utcnow()
     wf.deleted_at = now
     wf.next_run_at = None
-    ahead = db.session.scalars(select(Run).where(
-        Run.workflow_id == wf.id, Run.trigger == Trigger.SCHEDULE, Run.status.in_(ACTIVE),
-        Run.started_at.is_(None), Run.due_at > now)).all()
-    signals = [cancel_in_transaction(run, PREPARED_GONE) for run in ahead]
+    signals = cancel_prepared(wf.id, now, PREPARED_GONE)
     db.session.commit()
     for signal in signals:
         signal()
