@@ -227,6 +227,33 @@ def test_a_worker_killed_after_a_terminal_status_loses_neither_retry_nor_alert(a
         receiver.server.shutdown()
 
 
+def test_a_worker_killed_after_an_upstream_end_loses_no_chain_run_and_makes_no_second(app, client, alice, procs,
+                                                                                     docker_api):
+    procs.scheduler()
+    up = create_wf(client, alice, name="extract", command=["true"])
+    down = create_wf(client, alice, name="load", command=["sh", "-c", "echo loaded"], after=[{"workflow": up["id"]}])
+    doomed = procs.worker(1, env={"WORKFLOWS_FAULTS": "after-terminal", "NOTIFY_SLOTS": "0"})
+    since = time.time()
+    first = trigger(client, alice, up["id"])
+    fault_reached(app, "after-terminal")  # the upstream's end and its chain run committed, not handed over
+    procs.kill(doomed)
+    with app.app_context():
+        from webapp.connections import get_redis
+        get_redis().delete(keys.fault("after-terminal"))
+    procs.worker(1)
+    [run] = wait_for(lambda: runs_of(client, alice, down["id"]) or None, 30)
+    assert wait_status(client, alice, run["id"], timeout=60)["status"] == "succeeded"
+    assert run["triggeredBy"] == first["id"]
+    from jobs.sweeper import sweep
+    with app.app_context():  # the end handled again changes nothing: the upstream run is terminal
+        sweep()
+    time.sleep(2)
+    assert len(runs_of(client, alice, down["id"])) == 1
+    assert containers_created(docker_api, run["id"], since) == 1
+    # the killed worker never removed the upstream's container: the sweeper does
+    wait_for(lambda: not docker_api.containers(all=True, filters={"label": f"workflows.run={first['id']}"}), 30)
+
+
 def test_concurrent_successes_emit_one_recovery(app, client, alice):
     from sqlalchemy import update
 

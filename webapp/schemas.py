@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 
 from . import cron
 from .imageref import DOMAIN, image_problem
-from .vocabulary import ChannelKind, EventKind, words
+from .vocabulary import ChainOn, ChannelKind, EventKind, words
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_ARGS, MAX_ARG_LEN, MAX_ENV_VALUE = 64, 1024, 4096
@@ -136,6 +136,20 @@ class RetryPolicy(_Strict):
         return self
 
 
+MAX_EDGES = 16
+
+
+class Edge(_Strict):
+    """One upstream of a chain: this workflow runs after each run of `workflow` that ends `on`."""
+    workflow: Annotated[str, Field(min_length=1, max_length=40, description="the upstream workflow's id, wf_…")]
+    on: Literal[words(ChainOn)] = Field(
+        "succeeded", description="succeeded: a success of any attempt; failed: failed or timed out, its retries "
+                                 "spent; finished: either (a cancelled run fires nothing)")
+
+
+Edges = Annotated[list[Edge], Field(max_length=MAX_EDGES)]
+
+
 class _WorkflowFields(_Strict):
     _v_command = field_validator("command", check_fields=False)(_check_command)
     _v_env = field_validator("env", check_fields=False)(_check_env)
@@ -169,6 +183,7 @@ class WorkflowCreate(_WorkflowFields):
     paused: StrictBool = False
     pauseNote: Optional[PauseNote] = None
     pauseTriggers: StrictBool = False
+    after: Edges = Field(default_factory=list)
 
 
 class WorkflowUpdate(_WorkflowFields):
@@ -195,6 +210,7 @@ class WorkflowUpdate(_WorkflowFields):
     paused: Optional[StrictBool] = None
     pauseNote: Optional[PauseNote] = None
     pauseTriggers: Optional[StrictBool] = None
+    after: Optional[Edges] = None  # replaces every edge; [] runs after nothing
     catchUp: Optional[StrictBool] = Field(None, description='with "paused": false: run what was missed while '
                                                             'paused, by the catch-up rule; else it is not run')
 

@@ -26,9 +26,17 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     RETRY = "retry"
+    CHAIN = "chain"  # an upstream workflow's run reached the final state an `after` edge names
 
 
 TRIGGERS = tuple(Trigger)
+
+
+class ChainOn(StrEnum):
+    """The final state of an upstream run that fires a downstream workflow (its `after` edge)."""
+    SUCCEEDED = "succeeded"  # a success of any attempt
+    FAILED = "failed"  # failed or timed out, its retries spent
+    FINISHED = "finished"  # either (a cancelled run fires nothing)
 
 
 class ChannelKind(StrEnum):

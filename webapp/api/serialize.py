@@ -7,7 +7,7 @@ from flask import jsonify
 
 from ..models import Run, Workflow
 from ..models.base import isoformat
-from ..services import hosts, retrying
+from ..services import chains, hosts, retrying
 from ..services.channels import describe_target
 from ..services.masking import masked_env
 from ..runoutput.read import LogLine
@@ -16,8 +16,9 @@ from ..vocabulary import ChannelKind
 from . import shapes
 
 
-def workflow_shape(wf: Workflow, masked: bool = False) -> shapes.Workflow:
-    """`masked`: secret-looking env values hidden (for read-scope keys)."""
+def workflow_shape(wf: Workflow, masked: bool = False, after: list | None = None) -> shapes.Workflow:
+    """`masked`: secret-looking env values hidden (for read-scope keys); `after`: its chain's edges,
+    when a list read them for all its workflows at once (services.chains.edges_for)."""
     return shapes.Workflow(
         id=wf.public_id, teamId=wf.team_id, projectId=wf.project_id, environmentId=wf.environment_id,
         name=wf.name, image=wf.image, command=wf.command,
@@ -30,13 +31,14 @@ def workflow_shape(wf: Workflow, masked: bool = False) -> shapes.Workflow:
         expectSuccessWithinSec=wf.expect_success_within_sec, silentSince=isoformat(wf.silent_at),
         lastSuccessAt=isoformat(wf.last_success_at), paused=wf.paused_at is not None,
         pausedAt=isoformat(wf.paused_at), pausedBy=wf.paused_by, pauseNote=wf.pause_note,
-        pauseTriggers=wf.pause_triggers, retryPolicy=retrying.policy_of(wf))
+        pauseTriggers=wf.pause_triggers, after=chains.edges_of(wf) if after is None else after, retryPolicy=retrying.policy_of(wf))
 
 
 def run_shape(run: Run, masked: bool = False) -> shapes.Run:
     return shapes.Run(
         id=run.public_id, workflowId=run.workflow.public_id, teamId=run.team_id, trigger=run.trigger,
         attempt=run.attempt, retryOf=run.retry_of.public_id if run.retry_of_id else None,
+        triggeredBy=run.triggered_by.public_id if run.triggered_by_id else None,
         status=run.shown_status, exitCode=run.exit_code, error=run.error,
         env=masked_env(run.env) if masked else (run.env or {}), image=run.image, command=run.command,
         imageDigest=run.image_digest, workerHost=run.worker_host, workerPool=run.worker_pool,

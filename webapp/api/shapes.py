@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..schemas import RetryPolicy
+from ..schemas import Edge, RetryPolicy
 from ..vocabulary import ChannelKind, EventKind, RunStatus, Trigger, words
 
 
@@ -58,6 +58,8 @@ class Workflow(Shape):
     pausedBy: Optional[str] = Field(description="extension: the member's email or the API key that paused it")
     pauseNote: Optional[str]
     pauseTriggers: bool = Field(description="extension: while paused, manual fires are refused too (409)")
+    after: list[Edge] = Field(description="extension: the chain's upstreams: this workflow runs after each run of "
+                                          "`workflow` that ends `on`")
     retryPolicy: RetryPolicy = Field(description="extension: which failed runs maxRetries retries, and their "
                                                  "backoff; every field given")
 
@@ -69,6 +71,8 @@ class Run(Shape):
     trigger: Literal[words(Trigger)]
     attempt: int
     retryOf: Optional[str]
+    triggeredBy: Optional[str] = Field(description="extension: the upstream run whose end fired this one "
+                                                   "(trigger `chain`); else null")
     status: Status
     exitCode: Optional[int]
     error: Optional[str]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import g, request
 
 from ..schemas import TriggerBody, WorkflowCreate, WorkflowUpdate, parse
-from ..services import idempotency
+from ..services import chains, idempotency
 from ..services import runs as run_service
 from ..services import workflows as service
 from .blueprint import bp
@@ -17,7 +17,8 @@ from .shapes import WorkflowList
 def list_workflows(team_id: int, project_id: int):
     workflows = service.list_workflows(g.principal, team_id, project_id)
     masked = g.principal.scope == "read"
-    return answer(WorkflowList(workflows=[workflow_shape(w, masked) for w in workflows]))
+    edges = chains.edges_for([w.id for w in workflows])
+    return answer(WorkflowList(workflows=[workflow_shape(w, masked, edges.get(w.id, [])) for w in workflows]))
 
 
 @bp.post("/projects/<int:team_id>/<int:project_id>/workflows")

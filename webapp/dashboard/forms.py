@@ -5,7 +5,9 @@ import json
 
 from ..models import Workflow
 from ..schemas import RetryPolicy
-from ..services import retrying
+from ..services import chains, retrying
+from ..vocabulary import ChainOn
+from ..vocabulary import words as words_of
 
 INT_FIELDS = ("timeoutSec", "maxRetries", "retryBackoffSec", "memoryMb", "expectSuccessWithinSec")
 FLOAT_FIELDS = ("cpus",)
@@ -44,8 +46,26 @@ def parse_env(text: str) -> dict:
     return env
 
 
-def workflow_input(form, *, project_id: int | None = None) -> dict:
-    """The JSON body the API would get for this form."""
+def parse_after(text: str, ids_by_name: dict[str, str]) -> list[dict]:
+    """One upstream per line: its name (or id), then optionally succeeded, failed or finished."""
+    edges = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        words = line.split()
+        if not words:
+            continue
+        on = "succeeded"
+        if len(words) > 1 and words[-1] in words_of(ChainOn):
+            on, words = words[-1], words[:-1]
+            if len(words) > 1 and words[-1] == "on":
+                words = words[:-1]
+        name = " ".join(words)
+        edges.append({"workflow": ids_by_name.get(name, name), "on": on})
+    return edges
+
+
+def workflow_input(form, *, project_id: int | None = None, ids_by_name: dict[str, str] | None = None) -> dict:
+    """The JSON body the API would get for this form; `ids_by_name`: the project's workflows, for
+    the chain's upstreams written by name."""
     data: dict = {}
     if project_id is not None:
         data["projectId"] = project_id
@@ -63,6 +83,7 @@ def workflow_input(form, *, project_id: int | None = None) -> dict:
     data["onHostLost"] = form.get("onHostLost", "retry")
     data["readOnlyRootfs"] = form.get("readOnlyRootfs") == "on"
     data["retryPolicy"] = retry_policy_input(form)
+    data["after"] = parse_after(form.get("after", ""), ids_by_name or {})
     for field in INT_FIELDS + FLOAT_FIELDS:
         raw = form.get(field, "").strip()
         if raw == "":
@@ -124,4 +145,5 @@ def workflow_form(wf: Workflow | None) -> dict:
         "workerPool": wf.worker_pool, "onHostLost": wf.on_host_lost, "readOnlyRootfs": wf.read_only_rootfs,
         "expectSuccessWithinSec": wf.expect_success_within_sec or "",
         **_retry_policy_form(retrying.policy_of(wf)),
+        "after": "\n".join(f"{up.name} {on}" for up, on in chains.neighbours(wf)[0]),
     }

@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import Project, Run
 from ..runoutput import read
 from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
+from ..services import chains
 from ..services import channels as channel_service
 from ..services import health as health_service
 from ..services import hosts
@@ -159,6 +160,10 @@ def health(team_id: int, project_id: int):
                            page=page, total=len(rows), per_page=TAB_PAGE, describe=cron.describe)
 
 
+def _ids_by_name(team_id: int, project_id: int) -> dict[str, str]:
+    return {name: public_id for public_id, name in wf_service.workflow_choices(principal(), team_id, project_id)}
+
+
 @bp.route("/teams/<int:team_id>/projects/<int:project_id>/workflows/new", methods=["GET", "POST"])
 @login_required
 def new_workflow(team_id: int, project_id: int):
@@ -167,7 +172,8 @@ def new_workflow(team_id: int, project_id: int):
     if request.method == "POST":
         values = request.form.to_dict()
         try:
-            body = parse(WorkflowCreate, workflow_input(request.form, project_id=project.id))
+            body = parse(WorkflowCreate, workflow_input(request.form, project_id=project.id,
+                                                        ids_by_name=_ids_by_name(team_id, project.id)))
             wf = wf_service.create_workflow(principal(), team_id, project.id, body)
             flash(f"Created {wf.name}.")
             return redirect(url_for("dashboard.workflow_page", team_id=team_id, workflow_id=wf.public_id))
@@ -189,7 +195,7 @@ def edit_workflow(team_id: int, workflow_id: str):
     if request.method == "POST":
         values = request.form.to_dict()
         try:
-            data = workflow_input(request.form)
+            data = workflow_input(request.form, ids_by_name=_ids_by_name(team_id, wf.project_id))
             body = parse(WorkflowUpdate, data)
             wf_service.update_workflow(principal(), team_id, workflow_id, body)
             flash("Saved.")
@@ -269,7 +275,7 @@ def workflow_page(team_id: int, workflow_id: str):
     recent = run_service.recent_runs(wf.id, 30)
     return render_template("dashboard/workflow.html", wf=wf, runs=runs, cursor=cursor, recent=recent,
                            describe=cron.describe, env=masked_env(wf.env), live_pools=hosts.live_pools(),
-                           retry_rules=retrying.describe(wf))
+                           retry_rules=retrying.describe(wf), chain=chains.neighbours(wf))
 
 
 @bp.get("/workers")
@@ -306,11 +312,12 @@ def run_page(run_id: str):
     run = run_service.find_run(principal(), run_id)
     g.project = run.workflow.project
     retries = db.session.query(Run).filter_by(retry_of_id=run.id).order_by(Run.id).all()
+    triggered = db.session.query(Run).filter_by(triggered_by_id=run.id).order_by(Run.id).all()
     if htmx():
-        return render_template("dashboard/_partials/run_summary.html", run=run, retries=retries)
+        return render_template("dashboard/_partials/run_summary.html", run=run, retries=retries, triggered=triggered)
     # Readable without JavaScript: the stored tail is in the page; the websocket then replaces it.
     lines = read.last_log_lines(run, NO_JS_LINES)
-    return render_template("dashboard/run.html", run=run, retries=retries, env=masked_env(run.env),
+    return render_template("dashboard/run.html", run=run, retries=retries, triggered=triggered, env=masked_env(run.env),
                            lines=lines, more=len(lines) == NO_JS_LINES,
                            deliveries=channel_service.deliveries_for_run(run))
 

@@ -4,10 +4,10 @@ from .idempotency import IdempotencyKey
 from .notifications import Event, Notification, NotificationChannel, NotificationDelivery
 from .registry import RegistryCredential
 from .tenancy import ApiKey, Environment, Membership, Project, Team, User
-from .workflows import Run, RunCount, RunLogBlock, Workflow
+from .workflows import Run, RunCount, RunLogBlock, Workflow, WorkflowEdge
 
 __all__ = [
     "ApiKey", "Environment", "Event", "IdempotencyKey", "Membership", "Notification", "NotificationChannel",
     "NotificationDelivery", "PoolGrant", "Project", "RegistryCredential", "Run", "RunCount", "RunLogBlock", 
-    "Team", "User", "Workflow", "WorkerProcess",
+    "Team", "User", "Workflow", "WorkflowEdge", "WorkerProcess",
 ]

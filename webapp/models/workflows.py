@@ -69,6 +69,18 @@ class Workflow(db.Model):
     __table_args__ = (db.Index("ix_workflows_project_live", "project_id", "deleted_at"),)
 
 
+class WorkflowEdge(db.Model):
+    """A chain: `downstream` runs after each run of `upstream` that ends in the state `on`
+    (webapp/services/chains.py). Read from the upstream's side when its run ends."""
+
+    __tablename__ = "workflow_edges"
+    downstream_id = db.Column(db.Integer, db.ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True)
+    upstream_id = db.Column(db.Integer, db.ForeignKey("workflows.id", ondelete="CASCADE"), primary_key=True,
+                            index=True)
+    on_state = db.Column(db.String(10), nullable=False)  # the API's "on": ChainOn
+    position = db.Column(db.Integer, nullable=False, default=0)  # the order the API was given them in
+
+
 class Run(db.Model):
     __tablename__ = "runs"
     id = db.Column(db.Integer, primary_key=True)
@@ -78,6 +90,9 @@ class Run(db.Model):
     trigger = db.Column(db.String(10), nullable=False)
     attempt = db.Column(db.Integer, nullable=False, default=1)
     retry_of_id = db.Column(db.Integer, db.ForeignKey("runs.id"), nullable=True)
+    # The upstream run whose end fired this one (trigger "chain"); unique per workflow: one
+    # upstream run fires each downstream workflow once, however often its end is handled.
+    triggered_by_id = db.Column(db.Integer, db.ForeignKey("runs.id"), nullable=True)
     status = db.Column(db.String(10), nullable=False, default="queued")
     exit_code = db.Column(db.Integer, nullable=True)
     error = db.Column(db.Text, nullable=True)
@@ -130,10 +145,13 @@ class Run(db.Model):
     log_notice_seq = db.Column(db.Integer, nullable=True)
 
     workflow = db.relationship("Workflow")
-    retry_of = db.relationship("Run", remote_side=[id])
+    retry_of = db.relationship("Run", remote_side=[id], foreign_keys=[retry_of_id])
+    triggered_by = db.relationship("Run", remote_side=[id], foreign_keys=[triggered_by_id])
     __table_args__ = (
         db.Index("ix_runs_workflow_newest", "workflow_id", "id"),  # scanned backwards: newest first
         db.UniqueConstraint("workflow_id", "scheduled_for", name="uq_runs_workflow_scheduled_for"),
+        db.UniqueConstraint("workflow_id", "triggered_by_id", name="uq_runs_workflow_triggered_by"),
+        db.Index("ix_runs_triggered_by", "triggered_by_id"),  # a run page's "triggered" list
         db.Index("ix_runs_status_due", "status", "due_at"),
         db.Index("ix_runs_team_status", "team_id", "status"),  # a team's queue, counted for its quota
         # the health view reads the last week's finished runs of each workflow

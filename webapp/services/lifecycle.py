@@ -1,7 +1,8 @@
 """The end of a run: one terminal transition, and in the same transaction what follows it (the
 automatic retry's run row, the workflow.failed / workflow.recovered event and its pending
-notifications). Nothing that follows a terminal status can be lost between the commit and the
-hand-over to Redis: what was written is handed over again by the scheduler's sweep."""
+notifications, the chain runs of its downstream workflows). Nothing that follows a terminal
+status can be lost between the commit and the hand-over to Redis: what was written is handed
+over again by the scheduler's sweep."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from ..models import Event, Notification, NotificationChannel, Run, Workflow
 from ..models.base import utcnow
 from ..runoutput.stream import LeaseLost, publish_end
 from ..vocabulary import ACTIVE, RETRIED, EventKind, RunStatus, Trigger
-from . import dispatch, retrying
+from . import chains, dispatch, retrying
 from .runs import fire, handle, hand_over_many
 from .transitions import count_terminal
 
@@ -73,7 +74,23 @@ def complete(run: Run, status: str, *, exit_code: int | None = None, error: str 
 
 
 def _after_terminal(run: Run) -> Callable[[], None]:
-    """Add the retry or the event to the transaction; returns the hand-over to make after it."""
+    """Add the retry or the event, and the chain runs the end fires, to the transaction; returns
+    the hand-over to make after it."""
+    retried, hand_over = _retry_or_event(run)
+    chained = chains.fire_downstream(run, chains.reached(run, retried), fire)
+    if not chained:
+        return hand_over
+    db.session.flush()
+    handles = [handle(r) for r in chained]
+
+    def both() -> None:
+        hand_over()
+        hand_over_many(handles)
+    return both
+
+
+def _retry_or_event(run: Run) -> tuple[bool, Callable[[], None]]:
+    """(whether a retry follows, the hand-over of the retry or of the event's notifications)."""
     wf = run.workflow
     if run.status in RETRIED:
         why_not = retrying.refusal(wf, run)
@@ -84,12 +101,12 @@ def _after_terminal(run: Run) -> Callable[[], None]:
             db.session.flush()
             run.retry_decision = retrying.retried(wf, retry, delay)
             if retry.due_at > utcnow():
-                return lambda: None  # the sweep hands it over when its backoff is over
+                return True, lambda: None  # the sweep hands it over when its backoff is over
             h = handle(retry)
-            return lambda: hand_over_many([h])
+            return True, lambda: hand_over_many([h])
         run.retry_decision = f"not retried: {why_not}"
         db.session.execute(update(Workflow).where(Workflow.id == wf.id).values(alert_state="failing"))
-        return _emit(run, EventKind.FAILED)
+        return False, _emit(run, EventKind.FAILED)
     if run.status == RunStatus.SUCCEEDED:
         db.session.execute(update(Workflow).where(Workflow.id == wf.id, (Workflow.last_success_at.is_(None)) |
                                                   (Workflow.last_success_at < run.finished_at))
@@ -100,8 +117,8 @@ def _after_terminal(run: Run) -> Callable[[], None]:
                                    (Workflow.alert_state == "failing") | Workflow.silent_at.is_not(None))
             .values(alert_state="ok", silent_at=None)).rowcount
         if recovered:
-            return _emit(run, EventKind.RECOVERED)
-    return lambda: None
+            return False, _emit(run, EventKind.RECOVERED)
+    return False, lambda: None
 
 
 def _emit(run: Run, kind: str) -> Callable[[], None]:
