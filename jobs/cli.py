@@ -19,6 +19,9 @@ from webapp.heap import settle_heap
 from .loop import every
 
 log = logging.getLogger("workflows")
+# How long a stopping pool gives its slots and keeper to end cleanly (the keeper records the host's
+# clean stop) before it kills them; they take well under a second unless the machine is loaded.
+CHILD_STOP_GRACE_SEC = 10
 
 SCHEDULER_TICK_SEC = 0.2
 SWEEP_EVERY_SEC = 2.0
@@ -229,7 +232,7 @@ class Supervisor:
         for pid in self.children.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + CHILD_STOP_GRACE_SEC
         alive = set(self.children.values())
         while alive and time.monotonic() < deadline:
             alive = {pid for pid in alive if self._exited(pid) is None}

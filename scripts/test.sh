@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The whole suite, on SQLite and on PostgreSQL (a throwaway database on the local cluster). The two
-# passes run side by side, and each may be split over TEST_WORKERS pytest-xdist workers (default 1,
-# at most 4; one test file stays on one worker, so module fixtures are made once). On 2 cores, 2
-# workers per pass took a fifth off the time but pushed tests with promised times (a retry's
-# backoff, a clean stop within 5 s) past them now and then, so 1 is the default. Every worker has its
-# own database and Redis db (tests/conftest.py). Tests marked `serial` (pytest.ini says why) run
-# after the others, in one process. Each pass's output is printed whole at the end. pytest's exit
+# passes run side by side, and each is split over TEST_WORKERS pytest-xdist workers (default 2,
+# at most 4; one test file stays on one worker, so module fixtures are made once): on 2 cores that
+# takes about a third off the time. Every worker has its own database and Redis db
+# (tests/conftest.py). Tests marked `serial` (pytest.ini says why: among them every test that
+# measures a promised time, which the other workers' load would blur) run after the others, in one
+# process. Each pass's output is printed whole at the end. pytest's exit
 # 5 (no tests collected) counts as failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 which_dbs="${1:-sqlite postgres}"
-workers="${TEST_WORKERS:-1}"
+workers="${TEST_WORKERS:-2}"
 mkdir -p var
 
 one_pass() {  # one_pass DBKIND: both phases, output to var/test-DBKIND.log, exit code to …rc

@@ -126,3 +126,57 @@ def test_the_chain_on_the_run_pages_and_the_workflow_page(page, server, alice, c
     expect(page.locator("#status")).to_have_text("succeeded", timeout=30000)
     expect(page.locator("dt", has_text="Triggered by")).to_be_visible()
     expect(page.locator("#run-summary")).to_contain_text("of extract")
+
+
+def end(app, run_ids: list[str], status: str = "succeeded") -> None:
+    """End queued runs as their worker would (lifecycle.complete), all at once from threads."""
+    import threading
+
+    from sqlalchemy import update
+
+    from webapp.extensions import db
+    from webapp.models import Run
+    from webapp.services import lifecycle
+    with app.app_context():
+        db.session.execute(update(Run).where(Run.public_id.in_(run_ids)).values(status="running"))
+        db.session.commit()
+    start = threading.Barrier(len(run_ids))
+
+    def finish(run_id):
+        with app.app_context():
+            run = db.session.query(Run).filter_by(public_id=run_id).one()
+            db.session.commit()
+            start.wait()
+            lifecycle.complete(run, status, exit_code=0 if status == "succeeded" else 1)
+            db.session.remove()
+    threads = [threading.Thread(target=finish, args=(i,)) for i in run_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+
+def test_join_all_waits_for_every_upstream_since_its_last_chain_run(app, client, alice):
+    a, b = create_wf(client, alice, name="a"), create_wf(client, alice, name="b")
+    joined = create_wf(client, alice, name="joined", join="all",
+                       after=[{"workflow": a["id"]}, {"workflow": b["id"], "on": "finished"}])
+    assert joined["join"] == "all"
+    end(app, [trigger(client, alice, a["id"])["id"]])
+    assert runs_of(client, alice, joined["id"]) == []  # b has not ended yet
+    b1 = trigger(client, alice, b["id"])["id"]
+    end(app, [b1], "failed")  # finished: a failure counts
+    [run] = runs_of(client, alice, joined["id"])
+    assert (run["trigger"], run["triggeredBy"]) == ("chain", b1)
+    end(app, [trigger(client, alice, b["id"])["id"]])
+    assert len(runs_of(client, alice, joined["id"])) == 1  # a has not ended again since
+    a2 = trigger(client, alice, a["id"])["id"]
+    end(app, [a2])
+    assert [r["triggeredBy"] for r in runs_of(client, alice, joined["id"])] == [a2, b1]
+
+
+def test_upstreams_ending_at_once_fire_a_join_all_once(app, client, alice):
+    ups = [create_wf(client, alice, name=f"up-{i}") for i in range(6)]
+    joined = create_wf(client, alice, name="joined", join="all", after=[{"workflow": u["id"]} for u in ups])
+    for round_ in range(1, 4):
+        end(app, [trigger(client, alice, u["id"])["id"] for u in ups])
+        assert len(runs_of(client, alice, joined["id"])) == round_

@@ -148,6 +148,9 @@ class Edge(_Strict):
 
 
 Edges = Annotated[list[Edge], Field(max_length=MAX_EDGES)]
+# any: each qualifying end of any upstream fires it; all: one qualifying end of every upstream since
+# its last chain run (or since the edge was made) fires it, once
+Join = Literal["any", "all"]
 
 
 class _WorkflowFields(_Strict):
@@ -184,6 +187,7 @@ class WorkflowCreate(_WorkflowFields):
     pauseNote: Optional[PauseNote] = None
     pauseTriggers: StrictBool = False
     after: Edges = Field(default_factory=list)
+    join: Join = "any"
 
 
 class WorkflowUpdate(_WorkflowFields):
@@ -211,6 +215,7 @@ class WorkflowUpdate(_WorkflowFields):
     pauseNote: Optional[PauseNote] = None
     pauseTriggers: Optional[StrictBool] = None
     after: Optional[Edges] = None  # replaces every edge; [] runs after nothing
+    join: Optional[Join] = None
     catchUp: Optional[StrictBool] = Field(None, description='with "paused": false: run what was missed while '
                                                             'paused, by the catch-up rule; else it is not run')
 

@@ -22,11 +22,14 @@ def upgrade():
         sa.Column('upstream_id', sa.Integer(), nullable=False),
         sa.Column('on_state', sa.String(length=10), nullable=False),
         sa.Column('position', sa.Integer(), nullable=False),
+        sa.Column('created_at', sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(['downstream_id'], ['workflows.id'], ondelete='CASCADE'),
         sa.ForeignKeyConstraint(['upstream_id'], ['workflows.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('downstream_id', 'upstream_id'),
     )
     op.create_index('ix_workflow_edges_upstream_id', 'workflow_edges', ['upstream_id'])
+    with op.batch_alter_table('workflows', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('chain_join', sa.String(length=3), nullable=False, server_default='any'))
     with op.batch_alter_table('runs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('triggered_by_id', sa.Integer(), nullable=True))
         batch_op.create_foreign_key('fk_runs_triggered_by_id_runs', 'runs', ['triggered_by_id'], ['id'])
@@ -40,5 +43,7 @@ def downgrade():
         batch_op.drop_constraint('uq_runs_workflow_triggered_by', type_='unique')
         batch_op.drop_constraint('fk_runs_triggered_by_id_runs', type_='foreignkey')
         batch_op.drop_column('triggered_by_id')
+    with op.batch_alter_table('workflows', schema=None) as batch_op:
+        batch_op.drop_column('chain_join')
     op.drop_index('ix_workflow_edges_upstream_id', table_name='workflow_edges')
     op.drop_table('workflow_edges')

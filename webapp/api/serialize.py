@@ -31,7 +31,8 @@ def workflow_shape(wf: Workflow, masked: bool = False, after: list | None = None
         expectSuccessWithinSec=wf.expect_success_within_sec, silentSince=isoformat(wf.silent_at),
         lastSuccessAt=isoformat(wf.last_success_at), paused=wf.paused_at is not None,
         pausedAt=isoformat(wf.paused_at), pausedBy=wf.paused_by, pauseNote=wf.pause_note,
-        pauseTriggers=wf.pause_triggers, after=chains.edges_of(wf) if after is None else after, retryPolicy=retrying.policy_of(wf))
+        pauseTriggers=wf.pause_triggers, after=chains.edges_of(wf) if after is None else after,
+        join=wf.chain_join, retryPolicy=retrying.policy_of(wf))
 
 
 def run_shape(run: Run, masked: bool = False) -> shapes.Run:

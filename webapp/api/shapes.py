@@ -60,6 +60,9 @@ class Workflow(Shape):
     pauseTriggers: bool = Field(description="extension: while paused, manual fires are refused too (409)")
     after: list[Edge] = Field(description="extension: the chain's upstreams: this workflow runs after each run of "
                                           "`workflow` that ends `on`")
+    join: Literal["any", "all"] = Field(description="extension: with several `after` edges, `any` upstream's end "
+                                                    "fires it, or `all`: one qualifying end of every upstream since "
+                                                    "its last chain run")
     retryPolicy: RetryPolicy = Field(description="extension: which failed runs maxRetries retries, and their "
                                                  "backoff; every field given")
 

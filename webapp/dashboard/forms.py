@@ -84,6 +84,7 @@ def workflow_input(form, *, project_id: int | None = None, ids_by_name: dict[str
     data["readOnlyRootfs"] = form.get("readOnlyRootfs") == "on"
     data["retryPolicy"] = retry_policy_input(form)
     data["after"] = parse_after(form.get("after", ""), ids_by_name or {})
+    data["join"] = form.get("join", "any")
     for field in INT_FIELDS + FLOAT_FIELDS:
         raw = form.get(field, "").strip()
         if raw == "":
@@ -145,5 +146,5 @@ def workflow_form(wf: Workflow | None) -> dict:
         "workerPool": wf.worker_pool, "onHostLost": wf.on_host_lost, "readOnlyRootfs": wf.read_only_rootfs,
         "expectSuccessWithinSec": wf.expect_success_within_sec or "",
         **_retry_policy_form(retrying.policy_of(wf)),
-        "after": "\n".join(f"{up.name} {on}" for up, on in chains.neighbours(wf)[0]),
+        "after": "\n".join(f"{up.name} {on}" for up, on in chains.neighbours(wf)[0]), "join": wf.chain_join,
     }

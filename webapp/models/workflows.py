@@ -55,6 +55,9 @@ class Workflow(db.Model):
     # Since when its schedule's fires are skipped because the team's queue is full (one
     # workflow.missed for the stretch); cleared by its next fire.
     queue_full_at = db.Column(db.DateTime, nullable=True)
+    # How several `after` edges fire it (webapp/services/chains.py): "any" upstream's qualifying
+    # end, or "all": one qualifying end of every upstream since its last chain run.
+    chain_join = db.Column(db.String(3), nullable=False, default="any", server_default="any")
     # The API's retryPolicy as given (null: the defaults); webapp/services/retrying.py reads it.
     retry_policy = db.Column(JSON, nullable=True)
     # Paused (webapp/services/pausing.py): no scheduled fires (next_run_at null) and not silent;
@@ -79,6 +82,9 @@ class WorkflowEdge(db.Model):
                             index=True)
     on_state = db.Column(db.String(10), nullable=False)  # the API's "on": ChainOn
     position = db.Column(db.Integer, nullable=False, default=0)  # the order the API was given them in
+    # Under join "all", an upstream run counts only if it ended after the edge was made (and after
+    # the downstream's last chain run).
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
 
 
 class Run(db.Model):

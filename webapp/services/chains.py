@@ -4,11 +4,15 @@ run of each downstream workflow is made (trigger `chain`, `triggeredBy` the upst
 status and exit code in WORKFLOW_UPSTREAM_RUN_ID, _STATUS, _EXIT_CODE), in the transaction of the
 upstream's terminal status (webapp/services/lifecycle.py), the outbox the automatic retries use:
 a process killed anywhere leaves both or neither, and the sweep hands the run over. A unique
-(workflow, triggered_by) makes a second run of one upstream run impossible."""
+(workflow, triggered_by) makes a second run of one upstream run impossible. With `join: "all"` a
+downstream waits for one qualifying end of every upstream since its last chain run."""
 from __future__ import annotations
+
+from sqlalchemy import func, or_, select, update
 
 from ..extensions import db
 from ..models import Run, Workflow, WorkflowEdge
+from ..models.base import utcnow
 from ..schemas import Edge
 from ..vocabulary import ChainOn, RunStatus, Trigger
 from .errors import Invalid
@@ -34,9 +38,13 @@ def set_edges(wf: Workflow, edges: list[Edge]) -> None:
     cycle = _cycle(wf, list(by_id.values()))
     if cycle:
         raise Invalid("the chain would be a cycle", {"after": "would make a cycle: " + " → ".join(cycle)})
-    db.session.query(WorkflowEdge).filter_by(downstream_id=wf.id).delete()
+    old = db.session.query(WorkflowEdge).filter_by(downstream_id=wf.id)
+    made = dict(old.with_entities(WorkflowEdge.upstream_id, WorkflowEdge.created_at).all())  # an edge kept keeps its age
+    old.delete()
+    now = utcnow()
     db.session.add_all(WorkflowEdge(downstream_id=wf.id, upstream_id=by_id[e.workflow].id, on_state=e.on,
-                                    position=i) for i, e in enumerate(edges))
+                                    position=i, created_at=made.get(by_id[e.workflow].id, now))
+                       for i, e in enumerate(edges))
     db.session.flush()
 
 
@@ -114,8 +122,37 @@ def fire_downstream(run: Run, states: tuple[str, ...], fire) -> list[Run]:
     for wf in downstream:
         if wf.paused_at is not None and wf.pause_triggers:
             continue
+        if wf.chain_join == "all" and not _joined(wf, run):
+            continue
         env = {**(wf.env or {}), **dict(zip(UPSTREAM_ENV, (run.public_id, run.status,
                                                            "" if run.exit_code is None else str(run.exit_code))))}
         made.append(fire(wf, Trigger.CHAIN, env, triggered_by=run, commit=False))
     return made
 
+
+def _joined(wf: Workflow, run: Run) -> bool:
+    """Join "all": every other live upstream of `wf` has a qualifying end since its edge was made
+    and since the last chain run of `wf` (`run`'s own qualifies: its edge was selected by it).
+    The downstream's row is written first and stays locked to the commit (PostgreSQL's row lock,
+    SQLite's write lock): of two upstreams ending at once, the second to lock sees the first's
+    end committed, and only it fires."""
+    db.session.execute(update(Workflow).where(Workflow.id == wf.id).values(chain_join=Workflow.chain_join))
+    last = db.session.scalar(select(func.max(Run.queued_at)).where(Run.workflow_id == wf.id,
+                                                                   Run.trigger == Trigger.CHAIN))
+    edges = (db.session.query(WorkflowEdge).join(Workflow, WorkflowEdge.upstream_id == Workflow.id)
+             .filter(WorkflowEdge.downstream_id == wf.id, WorkflowEdge.upstream_id != run.workflow_id,
+                     Workflow.deleted_at.is_(None)).all())
+    for edge in edges:
+        since = max(edge.created_at, last) if last else edge.created_at
+        ended = db.session.scalar(select(Run.id).where(
+            Run.workflow_id == edge.upstream_id, Run.finished_at > since, _qualifies(edge.on_state)).limit(1))
+        if ended is None:
+            return False
+    return True
+
+
+def _qualifies(on: str):
+    """The runs whose end fires an edge `on` (a failure once its retries are spent)."""
+    succeeded = Run.status == RunStatus.SUCCEEDED
+    failed = Run.status.in_((RunStatus.FAILED, RunStatus.TIMED_OUT)) & Run.retry_decision.like("not retried%")
+    return {ChainOn.SUCCEEDED: succeeded, ChainOn.FAILED: failed}.get(on, or_(succeeded, failed))

@@ -24,7 +24,7 @@ FIELDS = {
     "concurrencyPolicy": "concurrency_policy", "retryBackoffSec": "retry_backoff_sec",
     "memoryMb": "memory_mb", "cpus": "cpus", "network": "network", "workerPool": "worker_pool",
     "onHostLost": "on_host_lost", "readOnlyRootfs": "read_only_rootfs",
-    "expectSuccessWithinSec": "expect_success_within_sec", "retryPolicy": "retry_policy",
+    "expectSuccessWithinSec": "expect_success_within_sec", "retryPolicy": "retry_policy", "join": "chain_join",
 }
 
 
