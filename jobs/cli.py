@@ -20,8 +20,9 @@ from .loop import every
 
 log = logging.getLogger("workflows")
 # How long a stopping pool gives its slots and keeper to end cleanly (the keeper records the host's
-# clean stop) before it kills them; they take well under a second unless the machine is loaded.
-CHILD_STOP_GRACE_SEC = 10
+# clean stop) before it kills them. Short on purpose: a slot's warm shutdown would wait out its run,
+# and a run in flight is not lost (its container goes on, and is re-attached).
+CHILD_STOP_GRACE_SEC = 5
 
 SCHEDULER_TICK_SEC = 0.2
 SWEEP_EVERY_SEC = 2.0
