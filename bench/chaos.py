@@ -26,7 +26,12 @@ the schedules are removed, everything settles, and the audit checks:
   - every succeeded run's stored log is contiguous (seq 0..n-1) and its output byte-exact;
   - every final failure emitted exactly one workflow.failed event, delivered once (one delivery
     id) to a real webhook receiver;
-  - no container of the installation is left.
+  - no container of the installation is left;
+  - chains: each run of an upstream that ended in its edge's state (ahead0 succeeded, sched00
+    failed for good) fired exactly one run of its downstream, and no chain run has another cause;
+  - idempotency: triggers sent with an Idempotency-Key (about half of them a key sent before, and
+    every key sent again until it is answered, as a client does) made one run per key, and every
+    answer of a key named that run.
 
 It exits non-zero on any violation and prints its counts as its last line.
 Usage: .venv/bin/python bench/chaos.py [--minutes N] [--seed S] [--faults a,b]   (needs root: it restarts
@@ -273,9 +278,9 @@ class Chaos:
         self.engine_b.close()
 
     # -- the API, tolerant of a web process that is being killed -----------------------------
-    def api(self, method: str, path: str, body=None):
+    def api(self, method: str, path: str, body=None, headers: dict | None = None):
         try:
-            status, data = self.stack.call(method, path, body)
+            status, data = self.stack.call(method, path, body, headers)
         except (OSError, http.client.HTTPException, ValueError):  # killed mid-answer: cut short
             with self.lock:
                 self.refused += 1
@@ -319,6 +324,17 @@ class Chaos:
             self.manual.append(wf)
         self.long = s.create_workflow(name="long", command=["sh", "-c", "trap 'exit 143' TERM; sleep 30 & wait"],
                                       timeoutSec=120)
+        # chains: after each success of ahead0, after each final failure of sched00
+        self.chains = {}  # downstream -> (upstream, on)
+        edges = (("chain0", self.scheduled[SCHEDULED], "succeeded"), ("chain1", self.scheduled[0], "failed"))
+        for tag, upstream, on in edges:
+            wf = s.create_workflow(name=tag, command=sequence(tag), timeoutSec=60,
+                                   after=[{"workflow": upstream, "on": on}])
+            self.tags[wf] = tag
+            self.chains[wf] = (upstream, on)
+        self.idem = s.create_workflow(name="idem", command=sequence("idem"), timeoutSec=60)
+        self.tags[self.idem] = "idem"
+        self.idem_answers: dict[str, set] = defaultdict(set)  # key -> the run ids its answers named
 
     # -- load ---------------------------------------------------------------------------------
     def traffic(self) -> None:
@@ -329,6 +345,8 @@ class Chaos:
             if roll < 0.5:
                 status, _ = self.api("POST", f"/api/workflows/{s.team}/workflows/{self.rng.choice(self.manual)}/trigger")
                 self.counts["manual_triggers"] += status == 202
+            elif roll < 0.6:
+                self.keyed_trigger()
             elif roll < 0.7:
                 status, run = self.api("POST", f"/api/workflows/{s.team}/workflows/{self.long}/trigger")
                 if status == 202:
@@ -347,6 +365,21 @@ class Chaos:
                 status, _ = self.api("POST", f"/api/workflows/{s.team}/workflows/runs/{run_id}/cancel")
                 self.counts["cancels"] += status == 202
             self.stopping.wait(self.rng.uniform(0.5, 1.2))
+
+    def keyed_trigger(self) -> None:
+        """A trigger with an Idempotency-Key: a key sent before about half the time, and sent again
+        until it is answered (a web process killed mid-request answers nothing)."""
+        known = list(self.idem_answers)
+        key = self.rng.choice(known) if known and self.rng.random() < 0.5 else f"chaos-{len(known)}"
+        for _ in range(60):
+            status, run = self.api("POST", f"/api/workflows/{self.stack.team}/workflows/{self.idem}/trigger",
+                                   headers={"Idempotency-Key": key})
+            if status == 202:
+                self.idem_answers[key].add(run["id"])
+                self.counts["keyed_triggers"] += 1
+                return
+            time.sleep(0.5)
+        self.idem_answers.setdefault(key, set())
 
     # -- faults -------------------------------------------------------------------------------
     def restart_redis(self) -> None:
@@ -514,6 +547,8 @@ class Chaos:
             except Exception:  # the counts below still matter
                 import traceback
                 traceback.print_exc()
+            figures.update(self._audit_chains(problems, runs, wfs))
+            figures.update(self._audit_keys(problems, runs, wfs))
             figures["logs_checked"] = self._audit_logs(problems, runs, wfs)
             figures.update(self._audit_failures(problems, runs, events))
             # nothing left on the engine
@@ -554,6 +589,36 @@ class Chaos:
                 t += timedelta(seconds=period)
         return {"instants": instants, "missed_while_database_stopped": missed["database"],
                 "missed_while_no_scheduler_up": missed["no_scheduler"]}
+
+    def _audit_chains(self, problems: list, runs: list, wfs: dict) -> dict:
+        """One chain run per upstream run that reached the edge's state, none for any other."""
+        by_id = {r.id: r for r in runs}
+        retried = {r.retry_of_id for r in runs if r.trigger == "retry" and r.attempt > 1}
+        fired = 0
+        for down, (up, on) in self.chains.items():
+            def qualifies(r) -> bool:
+                if on == "succeeded":
+                    return r.status == "succeeded"
+                return r.status in ("failed", "timed_out") and r.id not in retried
+            due = {r.id for r in runs if r.workflow_id == wfs[up].id and qualifies(r)}
+            made = Counter(r.triggered_by_id for r in runs if r.workflow_id == wfs[down].id)
+            problems += [f"{made[u]} chain runs of {down} for {by_id[u].public_id}" for u in due if made[u] != 1]
+            problems += [f"a chain run of {down} for {getattr(by_id.get(u), 'public_id', u)}, which did not end {on}"
+                         for u in made if u not in due]
+            fired += sum(made.values())
+        return {"chain_runs": fired}
+
+    def _audit_keys(self, problems: list, runs: list, wfs: dict) -> dict:
+        """One run per Idempotency-Key, named by every answer the key got."""
+        made = [r.public_id for r in runs if r.workflow_id == wfs[self.idem].id]
+        answered = {key: ids for key, ids in self.idem_answers.items() if ids}
+        problems += [f"key {key} answered {len(ids)} runs" for key, ids in answered.items() if len(ids) > 1]
+        unanswered = len(self.idem_answers) - len(answered)  # sent, never answered: made at most one run
+        if not len(answered) <= len(made) <= len(answered) + unanswered:
+            problems.append(f"{len(made)} runs for {len(answered)} answered keys ({unanswered} never answered)")
+        named = {i for ids in answered.values() for i in ids}
+        problems += [f"an answered run that does not exist: {i}" for i in named - set(made)]
+        return {"keys": len(self.idem_answers), "keyed_runs": len(made)}
 
     def _audit_logs(self, problems: list, runs: list, wfs: dict) -> int:
         """Logs of succeeded runs: contiguous and byte-exact. Returns how many were checked."""
@@ -610,6 +675,8 @@ class Chaos:
               f"forbid_skips={f['forbid_skips']} missed_while_database_stopped={f['missed_while_database_stopped']} "
               f"missed_while_no_scheduler_up={f['missed_while_no_scheduler_up']} "
               f"deliveries={len(self.receiver.posts)} repeated_posts={f['repeated_posts']} "
+              f"chain_runs={f['chain_runs']} keys={f['keys']} keyed_runs={f['keyed_runs']} "
+              f"keyed_triggers={c['keyed_triggers']} "
               f"manual={c['manual_triggers']} retries={c['manual_retries']} cancels={c['cancels']} "
               f"api_refused={self.refused} violations={violations}")
 

@@ -109,10 +109,12 @@ class Stack:
     def __exit__(self, *exc):
         self.stop()
 
-    def call(self, method: str, path: str, body=None):
+    def call(self, method: str, path: str, body=None, headers: dict | None = None):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method)
         req.add_header("Authorization", f"Bearer {getattr(self, 'key', '')}")
+        for name, value in (headers or {}).items():
+            req.add_header(name, value)
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
