@@ -29,9 +29,9 @@ the schedules are removed, everything settles, and the audit checks:
   - no container of the installation is left;
   - chains: each run of an upstream that ended in its edge's state (ahead0 succeeded, sched00
     failed for good) fired exactly one run of its downstream, and no chain run has another cause;
-  - idempotency: triggers sent with an Idempotency-Key (about half of them a key sent before, and
-    every key sent again until it is answered, as a client does) made one run per key, and every
-    answer of a key named that run.
+  - idempotency: triggers and webhook calls sent with an Idempotency-Key (about half of them a key
+    sent before, and every key sent again until it is answered, as a client does) made one run per
+    key, and every answer of a key named that run.
 
 It exits non-zero on any violation and prints its counts as its last line.
 Usage: .venv/bin/python bench/chaos.py [--minutes N] [--seed S] [--faults a,b]   (needs root: it restarts
@@ -334,6 +334,9 @@ class Chaos:
             self.chains[wf] = (upstream, on)
         self.idem = s.create_workflow(name="idem", command=sequence("idem"), timeoutSec=60)
         self.tags[self.idem] = "idem"
+        status, hook = self.api("POST", f"/api/workflows/{s.team}/workflows/{self.idem}/webhook")
+        assert status == 201, status
+        self.hook_path = hook["url"][hook["url"].index("/hooks/"):]
         self.idem_answers: dict[str, set] = defaultdict(set)  # key -> the run ids its answers named
 
     # -- load ---------------------------------------------------------------------------------
@@ -367,15 +370,21 @@ class Chaos:
             self.stopping.wait(self.rng.uniform(0.5, 1.2))
 
     def keyed_trigger(self) -> None:
-        """A trigger with an Idempotency-Key: a key sent before about half the time, and sent again
-        until it is answered (a web process killed mid-request answers nothing)."""
+        """A trigger or a webhook call with an Idempotency-Key: a key sent before about half the
+        time, and sent again until it is answered (a web process killed mid-request answers
+        nothing). Webhook keys and trigger keys are apart: one key is one request."""
         known = list(self.idem_answers)
-        key = self.rng.choice(known) if known and self.rng.random() < 0.5 else f"chaos-{len(known)}"
+        if known and self.rng.random() < 0.5:
+            key = self.rng.choice(known)
+        else:
+            key = f"{self.rng.choice(['trigger', 'hook'])}-{len(known)}"
+        path = self.hook_path if key.startswith("hook") else \
+            f"/api/workflows/{self.stack.team}/workflows/{self.idem}/trigger"
         for _ in range(60):
-            status, run = self.api("POST", f"/api/workflows/{self.stack.team}/workflows/{self.idem}/trigger",
+            status, run = self.api("POST", path, {"n": 1} if key.startswith("hook") else None,
                                    headers={"Idempotency-Key": key})
             if status == 202:
-                self.idem_answers[key].add(run["id"])
+                self.idem_answers[key].add(run.get("runId") or run["id"])
                 self.counts["keyed_triggers"] += 1
                 return
             time.sleep(0.5)

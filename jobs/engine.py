@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import queue
 import re
 import struct
+import tarfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -14,7 +16,7 @@ from datetime import datetime, timezone
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import LogConfig
+from docker.types import LogConfig, Mount
 from flask import current_app
 
 from webapp.imageref import familiar, split_tag
@@ -233,11 +235,17 @@ def runs_network(api: docker.APIClient) -> str:
     return RUNS_NETWORK
 
 
+PAYLOAD_DIR = "/run/workflow"  # a webhook run's body is its file `payload`
+
+
 def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None, network: str = "bridge",
-                read_only: bool = False):
+                read_only: bool = False, payload: bool = False):
+    """`payload`: an anonymous volume of the container's own at PAYLOAD_DIR (removed with it),
+    where the engine accepts a file before the start even when the root filesystem is read-only."""
     cfg = current_app.config
     return api.create_host_config(
         read_only=read_only,
+        mounts=[Mount(target=PAYLOAD_DIR, source=None, type="volume")] if payload else None,
         tmpfs={"/tmp": f"rw,nosuid,nodev,size={cfg['RUNS_TMPFS_MB']}m,mode=1777"} if read_only else None,
         privileged=False,
         security_opt=["no-new-privileges"],
@@ -251,6 +259,16 @@ def host_config(api: docker.APIClient, memory_mb: int | None, cpus: float | None
                                                       "max-file": "2"}),
         init=False,
     )
+
+
+def put_payload(api: docker.APIClient, container_id: str, body: bytes) -> None:
+    """The webhook body as PAYLOAD_DIR/payload (read-only to the run), before the container starts."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo("payload")
+        info.size, info.mode, info.mtime = len(body), 0o444, int(time.time())
+        tar.addfile(info, io.BytesIO(body))
+    api.put_archive(container_id, PAYLOAD_DIR, archive.getvalue())
 
 
 class Output:

@@ -7,11 +7,14 @@ preparation (the pull policy, a registry's yes for a project) stays in the runne
 Docker engine's own business (a cluster pulls with its own secrets)."""
 from __future__ import annotations
 
+import base64
 from typing import Callable, Protocol
 
 import docker
 import requests
 from docker.errors import APIError, NotFound
+
+from webapp.services import hooks
 
 from . import engine
 
@@ -68,15 +71,28 @@ class DockerExecutor:
         self.api = api
 
     def submit(self, run, image_id: str | None = None) -> str:
+        """The run's container, created (or found, if it was created before), its webhook payload
+        in place."""
+        unit_id = self._create(run, image_id)
+        if run.payload is not None:
+            try:
+                engine.put_payload(self.api, unit_id, base64.b64decode(run.payload))
+            except APIError as e:
+                raise engine.RunFailure(f"could not give the container its payload: {e.explanation or e}") from None
+        return unit_id
+
+    def _create(self, run, image_id: str | None) -> str:
         name = f"wf-{run.public_id}"
         try:
             return self.api.create_container(
-                image_id or run.image, command=run.command, environment=dict(run.env or {}), name=name,
+                image_id or run.image, command=run.command, name=name,
+                environment={**dict(run.env or {}), **hooks.payload_env(run.payload)},
                 labels={engine.LABEL_RUN: run.public_id, engine.LABEL_INSTANCE: engine.instance_id(),
                         engine.LABEL_HOST: run.worker_host or "",
                         engine.LABEL_WAITS: "1" if run.workflow.on_host_lost == "wait" else ""},
                 host_config=engine.host_config(self.api, run.memory_mb, run.cpus, run.network,
-                                               read_only=run.workflow.read_only_rootfs),
+                                               read_only=run.workflow.read_only_rootfs,
+                                               payload=run.payload is not None),
                 stdin_open=False, tty=False, detach=True,
             )["Id"]
         except APIError as e:

@@ -61,6 +61,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     limiter.init_app(app)
     csrf.exempt(api_bp)  # bearer keys carry no cookie; a session's writes are checked in api/auth.py
     app.register_blueprint(api_bp)
+    from .api.hooks import inbound as hooks_bp
+    csrf.exempt(hooks_bp)  # a webhook's token is its credential; no cookie is read
+    app.register_blueprint(hooks_bp)
 
     _register_pages_and_commands(app)
     return app
@@ -106,7 +109,7 @@ def _register_api_errors(app: Flask) -> None:
 
     def api_only(handler, fallback=None):
         def wrapped(e):
-            if request.path.startswith("/api/") or request.path in ("/healthz", "/metrics"):
+            if request.path.startswith(("/api/", "/hooks/")) or request.path in ("/healthz", "/metrics"):
                 return handler(e)
             if fallback is not None:
                 return fallback(e)

@@ -229,6 +229,10 @@ class TriggerBody(_Strict):
     _v_env = field_validator("env")(_check_env)
 
 
+class WebhookCreate(_Strict):
+    signed: StrictBool = False  # a secret to sign bodies with, shown once
+
+
 class RegistryCredentialCreate(_Strict):
     registry: Annotated[str, Field(min_length=1, max_length=255, pattern=rf"^{DOMAIN}$")]
     username: Annotated[str, Field(min_length=1, max_length=255)]

@@ -27,6 +27,7 @@ class Trigger(StrEnum):
     MANUAL = "manual"
     RETRY = "retry"
     CHAIN = "chain"  # an upstream workflow's run reached the final state an `after` edge names
+    WEBHOOK = "webhook"  # a POST to the workflow's /hooks/<token>
 
 
 TRIGGERS = tuple(Trigger)

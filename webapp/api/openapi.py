@@ -5,16 +5,16 @@ from __future__ import annotations
 from flask import current_app, jsonify, render_template_string, url_for
 
 from ..schemas import (ChannelCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, TriggerBody,
-                       WorkflowCreate, WorkflowUpdate)
+                       WebhookCreate, WorkflowCreate, WorkflowUpdate)
 from .blueprint import bp
 from .shapes import (Channel, ChannelList, Delivery, DeliveryList, Environment, EnvironmentList, Error, ErrorBody,
-                     LogLine, Logs, Project, ProjectList, Queued, RegistryCredential, RegistryCredentialList, Run,
-                     RunList, Workflow, WorkflowList)
+                     Fired, LogLine, Logs, Project, ProjectList, Queued, RegistryCredential, RegistryCredentialList,
+                     Run, RunList, Webhook, Workflow, WorkflowList)
 
 MODELS = [Workflow, Run, WorkflowList, RunList, LogLine, Logs, RegistryCredential, RegistryCredentialList,
           Channel, ChannelList, Delivery, DeliveryList, Queued, Environment, EnvironmentList, Project,
           ProjectList, ErrorBody, Error, WorkflowCreate, WorkflowUpdate, TriggerBody, RegistryCredentialCreate,
-          ChannelCreate, ProjectCreate, EnvironmentCreate]
+          ChannelCreate, ProjectCreate, EnvironmentCreate, Webhook, Fired, WebhookCreate]
 
 TEAM = {"name": "teamId", "in": "path", "required": True, "schema": {"type": "integer"}}
 PROJECT = {"name": "projectId", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -39,7 +39,7 @@ def _json(name: str) -> dict:
 def _errors(*codes: int) -> dict:
     text = {400: "invalid request", 401: "missing or bad credentials", 403: "not allowed for this key",
             404: "not found (or another team's)", 409: "conflict with the run's status",
-            413: "body over 1 MiB", 415: "body is not JSON",
+            410: "revoked", 413: "body over 1 MiB (a webhook's: 64 KiB)", 415: "body is not JSON",
             422: "Idempotency-Key already used for another request", 429: "rate limited"}
     return {str(c): {"description": text[c], **_json("Error")} for c in codes}
 
@@ -109,6 +109,18 @@ def _workflow_paths() -> dict:
         },
         "/api/workflows/{teamId}/workflows/runs/{runId}/cancel": {
             "post": _op("Cancel a queued or running run", [TEAM, RUN], ("202", "Run"), read + (409,)),
+        },
+        "/api/workflows/{teamId}/workflows/{workflowId}/webhook": {
+            "post": _op("Make the workflow's webhook, or rotate its token (shown once)", [TEAM, WORKFLOW],
+                        ("201", "Webhook"), write, "WebhookCreate", body_required=False),
+            "get": _op("The workflow's webhook (its token's prefix)", [TEAM, WORKFLOW], ("200", "Webhook"), read),
+            "delete": _op("Revoke the workflow's webhook", [TEAM, WORKFLOW], ("204", None), read),
+        },
+        "/hooks/{token}": {
+            "post": {**_op("Fire a workflow by its webhook: the body (any type, at most 64 KiB) is the run's "
+                           "payload", [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}},
+                                       IDEMPOTENCY], ("202", "Fired"), (400, 401, 404, 409, 410, 413, 422, 429)),
+                     "security": []},
         },
         "/api/workflows/{teamId}/workflows/runs/{runId}/retry": {
             "post": _op("Re-fire a finished run", [TEAM, RUN, IDEMPOTENCY], ("202", "Run"), (400,) + read + (409, 422, 429)),

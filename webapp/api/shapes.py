@@ -104,6 +104,24 @@ class Run(Shape):
     url: str
 
 
+class Webhook(Shape):
+    """A workflow's inbound webhook; `url`, `token` and `secret` only in the answer that made it."""
+    tokenPrefix: str
+    signed: bool = Field(description="bodies must carry X-Hub-Signature-256 or Stripe-Signature, an HMAC-SHA256 "
+                                     "with the secret")
+    createdAt: str
+    revokedAt: Optional[str]
+    url: Optional[str] = Field(None, description="POST here to fire the workflow; shown once")
+    token: Optional[str] = Field(None, description="shown once: only its hash is kept")
+    secret: Optional[str] = Field(None, description="a signed hook's HMAC secret, shown once")
+
+
+class Fired(Shape):
+    """What a webhook call answers."""
+    runId: str
+    url: str
+
+
 class WorkflowList(Shape):
     workflows: list[Workflow]
 

@@ -17,7 +17,7 @@ from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
 from ..services import chains
 from ..services import channels as channel_service
 from ..services import health as health_service
-from ..services import hosts
+from ..services import hooks, hosts
 from ..services import retrying
 from ..services import runs as run_service
 from ..services import workflows as wf_service
@@ -268,14 +268,32 @@ def run_now(team_id: int, workflow_id: str):
 
 @bp.get("/teams/<int:team_id>/workflows/<workflow_id>")
 @login_required
-def workflow_page(team_id: int, workflow_id: str):
+def workflow_page(team_id: int, workflow_id: str, **shown):
+    """`shown`: a webhook's token URL and secret, the once they are shown (make_webhook)."""
     wf = wf_service.get_workflow(principal(), team_id, workflow_id)
     g.project = wf.project
     runs, cursor = run_service.list_runs(principal(), team_id, workflow_id, PAGE, request.args.get("cursor") or None)
     recent = run_service.recent_runs(wf.id, 30)
     return render_template("dashboard/workflow.html", wf=wf, runs=runs, cursor=cursor, recent=recent,
                            describe=cron.describe, env=masked_env(wf.env), live_pools=hosts.live_pools(),
-                           retry_rules=retrying.describe(wf), chain=chains.neighbours(wf))
+                           retry_rules=retrying.describe(wf), chain=chains.neighbours(wf),
+                           hook=hooks.hook_for(wf), **shown)
+
+
+@bp.post("/teams/<int:team_id>/workflows/<workflow_id>/webhook")
+@login_required
+def make_webhook(team_id: int, workflow_id: str):
+    """Make or rotate the workflow's webhook; its URL (and secret) shown on this answer only."""
+    _, token, secret = hooks.make_hook(principal(), team_id, workflow_id, request.form.get("signed") == "on")
+    return workflow_page(team_id, workflow_id, new_hook_url=hooks.hook_url(token), new_hook_secret=secret)
+
+
+@bp.post("/teams/<int:team_id>/workflows/<workflow_id>/webhook/revoke")
+@login_required
+def revoke_webhook(team_id: int, workflow_id: str):
+    hooks.revoke_hook(principal(), team_id, workflow_id)
+    flash("Webhook revoked: its URL answers 410 from now on.")
+    return redirect(url_for("dashboard.workflow_page", team_id=team_id, workflow_id=workflow_id))
 
 
 @bp.get("/workers")

@@ -1,4 +1,5 @@
 """All models, importable from one place."""
+from .hooks import WorkflowHook
 from .hosts import PoolGrant, WorkerProcess
 from .idempotency import IdempotencyKey
 from .notifications import Event, Notification, NotificationChannel, NotificationDelivery
@@ -9,5 +10,5 @@ from .workflows import Run, RunCount, RunLogBlock, Workflow, WorkflowEdge
 __all__ = [
     "ApiKey", "Environment", "Event", "IdempotencyKey", "Membership", "Notification", "NotificationChannel",
     "NotificationDelivery", "PoolGrant", "Project", "RegistryCredential", "Run", "RunCount", "RunLogBlock", 
-    "Team", "User", "Workflow", "WorkflowEdge", "WorkerProcess",
+    "Team", "User", "Workflow", "WorkflowEdge", "WorkflowHook", "WorkerProcess",
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..extensions import db
 from ..vocabulary import RunStatus, TERMINAL
-from .base import JSON, EncryptedJSON, utcnow
+from .base import JSON, EncryptedJSON, EncryptedText, utcnow
 
 ON_HOST_LOST = ("retry", "wait")
 
@@ -133,6 +133,9 @@ class Run(db.Model):
     owner_token = db.Column(db.String(40), nullable=True)
     cancel_requested_at = db.Column(db.DateTime, nullable=True)
     cancel_reason = db.Column(db.Text, nullable=True)
+    # A webhook fire's body (trigger "webhook"), base64, encrypted at rest: the container's
+    # /run/workflow/payload, and WORKFLOW_PAYLOAD when short and text. A retry keeps it.
+    payload = db.Column(EncryptedText, nullable=True)
     # Why a failed or timed-out run was or was not retried, decided with its terminal status.
     retry_decision = db.Column(db.Text, nullable=True)
     # Bytes of container output read so far, per stream: where a re-attached reader resumes.

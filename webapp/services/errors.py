@@ -26,3 +26,20 @@ class Forbidden(ServiceError):
 
 class Conflict(ServiceError):
     status, code = 409, "conflict"
+
+
+class BadSignature(ServiceError):
+    status, code = 401, "bad_signature"
+
+
+class Gone(ServiceError):
+    status, code = 410, "revoked"
+
+
+class TooLarge(ServiceError):
+    status, code = 413, "payload_too_large"
+
+
+class Mismatch(ServiceError):
+    """An Idempotency-Key sent with another request than its first."""
+    status, code = 422, "idempotency_key_reused"

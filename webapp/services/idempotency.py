@@ -18,16 +18,12 @@ from sqlalchemy import delete, select
 from ..extensions import db
 from ..models import IdempotencyKey, Run
 from ..models.base import utcnow
-from .errors import Invalid, ServiceError
+from .errors import Invalid, Mismatch
 
 HEADER = "Idempotency-Key"
 KEY_TTL = timedelta(hours=24)
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces: a UUID, a job name
 PRUNE_BATCH = 1000
-
-
-class Mismatch(ServiceError):
-    status, code = 422, "idempotency_key_reused"
 
 
 def valid_key(raw: str | None) -> str | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,7 +18,7 @@ from ..models import Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..models.clock import db_now
 from ..vocabulary import STATUSES, TRIGGERS, RunStatus, Trigger
-from . import budget, dispatch, idempotency, pausing, quotas
+from . import budget, dispatch, hooks, idempotency, pausing, quotas
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
 from .transitions import cancel_in_transaction
@@ -27,12 +28,12 @@ MAX_PAGE = 100
 
 def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: Run | None = None,
          scheduled_for: datetime | None = None, due_at: datetime | None = None,
-         triggered_by: Run | None = None, commit: bool = True) -> Run:
+         triggered_by: Run | None = None, payload: str | None = None, commit: bool = True) -> Run:
     """Make the run row of one fire, and hand it to the workers when it is due now."""
     now = utcnow()
     run = Run(public_id=new_public_id("run_"), team_id=wf.team_id, workflow_id=wf.id,
               trigger=trigger, attempt=attempt, retry_of_id=retry_of.id if retry_of else None,
-              triggered_by_id=triggered_by.id if triggered_by else None,
+              triggered_by_id=triggered_by.id if triggered_by else None, payload=payload,
               status=RunStatus.QUEUED, env=env, image=wf.image, command=wf.command,
               timeout_sec=wf.timeout_sec, memory_mb=wf.memory_mb, cpus=wf.cpus, network=wf.network,
               worker_pool=wf.worker_pool,
@@ -148,7 +149,18 @@ def retry_run(principal: Principal, team_id: int, public_id: str, key: str | Non
         raise Conflict("the workflow was deleted")
     pausing.require_triggers(run.workflow)
     return _fire_once(team_id, key, idempotency.fingerprint("retry", run.public_id),
-                      lambda: fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run, commit=False))
+                      lambda: fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run, payload=run.payload,
+                                   commit=False))
+
+
+def fire_webhook(token: str, body: bytes, headers, key: str | None = None) -> Fired:
+    """A POST to a workflow's hook (services.hooks): its body becomes the run's payload."""
+    hook, wf = hooks.hook_of(token)
+    hooks.check_body(hook, body, headers)
+    pausing.require_triggers(wf)
+    request_hash = idempotency.fingerprint("webhook", wf.public_id, {"sha256": hashlib.sha256(body).hexdigest()})
+    return _fire_once(wf.team_id, key, request_hash,
+                      lambda: fire(wf, Trigger.WEBHOOK, dict(wf.env or {}), payload=hooks.encode(body), commit=False))
 
 
 def cancel_run(principal: Principal, run: Run) -> Run:
