@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from browsing import login
 from conftest import create_wf, wait_for, wait_status
-from runs_api import base, lines, trigger
+from runs_api import base, end_at_once as end, lines, trigger
 
 ECHO_UPSTREAM = ["sh", "-c", 'echo "$WORKFLOW_UPSTREAM_RUN_ID $WORKFLOW_UPSTREAM_STATUS $WORKFLOW_UPSTREAM_EXIT_CODE"']
 
@@ -126,34 +126,6 @@ def test_the_chain_on_the_run_pages_and_the_workflow_page(page, server, alice, c
     expect(page.locator("#status")).to_have_text("succeeded", timeout=30000)
     expect(page.locator("dt", has_text="Triggered by")).to_be_visible()
     expect(page.locator("#run-summary")).to_contain_text("of extract")
-
-
-def end(app, run_ids: list[str], status: str = "succeeded") -> None:
-    """End queued runs as their worker would (lifecycle.complete), all at once from threads."""
-    import threading
-
-    from sqlalchemy import update
-
-    from webapp.extensions import db
-    from webapp.models import Run
-    from webapp.services import lifecycle
-    with app.app_context():
-        db.session.execute(update(Run).where(Run.public_id.in_(run_ids)).values(status="running"))
-        db.session.commit()
-    start = threading.Barrier(len(run_ids))
-
-    def finish(run_id):
-        with app.app_context():
-            run = db.session.query(Run).filter_by(public_id=run_id).one()
-            db.session.commit()
-            start.wait()
-            lifecycle.complete(run, status, exit_code=0 if status == "succeeded" else 1)
-            db.session.remove()
-    threads = [threading.Thread(target=finish, args=(i,)) for i in run_ids]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
 
 
 def test_join_all_waits_for_every_upstream_since_its_last_chain_run(app, client, alice):

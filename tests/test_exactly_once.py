@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from conftest import create_wf, wait_for, wait_status
-from runs_api import base, fire, trigger
+from runs_api import base, end_at_once, fire, trigger
 from engine_events import intervals
 from webapp import keys
 
@@ -258,28 +257,13 @@ def test_concurrent_successes_emit_one_recovery(app, client, alice):
     from sqlalchemy import update
 
     from webapp.extensions import db
-    from webapp.models import Event, Run, Workflow
-    from webapp.services import lifecycle
+    from webapp.models import Event, Workflow
     wf = create_wf(client, alice)
     ids = [trigger(client, alice, wf["id"])["id"] for _ in range(12)]
     with app.app_context():
-        db.session.execute(update(Run).where(Run.public_id.in_(ids)).values(status="running"))
         db.session.execute(update(Workflow).where(Workflow.public_id == wf["id"]).values(alert_state="failing"))
         db.session.commit()
-    start = threading.Barrier(len(ids))
-
-    def succeed(run_id):
-        with app.app_context():
-            run = db.session.query(Run).filter_by(public_id=run_id).one()
-            db.session.commit()
-            start.wait()
-            lifecycle.complete(run, "succeeded", exit_code=0)
-            db.session.remove()
-    threads = [threading.Thread(target=succeed, args=(i,)) for i in ids]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    end_at_once(app, ids)
     with app.app_context():
         kinds = [e.kind for e in db.session.query(Event).all()]
     assert kinds == ["workflow.recovered"]
