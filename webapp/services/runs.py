@@ -86,20 +86,25 @@ def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: di
     """A manual fire, from the API or the dashboard: spends the team's trigger budget once the
     call is known to be allowed (refusals and replays cost nothing)."""
     wf = get_workflow(principal, team_id, public_id, write=True)
-    pausing.require_triggers(wf)
     merged = {**(wf.env or {}), **env}
-    quotas.check_run_env(team_id, merged)
-    return _fire_once(team_id, key, idempotency.fingerprint("trigger", wf.public_id, env),
+
+    def allowed() -> None:
+        pausing.require_triggers(wf)
+        quotas.check_run_env(team_id, merged)
+    return _fire_once(team_id, key, idempotency.fingerprint("trigger", wf.public_id, env), allowed,
                       lambda: fire(wf, Trigger.MANUAL, merged, commit=False))
 
 
-def _fire_once(team_id: int, key: str | None, request_hash: str, make) -> Fired:
+def _fire_once(team_id: int, key: str | None, request_hash: str, allowed, make) -> Fired:
     """The run `make` adds to the session, committed and handed over, once per Idempotency-Key
-    (webapp/services/idempotency.py): a key seen before answers its first run instead."""
+    (webapp/services/idempotency.py): a key seen before answers its first run, whatever became of
+    the workflow or the run since; else `allowed` raises what refuses the fire, before the team's
+    queue and budget are asked."""
     if key is not None:
         first = idempotency.first_run(team_id, key, request_hash)
         if first is not None:
             return Fired(first, replayed=True)
+    allowed()
     quotas.check_queue(team_id)
     budget.spend_trigger(team_id)
     run = make()
@@ -139,16 +144,14 @@ def retry_run(principal: Principal, team_id: int, public_id: str, key: str | Non
     """A manual re-fire of a terminal run with the same env: a fresh attempt chain."""
     run = get_run(principal, team_id, public_id)
     require_write(principal)
-    if key is not None:  # the first answer, whatever the run became since
-        first = idempotency.first_run(team_id, key, idempotency.fingerprint("retry", run.public_id))
-        if first is not None:
-            return Fired(first, replayed=True)
-    if not run.terminal:
-        raise Conflict(f"the run is {run.status}; only a finished run can be retried")
-    if run.workflow.deleted_at is not None:
-        raise Conflict("the workflow was deleted")
-    pausing.require_triggers(run.workflow)
-    return _fire_once(team_id, key, idempotency.fingerprint("retry", run.public_id),
+
+    def allowed() -> None:
+        if not run.terminal:
+            raise Conflict(f"the run is {run.status}; only a finished run can be retried")
+        if run.workflow.deleted_at is not None:
+            raise Conflict("the workflow was deleted")
+        pausing.require_triggers(run.workflow)
+    return _fire_once(team_id, key, idempotency.fingerprint("retry", run.public_id), allowed,
                       lambda: fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run, payload=run.payload,
                                    commit=False))
 
@@ -156,10 +159,9 @@ def retry_run(principal: Principal, team_id: int, public_id: str, key: str | Non
 def fire_webhook(token: str, body: bytes, headers, key: str | None = None) -> Fired:
     """A POST to a workflow's hook (services.hooks): its body becomes the run's payload."""
     hook, wf = hooks.hook_of(token)
-    hooks.check_body(hook, body, headers)
-    pausing.require_triggers(wf)
+    hooks.check_body(hook, body, headers)  # before any answer, a replayed one too
     request_hash = idempotency.fingerprint("webhook", wf.public_id, {"sha256": hashlib.sha256(body).hexdigest()})
-    return _fire_once(wf.team_id, key, request_hash,
+    return _fire_once(wf.team_id, key, request_hash, lambda: pausing.require_triggers(wf),
                       lambda: fire(wf, Trigger.WEBHOOK, dict(wf.env or {}), payload=hooks.encode(body), commit=False))
 
 
