@@ -31,7 +31,11 @@ the schedules are removed, everything settles, and the audit checks:
     failed for good) fired exactly one run of its downstream, and no chain run has another cause;
   - idempotency: triggers and webhook calls sent with an Idempotency-Key (about half of them a key
     sent before, and every key sent again until it is answered, as a client does) made one run per
-    key, and every answer of a key named that run.
+    key, and every answer of a key named that run;
+  - backfill: two overlapping backfills of an hourly workflow (the second asked for halfway
+    through, while the first is still firing) made exactly one run per instant of their ranges
+    together, each fired or skipped every instant of its own range, and each fired as many runs
+    as it counts.
 
 It exits non-zero on any violation and prints its counts as its last line.
 Usage: .venv/bin/python bench/chaos.py [--minutes N] [--seed S] [--faults a,b]   (needs root: it restarts
@@ -338,6 +342,23 @@ class Chaos:
         assert status == 201, status
         self.hook_path = hook["url"][hook["url"].index("/hooks/"):]
         self.idem_answers: dict[str, set] = defaultdict(set)  # key -> the run ids its answers named
+        self.backfilled = s.create_workflow(name="backfill", command=sequence("backfill", pause="0.5"),
+                                            timeoutSec=60, schedule="0 * * * *")
+        self.tags[self.backfilled] = "backfill"
+
+    def backfill(self, first: int, last: int) -> None:
+        """A backfill of the hourly workflow's instants from `first` to `last` hours ago, three at
+        once, asked again until it is answered (each unanswered ask may have made one: the audit
+        counts every backfill the database has)."""
+        hour = datetime.utcnow().replace(minute=0, second=0, microsecond=0)
+        body = {"from": (hour - timedelta(hours=first)).isoformat() + "Z",
+                "to": (hour - timedelta(hours=last)).isoformat() + "Z", "maxConcurrent": 3}
+        for _ in range(120):
+            status, _ = self.api("POST", f"/api/workflows/{self.stack.team}/workflows/{self.backfilled}/backfill", body)
+            if status == 201:
+                self.counts["backfills"] += 1
+                return
+            time.sleep(0.5)
 
     # -- load ---------------------------------------------------------------------------------
     def traffic(self) -> None:
@@ -494,6 +515,9 @@ class Chaos:
                        EngineEvents(instance_label(self.stack.env), self.engine_b.url, "b")]
         self.create_workflows()
         self.created_at = datetime.utcnow()
+        self.backfill(30, 1)
+        later = threading.Timer(self.minutes * 30, self.backfill, (40, 20))
+        later.start()
         load = threading.Thread(target=self.traffic, daemon=True)
         load.start()
         try:
@@ -501,6 +525,7 @@ class Chaos:
         finally:
             self.stopping.set()
             load.join(30)
+            later.join(90)
         for name, p in self.procs.items():  # everything up again for the settling
             if p.poll() is not None:
                 self.spawn(name)
@@ -527,7 +552,7 @@ class Chaos:
 
         from webapp import create_app
         from webapp.extensions import db
-        from webapp.models import Event, Notification, Run, RunLogBlock, Workflow
+        from webapp.models import Backfill, Event, Notification, Run, RunLogBlock, Workflow
         app = create_app()
         problems: list[str] = []
         with app.app_context():
@@ -535,6 +560,7 @@ class Chaos:
                 n = query.count()
                 db.session.commit()
                 return n
+            _wait(lambda: count(db.session.query(Backfill).filter(Backfill.next_at.is_not(None))) == 0, SETTLE_SEC)
             _wait(lambda: count(db.session.query(Run).filter(Run.status.in_(("queued", "running")))) == 0, SETTLE_SEC)
             _wait(lambda: count(db.session.query(Notification).filter(
                 Notification.state.in_(("pending", "sending")))) == 0, 120)
@@ -558,6 +584,7 @@ class Chaos:
                 traceback.print_exc()
             figures.update(self._audit_chains(problems, runs, wfs))
             figures.update(self._audit_keys(problems, runs, wfs))
+            figures.update(self._audit_backfills(problems, runs, wfs, db.session.query(Backfill).all()))
             figures["logs_checked"] = self._audit_logs(problems, runs, wfs)
             figures.update(self._audit_failures(problems, runs, events))
             # nothing left on the engine
@@ -629,6 +656,26 @@ class Chaos:
         problems += [f"an answered run that does not exist: {i}" for i in named - set(made)]
         return {"keys": len(self.idem_answers), "keyed_runs": len(made)}
 
+    def _audit_backfills(self, problems: list, runs: list, wfs: dict, backfills: list) -> dict:
+        """One run per instant of the backfills' ranges together; each backfill fired or skipped
+        its every instant, and made the runs it counts."""
+        from webapp import cron
+        wf = wfs[self.backfilled]
+        made = Counter(r.scheduled_for for r in runs if r.workflow_id == wf.id and r.trigger == "backfill")
+        due: set = set()
+        for bf in backfills:
+            due |= set(cron.next_instants(bf.schedule, bf.timezone, bf.from_at - timedelta(microseconds=1), 1001,
+                                          before=bf.to_at + timedelta(microseconds=1)))
+            own = sum(1 for r in runs if r.backfill_id == bf.id and r.trigger == "backfill")
+            if (bf.next_at, bf.cancelled_at) != (None, None) or bf.made + bf.skipped != bf.total or own != bf.made:
+                problems.append(f"backfill {bf.public_id}: next {bf.next_at}, fired {bf.made} + skipped "
+                                f"{bf.skipped} of {bf.total}, {own} runs")
+        problems += [f"backfill instant {t} has {made[t]} runs" for t in due if made[t] != 1]
+        problems += [f"a backfill run outside every range: {t}" for t in made if t not in due]
+        if len(backfills) < 2:
+            problems.append(f"{len(backfills)} backfills made, 2 asked for")
+        return {"backfills": len(backfills), "backfill_runs": sum(made.values())}
+
     def _audit_logs(self, problems: list, runs: list, wfs: dict) -> int:
         """Logs of succeeded runs: contiguous and byte-exact. Returns how many were checked."""
         from webapp.runoutput.read import log_lines
@@ -685,6 +732,7 @@ class Chaos:
               f"missed_while_no_scheduler_up={f['missed_while_no_scheduler_up']} "
               f"deliveries={len(self.receiver.posts)} repeated_posts={f['repeated_posts']} "
               f"chain_runs={f['chain_runs']} keys={f['keys']} keyed_runs={f['keyed_runs']} "
+              f"backfills={f['backfills']} backfill_runs={f['backfill_runs']} "
               f"keyed_triggers={c['keyed_triggers']} "
               f"manual={c['manual_triggers']} retries={c['manual_retries']} cancels={c['cancels']} "
               f"api_refused={self.refused} violations={violations}")

@@ -53,6 +53,8 @@ def workflow_message(event: Event) -> Message:
         detail = (f"no run has succeeded within {wf.expect_success_within_sec} s "
                   f"(expectSuccessWithinSec); last success: {last}")
         status = "silent"
+    elif event.detail:
+        detail, status = event.detail, "missed"
     elif wf.queue_full_at is not None:
         detail = ("fires are skipped: the team's queue is full (its limit queuedRuns); "
                   "they resume once its queued runs start")

@@ -3,7 +3,8 @@
 Each due workflow's `next_run_at` is advanced with a compare-and-set, and the run row carries a
 unique (workflow, scheduledFor): two schedulers, or one fire seen twice, cannot fire twice.
 A scheduler that was down fires at most the latest missed instant, and only if it is younger
-than the workflow's timeout.
+than the workflow's timeout; a workflow with a `catchUpWindowSec` fires every missed instant
+younger than the window instead, oldest first, one a tick.
 
 `allow` workflows (the default) are fired up to SCHEDULE_LEAD_SEC ahead of their instant: the run
 is made and handed over with `due_at` = the instant, and the worker prepares the container and
@@ -62,10 +63,12 @@ def _instants(wf: Workflow, now: datetime) -> tuple[datetime | None, datetime | 
     instant = wf.next_run_at
     try:
         latest = max(cron.latest_at_or_before(wf.schedule, wf.timezone, now) or instant, instant)
+        if wf.catch_up_window_sec is not None and latest > instant:
+            return _oldest_in_window(wf, instant, latest, now)
         following = cron.next_instant(wf.schedule, wf.timezone, latest)
         missed = 0
         if latest > instant:  # the scheduler was away: only the latest instant may still run
-            missed = 1 + len(cron.next_instants(wf.schedule, wf.timezone, instant, MISSED_COUNT_CAP, before=latest))
+            missed = _count(wf, instant, latest)
     except Exception:
         log.exception("bad schedule on %s; unscheduling", wf.public_id)
         return None, None, 0
@@ -74,11 +77,36 @@ def _instants(wf: Workflow, now: datetime) -> tuple[datetime | None, datetime | 
     return latest, following, missed
 
 
+def _oldest_in_window(wf: Workflow, instant: datetime, latest: datetime,
+                      now: datetime) -> tuple[datetime | None, datetime | None, int]:
+    """The workflow's catchUpWindowSec after an outage: the oldest missed instant younger than the
+    window fires, and the next stored is the one after it (the next tick fires that one, so every
+    instant of the window runs, oldest first, each under the concurrency policy like any fire);
+    the instants older than the window are counted as skipped."""
+    horizon = now - timedelta(seconds=wf.catch_up_window_sec)
+    if instant >= horizon:
+        return instant, cron.next_instant(wf.schedule, wf.timezone, instant), 0
+    oldest = cron.next_instant(wf.schedule, wf.timezone, horizon - timedelta(microseconds=1))
+    if oldest > latest:  # every missed instant is older than the window
+        return None, cron.next_instant(wf.schedule, wf.timezone, latest), _count(wf, instant, latest) + 1
+    return oldest, cron.next_instant(wf.schedule, wf.timezone, oldest), _count(wf, instant, oldest)
+
+
+def _count(wf: Workflow, first: datetime, before: datetime) -> int:
+    """Instants from `first` up to (not including) `before`, at most MISSED_COUNT_CAP."""
+    return 1 + len(cron.next_instants(wf.schedule, wf.timezone, first, MISSED_COUNT_CAP - 1, before=before))
+
+
 def _missed(wf: Workflow, missed: int, notes: list) -> None:
-    """A claim that skipped instants: the workflow.missed event in the claim's transaction, and
-    the count (noted in `notes`, recorded once the transaction is committed)."""
+    """A claim that skipped instants: the workflow.missed event (saying how many) in the claim's
+    transaction, and the count (noted in `notes`, recorded once the transaction is committed)."""
     if missed:
-        notes.append(("missed", missed, emit(wf.team_id, wf.id, None, EventKind.MISSED)))
+        many = f"{missed:,}" + (" or more" if missed >= MISSED_COUNT_CAP else "")
+        rule = (f"older than its catch-up window ({wf.catch_up_window_sec} s)" if wf.catch_up_window_sec is not None
+                else "only the latest missed instant may run, and only within the run's timeout")
+        detail = (f"the scheduler was not running: {many} scheduled instant{'s' if missed != 1 else ''} "
+                  f"not run ({rule})")
+        notes.append(("missed", missed, emit(wf.team_id, wf.id, None, EventKind.MISSED, detail)))
 
 
 def _queue_full(wf: Workflow, room: dict[int, int], notes: list) -> bool:

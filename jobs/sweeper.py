@@ -19,7 +19,7 @@ from webapp.extensions import db
 from webapp.models import Notification, NotificationDelivery, Run
 from webapp.models.clock import db_now, seconds_between
 from webapp.process_log import WarnOnce
-from webapp.services import dispatch, hosts, idempotency, lifecycle, silence
+from webapp.services import backfills, dispatch, hosts, idempotency, lifecycle, silence
 from webapp.services.runs import hand_over_many
 from webapp.vocabulary import RunStatus
 
@@ -36,7 +36,8 @@ def sweep() -> dict:
     """Each step on its own: Redis being away must not stop the steps that do not need it."""
     steps = {"handed": hand_over_due, "stale": fail_stale_queued, "recovered": recover_lost,
              "requeued": requeue_lost_queue_entries, "notifications": hand_over_due_notifications,
-             "silent": silence.check_silent, "idempotency_keys": idempotency.prune_expired}
+             "silent": silence.check_silent, "idempotency_keys": idempotency.prune_expired,
+             "backfilled": backfills.advance_all}
     counts: dict = {}
     for name, step in steps.items():
         try:

@@ -5,6 +5,7 @@ The same pydantic models produce the OpenAPI document. Violations become a field
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import Annotated, ClassVar, Literal, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
@@ -69,6 +70,9 @@ MaxRetries = Annotated[int, Field(ge=0, le=10)]
 BackoffSec = Annotated[int, Field(ge=0, le=3600)]
 # A silent-workflow alert's interval: a minute to a year.
 ExpectSec = Annotated[int, Field(ge=60, le=366 * 86400)]
+# How far back a scheduler outage's missed instants still run: up to a week.
+CATCH_UP_MAX_SEC = 7 * 86400
+CatchUpSec = Annotated[int, Field(ge=1, le=CATCH_UP_MAX_SEC)]
 MemoryMb = Annotated[int, Field(ge=6, le=1048576)]
 Cpus = Annotated[float, Field(ge=0.01, le=256)]
 Policy = Literal["allow", "forbid", "replace"]
@@ -188,6 +192,7 @@ class WorkflowCreate(_WorkflowFields):
     pauseTriggers: StrictBool = False
     after: Edges = Field(default_factory=list)
     join: Join = "any"
+    catchUpWindowSec: Optional[CatchUpSec] = None
 
 
 class WorkflowUpdate(_WorkflowFields):
@@ -216,17 +221,47 @@ class WorkflowUpdate(_WorkflowFields):
     pauseTriggers: Optional[StrictBool] = None
     after: Optional[Edges] = None  # replaces every edge; [] runs after nothing
     join: Optional[Join] = None
+    catchUpWindowSec: Optional[CatchUpSec] = None
     catchUp: Optional[StrictBool] = Field(None, description='with "paused": false: run what was missed while '
                                                             'paused, by the catch-up rule; else it is not run')
 
     # Fields that may be set to null: the rest must have a value when present.
     NULLABLE: ClassVar[frozenset] = frozenset({"command", "schedule", "memoryMb", "cpus", "expectSuccessWithinSec",
-                                               "retryPolicy", "pauseNote"})
+                                               "retryPolicy", "pauseNote", "catchUpWindowSec"})
 
 
 class TriggerBody(_Strict):
     env: Env = Field(default_factory=dict)
     _v_env = field_validator("env")(_check_env)
+
+
+def _utc(value) -> datetime:
+    """An ISO 8601 time as naive UTC (the database's times); one without an offset is UTC."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z") from None
+    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+MAX_BACKFILL_CONCURRENT = 50
+
+
+class BackfillCreate(_Strict):
+    """A past range of the workflow's schedule to run: one run per instant in it, both ends
+    included, at most 1,000 instants a request."""
+
+    start: Annotated[str, Field(alias="from", description="the range's first moment (ISO 8601)")]
+    end: Annotated[str, Field(alias="to", description="the range's last moment (ISO 8601), not in the future")]
+    maxConcurrent: Annotated[int, Field(ge=1, le=MAX_BACKFILL_CONCURRENT)] = Field(
+        1, description="at most this many of its runs queued or running at once")
+
+    _v_times = field_validator("start", "end")(lambda v: _utc(v).isoformat())
+
+    def range(self) -> tuple[datetime, datetime]:
+        return datetime.fromisoformat(self.start), datetime.fromisoformat(self.end)
 
 
 class WebhookCreate(_Strict):
@@ -280,6 +315,7 @@ _MESSAGES = {
     "greater_than_equal": None,
     "less_than_equal": None,
     "too_long": None,
+    "string_pattern_mismatch": None,
 }
 
 
@@ -302,6 +338,8 @@ def _message(err: dict) -> str:
         return f"must be at least {ctx.get('ge')}"
     if kind == "less_than_equal":
         return f"must be at most {ctx.get('le')}"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == POOL_PATTERN:
+        return "lowercase letters, digits, - and _, starting with a letter or digit"
     if kind == "too_long":
         return f"at most {ctx.get('max_length')} items"
     if kind == "literal_error":

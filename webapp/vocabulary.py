@@ -28,6 +28,7 @@ class Trigger(StrEnum):
     RETRY = "retry"
     CHAIN = "chain"  # an upstream workflow's run reached the final state an `after` edge names
     WEBHOOK = "webhook"  # a POST to the workflow's /hooks/<token>
+    BACKFILL = "backfill"  # one instant of a past range of its schedule (services/backfills.py)
 
 
 TRIGGERS = tuple(Trigger)

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, render_template_string, url_for
 
-from ..schemas import (ChannelCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, TriggerBody,
+from ..schemas import (BackfillCreate, ChannelCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, TriggerBody,
                        WebhookCreate, WorkflowCreate, WorkflowUpdate)
 from .blueprint import bp
-from .shapes import (Channel, ChannelList, Delivery, DeliveryList, Environment, EnvironmentList, Error, ErrorBody,
+from .shapes import (Backfill, BackfillList, Channel, ChannelList, Delivery, DeliveryList, Environment, EnvironmentList, Error, ErrorBody,
                      Fired, LogLine, Logs, Project, ProjectList, Queued, RegistryCredential, RegistryCredentialList,
                      Run, RunList, Webhook, Workflow, WorkflowList)
 
 MODELS = [Workflow, Run, WorkflowList, RunList, LogLine, Logs, RegistryCredential, RegistryCredentialList,
           Channel, ChannelList, Delivery, DeliveryList, Queued, Environment, EnvironmentList, Project,
           ProjectList, ErrorBody, Error, WorkflowCreate, WorkflowUpdate, TriggerBody, RegistryCredentialCreate,
-          ChannelCreate, ProjectCreate, EnvironmentCreate, Webhook, Fired, WebhookCreate]
+          ChannelCreate, ProjectCreate, EnvironmentCreate, Webhook, Fired, WebhookCreate, Backfill, BackfillList,
+          BackfillCreate]
 
 TEAM = {"name": "teamId", "in": "path", "required": True, "schema": {"type": "integer"}}
 PROJECT = {"name": "projectId", "in": "path", "required": True, "schema": {"type": "integer"}}
 WORKFLOW = {"name": "workflowId", "in": "path", "required": True, "schema": {"type": "string"}}
+BACKFILL = {"name": "backfillId", "in": "path", "required": True, "schema": {"type": "string"}}
 RUN = {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}}
 CRED = {"name": "credentialId", "in": "path", "required": True, "schema": {"type": "integer"}}
 CHANNEL = {"name": "channelId", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -128,6 +130,28 @@ def _workflow_paths() -> dict:
     }
 
 
+def _backfill_paths() -> dict:
+    read = READ
+    return {
+        "/api/workflows/{teamId}/workflows/{workflowId}/backfill": {
+            "post": _op("Backfill a past range of the schedule: one run per instant (at most 1,000), at most "
+                        "maxConcurrent at once; an instant that has a run already is skipped", [TEAM, WORKFLOW],
+                        ("201", "Backfill"), WRITE + (409, 429), "BackfillCreate"),
+        },
+        "/api/workflows/{teamId}/workflows/{workflowId}/backfills": {
+            "get": _op("The workflow's backfills with their progress, newest first", [TEAM, WORKFLOW],
+                       ("200", "BackfillList"), read),
+        },
+        "/api/workflows/{teamId}/workflows/backfills/{backfillId}": {
+            "get": _op("A backfill with its progress", [TEAM, BACKFILL], ("200", "Backfill"), read),
+        },
+        "/api/workflows/{teamId}/workflows/backfills/{backfillId}/cancel": {
+            "post": _op("Cancel a backfill: no more of its instants fire, its queued and running runs are cancelled",
+                        [TEAM, BACKFILL], ("202", "Backfill"), read + (409,)),
+        },
+    }
+
+
 def _team_paths() -> dict:
     """Projects, environments, registry credentials, notification channels."""
     read, write = READ, WRITE
@@ -180,7 +204,7 @@ def document() -> dict:
                                 "the lines after seq N."},
         "servers": [{"url": current_app.config["BASE_URL"]}],
         "security": [{"bearer": []}, {"session": []}],
-        "paths": {**_workflow_paths(), **_team_paths()},
+        "paths": {**_workflow_paths(), **_backfill_paths(), **_team_paths()},
         "components": {
             "schemas": _components(),
             "securitySchemes": {

@@ -7,7 +7,7 @@ from flask import jsonify
 
 from ..models import Run, Workflow
 from ..models.base import isoformat
-from ..services import chains, hosts, retrying
+from ..services import backfills, chains, hosts, retrying
 from ..services.channels import describe_target
 from ..services.masking import masked_env
 from ..runoutput.read import LogLine
@@ -29,7 +29,7 @@ def workflow_shape(wf: Workflow, masked: bool = False, after: list | None = None
         memoryMb=wf.memory_mb, cpus=wf.cpus, network=wf.network, workerPool=wf.worker_pool,
         onHostLost=wf.on_host_lost, readOnlyRootfs=wf.read_only_rootfs,
         expectSuccessWithinSec=wf.expect_success_within_sec, silentSince=isoformat(wf.silent_at),
-        lastSuccessAt=isoformat(wf.last_success_at), paused=wf.paused_at is not None,
+        lastSuccessAt=isoformat(wf.last_success_at), catchUpWindowSec=wf.catch_up_window_sec, paused=wf.paused_at is not None,
         pausedAt=isoformat(wf.paused_at), pausedBy=wf.paused_by, pauseNote=wf.pause_note,
         pauseTriggers=wf.pause_triggers, after=chains.edges_of(wf) if after is None else after,
         join=wf.chain_join, retryPolicy=retrying.policy_of(wf))
@@ -40,13 +40,22 @@ def run_shape(run: Run, masked: bool = False) -> shapes.Run:
         id=run.public_id, workflowId=run.workflow.public_id, teamId=run.team_id, trigger=run.trigger,
         attempt=run.attempt, retryOf=run.retry_of.public_id if run.retry_of_id else None,
         triggeredBy=run.triggered_by.public_id if run.triggered_by_id else None,
-        status=run.shown_status, exitCode=run.exit_code, error=run.error,
+        backfill=run.backfill.public_id if run.backfill_id else None, status=run.shown_status, exitCode=run.exit_code, error=run.error,
         env=masked_env(run.env) if masked else (run.env or {}), image=run.image, command=run.command,
         imageDigest=run.image_digest, workerHost=run.worker_host, workerPool=run.worker_pool,
         waiting=hosts.waiting(run), scheduledFor=isoformat(run.scheduled_for), queuedAt=isoformat(run.queued_at),
         notBefore=isoformat(run.due_at), startedAt=isoformat(run.started_at),
         finishedAt=isoformat(run.finished_at), durationMs=run.duration_ms,
         cancelRequested=run.cancel_requested_at is not None, retryDecision=run.retry_decision, url=run_url(run))
+
+
+def backfill_shape(bf, counts: dict[str, int]) -> shapes.Backfill:
+    """`counts`: its runs by status (services.backfills.progress_of)."""
+    return shapes.Backfill(
+        id=bf.public_id, workflowId=bf.workflow.public_id, start=isoformat(bf.from_at), end=isoformat(bf.to_at),
+        maxConcurrent=bf.max_concurrent, instants=bf.total, fired=bf.made, skipped=bf.skipped,
+        state=backfills.state(bf, counts), runs=counts, createdAt=isoformat(bf.created_at),
+        createdBy=bf.created_by, cancelledAt=isoformat(bf.cancelled_at))
 
 
 def line_json(line: LogLine) -> dict:

@@ -16,7 +16,7 @@ class Shape(BaseModel):
 
     def out(self) -> dict:
         """The JSON object (fields left unset, such as a channel's signingSecret, left out)."""
-        return self.model_dump(exclude_unset=True)
+        return self.model_dump(exclude_unset=True, by_alias=True)
 
 
 Status = Literal[words(RunStatus)]
@@ -51,6 +51,10 @@ class Workflow(Shape):
     readOnlyRootfs: bool = Field(description="extension: the container's root filesystem is read-only, with a "
                                              "writable tmpfs /tmp of RUNS_TMPFS_MB")
     expectSuccessWithinSec: Optional[int]
+    catchUpWindowSec: Optional[int] = Field(
+        description="extension: after a scheduler outage, every missed instant younger than this many seconds "
+                    "runs, oldest first, and one workflow.missed counts the older ones; null: only the latest "
+                    "missed instant runs, if younger than timeoutSec")
     silentSince: Optional[str]
     lastSuccessAt: Optional[str]
     paused: bool = Field(description="extension: no scheduled fires until resumed; not silent")
@@ -76,6 +80,8 @@ class Run(Shape):
     retryOf: Optional[str]
     triggeredBy: Optional[str] = Field(description="extension: the upstream run whose end fired this one "
                                                    "(trigger `chain`); else null")
+    backfill: Optional[str] = Field(None, description="extension: the backfill that fired it (trigger `backfill`) "
+                                                      "or whose run it retries; else null")
     status: Status
     exitCode: Optional[int]
     error: Optional[str]
@@ -114,6 +120,28 @@ class Webhook(Shape):
     url: Optional[str] = Field(None, description="POST here to fire the workflow; shown once")
     token: Optional[str] = Field(None, description="shown once: only its hash is kept")
     secret: Optional[str] = Field(None, description="a signed hook's HMAC secret, shown once")
+
+
+class Backfill(Shape):
+    """A backfill of a past range of a workflow's schedule: one run per instant, fired in order."""
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    id: str
+    workflowId: str
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    maxConcurrent: int
+    instants: int = Field(description="instants of the schedule in the range")
+    fired: int = Field(description="instants fired so far")
+    skipped: int = Field(description="instants passed over: they had a run already")
+    state: Literal["running", "done", "cancelled"]
+    runs: dict[str, int] = Field(description="its runs (retries included) by status")
+    createdAt: str
+    createdBy: Optional[str]
+    cancelledAt: Optional[str]
+
+
+class BackfillList(Shape):
+    backfills: list[Backfill] = Field(description="the workflow's 20 newest backfills, newest first")
 
 
 class Fired(Shape):

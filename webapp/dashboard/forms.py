@@ -9,9 +9,9 @@ from ..services import chains, retrying
 from ..vocabulary import ChainOn
 from ..vocabulary import words as words_of
 
-INT_FIELDS = ("timeoutSec", "maxRetries", "retryBackoffSec", "memoryMb", "expectSuccessWithinSec")
+INT_FIELDS = ("timeoutSec", "maxRetries", "retryBackoffSec", "memoryMb", "expectSuccessWithinSec", "catchUpWindowSec")
 FLOAT_FIELDS = ("cpus",)
-OPTIONAL = ("memoryMb", "cpus", "expectSuccessWithinSec")
+OPTIONAL = ("memoryMb", "cpus", "expectSuccessWithinSec", "catchUpWindowSec")
 
 
 class FormError(Exception):
@@ -145,6 +145,7 @@ def workflow_form(wf: Workflow | None) -> dict:
         "memoryMb": wf.memory_mb or "", "cpus": wf.cpus or "", "network": wf.network,
         "workerPool": wf.worker_pool, "onHostLost": wf.on_host_lost, "readOnlyRootfs": wf.read_only_rootfs,
         "expectSuccessWithinSec": wf.expect_success_within_sec or "",
+        "catchUpWindowSec": wf.catch_up_window_sec or "",
         **_retry_policy_form(retrying.policy_of(wf)),
         "after": "\n".join(f"{up.name} {on}" for up, on in chains.neighbours(wf)[0]), "join": wf.chain_join,
     }

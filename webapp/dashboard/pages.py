@@ -14,7 +14,7 @@ from ..extensions import db
 from ..models import Project, Run
 from ..runoutput import read
 from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
-from ..services import chains
+from ..services import backfills, chains
 from ..services import channels as channel_service
 from ..services import health as health_service
 from ..services import hooks, hosts
@@ -269,12 +269,16 @@ def run_now(team_id: int, workflow_id: str):
 @bp.get("/teams/<int:team_id>/workflows/<workflow_id>")
 @login_required
 def workflow_page(team_id: int, workflow_id: str, **shown):
-    """`shown`: a webhook's token URL and secret, the once they are shown (make_webhook)."""
+    """`shown`: a webhook's token URL and secret, the once they are shown (make_webhook); a backfill
+    form's errors and values (dashboard/backfills.py)."""
     wf = wf_service.get_workflow(principal(), team_id, workflow_id)
     g.project = wf.project
     runs, cursor = run_service.list_runs(principal(), team_id, workflow_id, PAGE, request.args.get("cursor") or None)
     recent = run_service.recent_runs(wf.id, 30)
+    listed = backfills.list_backfills(principal(), team_id, workflow_id)
     return render_template("dashboard/workflow.html", wf=wf, runs=runs, cursor=cursor, recent=recent,
+                           backfills=listed, backfill_progress=backfills.progress_of(listed),
+                           backfill_state=backfills.state,
                            describe=cron.describe, env=masked_env(wf.env), live_pools=hosts.live_pools(),
                            retry_rules=retrying.describe(wf), chain=chains.neighbours(wf),
                            hook=hooks.hook_for(wf), **shown)

@@ -16,6 +16,8 @@ class Event(db.Model):
     # null for an event about a workflow rather than a run (workflow.silent, a missed fire)
     run_id = db.Column(db.Integer, db.ForeignKey("runs.id", ondelete="CASCADE"), nullable=True)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    # What a workflow event says besides its kind (how many instants a scheduler outage cost)
+    detail = db.Column(db.Text, nullable=True)
     # One event per final run and kind, however often the code path is replayed (events without a
     # run are made once by the compare-and-set that decides them).
     __table_args__ = (db.UniqueConstraint("run_id", "kind"),)

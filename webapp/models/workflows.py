@@ -58,6 +58,9 @@ class Workflow(db.Model):
     # How several `after` edges fire it (webapp/services/chains.py): "any" upstream's qualifying
     # end, or "all": one qualifying end of every upstream since its last chain run.
     chain_join = db.Column(db.String(3), nullable=False, default="any", server_default="any")
+    # After a scheduler outage, every missed instant younger than this runs, oldest first (null:
+    # the contract's rule, only the latest missed instant, if younger than the timeout).
+    catch_up_window_sec = db.Column(db.Integer, nullable=True)
     # The API's retryPolicy as given (null: the defaults); webapp/services/retrying.py reads it.
     retry_policy = db.Column(JSON, nullable=True)
     # Paused (webapp/services/pausing.py): no scheduled fires (next_run_at null) and not silent;
@@ -99,6 +102,8 @@ class Run(db.Model):
     # The upstream run whose end fired this one (trigger "chain"); unique per workflow: one
     # upstream run fires each downstream workflow once, however often its end is handled.
     triggered_by_id = db.Column(db.Integer, db.ForeignKey("runs.id"), nullable=True)
+    # The backfill that fired it (trigger "backfill"), or whose run it retries.
+    backfill_id = db.Column(db.Integer, db.ForeignKey("backfills.id", ondelete="SET NULL"), nullable=True)
     status = db.Column(db.String(10), nullable=False, default="queued")
     exit_code = db.Column(db.Integer, nullable=True)
     error = db.Column(db.Text, nullable=True)
@@ -156,11 +161,13 @@ class Run(db.Model):
     workflow = db.relationship("Workflow")
     retry_of = db.relationship("Run", remote_side=[id], foreign_keys=[retry_of_id])
     triggered_by = db.relationship("Run", remote_side=[id], foreign_keys=[triggered_by_id])
+    backfill = db.relationship("Backfill")
     __table_args__ = (
         db.Index("ix_runs_workflow_newest", "workflow_id", "id"),  # scanned backwards: newest first
         db.UniqueConstraint("workflow_id", "scheduled_for", name="uq_runs_workflow_scheduled_for"),
         db.UniqueConstraint("workflow_id", "triggered_by_id", name="uq_runs_workflow_triggered_by"),
         db.Index("ix_runs_triggered_by", "triggered_by_id"),  # a run page's "triggered" list
+        db.Index("ix_runs_backfill_status", "backfill_id", "status"),  # a backfill's progress
         db.Index("ix_runs_status_due", "status", "due_at"),
         db.Index("ix_runs_team_status", "team_id", "status"),  # a team's queue, counted for its quota
         # the health view reads the last week's finished runs of each workflow

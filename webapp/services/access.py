@@ -21,7 +21,7 @@ class Principal:
         return f"key:{self.key_id}" if self.key_id else f"user:{self.user_id}"
 
 
-PUBLIC_ID = re.compile(r"(wf|run)_[a-z0-9]{1,40}")
+PUBLIC_ID = re.compile(r"(wf|run|bf)_[a-z0-9]{1,40}")
 
 
 def require_public_id(public_id: str) -> None:

@@ -17,7 +17,7 @@ from ..models import Event, Notification, NotificationChannel, Run, Workflow
 from ..models.base import utcnow
 from ..runoutput.stream import LeaseLost, publish_end
 from ..vocabulary import ACTIVE, RETRIED, EventKind, RunStatus, Trigger
-from . import chains, dispatch, retrying
+from . import backfills, chains, dispatch, retrying
 from .runs import fire, handle, hand_over_many
 from .transitions import count_terminal
 
@@ -74,19 +74,19 @@ def complete(run: Run, status: str, *, exit_code: int | None = None, error: str 
 
 
 def _after_terminal(run: Run) -> Callable[[], None]:
-    """Add the retry or the event, and the chain runs the end fires, to the transaction; returns
-    the hand-over to make after it."""
+    """Add the retry or the event, the chain runs the end fires and its backfill's next instants
+    to the transaction; returns the hand-over to make after it."""
     retried, hand_over = _retry_or_event(run)
     chained = chains.fire_downstream(run, chains.reached(run, retried), fire)
-    if not chained:
-        return hand_over
     db.session.flush()
     handles = [handle(r) for r in chained]
+    backfilled = backfills.advance_after(run)
 
-    def both() -> None:
+    def all_of_them() -> None:
         hand_over()
         hand_over_many(handles)
-    return both
+        backfilled()
+    return all_of_them
 
 
 def _retry_or_event(run: Run) -> tuple[bool, Callable[[], None]]:
@@ -97,7 +97,8 @@ def _retry_or_event(run: Run) -> tuple[bool, Callable[[], None]]:
         if why_not is None:
             delay = retrying.delay_sec(wf, run.attempt)
             retry = fire(wf, Trigger.RETRY, dict(run.env), attempt=run.attempt + 1, retry_of=run, payload=run.payload,
-                         due_at=run.finished_at + timedelta(seconds=delay), commit=False)  # from the end
+                         backfill_id=run.backfill_id, due_at=run.finished_at + timedelta(seconds=delay),
+                         commit=False)  # from the end
             db.session.flush()
             run.retry_decision = retrying.retried(wf, retry, delay)
             if retry.due_at > utcnow():
@@ -125,11 +126,13 @@ def _emit(run: Run, kind: str) -> Callable[[], None]:
     return emit(run.team_id, run.workflow_id, run.id, kind)
 
 
-def emit(team_id: int, workflow_id: int, run_id: int | None, kind: str) -> Callable[[], None]:
+def emit(team_id: int, workflow_id: int, run_id: int | None, kind: str,
+         detail: str | None = None) -> Callable[[], None]:
     """The event and one pending notification per subscribed channel, in the caller's transaction
     (whose compare-and-set decided that the event happens); returns the hand-over to make after
-    the commit. `run_id` is None for an event about the workflow itself (silent, missed)."""
-    event = Event(team_id=team_id, kind=kind, workflow_id=workflow_id, run_id=run_id)
+    the commit. `run_id` is None for an event about the workflow itself (silent, missed), whose
+    `detail` says what happened when its kind alone does not."""
+    event = Event(team_id=team_id, kind=kind, workflow_id=workflow_id, run_id=run_id, detail=detail)
     db.session.add(event)
     db.session.flush()
     channels = (db.session.query(NotificationChannel)

@@ -28,12 +28,13 @@ MAX_PAGE = 100
 
 def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: Run | None = None,
          scheduled_for: datetime | None = None, due_at: datetime | None = None,
-         triggered_by: Run | None = None, payload: str | None = None, commit: bool = True) -> Run:
+         triggered_by: Run | None = None, payload: str | None = None, backfill_id: int | None = None,
+         commit: bool = True) -> Run:
     """Make the run row of one fire, and hand it to the workers when it is due now."""
     now = utcnow()
     run = Run(public_id=new_public_id("run_"), team_id=wf.team_id, workflow_id=wf.id,
               trigger=trigger, attempt=attempt, retry_of_id=retry_of.id if retry_of else None,
-              triggered_by_id=triggered_by.id if triggered_by else None, payload=payload,
+              triggered_by_id=triggered_by.id if triggered_by else None, payload=payload, backfill_id=backfill_id,
               status=RunStatus.QUEUED, env=env, image=wf.image, command=wf.command,
               timeout_sec=wf.timeout_sec, memory_mb=wf.memory_mb, cpus=wf.cpus, network=wf.network,
               worker_pool=wf.worker_pool,

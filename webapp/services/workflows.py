@@ -25,6 +25,7 @@ FIELDS = {
     "memoryMb": "memory_mb", "cpus": "cpus", "network": "network", "workerPool": "worker_pool",
     "onHostLost": "on_host_lost", "readOnlyRootfs": "read_only_rootfs",
     "expectSuccessWithinSec": "expect_success_within_sec", "retryPolicy": "retry_policy", "join": "chain_join",
+    "catchUpWindowSec": "catch_up_window_sec",
 }
 
 
