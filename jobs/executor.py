@@ -14,7 +14,7 @@ import docker
 import requests
 from docker.errors import APIError, NotFound
 
-from webapp.services import hooks
+from webapp.services import envgroups, hooks
 
 from . import engine
 
@@ -86,7 +86,7 @@ class DockerExecutor:
         try:
             return self.api.create_container(
                 image_id or run.image, command=run.command, name=name,
-                environment={**dict(run.env or {}), **hooks.payload_env(run.payload)},
+                environment={**envgroups.env_of(run), **dict(run.env or {}), **hooks.payload_env(run.payload)},
                 labels={engine.LABEL_RUN: run.public_id, engine.LABEL_INSTANCE: engine.instance_id(),
                         engine.LABEL_HOST: run.worker_host or "",
                         engine.LABEL_WAITS: "1" if run.workflow.on_host_lost == "wait" else ""},

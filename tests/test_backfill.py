@@ -4,6 +4,7 @@ backfill runs one run per instant of a past range, at most maxConcurrent at once
 instants that have a run, cancellable as a whole (API, real engine, Chromium)."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -194,3 +195,24 @@ def test_a_backfill_from_the_workflow_page(page, server, alice, client):
     page.goto(f"{server}/runs/{run['id']}")
     expect(page.locator("#run-backfill")).to_contain_text(run["backfill"])
     assert {r["status"] for r in runs_of(client, alice, wf["id"])} == {"cancelled"}
+
+
+def test_an_operator_pauses_resumes_and_backfills_from_the_cli(app, client, alice):
+    one = create_wf(client, alice, name="one", schedule="0 * * * *")
+    two = create_wf(client, alice, name="two", schedule="*/5 * * * *")
+    cli = app.test_cli_runner()
+    result = cli.invoke(args=["workflows", "pause", "--team", str(alice.team_id), "--note", "db maintenance"])
+    assert result.exit_code == 0, result.output
+    assert [line["workflow"] for line in map(json.loads, result.output.splitlines())] == [one["id"], two["id"]]
+    got = client.get(f"{base(alice)}/{two['id']}", headers=alice.h()).get_json()
+    assert (got["paused"], got["pauseNote"], got["pausedBy"]) == (True, "db maintenance", "operator (CLI)")
+    result = cli.invoke(args=["workflows", "resume", two["id"]])
+    assert result.exit_code == 0 and json.loads(result.output)["paused"] is False, result.output
+    result = cli.invoke(args=["workflows", "backfill", one["id"], "--from", iso(hours_ago(3)), "--to",
+                              iso(hours_ago(1)), "--max-concurrent", "2"])
+    assert result.exit_code == 0, result.output
+    assert {k: v for k, v in json.loads(result.output).items() if k != "backfill"} == {"instants": 3, "fired": 2}
+    result = cli.invoke(args=["workflows", "backfill", one["id"], "--from", "soon", "--to", iso(hours_ago(1))])
+    assert result.exit_code == 1 and "from: must be an ISO 8601 time" in result.output
+    result = cli.invoke(args=["workflows", "pause", "wf_nothere"])
+    assert result.exit_code == 1 and "no workflow wf_nothere" in result.output

@@ -106,6 +106,7 @@ def register_all(app: Flask) -> None:
     register_hosts(app)
     register_teams(app)
     register_pools(app)
+    register_workflows(app)
 
 
 def register_teams(app: Flask) -> None:
@@ -170,6 +171,82 @@ def register_pools(app: Flask) -> None:
         from .services import pools
         for pool, team_id, name in pools.grants():
             click.echo(json.dumps({"pool": pool, "team": team_id, "name": name}))
+
+
+def register_workflows(app: Flask) -> None:
+    @app.cli.group("workflows")
+    def workflows():
+        """Workflows, as an operator acts on them: pause, resume, backfill."""
+
+    @workflows.command("pause")
+    @click.argument("ids", nargs=-1)
+    @click.option("--team", default=None, help="every live workflow of this team (its id or name)")
+    @click.option("--note", default=None, help="why, shown on the workflow page (at most 500 characters)")
+    @click.option("--triggers", is_flag=True, help="refuse manual runs too (pauseTriggers)")
+    def pause(ids: tuple[str, ...], team: str | None, note: str | None, triggers: bool):
+        """Pause the workflows IDS (or every one of --team) for a maintenance: no scheduled fires
+        until resumed. One JSON line each."""
+        body = {"paused": True, "pauseNote": note, "pauseTriggers": triggers}
+        for wf in _workflows(ids, team):
+            _change(wf, {k: v for k, v in body.items() if v is not None})
+
+    @workflows.command("resume")
+    @click.argument("ids", nargs=-1)
+    @click.option("--team", default=None, help="every paused workflow of this team (its id or name)")
+    @click.option("--catch-up", is_flag=True, help="run what was missed while paused, by the catch-up rule")
+    def resume(ids: tuple[str, ...], team: str | None, catch_up: bool):
+        """Resume the workflows IDS (or every paused one of --team). One JSON line each."""
+        for wf in _workflows(ids, team):
+            if wf.paused_at is not None:
+                _change(wf, {"paused": False, "catchUp": catch_up})
+
+    @workflows.command("backfill")
+    @click.argument("workflow_id")
+    @click.option("--from", "start", required=True, help="the range's first moment, ISO 8601 (UTC without an offset)")
+    @click.option("--to", "end", required=True, help="its last moment, not in the future")
+    @click.option("--max-concurrent", default=1, show_default=True, help="its runs queued or running at once")
+    def backfill(workflow_id: str, start: str, end: str, max_concurrent: int):
+        """Run one run per instant of WORKFLOW_ID's schedule from --from to --to (README, "Backfill");
+        prints {"backfill", "instants", "fired"}."""
+        from .schemas import BackfillCreate
+        from .services.backfills import create_backfill
+        wf = _workflows((workflow_id,), None)[0]
+        body = _parsed(BackfillCreate, {"from": start, "to": end, "maxConcurrent": max_concurrent})
+        bf = _or_exit(lambda: create_backfill(_operator(wf.team_id), wf.team_id, wf.public_id, body))
+        click.echo(json.dumps({"backfill": bf.public_id, "instants": bf.total, "fired": bf.made}))
+
+
+def _workflows(ids: tuple[str, ...], team: str | None) -> list:
+    """The live workflows named by id, or every one of `team`."""
+    from .extensions import db
+    from .models import Workflow
+    if bool(ids) == bool(team):
+        _fail("name workflows by id, or give --team, not both")
+    query = db.session.query(Workflow).filter(Workflow.deleted_at.is_(None))
+    if team:
+        return query.filter(Workflow.team_id == _team(team).id).order_by(Workflow.id).all()
+    found = {wf.public_id: wf for wf in query.filter(Workflow.public_id.in_(ids)).all()}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        _fail(f"no workflow {missing[0]}")
+    return [found[i] for i in ids]
+
+
+def _change(wf, fields: dict) -> None:
+    from .schemas import WorkflowUpdate
+    from .services.workflows import update_workflow
+    body = _parsed(WorkflowUpdate, fields)
+    wf = _or_exit(lambda: update_workflow(_operator(wf.team_id), wf.team_id, wf.public_id, body))
+    click.echo(json.dumps({"workflow": wf.public_id, "name": wf.name, "paused": wf.paused_at is not None,
+                           "nextRunAt": wf.next_run_at.isoformat() + "Z" if wf.next_run_at else None}))
+
+
+def _parsed(model, data: dict):
+    from .schemas import SchemaError, parse
+    try:
+        return parse(model, data)
+    except SchemaError as e:
+        _fail("; ".join(f"{field}: {message}" for field, message in e.fields.items()))
 
 
 def _team(ref: str):

@@ -8,7 +8,7 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, ClassVar, Literal, Optional, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 
 from . import cron
 from .imageref import DOMAIN, image_problem
@@ -82,6 +82,17 @@ POOL_PATTERN = f"^{POOL_NAME}$"
 POOL_MAX = 40
 Pool = Annotated[str, Field(min_length=1, max_length=POOL_MAX, pattern=POOL_PATTERN)]
 PauseNote = Annotated[str, Field(max_length=500)]
+
+
+def _distinct(names: list[str]) -> list[str]:
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice:
+        raise ValueError(f"{twice} is listed twice")
+    return names
+
+
+EnvGroups = Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(max_length=8),
+                      AfterValidator(_distinct)]
 # What becomes of a running run whose worker host is lost: retried, or waiting for the host.
 HostLost = Literal["retry", "wait"]
 
@@ -193,6 +204,7 @@ class WorkflowCreate(_WorkflowFields):
     after: Edges = Field(default_factory=list)
     join: Join = "any"
     catchUpWindowSec: Optional[CatchUpSec] = None
+    envGroups: EnvGroups = Field(default_factory=list)
 
 
 class WorkflowUpdate(_WorkflowFields):
@@ -222,6 +234,7 @@ class WorkflowUpdate(_WorkflowFields):
     after: Optional[Edges] = None  # replaces every edge; [] runs after nothing
     join: Optional[Join] = None
     catchUpWindowSec: Optional[CatchUpSec] = None
+    envGroups: Optional[EnvGroups] = None  # replaces the list; [] uses none
     catchUp: Optional[StrictBool] = Field(None, description='with "paused": false: run what was missed while '
                                                             'paused, by the catch-up rule; else it is not run')
 
@@ -262,6 +275,73 @@ class BackfillCreate(_Strict):
 
     def range(self) -> tuple[datetime, datetime]:
         return datetime.fromisoformat(self.start), datetime.fromisoformat(self.end)
+
+
+MAX_GROUP_VALUE = 65536
+MAX_GROUP_ENTRIES = 100
+MAX_GROUP_BYTES = 131072
+MAX_WORKFLOW_GROUPS = 8
+GroupName = Annotated[str, Field(min_length=1, max_length=40, pattern=POOL_PATTERN)]
+
+
+def _env_key(key: str) -> str:
+    if not ENV_NAME.match(key) or len(key) > 255:
+        raise ValueError(f"{key[:40]!r} is not a valid environment variable name")
+    return key
+
+
+class EnvEntry(_Strict):
+    key: Annotated[str, AfterValidator(_env_key)]
+    value: Annotated[str, Field(max_length=MAX_GROUP_VALUE)]
+    secret: StrictBool = Field(False, description="write-only: no answer ever holds its value again")
+
+
+Entries = Annotated[list[EnvEntry], Field(max_length=MAX_GROUP_ENTRIES)]
+
+
+def _unique_keys(entries: list[EnvEntry]) -> list[EnvEntry]:
+    keys = [e.key for e in entries]
+    twice = next((k for k in keys if keys.count(k) > 1), None)
+    if twice:
+        raise ValueError(f"{twice} is listed twice")
+    problem = EnvGroupCreate.size_problem({e.key: {"value": e.value} for e in entries})
+    if problem:
+        raise ValueError(problem)
+    return entries
+
+
+class EnvGroupCreate(_Strict):
+    """A team's env group: its entries go into the env of every run of the workflows that list it."""
+
+    name: GroupName
+    entries: Entries = Field(default_factory=list)
+    _v_entries = field_validator("entries")(_unique_keys)
+
+    def stored(self) -> dict[str, dict]:
+        return {e.key: {"value": e.value, "secret": e.secret} for e in self.entries}
+
+    @staticmethod
+    def size_problem(entries: dict[str, dict]) -> str | None:
+        """A group past MAX_GROUP_ENTRIES entries or MAX_GROUP_BYTES bytes (keys and values)."""
+        size = sum(len(k.encode()) + len(e["value"].encode()) for k, e in entries.items())
+        if len(entries) > MAX_GROUP_ENTRIES:
+            return f"{len(entries)} entries; at most {MAX_GROUP_ENTRIES}"
+        if size > MAX_GROUP_BYTES:
+            return f"{size} bytes of keys and values; at most {MAX_GROUP_BYTES}"
+        return None
+
+
+class EnvGroupChange(_Strict):
+    """A new version of a group: `entries` set (added, or replacing the key's value and secrecy),
+    `remove` taken out."""
+
+    entries: Entries = Field(default_factory=list)
+    remove: Annotated[list[Annotated[str, Field(min_length=1, max_length=255)]], Field(max_length=MAX_GROUP_ENTRIES)] = \
+        Field(default_factory=list)
+    _v_entries = field_validator("entries")(_unique_keys)
+
+    def stored(self) -> dict[str, dict]:
+        return {e.key: {"value": e.value, "secret": e.secret} for e in self.entries}
 
 
 class WebhookCreate(_Strict):

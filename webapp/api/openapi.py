@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, render_template_string, url_for
 
-from ..schemas import (BackfillCreate, ChannelCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, TriggerBody,
+from ..schemas import (BackfillCreate, ChannelCreate, EnvGroupChange, EnvGroupCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, TriggerBody,
                        WebhookCreate, WorkflowCreate, WorkflowUpdate)
 from .blueprint import bp
-from .shapes import (Backfill, BackfillList, Channel, ChannelList, Delivery, DeliveryList, Environment, EnvironmentList, Error, ErrorBody,
+from .shapes import (Backfill, BackfillList, Channel, EnvGroup, EnvGroupList, ChannelList, Delivery, DeliveryList, Environment, EnvironmentList, Error, ErrorBody,
                      Fired, LogLine, Logs, Project, ProjectList, Queued, RegistryCredential, RegistryCredentialList,
                      Run, RunList, Webhook, Workflow, WorkflowList)
 
@@ -15,12 +15,13 @@ MODELS = [Workflow, Run, WorkflowList, RunList, LogLine, Logs, RegistryCredentia
           Channel, ChannelList, Delivery, DeliveryList, Queued, Environment, EnvironmentList, Project,
           ProjectList, ErrorBody, Error, WorkflowCreate, WorkflowUpdate, TriggerBody, RegistryCredentialCreate,
           ChannelCreate, ProjectCreate, EnvironmentCreate, Webhook, Fired, WebhookCreate, Backfill, BackfillList,
-          BackfillCreate]
+          BackfillCreate, EnvGroup, EnvGroupList, EnvGroupCreate, EnvGroupChange]
 
 TEAM = {"name": "teamId", "in": "path", "required": True, "schema": {"type": "integer"}}
 PROJECT = {"name": "projectId", "in": "path", "required": True, "schema": {"type": "integer"}}
 WORKFLOW = {"name": "workflowId", "in": "path", "required": True, "schema": {"type": "string"}}
 BACKFILL = {"name": "backfillId", "in": "path", "required": True, "schema": {"type": "string"}}
+GROUP = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 RUN = {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}}
 CRED = {"name": "credentialId", "in": "path", "required": True, "schema": {"type": "integer"}}
 CHANNEL = {"name": "channelId", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -173,6 +174,18 @@ def _team_paths() -> dict:
             "get": _op("List the project's environments", [TEAM, PROJECT], ("200", "EnvironmentList"), read),
             "post": _op("Create an environment (hs_test_ keys may act on its workflows)", [TEAM, PROJECT],
                         ("201", "Environment"), write + (409,), "EnvironmentCreate"),
+        },
+        "/api/teams/{teamId}/env-groups": {
+            "get": _op("List the team's env groups (secret values never shown)", [TEAM], ("200", "EnvGroupList"), read),
+            "post": _op("Make an env group (hs_test_ keys may not)", [TEAM], ("201", "EnvGroup"), write + (409,),
+                        "EnvGroupCreate"),
+        },
+        "/api/teams/{teamId}/env-groups/{name}": {
+            "get": _op("An env group", [TEAM, GROUP], ("200", "EnvGroup"), read),
+            "patch": _op("Set and remove entries: a new version (runs fired before keep theirs)", [TEAM, GROUP],
+                         ("200", "EnvGroup"), write, "EnvGroupChange"),
+            "delete": _op("Delete an env group (409 while workflows list it, naming them)", [TEAM, GROUP],
+                          ("204", None), read + (409,)),
         },
         "/api/teams/{teamId}/notification-channels": {
             "get": _op("List the team's notification channels", [TEAM], ("200", "ChannelList"), read),

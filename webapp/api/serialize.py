@@ -7,9 +7,9 @@ from flask import jsonify
 
 from ..models import Run, Workflow
 from ..models.base import isoformat
-from ..services import backfills, chains, hosts, retrying
+from ..services import backfills, chains, envgroups, hosts, retrying
 from ..services.channels import describe_target
-from ..services.masking import masked_env
+from ..services.masking import mask_value, masked_env
 from ..runoutput.read import LogLine
 from ..services.runs import run_url
 from ..vocabulary import ChannelKind
@@ -29,7 +29,8 @@ def workflow_shape(wf: Workflow, masked: bool = False, after: list | None = None
         memoryMb=wf.memory_mb, cpus=wf.cpus, network=wf.network, workerPool=wf.worker_pool,
         onHostLost=wf.on_host_lost, readOnlyRootfs=wf.read_only_rootfs,
         expectSuccessWithinSec=wf.expect_success_within_sec, silentSince=isoformat(wf.silent_at),
-        lastSuccessAt=isoformat(wf.last_success_at), catchUpWindowSec=wf.catch_up_window_sec, paused=wf.paused_at is not None,
+        lastSuccessAt=isoformat(wf.last_success_at), envGroups=envgroups.names_of(wf.env_group_ids),
+        catchUpWindowSec=wf.catch_up_window_sec, paused=wf.paused_at is not None,
         pausedAt=isoformat(wf.paused_at), pausedBy=wf.paused_by, pauseNote=wf.pause_note,
         pauseTriggers=wf.pause_triggers, after=chains.edges_of(wf) if after is None else after,
         join=wf.chain_join, retryPolicy=retrying.policy_of(wf))
@@ -41,7 +42,8 @@ def run_shape(run: Run, masked: bool = False) -> shapes.Run:
         attempt=run.attempt, retryOf=run.retry_of.public_id if run.retry_of_id else None,
         triggeredBy=run.triggered_by.public_id if run.triggered_by_id else None,
         backfill=run.backfill.public_id if run.backfill_id else None, status=run.shown_status, exitCode=run.exit_code, error=run.error,
-        env=masked_env(run.env) if masked else (run.env or {}), image=run.image, command=run.command,
+        env=masked_env(run.env) if masked else (run.env or {}), image=run.image,
+        envGroups=[shapes.EnvGroupUse(**use) for use in envgroups.used_by(run)], command=run.command,
         imageDigest=run.image_digest, workerHost=run.worker_host, workerPool=run.worker_pool,
         waiting=hosts.waiting(run), scheduledFor=isoformat(run.scheduled_for), queuedAt=isoformat(run.queued_at),
         notBefore=isoformat(run.due_at), startedAt=isoformat(run.started_at),
@@ -56,6 +58,16 @@ def backfill_shape(bf, counts: dict[str, int]) -> shapes.Backfill:
         maxConcurrent=bf.max_concurrent, instants=bf.total, fired=bf.made, skipped=bf.skipped,
         state=backfills.state(bf, counts), runs=counts, createdAt=isoformat(bf.created_at),
         createdBy=bf.created_by, cancelledAt=isoformat(bf.cancelled_at))
+
+
+def env_group_shape(group, masked: bool = False) -> shapes.EnvGroup:
+    """`masked`: for read-scope keys, values that look secret hidden too (secret entries never show)."""
+    latest = envgroups.version_of(group)
+    shown = [shapes.EnvEntry(key=key, value=None if e["secret"] else (mask_value(e["value"]) if masked else e["value"]),
+                             secret=e["secret"]) for key, e in latest.entries.items()]
+    return shapes.EnvGroup(name=group.name, version=group.version, entries=shown,
+                           usedBy=[wf.public_id for wf in envgroups.users(group)], createdAt=isoformat(group.created_at),
+                           updatedAt=isoformat(group.updated_at), updatedBy=latest.created_by)
 
 
 def line_json(line: LogLine) -> dict:

@@ -57,6 +57,8 @@ class Workflow(Shape):
                     "missed instant runs, if younger than timeoutSec")
     silentSince: Optional[str]
     lastSuccessAt: Optional[str]
+    envGroups: list[str] = Field(description="extension: the team's env groups its runs get, in order, under its "
+                                             "own env and the trigger's")
     paused: bool = Field(description="extension: no scheduled fires until resumed; not silent")
     pausedAt: Optional[str]
     pausedBy: Optional[str] = Field(description="extension: the member's email or the API key that paused it")
@@ -69,6 +71,12 @@ class Workflow(Shape):
                                                     "its last chain run")
     retryPolicy: RetryPolicy = Field(description="extension: which failed runs maxRetries retries, and their "
                                                  "backoff; every field given")
+
+
+class EnvGroupUse(Shape):
+    name: str
+    version: int = Field(description="the version the run used")
+    latest: Optional[int] = Field(description="the group's version now; null when it was deleted since")
 
 
 class Run(Shape):
@@ -86,6 +94,8 @@ class Run(Shape):
     exitCode: Optional[int]
     error: Optional[str]
     env: dict[str, str]
+    envGroups: list[EnvGroupUse] = Field(default_factory=list, description=(
+        "extension: the env group versions its container got (pinned when it was fired; a retry gets the same)"))
     image: str
     command: Optional[list[str]]
     imageDigest: Optional[str]
@@ -120,6 +130,27 @@ class Webhook(Shape):
     url: Optional[str] = Field(None, description="POST here to fire the workflow; shown once")
     token: Optional[str] = Field(None, description="shown once: only its hash is kept")
     secret: Optional[str] = Field(None, description="a signed hook's HMAC secret, shown once")
+
+
+class EnvEntry(Shape):
+    key: str
+    value: Optional[str] = Field(description="null for a secret entry: its value is write-only")
+    secret: bool
+
+
+class EnvGroup(Shape):
+    """A team's env group: its latest version's entries (secret values never shown)."""
+    name: str
+    version: int
+    entries: list[EnvEntry]
+    usedBy: list[str] = Field(description="the ids of the workflows that list it")
+    createdAt: str
+    updatedAt: str
+    updatedBy: Optional[str] = Field(description="the member's email or the API key that made its latest version")
+
+
+class EnvGroupList(Shape):
+    envGroups: list[EnvGroup]
 
 
 class Backfill(Shape):

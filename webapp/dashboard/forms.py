@@ -5,7 +5,7 @@ import json
 
 from ..models import Workflow
 from ..schemas import RetryPolicy
-from ..services import chains, retrying
+from ..services import chains, envgroups, retrying
 from ..vocabulary import ChainOn
 from ..vocabulary import words as words_of
 
@@ -85,6 +85,7 @@ def workflow_input(form, *, project_id: int | None = None, ids_by_name: dict[str
     data["retryPolicy"] = retry_policy_input(form)
     data["after"] = parse_after(form.get("after", ""), ids_by_name or {})
     data["join"] = form.get("join", "any")
+    data["envGroups"] = form.get("envGroups", "").replace(",", " ").split()
     for field in INT_FIELDS + FLOAT_FIELDS:
         raw = form.get(field, "").strip()
         if raw == "":
@@ -148,4 +149,5 @@ def workflow_form(wf: Workflow | None) -> dict:
         "catchUpWindowSec": wf.catch_up_window_sec or "",
         **_retry_policy_form(retrying.policy_of(wf)),
         "after": "\n".join(f"{up.name} {on}" for up, on in chains.neighbours(wf)[0]), "join": wf.chain_join,
+        "envGroups": ", ".join(envgroups.names_of(wf.env_group_ids)),
     }

@@ -14,7 +14,7 @@ from ..extensions import db
 from ..models import Project, Run
 from ..runoutput import read
 from ..schemas import SchemaError, WorkflowCreate, WorkflowUpdate, parse
-from ..services import backfills, chains
+from ..services import backfills, chains, envgroups
 from ..services import channels as channel_service
 from ..services import health as health_service
 from ..services import hooks, hosts
@@ -55,6 +55,12 @@ def when(moment, relative: bool = False) -> Markup:
 def shell_words(args: list[str]) -> str:
     """A command as a shell would be typed (shlex.join), for reading; the JSON stays for copying."""
     return shlex.join(args)
+
+
+@bp.app_template_global()
+def env_group_uses(run) -> list[dict]:
+    """The env group versions a run got, and each group's version now."""
+    return envgroups.used_by(run)
 
 
 @bp.app_template_global()
@@ -278,7 +284,7 @@ def workflow_page(team_id: int, workflow_id: str, **shown):
     listed = backfills.list_backfills(principal(), team_id, workflow_id)
     return render_template("dashboard/workflow.html", wf=wf, runs=runs, cursor=cursor, recent=recent,
                            backfills=listed, backfill_progress=backfills.progress_of(listed),
-                           backfill_state=backfills.state,
+                           backfill_state=backfills.state, env_groups=envgroups.names_of(wf.env_group_ids),
                            describe=cron.describe, env=masked_env(wf.env), live_pools=hosts.live_pools(),
                            retry_rules=retrying.describe(wf), chain=chains.neighbours(wf),
                            hook=hooks.hook_for(wf), **shown)

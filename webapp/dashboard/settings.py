@@ -79,7 +79,8 @@ def delete_registry_credential(team_id: int, project_id: int, cred_id: int):
     return redirect(url_for("dashboard.registry_credentials", team_id=team_id, project_id=project_id))
 
 
-def _team(team_id: int) -> Team:
+def team_page(team_id: int) -> Team:
+    """A team-wide page's team (its first project in the tabs)."""
     require_team(principal(), team_id)
     team = db.session.get(Team, team_id)
     g.project = team.projects[0] if team.projects else None
@@ -89,7 +90,7 @@ def _team(team_id: int) -> Team:
 @bp.route("/teams/<int:team_id>/notifications", methods=["GET", "POST"])
 @login_required
 def notifications(team_id: int):
-    team = _team(team_id)
+    team = team_page(team_id)
     errors, values, secret = {}, {"events": [EventKind.FAILED]}, None
     if request.method == "POST":
         values = {"kind": request.form.get("kind", ""), "name": request.form.get("name", ""),
@@ -145,7 +146,7 @@ def delete_channel(team_id: int, channel_id: int):
 @bp.route("/teams/<int:team_id>/api-keys", methods=["GET", "POST"])
 @login_required
 def api_keys(team_id: int):
-    team = _team(team_id)
+    team = team_page(team_id)
     errors, new_key = {}, None
     if request.method == "POST":
         require_write(principal())
@@ -166,7 +167,7 @@ def api_keys(team_id: int):
 @bp.post("/teams/<int:team_id>/api-keys/<int:key_id>/revoke")
 @login_required
 def revoke_key(team_id: int, key_id: int):
-    _team(team_id)
+    team_page(team_id)
     key = key_service.revoke(team_id, key_id)
     flash(f"Revoked {key.prefix}…; calls with it now answer 401.")
     return redirect(url_for("dashboard.api_keys", team_id=team_id))

@@ -1,5 +1,6 @@
 """All models, importable from one place."""
 from .backfills import Backfill
+from .envgroups import EnvGroup, EnvGroupVersion
 from .hooks import WorkflowHook
 from .hosts import PoolGrant, WorkerProcess
 from .idempotency import IdempotencyKey
@@ -9,7 +10,7 @@ from .tenancy import ApiKey, Environment, Membership, Project, Team, User
 from .workflows import Run, RunCount, RunLogBlock, Workflow, WorkflowEdge
 
 __all__ = [
-    "ApiKey", "Backfill", "Environment", "Event", "IdempotencyKey", "Membership", "Notification", "NotificationChannel",
+    "ApiKey", "Backfill", "EnvGroup", "EnvGroupVersion", "Environment", "Event", "IdempotencyKey", "Membership", "Notification", "NotificationChannel",
     "NotificationDelivery", "PoolGrant", "Project", "RegistryCredential", "Run", "RunCount", "RunLogBlock", 
     "Team", "User", "Workflow", "WorkflowEdge", "WorkflowHook", "WorkerProcess",
 ]

@@ -61,6 +61,8 @@ class Workflow(db.Model):
     # After a scheduler outage, every missed instant younger than this runs, oldest first (null:
     # the contract's rule, only the latest missed instant, if younger than the timeout).
     catch_up_window_sec = db.Column(db.Integer, nullable=True)
+    # The ids of the team's env groups its runs get, in order (services/envgroups.py).
+    env_group_ids = db.Column(JSON, nullable=True)
     # The API's retryPolicy as given (null: the defaults); webapp/services/retrying.py reads it.
     retry_policy = db.Column(JSON, nullable=True)
     # Paused (webapp/services/pausing.py): no scheduled fires (next_run_at null) and not silent;
@@ -104,6 +106,9 @@ class Run(db.Model):
     triggered_by_id = db.Column(db.Integer, db.ForeignKey("runs.id"), nullable=True)
     # The backfill that fired it (trigger "backfill"), or whose run it retries.
     backfill_id = db.Column(db.Integer, db.ForeignKey("backfills.id", ondelete="SET NULL"), nullable=True)
+    # [[env group id, version], …] pinned when it was fired (a retry keeps its run's): its
+    # container gets those versions' entries under its env.
+    env_groups = db.Column(JSON, nullable=True)
     status = db.Column(db.String(10), nullable=False, default="queued")
     exit_code = db.Column(db.Integer, nullable=True)
     error = db.Column(db.Text, nullable=True)

@@ -46,7 +46,9 @@ def who(principal: Principal) -> str:
     if principal.key_id is not None:
         key = db.session.get(ApiKey, principal.key_id)
         return f"API key {key.name or key.prefix} ({key.prefix}…)" if key else "an API key"
-    user = db.session.get(User, principal.user_id) if principal.user_id is not None else None
+    if principal.user_id is None:
+        return "operator (CLI)"  # webapp/cli.py acts with neither a member nor a key
+    user = db.session.get(User, principal.user_id)
     return user.email if user else "a member"
 
 

@@ -18,7 +18,7 @@ from ..models import Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..models.clock import db_now
 from ..vocabulary import STATUSES, TRIGGERS, RunStatus, Trigger
-from . import budget, dispatch, hooks, idempotency, pausing, quotas
+from . import budget, dispatch, envgroups, hooks, idempotency, pausing, quotas
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
 from .transitions import cancel_in_transaction
@@ -32,7 +32,8 @@ def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: R
          commit: bool = True) -> Run:
     """Make the run row of one fire, and hand it to the workers when it is due now."""
     now = utcnow()
-    run = Run(public_id=new_public_id("run_"), team_id=wf.team_id, workflow_id=wf.id,
+    groups = retry_of.env_groups if retry_of is not None else envgroups.pinned(wf)
+    run = Run(public_id=new_public_id("run_"), env_groups=groups, team_id=wf.team_id, workflow_id=wf.id,
               trigger=trigger, attempt=attempt, retry_of_id=retry_of.id if retry_of else None,
               triggered_by_id=triggered_by.id if triggered_by else None, payload=payload, backfill_id=backfill_id,
               status=RunStatus.QUEUED, env=env, image=wf.image, command=wf.command,

@@ -11,7 +11,7 @@ from ..extensions import db
 from ..models import Environment, Project, Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..schemas import WorkflowCreate, WorkflowUpdate
-from . import chains, pausing, pools, quotas, retrying
+from . import chains, envgroups, pausing, pools, quotas, retrying
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Invalid, NotFound
 from .registry_hosts import registry_problem
@@ -168,6 +168,7 @@ def create_workflow(principal: Principal, team_id: int, project_id: int, body: W
         setattr(wf, attr, _value(body, api_name))
     wf.environment = environment
     wf.expect_since = now if wf.expect_success_within_sec else None
+    wf.env_group_ids = envgroups.ids_of(team_id, body.envGroups) or None
     db.session.add(wf)
     chains.set_edges(wf, body.after)
     pausing.apply(principal, wf, body, body.model_fields_set, now)  # a new workflow has no runs to cancel
@@ -196,6 +197,8 @@ def update_workflow(principal: Principal, team_id: int, public_id: str, body: Wo
         wf.silent_at = None
     if "after" in given:
         chains.set_edges(wf, body.after or [])
+    if "envGroups" in given:
+        wf.env_group_ids = envgroups.ids_of(team_id, body.envGroups or []) or None
     change = pausing.apply(principal, wf, body, given, wf.updated_at)
     if given & {"schedule", "timezone"} or change.reschedule_after:
         _reschedule(wf, change.reschedule_after or wf.updated_at)
