@@ -167,6 +167,46 @@ def test_cancelling_a_backfill_stops_its_instants_and_its_runs(app, client, alic
     assert again.status_code == 409
 
 
+def test_a_runs_end_does_not_wait_for_its_backfill_held_by_another_transaction(app, client, alice):
+    """A cancel holds the backfill's row, then the runs': a run's end, holding its own row, must
+    not wait for the backfill's (else the two deadlock). It leaves the next instant to the sweep."""
+    import threading
+
+    from sqlalchemy import text
+
+    from webapp.extensions import db
+    from webapp.models import Run
+    from webapp.services.backfills import advance_all
+    from webapp.services.lifecycle import complete
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("row locks are PostgreSQL's: SQLite has one writer at a time, and no lock to skip")
+    wf = create_wf(client, alice, schedule="0 * * * *")
+    bf = backfill(client, alice, wf["id"], hours_ago(3), hours_ago(1)).get_json()
+    first = runs_of(client, alice, wf["id"])[0]["id"]
+    ended = threading.Event()
+
+    def end_it():
+        with app.app_context():
+            complete(db.session.query(Run).filter_by(public_id=first).one(), "succeeded")
+            ended.set()
+    with app.app_context():
+        holder = db.engine.connect()
+        held = holder.begin()
+        holder.execute(text("SELECT id FROM backfills WHERE public_id = :p FOR UPDATE"), {"p": bf["id"]})
+        ender = threading.Thread(target=end_it)
+        ender.start()
+        try:
+            assert ended.wait(10), "the run's end waited for the backfill's row"
+        finally:
+            held.rollback()
+            holder.close()
+            ender.join(30)
+        assert [r["id"] for r in runs_of(client, alice, wf["id"])] == [first]
+        assert advance_all() == 1  # the sweep fires the next instant
+    assert get_backfill(client, alice, bf["id"])["fired"] == 2
+
+
 def test_a_backfill_from_the_workflow_page(page, server, alice, client):
     wf = create_wf(client, alice, name="hourly", schedule="0 * * * *", command=["true"])
     login(page, server, alice)

@@ -71,11 +71,12 @@ def _instants_in(wf: Workflow, start: datetime, end: datetime) -> list[datetime]
     return instants
 
 
-def advance(bf: Backfill) -> list[tuple]:
+def advance(bf: Backfill, wait: bool = True) -> list[tuple]:
     """Fire the backfill's next instants while it has room (in the caller's transaction, whose
     commit makes them); returns the hand-over handles of the runs made. An instant taken
-    meanwhile by a fire the scheduler made is left to the next pass, which skips it."""
-    if not _lock(bf):
+    meanwhile by a fire the scheduler made is left to the next pass, which skips it. Without
+    `wait`, a backfill another transaction holds is left to the sweep."""
+    if not _lock(bf, wait):
         return []
     if bf.workflow.deleted_at is not None:
         bf.next_at, bf.cancelled_at = None, utcnow()
@@ -112,12 +113,17 @@ def _active(backfill_id: int) -> int:
                                                                           Run.status.in_(ACTIVE)))
 
 
-def _lock(bf: Backfill) -> bool:
-    """Write the backfill's row (a lock to the commit) and read it again: False when it has
-    nothing left to fire."""
+def _lock(bf: Backfill, wait: bool) -> bool:
+    """Lock the backfill's row to the commit and read it again: False when it has nothing left to
+    fire, or when it is held elsewhere and `wait` is false. A run's end holds the run's row when it
+    gets here, and a cancel holds the backfill's before the runs': so a run's end does not wait
+    (PostgreSQL's FOR UPDATE SKIP LOCKED) and the two never deadlock. On SQLite the write first
+    (SQLite's write lock) is the lock."""
     table = Backfill.__table__
-    live = db.session.execute(update(table).where(table.c.id == bf.id, table.c.next_at.is_not(None))
-                              .values(next_at=table.c.next_at)).rowcount
+    held = db.session.execute(select(table.c.id).where(table.c.id == bf.id, table.c.next_at.is_not(None))
+                              .with_for_update(skip_locked=not wait)).first()
+    live = held is not None and db.session.execute(
+        update(table).where(table.c.id == bf.id, table.c.next_at.is_not(None)).values(next_at=table.c.next_at)).rowcount
     if live:
         db.session.refresh(bf)
     return bool(live)
@@ -134,12 +140,13 @@ def advance_after(run: Run) -> Callable[[], None]:
     if run.backfill_id is None:
         return lambda: None
     bf = db.session.get(Backfill, run.backfill_id)
-    handles = advance(bf) if bf is not None else []
+    handles = advance(bf, wait=False) if bf is not None else []
     return lambda: hand_over_many(handles)
 
 
 def advance_all() -> int:
-    """The sweep's pass: every backfill with instants left, moved on where it has room."""
+    """The sweep's pass: every backfill with instants left, moved on where it has room (the
+    fallback for the ends that did not: a run cancelled while queued, a backfill held)."""
     made = 0
     waiting = db.session.execute(select(Backfill.id, Backfill.max_concurrent).where(Backfill.next_at.is_not(None))
                                  .order_by(Backfill.id)).all()
