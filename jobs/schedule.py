@@ -157,7 +157,7 @@ def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
             _missed(wf, missed, notes)
             if instant is not None and not _queue_full(wf, room, notes):
                 runs.append(fire(wf, Trigger.SCHEDULE, dict(wf.env or {}), scheduled_for=instant,
-                                 due_at=max(now, instant), commit=False))
+                                 due_at=max(now, instant)))
     try:
         db.session.flush()
         handles = [handle(run) for run in runs]
@@ -224,7 +224,7 @@ def _fire_with_policy(wf: Workflow, instant: datetime, now: datetime) -> tuple[R
         active = (db.session.query(Run)
                   .filter(Run.workflow_id == wf.id, Run.status.in_(ACTIVE)).all())
     if active and wf.concurrency_policy == "forbid":
-        run = fire(wf, Trigger.SCHEDULE, dict(wf.env or {}), scheduled_for=instant, commit=False)
+        run = fire(wf, Trigger.SCHEDULE, dict(wf.env or {}), scheduled_for=instant)
         run.status = "cancelled"
         run.finished_at = utcnow()
         run.error = "skipped: the previous run was still in progress (concurrencyPolicy forbid)"
@@ -233,8 +233,7 @@ def _fire_with_policy(wf: Workflow, instant: datetime, now: datetime) -> tuple[R
     if active and wf.concurrency_policy == "replace":
         reason = f"replaced by the fire of {instant.isoformat()}Z (concurrencyPolicy replace)"
         signals = [cancel_in_transaction(old, reason=reason) for old in active]
-    return fire(wf, Trigger.SCHEDULE, dict(wf.env or {}), scheduled_for=instant, due_at=max(now, instant),
-                commit=False), signals
+    return fire(wf, Trigger.SCHEDULE, dict(wf.env or {}), scheduled_for=instant, due_at=max(now, instant)), signals
 
 
 def repair_next_run_at() -> int:

@@ -123,7 +123,7 @@ def test_a_run_queued_while_redis_was_away_is_handed_over_later(app, client, ali
         from webapp.services.runs import fire as fire_run
         from webapp.models import Workflow
         row = db.session.query(Workflow).filter_by(public_id=wf["id"]).one()
-        run = fire_run(row, "manual", {}, commit=False)  # the row exists; the enqueue never happened
+        run = fire_run(row, "manual", {})  # the row exists; the enqueue never happened
         db.session.commit()
         run_id = run.public_id
         assert db.session.query(Run).filter_by(public_id=run_id).one().enqueued_at is None

@@ -121,9 +121,9 @@ def test_the_unique_key_stops_a_duplicate_fire(app, client, alice):
     wf = create_wf(client, alice, schedule="* * * * *")
     with app.app_context():
         row = db.session.query(Workflow).filter_by(public_id=wf["id"]).one()
-        fire(row, "schedule", {}, scheduled_for=at("2026-01-01T00:01:00"), commit=False)
+        fire(row, "schedule", {}, scheduled_for=at("2026-01-01T00:01:00"))
         db.session.commit()
-        fire(row, "schedule", {}, scheduled_for=at("2026-01-01T00:01:00"), commit=False)
+        fire(row, "schedule", {}, scheduled_for=at("2026-01-01T00:01:00"))
         with pytest.raises(IntegrityError):
             db.session.commit()
         db.session.rollback()
@@ -385,7 +385,7 @@ def test_an_instant_that_has_its_run_already_is_passed_over_without_undoing_the_
         _set_next(app, wf["id"], instant)
     with app.app_context():
         fire(db.session.query(Workflow).filter_by(public_id=taken["id"]).one(), "schedule", {},
-             scheduled_for=instant, commit=False)
+             scheduled_for=instant)
         db.session.commit()
     assert _fire(app, at("2026-01-01T00:00:59.500000")) == 1  # ahead of the instant, within the lead
     assert _runs(app, taken["id"]) == ([("schedule", instant)], at("2026-01-01T00:02:00"))
@@ -405,7 +405,7 @@ def test_a_forbid_instant_that_has_its_run_already_is_passed_over(app, client, a
     _set_next(app, wf["id"], instant)
     with app.app_context():
         fire(db.session.query(Workflow).filter_by(public_id=wf["id"]).one(), "schedule", {},
-             scheduled_for=instant, commit=False)
+             scheduled_for=instant)
         db.session.commit()
     assert _fire(app, at("2026-01-01T00:05:00.200000")) == 0
     assert _runs(app, wf["id"]) == ([("schedule", instant)], at("2026-01-01T00:06:00"))

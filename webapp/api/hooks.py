@@ -12,7 +12,7 @@ from ..services.errors import TooLarge
 from ..services.runs import run_url
 from .blueprint import bp
 from .body import json_body
-from .serialize import answer
+from .serialize import answer, fired_answer
 from .shapes import Fired, Webhook
 
 inbound = Blueprint("hooks", __name__, url_prefix="/hooks")
@@ -48,7 +48,4 @@ def fire(token: str):
     body = request.stream.read(hooks.MAX_PAYLOAD + 1)
     key = idempotency.valid_key(request.headers.get(idempotency.HEADER))
     fired = run_service.fire_webhook(token, body, request.headers, key)
-    response, status = answer(Fired(runId=fired.run.public_id, url=run_url(fired.run)), 202)
-    if fired.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return response, status
+    return fired_answer(fired, Fired(runId=fired.run.public_id, url=run_url(fired.run)))

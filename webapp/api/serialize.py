@@ -110,9 +110,10 @@ def answer(shape: shapes.Shape, status: int = 200):
     return jsonify(shape.out()), status
 
 
-def fired_answer(fired):
-    """A manual fire's answer: 202 with its run; an Idempotency-Key's replay says so in a header."""
-    response, status = answer(run_shape(fired.run), 202)
+def fired_answer(fired, shape: shapes.Shape | None = None):
+    """A manual fire's answer: 202 with its run (or `shape`); an Idempotency-Key's replay says so
+    in a header."""
+    response, status = answer(shape or run_shape(fired.run), 202)
     if fired.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response, status

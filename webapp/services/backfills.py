@@ -101,7 +101,7 @@ def _fire(bf: Backfill, room: int, taken: set[datetime]) -> list[Run]:
             bf.skipped += 1
         else:
             runs.append(fire(bf.workflow, Trigger.BACKFILL, dict(bf.workflow.env or {}), scheduled_for=bf.next_at,
-                             backfill_id=bf.id, commit=False))
+                             backfill_id=bf.id))
             bf.made += 1
             room -= 1
         bf.next_at = _following(bf, bf.next_at)

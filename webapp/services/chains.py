@@ -126,7 +126,7 @@ def fire_downstream(run: Run, states: tuple[str, ...], fire) -> list[Run]:
             continue
         env = {**(wf.env or {}), **dict(zip(UPSTREAM_ENV, (run.public_id, run.status,
                                                            "" if run.exit_code is None else str(run.exit_code))))}
-        made.append(fire(wf, Trigger.CHAIN, env, triggered_by=run, commit=False))
+        made.append(fire(wf, Trigger.CHAIN, env, triggered_by=run))
     return made
 
 

@@ -97,8 +97,7 @@ def _retry_or_event(run: Run) -> tuple[bool, Callable[[], None]]:
         if why_not is None:
             delay = retrying.delay_sec(wf, run.attempt)
             retry = fire(wf, Trigger.RETRY, dict(run.env), attempt=run.attempt + 1, retry_of=run, payload=run.payload,
-                         backfill_id=run.backfill_id, due_at=run.finished_at + timedelta(seconds=delay),
-                         commit=False)  # from the end
+                         backfill_id=run.backfill_id, due_at=run.finished_at + timedelta(seconds=delay))  # from the end
             db.session.flush()
             run.retry_decision = retrying.retried(wf, retry, delay)
             if retry.due_at > utcnow():

@@ -28,9 +28,9 @@ MAX_PAGE = 100
 
 def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: Run | None = None,
          scheduled_for: datetime | None = None, due_at: datetime | None = None,
-         triggered_by: Run | None = None, payload: str | None = None, backfill_id: int | None = None,
-         commit: bool = True) -> Run:
-    """Make the run row of one fire, and hand it to the workers when it is due now."""
+         triggered_by: Run | None = None, payload: str | None = None, backfill_id: int | None = None) -> Run:
+    """Add the run row of one fire to the session: its caller commits it in its own transaction
+    (with the claim, the key, the terminal status it follows) and hands it over after."""
     now = utcnow()
     groups = retry_of.env_groups if retry_of is not None else envgroups.pinned(wf)
     run = Run(public_id=new_public_id("run_"), env_groups=groups, team_id=wf.team_id, workflow_id=wf.id,
@@ -42,10 +42,6 @@ def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: R
               scheduled_for=scheduled_for, queued_at=now, due_at=due_at or now)
     run.workflow = wf
     db.session.add(run)
-    if commit:
-        db.session.commit()
-        if run.due_at <= now:
-            hand_over(run)
     return run
 
 
@@ -94,7 +90,7 @@ def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: di
         pausing.require_triggers(wf)
         quotas.check_run_env(team_id, merged)
     return _fire_once(team_id, key, idempotency.fingerprint("trigger", wf.public_id, env), allowed,
-                      lambda: fire(wf, Trigger.MANUAL, merged, commit=False))
+                      lambda: fire(wf, Trigger.MANUAL, merged))
 
 
 def _fire_once(team_id: int, key: str | None, request_hash: str, allowed, make) -> Fired:
@@ -154,8 +150,7 @@ def retry_run(principal: Principal, team_id: int, public_id: str, key: str | Non
             raise Conflict("the workflow was deleted")
         pausing.require_triggers(run.workflow)
     return _fire_once(team_id, key, idempotency.fingerprint("retry", run.public_id), allowed,
-                      lambda: fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run, payload=run.payload,
-                                   commit=False))
+                      lambda: fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run, payload=run.payload))
 
 
 def fire_webhook(token: str, body: bytes, headers, key: str | None = None) -> Fired:
@@ -164,7 +159,7 @@ def fire_webhook(token: str, body: bytes, headers, key: str | None = None) -> Fi
     hooks.check_body(hook, body, headers)  # before any answer, a replayed one too
     request_hash = idempotency.fingerprint("webhook", wf.public_id, {"sha256": hashlib.sha256(body).hexdigest()})
     return _fire_once(wf.team_id, key, request_hash, lambda: pausing.require_triggers(wf),
-                      lambda: fire(wf, Trigger.WEBHOOK, dict(wf.env or {}), payload=hooks.encode(body), commit=False))
+                      lambda: fire(wf, Trigger.WEBHOOK, dict(wf.env or {}), payload=hooks.encode(body)))
 
 
 def cancel_run(principal: Principal, run: Run) -> Run:
