@@ -234,6 +234,13 @@ def test_a_backfill_from_the_workflow_page(page, server, alice, client):
     run = runs_of(client, alice, wf["id"])[0]
     page.goto(f"{server}/runs/{run['id']}")
     expect(page.locator("#run-backfill")).to_contain_text(run["backfill"])
+    page.goto(f"{server}/teams/{alice.team_id}/workflows/{wf['id']}/edit")
+    page.get_by_label("Catch-up window (s)").fill("0")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#catchUpWindowSec-error")).to_have_text("must be at least 1")
+    page.get_by_label("Catch-up window (s)").fill("3600")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#catch-up")).to_have_text("every missed instant of the last 3600 s runs, oldest first")
     assert {r["status"] for r in runs_of(client, alice, wf["id"])} == {"cancelled"}
 
 
