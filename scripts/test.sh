@@ -5,7 +5,7 @@
 # takes about a third off the time. Every worker has its own database and Redis db
 # (tests/conftest.py). Tests marked `serial` (pytest.ini says why: among them every test that
 # measures a promised time, which the other workers' load would blur) run after the others, in one
-# process. Each pass's output is printed whole at the end. pytest's exit
+# process. Each pass's output (with its 20 slowest tests) is printed whole at the end. pytest's exit
 # 5 (no tests collected) counts as failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,7 @@ one_pass() {  # one_pass DBKIND: both phases, output to var/test-DBKIND.log, exi
     export TEST_DATABASE_URL="sqlite"
   fi
   # shellcheck disable=SC2086
-  .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile -m "not serial" \
+  .venv/bin/python -m pytest -q -p no:cacheprovider --durations=20 -n "$workers" --dist loadfile -m "not serial" \
     tests ${PYTEST_ARGS:-} >"var/test-$dbkind.log" 2>&1
   rc=$?
   echo "-- serial tests, in one process" >>"var/test-$dbkind.log"

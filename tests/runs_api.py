@@ -4,6 +4,10 @@ from __future__ import annotations
 from conftest import create_wf, wait_for
 from engine_events import intervals, overlaps
 
+# A long run that ends as soon as it is stopped (sleep alone as PID 1 ignores SIGTERM: its stop
+# would wait out the engine's grace).
+STOPS_AT_ONCE = ["sh", "-c", "trap 'exit 143' TERM; sleep 60 & wait"]
+
 
 def base(m):
     return f"/api/workflows/{m.team_id}/workflows"

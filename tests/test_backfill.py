@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from browsing import login
 from conftest import create_wf, wait_for, wait_status
-from runs_api import base
+from runs_api import STOPS_AT_ONCE, base
 
 
 def at(value: str) -> datetime:
@@ -113,6 +113,8 @@ def test_backfill_requests_are_validated(client, alice):
         (wf, {"from": "yesterday", "to": iso(hours_ago(1)), "maxConcurrent": 51},
          {"from": "must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z", "maxConcurrent": "must be at most 50"}),
         (wf, {"to": iso(hours_ago(1)), "maxConcurrent": 0}, {"from": "required", "maxConcurrent": "must be at least 1"}),
+        (wf, {"from": "0001-01-01T00:00:00+01:00", "to": "0001-01-01T05:00:00Z"},
+         {"from": "must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z", "to": "must be in 1970 or later"}),
     ]
     for target, body, fields in cases:
         r = client.post(f"{base(alice)}/{target['id']}/backfill", headers=alice.h(), json=body)
@@ -150,7 +152,7 @@ def test_a_backfill_runs_each_instant_once_at_most_n_at_once_and_skips_taken_one
 
 
 def test_cancelling_a_backfill_stops_its_instants_and_its_runs(app, client, alice, worker):
-    wf = create_wf(client, alice, schedule="0 * * * *", command=["sleep", "60"], timeoutSec=120)
+    wf = create_wf(client, alice, schedule="0 * * * *", command=STOPS_AT_ONCE, timeoutSec=120)
     bf = backfill(client, alice, wf["id"], hours_ago(4), hours_ago(1)).get_json()
     run = runs_of(client, alice, wf["id"])[0]
     wait_status(client, alice, run["id"], statuses=("running",))

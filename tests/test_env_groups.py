@@ -70,6 +70,8 @@ def test_who_may_change_groups_and_names_are_the_teams_own(client, alice, charli
     assert make(client, alice, "other", [], key="test").status_code == 403  # Production workflows would use it
     assert make(client, charlie, "shared", [entry("A", "2")]).status_code == 201  # another team's name space
     assert client.get(f"/api/teams/{alice.team_id}/env-groups/shared", headers=charlie.h()).status_code == 404
+    for odd in ("Shared", "a%00b", "x" * 41):  # names no group can have: not found, before any query
+        assert client.get(f"{groups(alice)}/{odd}", headers=alice.h()).status_code == 404
     r = client.patch(f"{groups(alice)}/shared", headers=alice.h(), json={"remove": ["NOPE"]})
     assert r.status_code == 400 and r.get_json()["error"]["fields"] == {"remove": "the group has no NOPE"}
     r = client.post(f"/api/projects/{alice.team_id}/{alice.project_id}/workflows", headers=alice.h(),

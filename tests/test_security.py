@@ -475,6 +475,26 @@ def test_a_client_message_past_the_limit_closes_the_socket(client, alice, ws_ser
 
 
 # -- 9. secrets and sessions -------------------------------------------------------------------
+def test_an_expired_key_ends_its_open_stream(app, client, alice, ws_server):
+    from datetime import timedelta
+
+    from webapp.extensions import db
+    from webapp.models import ApiKey
+    from webapp.models.base import utcnow
+    from webapp.services.keys import create_key
+    wf = create_wf(client, alice)
+    run_id = post_trigger(client, alice, wf["id"]).get_json()["id"]
+    with app.app_context():
+        key, raw = create_key(alice.team_id, "full", "live", expires_in_days=1)
+        key_id = key.id
+    ws = Client.connect(stream_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {raw}"})
+    assert not _closed_within(ws, 1)
+    with app.app_context():
+        db.session.get(ApiKey, key_id).expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    assert _closed_within(ws, 5)
+
+
 def test_without_secret_key_a_random_one_is_kept_in_var(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
     key_file = ROOT / "var" / "secret_key"

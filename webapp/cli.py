@@ -91,11 +91,13 @@ def keys():
 @click.option("--scope", type=click.Choice(["full", "read"]), required=True)
 @click.option("--mode", type=click.Choice(["live", "test"]), default="live", show_default=True)
 @click.option("--name", default="cli")
-def create_key(team_id: int, scope: str, mode: str, name: str):
+@click.option("--expires-in-days", type=int, default=None, help="refused with 401 \"key expired\" after this (1-3650)")
+def create_key(team_id: int, scope: str, mode: str, name: str, expires_in_days: int | None):
     """Create an API key; the key is printed alone on the last line, and never again."""
     from .services.keys import create_key as create
-    key, raw = _or_exit(lambda: create(team_id, scope, mode, name))
-    click.echo(f"# {scope} {mode} key for team {team_id} (id {key.id}); store it now, it is not shown again",
+    key, raw = _or_exit(lambda: create(team_id, scope, mode, name, expires_in_days))
+    until = f", expires {key.expires_at.isoformat(timespec='seconds')}Z" if key.expires_at else ""
+    click.echo(f"# {scope} {mode} key for team {team_id} (id {key.id}{until}); store it now, it is not shown again",
                err=True)
     click.echo(raw)
 

@@ -254,9 +254,12 @@ def _utc(value) -> datetime:
         raise ValueError("must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z")
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+    except (ValueError, OverflowError):
         raise ValueError("must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z") from None
-    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
+    if moment.year < 1970:
+        raise ValueError("must be in 1970 or later")
+    return moment
 
 
 MAX_BACKFILL_CONCURRENT = 50

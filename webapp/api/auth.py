@@ -21,6 +21,8 @@ def principal_from_request() -> Principal:
         key = keys.authenticate(token.strip())
         if key is None:
             raise ApiError(401, "unknown or revoked API key", "invalid_api_key")
+        if keys.expired(key):
+            raise ApiError(401, "key expired", "key_expired")
         return Principal(team_ids=frozenset({key.team_id}), scope=key.scope, mode=key.mode, key_id=key.id)
     if current_user.is_authenticated:
         _check_csrf()

@@ -24,6 +24,7 @@ from ..models.base import isoformat, utcnow
 from ..vocabulary import TERMINAL
 from ..services import runs as run_service
 from ..services.errors import Invalid
+from ..services.keys import expired as key_expired
 from .blueprint import bp as api_bp
 from .errors import ApiError
 from .serialize import line_json
@@ -147,7 +148,7 @@ def _credentials_valid(principal) -> bool:
     from ..models import ApiKey, User
     if principal.key_id is not None:
         key = db.session.get(ApiKey, principal.key_id)
-        valid = key is not None and key.revoked_at is None
+        valid = key is not None and key.revoked_at is None and not key_expired(key)
     else:
         user = db.session.get(User, principal.user_id)
         valid = user is not None and user.session_version == principal.session_version

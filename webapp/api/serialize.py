@@ -48,7 +48,8 @@ def run_shape(run: Run, masked: bool = False) -> shapes.Run:
         waiting=hosts.waiting(run), scheduledFor=isoformat(run.scheduled_for), queuedAt=isoformat(run.queued_at),
         notBefore=isoformat(run.due_at), startedAt=isoformat(run.started_at),
         finishedAt=isoformat(run.finished_at), durationMs=run.duration_ms,
-        cancelRequested=run.cancel_requested_at is not None, retryDecision=run.retry_decision, url=run_url(run))
+        cancelRequested=run.cancel_requested_at is not None, firedBy=run.fired_by, cancelledBy=run.cancelled_by,
+        retryDecision=run.retry_decision, url=run_url(run))
 
 
 def backfill_shape(bf, counts: dict[str, int]) -> shapes.Backfill:

@@ -113,6 +113,11 @@ class Run(Shape):
     finishedAt: Optional[str]
     durationMs: Optional[int]
     cancelRequested: bool
+    firedBy: Optional[str] = Field(None, description="extension: who fired it: a member's email, \"API key NAME "
+                                                     "(prefix…)\", \"webhook wh_…\", a backfill's maker; null for "
+                                                     "the scheduler, chains and automatic retries")
+    cancelledBy: Optional[str] = Field(None, description="extension: who cancelled it (as firedBy); null when no "
+                                                         "one did, or the product did (its error says why)")
     retryDecision: Optional[str] = Field(description="extension: why a failed or timed-out run was or was not "
                                                      "retried (\"retried after 4 s as run_… (retry 1 of 3)\", "
                                                      "\"not retried: exit code 3 is one the retry policy never "

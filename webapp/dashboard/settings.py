@@ -7,6 +7,7 @@ from flask_login import login_required
 
 from ..extensions import db
 from ..models import Team
+from ..models.base import utcnow
 from ..schemas import ChannelCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, SchemaError, parse
 from ..services import channels as channel_service
 from ..services import keys as key_service
@@ -15,7 +16,7 @@ from ..services import quotas
 from ..services import registry as registry_service
 from ..services.access import require_team, require_write
 from ..services.budget import RateLimited
-from ..services.errors import ServiceError
+from ..services.errors import Invalid, ServiceError
 from ..vocabulary import ChannelKind, EventKind
 from . import reveal
 from .blueprint import bp
@@ -151,8 +152,12 @@ def api_keys(team_id: int):
     if request.method == "POST":
         require_write(principal())
         try:
+            days = request.form.get("expiresInDays", "").strip()
+            if days and not days.isdigit():
+                raise Invalid("not a number of days", {"expiresInDays": "a whole number of days, 1 to 3650"})
             _, raw = key_service.create_key(team_id, request.form.get("scope", "full"),
-                                            request.form.get("mode", "live"), request.form.get("name", ""))
+                                            request.form.get("mode", "live"), request.form.get("name", ""),
+                                            int(days) if days else None)
             if reveal.stash("new_key", raw):  # shown by the next GET, once; a reload makes no other
                 return redirect(request.path)
             new_key = raw  # Redis away: shown on this answer instead
@@ -160,7 +165,7 @@ def api_keys(team_id: int):
             errors = e.fields or {"form": e.message}
     new_key = new_key or reveal.take("new_key")
     keys = key_service.list_keys(team_id)
-    return render_template("dashboard/api_keys.html", team=team, keys=keys, new_key=new_key,
+    return render_template("dashboard/api_keys.html", team=team, keys=keys, new_key=new_key, now=utcnow(),
                            errors=errors), 400 if errors else 200
 
 

@@ -102,3 +102,5 @@ class ApiKey(db.Model):
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     last_used_at = db.Column(db.DateTime, nullable=True)
     revoked_at = db.Column(db.DateTime, nullable=True)
+    # After this the key is refused with 401 "key expired" (null: it does not expire).
+    expires_at = db.Column(db.DateTime, nullable=True)

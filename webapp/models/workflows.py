@@ -143,6 +143,10 @@ class Run(db.Model):
     owner_token = db.Column(db.String(40), nullable=True)
     cancel_requested_at = db.Column(db.DateTime, nullable=True)
     cancel_reason = db.Column(db.Text, nullable=True)
+    # Who fired it (a member's email, an API key, "webhook wh_…", a backfill's maker) and who
+    # cancelled it, in words (services/actors.py); null for what the product did by itself.
+    fired_by = db.Column(db.String(200), nullable=True)
+    cancelled_by = db.Column(db.String(200), nullable=True)
     # A webhook fire's body (trigger "webhook"), base64, encrypted at rest: the container's
     # /run/workflow/payload, and WORKFLOW_PAYLOAD when short and text. A retry keeps it.
     payload = db.Column(EncryptedText, nullable=True)

@@ -22,7 +22,7 @@ from ..models import Backfill, Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..schemas import BackfillCreate
 from ..vocabulary import ACTIVE, Trigger
-from . import budget, pausing, quotas
+from . import actors, budget, pausing, quotas
 from .access import Principal, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
 from .runs import fire, hand_over_many, handle
@@ -45,7 +45,7 @@ def create_backfill(principal: Principal, team_id: int, workflow_id: str, body: 
     budget.spend_trigger(team_id)
     bf = Backfill(public_id=new_public_id("bf_"), team_id=team_id, workflow_id=wf.id, schedule=wf.schedule,
                   timezone=wf.timezone, from_at=start, to_at=end, max_concurrent=body.maxConcurrent,
-                  total=len(instants), made=0, skipped=0, next_at=instants[0], created_by=pausing.who(principal))
+                  total=len(instants), made=0, skipped=0, next_at=instants[0], created_by=actors.who(principal))
     db.session.add(bf)
     db.session.flush()
     handles = advance(bf)
@@ -101,7 +101,7 @@ def _fire(bf: Backfill, room: int, taken: set[datetime]) -> list[Run]:
             bf.skipped += 1
         else:
             runs.append(fire(bf.workflow, Trigger.BACKFILL, dict(bf.workflow.env or {}), scheduled_for=bf.next_at,
-                             backfill_id=bf.id))
+                             backfill_id=bf.id, by=bf.created_by))
             bf.made += 1
             room -= 1
         bf.next_at = _following(bf, bf.next_at)
@@ -188,7 +188,8 @@ def cancel_backfill(principal: Principal, bf: Backfill) -> Backfill:
         db.session.rollback()
         raise Conflict("the backfill is already cancelled")
     active = db.session.scalars(select(Run).where(Run.backfill_id == bf.id, Run.status.in_(ACTIVE))).all()
-    signals = [cancel_in_transaction(run, CANCELLED) for run in active]
+    by = actors.who(principal)
+    signals = [cancel_in_transaction(run, CANCELLED, by) for run in active]
     db.session.commit()
     for signal in signals:
         signal()

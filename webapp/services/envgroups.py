@@ -5,14 +5,16 @@ gets them under the workflow's env and the trigger's (groups in order, then the 
 trigger: the later wins). A secret entry's value is write-only: no answer ever holds it."""
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import EnvGroup, EnvGroupVersion, Run, Workflow
 from ..models.base import utcnow
-from ..schemas import EnvGroupChange, EnvGroupCreate
-from . import pausing
+from ..schemas import POOL_NAME, EnvGroupChange, EnvGroupCreate
+from . import actors
 from .access import Principal, require_not_test_key, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
 
@@ -27,6 +29,8 @@ def list_groups(principal: Principal, team_id: int) -> list[EnvGroup]:
 
 def get_group(principal: Principal, team_id: int, name: str) -> EnvGroup:
     require_team(principal, team_id)
+    if not re.fullmatch(POOL_NAME, name) or len(name) > 40:  # not a name a group can have
+        raise NotFound("no such env group")
     group = db.session.query(EnvGroup).filter_by(team_id=team_id, name=name, deleted_at=None).first()
     if group is None:
         raise NotFound("no such env group")
@@ -58,7 +62,7 @@ def create_group(principal: Principal, team_id: int, body: EnvGroupCreate) -> En
         db.session.rollback()
         raise Invalid("the name is taken", {"name": f"the team has an env group named {body.name}"}) from None
     db.session.add(EnvGroupVersion(group_id=group.id, version=1, entries=body.stored(), created_at=now,
-                                   created_by=pausing.who(principal)))
+                                   created_by=actors.who(principal)))
     db.session.commit()
     return group
 
@@ -85,7 +89,7 @@ def change_group(principal: Principal, team_id: int, name: str, body: EnvGroupCh
         db.session.rollback()
         raise Invalid("the group would be too large", {"entries": problem})
     db.session.add(EnvGroupVersion(group_id=group.id, version=group.version, entries=current,
-                                   created_at=group.updated_at, created_by=pausing.who(principal)))
+                                   created_at=group.updated_at, created_by=actors.who(principal)))
     db.session.commit()
     return group
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 
 from ..crypto import hash_api_key, same_hash
 from ..extensions import db
@@ -14,7 +15,14 @@ PREFIX_LEN = 16
 KEY_CHARS = re.compile(r"[A-Za-z0-9_-]+")  # "hs_live_" + 8 random characters
 
 
-def create_key(team_id: int, scope: str = "full", mode: str = "live", name: str = "") -> tuple[ApiKey, str]:
+MAX_DAYS = 3650
+
+
+def create_key(team_id: int, scope: str = "full", mode: str = "live", name: str = "",
+               expires_in_days: int | None = None) -> tuple[ApiKey, str]:
+    """A new key, and the key itself (shown once); it expires after `expires_in_days` if given."""
+    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_DAYS:
+        raise Invalid("a key expires after 1 to 3650 days", {"expiresInDays": f"1 to {MAX_DAYS} days"})
     if scope not in ("full", "read"):
         raise Invalid("scope is full or read", {"scope": "full or read"})
     if mode not in ("live", "test"):
@@ -22,15 +30,22 @@ def create_key(team_id: int, scope: str = "full", mode: str = "live", name: str 
     if db.session.get(Team, team_id) is None:
         raise NotFound(f"no team {team_id}")
     raw = f"hs_{mode}_{secrets.token_urlsafe(32)}"  # 43 url-safe characters, 256 bits
-    key = ApiKey(team_id=team_id, name=name[:100], prefix=raw[:PREFIX_LEN],
-                 key_hash=hash_api_key(raw), scope=scope, mode=mode)
+    now = utcnow()
+    key = ApiKey(team_id=team_id, name=name[:100], prefix=raw[:PREFIX_LEN], key_hash=hash_api_key(raw),
+                 scope=scope, mode=mode, created_at=now,
+                 expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None)
     db.session.add(key)
     db.session.commit()
     return key, raw
 
 
+def expired(key: ApiKey) -> bool:
+    return key.expires_at is not None and key.expires_at <= utcnow()
+
+
 def authenticate(raw: str) -> ApiKey | None:
-    """The live key that `raw` is, or None. Records last use (at most once a minute)."""
+    """The unrevoked key that `raw` is (expired or not: the caller says which), or None. Records
+    last use (at most once a minute)."""
     if not raw.startswith(("hs_live_", "hs_test_")) or len(raw) > 200 or not KEY_CHARS.fullmatch(raw):
         return None
     digest = hash_api_key(raw)
@@ -38,7 +53,7 @@ def authenticate(raw: str) -> ApiKey | None:
     for key in db.session.query(ApiKey).filter_by(prefix=raw[:PREFIX_LEN]).all():
         if same_hash(key.key_hash, digest) and key.revoked_at is None:
             match = key
-    if match is not None:
+    if match is not None and not expired(match):
         now = utcnow()
         if match.last_used_at is None or (now - match.last_used_at).total_seconds() > 60:
             match.last_used_at = now

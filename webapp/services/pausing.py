@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..extensions import db
-from ..models import ApiKey, User, Workflow
+from ..models import Workflow
+from . import actors
 from .access import Principal
 from .errors import Conflict, Invalid
 from .transitions import cancel_prepared
@@ -41,23 +41,12 @@ def check(wf: Workflow, body, given: set[str]) -> None:
         raise Invalid("the pause fields do not agree", fields)
 
 
-def who(principal: Principal) -> str:
-    """The member or the API key that acts, in words."""
-    if principal.key_id is not None:
-        key = db.session.get(ApiKey, principal.key_id)
-        return f"API key {key.name or key.prefix} ({key.prefix}…)" if key else "an API key"
-    if principal.user_id is None:
-        return "operator (CLI)"  # webapp/cli.py acts with neither a member nor a key
-    user = db.session.get(User, principal.user_id)
-    return user.email if user else "a member"
-
-
 def apply(principal: Principal, wf: Workflow, body, given: set[str], now: datetime) -> Change:
     """Pause, resume, or change the note of `wf` (in the caller's transaction)."""
     check(wf, body, given)
     change = Change()
     if "paused" in given and body.paused and wf.paused_at is None:
-        wf.paused_at, wf.paused_by, wf.pause_note, wf.pause_triggers = now, who(principal), None, False
+        wf.paused_at, wf.paused_by, wf.pause_note, wf.pause_triggers = now, actors.who(principal), None, False
         wf.next_run_at, wf.silent_at = None, None
         change.signals = cancel_prepared(wf.id, now, PREPARED_PAUSED)
     elif "paused" in given and not body.paused and wf.paused_at is not None:

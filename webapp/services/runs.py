@@ -18,7 +18,7 @@ from ..models import Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..models.clock import db_now
 from ..vocabulary import STATUSES, TRIGGERS, RunStatus, Trigger
-from . import budget, dispatch, envgroups, hooks, idempotency, pausing, quotas
+from . import actors, budget, dispatch, envgroups, hooks, idempotency, pausing, quotas
 from .access import Principal, require_environment_access, require_public_id, require_team, require_write
 from .errors import Conflict, Invalid, NotFound
 from .transitions import cancel_in_transaction
@@ -28,12 +28,13 @@ MAX_PAGE = 100
 
 def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: Run | None = None,
          scheduled_for: datetime | None = None, due_at: datetime | None = None,
-         triggered_by: Run | None = None, payload: str | None = None, backfill_id: int | None = None) -> Run:
+         triggered_by: Run | None = None, payload: str | None = None, backfill_id: int | None = None,
+         by: str | None = None) -> Run:
     """Add the run row of one fire to the session: its caller commits it in its own transaction
     (with the claim, the key, the terminal status it follows) and hands it over after."""
     now = utcnow()
     groups = retry_of.env_groups if retry_of is not None else envgroups.pinned(wf)
-    run = Run(public_id=new_public_id("run_"), env_groups=groups, team_id=wf.team_id, workflow_id=wf.id,
+    run = Run(public_id=new_public_id("run_"), env_groups=groups, fired_by=by, team_id=wf.team_id, workflow_id=wf.id,
               trigger=trigger, attempt=attempt, retry_of_id=retry_of.id if retry_of else None,
               triggered_by_id=triggered_by.id if triggered_by else None, payload=payload, backfill_id=backfill_id,
               status=RunStatus.QUEUED, env=env, image=wf.image, command=wf.command,
@@ -90,7 +91,7 @@ def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: di
         pausing.require_triggers(wf)
         quotas.check_run_env(team_id, merged)
     return _fire_once(team_id, key, idempotency.fingerprint("trigger", wf.public_id, env), allowed,
-                      lambda: fire(wf, Trigger.MANUAL, merged))
+                      lambda: fire(wf, Trigger.MANUAL, merged, by=actors.who(principal)))
 
 
 def _fire_once(team_id: int, key: str | None, request_hash: str, allowed, make) -> Fired:
@@ -150,7 +151,8 @@ def retry_run(principal: Principal, team_id: int, public_id: str, key: str | Non
             raise Conflict("the workflow was deleted")
         pausing.require_triggers(run.workflow)
     return _fire_once(team_id, key, idempotency.fingerprint("retry", run.public_id), allowed,
-                      lambda: fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run, payload=run.payload))
+                      lambda: fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run, payload=run.payload,
+                                   by=actors.who(principal)))
 
 
 def fire_webhook(token: str, body: bytes, headers, key: str | None = None) -> Fired:
@@ -159,22 +161,23 @@ def fire_webhook(token: str, body: bytes, headers, key: str | None = None) -> Fi
     hooks.check_body(hook, body, headers)  # before any answer, a replayed one too
     request_hash = idempotency.fingerprint("webhook", wf.public_id, {"sha256": hashlib.sha256(body).hexdigest()})
     return _fire_once(wf.team_id, key, request_hash, lambda: pausing.require_triggers(wf),
-                      lambda: fire(wf, Trigger.WEBHOOK, dict(wf.env or {}), payload=hooks.encode(body)))
+                      lambda: fire(wf, Trigger.WEBHOOK, dict(wf.env or {}), payload=hooks.encode(body),
+                                   by=f"webhook {hook.token_prefix}…"))
 
 
 def cancel_run(principal: Principal, run: Run) -> Run:
     """A run the caller has loaded (get_run, find_run): each face loads it once."""
     require_write(principal)
-    return request_cancel(run)
+    return request_cancel(run, by=actors.who(principal))
 
 
-def request_cancel(run: Run, reason: str | None = None) -> Run:
+def request_cancel(run: Run, reason: str | None = None, by: str | None = None) -> Run:
     """Queued: cancelled now, before any container exists. Running: the owning worker stops it.
     `reason` becomes the run's `error` (a user's cancel has none). The commit expires the run: a
     caller that reads it again reads the cancel."""
     if run.terminal:
         raise Conflict(f"the run is already {run.status}")
-    signal = cancel_in_transaction(run, reason)
+    signal = cancel_in_transaction(run, reason, by)
     db.session.commit()
     signal()
     return run

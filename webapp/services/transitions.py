@@ -23,14 +23,14 @@ def count_terminal(workflow_id: int, status: str, trigger: str) -> None:
                                                   set_={"n": table.c.n + 1}))
 
 
-def cancel_in_transaction(run: Run, reason: str | None = None):
-    """Write the cancel in the current transaction; returns what to call after the commit (the
-    Redis fast path). The database is the record: a worker notices a cancel within a second
+def cancel_in_transaction(run: Run, reason: str | None = None, by: str | None = None):
+    """Write the cancel in the current transaction (`by`: who asked, in words); returns what to
+    call after the commit (the Redis fast path). The database is the record: a worker notices a cancel within a second
     even when Redis lost the signal."""
     now = utcnow()
     done = db.session.execute(
         update(Run).where(Run.id == run.id, Run.status == RunStatus.QUEUED)
-        .values(status=RunStatus.CANCELLED, finished_at=now, cancel_requested_at=now, error=reason)
+        .values(status=RunStatus.CANCELLED, finished_at=now, cancel_requested_at=now, error=reason, cancelled_by=by)
     ).rowcount
     public_id = run.public_id
     if done:
@@ -38,7 +38,7 @@ def cancel_in_transaction(run: Run, reason: str | None = None):
         return lambda: publish_end(public_id, RunStatus.CANCELLED)
     db.session.execute(update(Run).where(Run.id == run.id, Run.status == RunStatus.RUNNING,
                                          Run.cancel_requested_at.is_(None))
-                       .values(cancel_requested_at=now, cancel_reason=reason))
+                       .values(cancel_requested_at=now, cancel_reason=reason, cancelled_by=by))
 
     def fast_path():
         try:
