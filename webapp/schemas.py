@@ -85,7 +85,9 @@ PauseNote = Annotated[str, Field(max_length=500)]
 
 
 def _distinct(names: list[str]) -> list[str]:
-    twice = next((n for n in names if names.count(n) > 1), None)
+    """The names, each once, or ValueError naming the first listed twice."""
+    seen: set[str] = set()
+    twice = next((n for n in names if n in seen or seen.add(n)), None)
     if twice:
         raise ValueError(f"{twice} is listed twice")
     return names
@@ -303,14 +305,16 @@ Entries = Annotated[list[EnvEntry], Field(max_length=MAX_GROUP_ENTRIES)]
 
 
 def _unique_keys(entries: list[EnvEntry]) -> list[EnvEntry]:
-    keys = [e.key for e in entries]
-    twice = next((k for k in keys if keys.count(k) > 1), None)
-    if twice:
-        raise ValueError(f"{twice} is listed twice")
+    _distinct([e.key for e in entries])
     problem = EnvGroupCreate.size_problem({e.key: {"value": e.value} for e in entries})
     if problem:
         raise ValueError(problem)
     return entries
+
+
+def stored(entries: list[EnvEntry]) -> dict[str, dict]:
+    """Entries as an env group version keeps them: {"KEY": {"value", "secret"}}, in order."""
+    return {e.key: {"value": e.value, "secret": e.secret} for e in entries}
 
 
 class EnvGroupCreate(_Strict):
@@ -319,9 +323,6 @@ class EnvGroupCreate(_Strict):
     name: GroupName
     entries: Entries = Field(default_factory=list)
     _v_entries = field_validator("entries")(_unique_keys)
-
-    def stored(self) -> dict[str, dict]:
-        return {e.key: {"value": e.value, "secret": e.secret} for e in self.entries}
 
     @staticmethod
     def size_problem(entries: dict[str, dict]) -> str | None:
@@ -342,9 +343,6 @@ class EnvGroupChange(_Strict):
     remove: Annotated[list[Annotated[str, Field(min_length=1, max_length=255)]], Field(max_length=MAX_GROUP_ENTRIES)] = \
         Field(default_factory=list)
     _v_entries = field_validator("entries")(_unique_keys)
-
-    def stored(self) -> dict[str, dict]:
-        return {e.key: {"value": e.value, "secret": e.secret} for e in self.entries}
 
 
 class WebhookCreate(_Strict):

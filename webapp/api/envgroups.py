@@ -11,13 +11,14 @@ from .serialize import answer, env_group_shape
 from .shapes import EnvGroupList
 
 
-def _shape(group):
-    return env_group_shape(group, g.principal.scope == "read")
+def _shape(group, using: list | None = None):
+    return env_group_shape(group, g.principal.scope == "read", using)
 
 
 @bp.get("/teams/<int:team_id>/env-groups")
 def list_env_groups(team_id: int):
-    return answer(EnvGroupList(envGroups=[_shape(group) for group in service.list_groups(g.principal, team_id)]))
+    groups, using = service.list_groups(g.principal, team_id), service.users_of(team_id)
+    return answer(EnvGroupList(envGroups=[_shape(group, using[group.id]) for group in groups]))
 
 
 @bp.post("/teams/<int:team_id>/env-groups")

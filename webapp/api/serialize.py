@@ -61,13 +61,14 @@ def backfill_shape(bf, counts: dict[str, int]) -> shapes.Backfill:
         createdBy=bf.created_by, cancelledAt=isoformat(bf.cancelled_at))
 
 
-def env_group_shape(group, masked: bool = False) -> shapes.EnvGroup:
-    """`masked`: for read-scope keys, values that look secret hidden too (secret entries never show)."""
+def env_group_shape(group, masked: bool = False, using: list | None = None) -> shapes.EnvGroup:
+    """`masked`: for read-scope keys, values that look secret hidden too (secret entries never show);
+    `using`: its workflows, when a list read them for all its groups at once (envgroups.users_of)."""
     latest = envgroups.version_of(group)
     shown = [shapes.EnvEntry(key=key, value=None if e["secret"] else (mask_value(e["value"]) if masked else e["value"]),
                              secret=e["secret"]) for key, e in latest.entries.items()]
     return shapes.EnvGroup(name=group.name, version=group.version, entries=shown,
-                           usedBy=[wf.public_id for wf in envgroups.users(group)], createdAt=isoformat(group.created_at),
+                           usedBy=[wf.public_id for wf in (envgroups.users(group) if using is None else using)], createdAt=isoformat(group.created_at),
                            updatedAt=isoformat(group.updated_at), updatedBy=latest.created_by)
 
 

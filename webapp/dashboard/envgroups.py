@@ -45,7 +45,7 @@ def env_groups(team_id: int):
         except (FormError, SchemaError, ServiceError) as e:
             errors = _errors(e)
     groups = service.list_groups(principal(), team_id)
-    return render_template("dashboard/env_groups.html", team=team, groups=groups, users=service.users,
+    return render_template("dashboard/env_groups.html", team=team, groups=groups, using=service.users_of(team_id),
                            version_of=service.version_of, errors=errors, values=values), 400 if errors else 200
 
 
