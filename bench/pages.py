@@ -29,6 +29,7 @@ def seed(app) -> dict:
     from webapp.extensions import db
     from webapp.models import Run, RunLogBlock, Workflow
     from webapp.models.base import new_public_id
+    from webapp.services.access import Principal
     from webapp.services.keys import create_key
     from webapp.services.teams import create_user
     with app.app_context():
@@ -68,7 +69,7 @@ def seed(app) -> dict:
             dict(run_id=run.id, first_seq=i, last_seq=i, stream="stdout", text=f"line {i}", ts=now)
             for i in range(2000)])
         db.session.commit()
-        key = create_key(team.id, "full", "live")[1]
+        key = create_key(Principal.operator({team.id}), team.id, "admin", "live")[1]
         return {"team": team.id, "project": project.id, "wf": wf.public_id, "run": run.public_id, "key": key}
 
 

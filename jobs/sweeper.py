@@ -19,7 +19,7 @@ from webapp.extensions import db
 from webapp.models import Notification, NotificationDelivery, Run
 from webapp.models.clock import db_now, seconds_between
 from webapp.process_log import WarnOnce
-from webapp.services import backfills, dispatch, hosts, idempotency, lifecycle, silence
+from webapp.services import audit, backfills, dispatch, hosts, idempotency, lifecycle, silence
 from webapp.services.runs import hand_over_many
 from webapp.vocabulary import RunStatus
 
@@ -37,7 +37,7 @@ def sweep() -> dict:
     steps = {"handed": hand_over_due, "stale": fail_stale_queued, "recovered": recover_lost,
              "requeued": requeue_lost_queue_entries, "notifications": hand_over_due_notifications,
              "silent": silence.check_silent, "idempotency_keys": idempotency.prune_expired,
-             "backfilled": backfills.advance_all}
+             "backfilled": backfills.advance_all, "audit_pruned": audit.prune}
     counts: dict = {}
     for name, step in steps.items():
         try:

@@ -15,12 +15,12 @@ die() { echo "setup: $*" >&2; exit 1; }
 quiet() { "$@" >>"$LOG" 2>&1 || { tail -n 30 "$LOG" >&2; die "failed: $*"; }; }
 
 MAIN_PKGS=(docker.io redis-server busybox-static)
-TEST_PKGS=(docker-registry apache2-utils postgresql chromium prometheus iproute2 util-linux gcc libc6-dev)
+TEST_PKGS=(docker-registry apache2-utils postgresql chromium prometheus iproute2 util-linux gcc libc6-dev nodejs npm)
 declare -A PKG_BIN=(
   [docker.io]=dockerd [redis-server]=redis-server [busybox-static]=busybox
   [docker-registry]=docker-registry [apache2-utils]=htpasswd [postgresql]=pg_ctlcluster
   [chromium]=chromium [prometheus]=promtool [iproute2]=ip [util-linux]=nsenter [gcc]=gcc
-  [libc6-dev]=/usr/include/dlfcn.h
+  [libc6-dev]=/usr/include/dlfcn.h [nodejs]=node [npm]=npm
 )
 
 install_missing() {
@@ -155,8 +155,18 @@ python_env
 docker_engine
 redis
 local_image workflows.local/busybox:1
+oidc_provider() {
+  # The sign-in tests' OpenID provider (tests/oidc): the npm package oidc-provider, as locked.
+  local dir=tests/oidc
+  if [ ! -f "$dir/node_modules/.installed" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.installed" ]; then
+    quiet npm ci --prefix "$dir" --no-audit --no-fund
+    touch "$dir/node_modules/.installed"
+  fi
+}
+
 if [ "$MODE" = test ]; then
   install_missing "${TEST_PKGS[@]}"
   postgres
   registry
+  oidc_provider
 fi

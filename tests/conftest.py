@@ -139,13 +139,14 @@ class Member:
 
 
 def make_member(app, email: str, team: str) -> Member:
+    from webapp.services.access import Principal
     from webapp.services.keys import create_key
     from webapp.services.teams import create_user
     with app.app_context():
         user, t, project = create_user(email, "password-" + email, team)
-        full = create_key(t.id, "full", "live")[1]
-        read = create_key(t.id, "read", "live")[1]
-        test = create_key(t.id, "full", "test")[1]
+        full = create_key(Principal.operator({t.id}), t.id, "admin", "live")[1]
+        read = create_key(Principal.operator({t.id}), t.id, "viewer", "live")[1]
+        test = create_key(Principal.operator({t.id}), t.id, "admin", "test")[1]
         m = Member(email, "password-" + email, user.id, t.id, project.id, project.production.id, full, read, test)
         _db_ext.session.remove()
         return m
@@ -214,10 +215,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app):
-    """`app` served by werkzeug on a free port of 127.0.0.1, threaded; yields the port."""
+def serving(app, port: int | None = None):
+    """`app` served by werkzeug on `port` (a free one by default) of 127.0.0.1, threaded; yields the port."""
     from werkzeug.serving import make_server
-    port = free_port()
+    port = port or free_port()
     srv = make_server("127.0.0.1", port, app, threaded=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:

@@ -19,7 +19,7 @@ LAYERS = {
     "webapp.imageref": 0, "webapp.backoff": 0,
     "webapp.runoutput": 1, "webapp.notify": 1, "webapp.metrics": 1, "webapp.heartbeats": 1,
     "webapp.services": 2,
-    "webapp.api": 3, "webapp.dashboard": 3, "webapp.cli": 3, "webapp.health": 3, "webapp.metrics_page": 3,
+    "webapp.api": 3, "webapp.gate": 3, "webapp.dashboard": 3, "webapp.cli": 3, "webapp.health": 3, "webapp.metrics_page": 3,
     "jobs": 3,
     "webapp": 4,  # the app factory: puts the faces together
 }

@@ -81,9 +81,10 @@ def test_a_key_is_never_stored_in_clear(app, alice, client):
 
 def test_a_revoked_key_is_refused(app, alice, client):
     with app.app_context():
+        from webapp.services.access import Principal
         from webapp.services.keys import revoke
-        key = db.session.query(ApiKey).filter_by(team_id=alice.team_id, scope="full", mode="live").first()
-        revoke(alice.team_id, key.id)
+        key = db.session.query(ApiKey).filter_by(team_id=alice.team_id, role="admin", mode="live").first()
+        revoke(Principal.operator({alice.team_id}), alice.team_id, key.id)
     r = client.get(f"/api/projects/{alice.team_id}/{alice.project_id}/workflows", headers=alice.h())
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"].startswith("Bearer")

@@ -540,7 +540,7 @@ def test_a_new_key_and_a_webhook_secret_never_travel_in_the_session_cookie(app, 
 
     def cookie() -> str:
         return json.dumps(serializer.loads(client.get_cookie("session").value))
-    r = client.post(f"/teams/{alice.team_id}/api-keys", data={"scope": "full", "mode": "live", "name": "ci"})
+    r = client.post(f"/teams/{alice.team_id}/api-keys", data={"role": "admin", "mode": "live", "name": "ci"})
     assert r.status_code == 302 and "hs_live_" not in cookie()
     page = client.get(f"/teams/{alice.team_id}/api-keys").get_data(as_text=True)
     key = re.search(r'<code id="new-key">(hs_live_[^<]+)</code>', page).group(1)

@@ -305,7 +305,7 @@ def test_health_view_orders_failing_and_silent_first_with_rates_and_percentiles(
         db.session.query(Workflow).filter_by(public_id=flaky["id"]).update({"alert_state": "failing"})
         db.session.commit()
         check_silent(utcnow() + timedelta(seconds=120))
-        rows = project_health(Principal(team_ids=frozenset({alice.team_id})), alice.team_id, alice.project_id)
+        rows = project_health(Principal.operator({alice.team_id}), alice.team_id, alice.project_id)
         assert [(h.workflow.name, h.state) for h in rows] == [("flaky", "failing"), ("quiet", "silent"),
                                                               ("steady", "ok")]
         flaky_h, _, steady_h = rows

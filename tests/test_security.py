@@ -383,12 +383,13 @@ def _stream(ws_server, m, run_id, key="full"):
 
 
 def test_the_17th_socket_of_a_team_is_refused(app, client, alice, ws_server):
+    from webapp.services.access import Principal
     from webapp.services.keys import create_key
     app.config["WS_MAX_PER_PROCESS"] = 100  # this test is about the team's and the key's caps
     wf = create_wf(client, alice)
     run_id = post_trigger(client, alice, wf["id"]).get_json()["id"]  # no worker: stays queued, streams stay open
     with app.app_context():
-        keys = [create_key(alice.team_id, "full", "live")[1] for _ in range(3)]
+        keys = [create_key(Principal.operator({alice.team_id}), alice.team_id, "admin", "live")[1] for _ in range(3)]
     open_: list = []
     try:
         for _ in range(8):
@@ -426,16 +427,17 @@ def _closed_within(ws, seconds: float) -> bool:
 
 
 def test_a_revoked_key_ends_its_open_stream(app, client, alice, ws_server):
+    from webapp.services.access import Principal
     from webapp.services.keys import create_key, revoke
     wf = create_wf(client, alice)
     run_id = post_trigger(client, alice, wf["id"]).get_json()["id"]
     with app.app_context():
-        key, raw = create_key(alice.team_id, "full", "live")
+        key, raw = create_key(Principal.operator({alice.team_id}), alice.team_id, "admin", "live")
         key_id = key.id
     ws = Client.connect(stream_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {raw}"})
     assert not _closed_within(ws, 1)
     with app.app_context():
-        revoke(alice.team_id, key_id)
+        revoke(Principal.operator({alice.team_id}), alice.team_id, key_id)
     assert _closed_within(ws, 5)
 
 
@@ -481,11 +483,12 @@ def test_an_expired_key_ends_its_open_stream(app, client, alice, ws_server):
     from webapp.extensions import db
     from webapp.models import ApiKey
     from webapp.models.base import utcnow
+    from webapp.services.access import Principal
     from webapp.services.keys import create_key
     wf = create_wf(client, alice)
     run_id = post_trigger(client, alice, wf["id"]).get_json()["id"]
     with app.app_context():
-        key, raw = create_key(alice.team_id, "full", "live", expires_in_days=1)
+        key, raw = create_key(Principal.operator({alice.team_id}), alice.team_id, "admin", "live", expires_in_days=1)
         key_id = key.id
     ws = Client.connect(stream_url(ws_server, alice, run_id), headers={"Authorization": f"Bearer {raw}"})
     assert not _closed_within(ws, 1)

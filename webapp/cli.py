@@ -88,22 +88,62 @@ def keys():
 
 @keys.command("create")
 @click.option("--team", "team_id", type=int, required=True)
-@click.option("--scope", type=click.Choice(["full", "read"]), required=True)
+@click.option("--scope", type=click.Choice(["full", "read"]), default=None,
+              help="full: an admin key; read: a viewer key")
+@click.option("--role", type=click.Choice(["viewer", "member", "admin", "owner"]), default=None)
 @click.option("--mode", type=click.Choice(["live", "test"]), default="live", show_default=True)
 @click.option("--name", default="cli")
 @click.option("--expires-in-days", type=int, default=None, help="refused with 401 \"key expired\" after this (1-3650)")
-def create_key(team_id: int, scope: str, mode: str, name: str, expires_in_days: int | None):
-    """Create an API key; the key is printed alone on the last line, and never again."""
-    from .services.keys import create_key as create
-    key, raw = _or_exit(lambda: create(team_id, scope, mode, name, expires_in_days))
+def create_key(team_id: int, scope: str | None, role: str | None, mode: str, name: str, expires_in_days: int | None):
+    """Create an API key with --scope or --role; the key is printed alone on the last line, and never again."""
+    from .services.keys import SCOPES, create_key as create
+    if (scope is None) == (role is None):
+        _fail("give one of --scope full|read and --role viewer|member|admin|owner")
+    role = role or SCOPES[scope]
+    key, raw = _or_exit(lambda: create(_operator(team_id), team_id, role, mode, name, expires_in_days))
     until = f", expires {key.expires_at.isoformat(timespec='seconds')}Z" if key.expires_at else ""
-    click.echo(f"# {scope} {mode} key for team {team_id} (id {key.id}{until}); store it now, it is not shown again",
+    click.echo(f"# {role} {mode} key for team {team_id} (id {key.id}{until}); store it now, it is not shown again",
                err=True)
     click.echo(raw)
 
 
+@click.group("sso", cls=AppGroup)
+def sso_group():
+    """Single sign-on: which provider groups make members of which teams."""
+
+@sso_group.command("map")
+@click.argument("group")
+@click.option("--team", "team", required=True, help="the team's id or name")
+@click.option("--role", type=click.Choice(["viewer", "member", "admin", "owner"]), required=True)
+def sso_map(group: str, team: str, role: str):
+    """Members of the provider's GROUP (in its groups claim) are members of TEAM with ROLE, from
+    their next sign-in on."""
+    from .services import sso
+    found = _team(team)
+    _or_exit(lambda: sso.set_map(group, found.id, role))
+    click.echo(json.dumps({"group": group, "team": found.id, "role": role}))
+
+@sso_group.command("unmap")
+@click.argument("group")
+@click.option("--team", "team", required=True)
+def sso_unmap(group: str, team: str):
+    """GROUP no longer makes members of TEAM (their memberships go at their next sign-in)."""
+    from .services import sso
+    found = _team(team)
+    if not sso.remove_map(group, found.id):
+        _fail(f"{group} is not mapped to team {found.id}")
+    click.echo(json.dumps({"group": group, "team": found.id, "removed": True}))
+
+@sso_group.command("maps")
+def sso_maps():
+    """Every group map, one JSON object a line."""
+    from .services import sso
+    for m in sso.maps():
+        click.echo(json.dumps({"group": m.group, "team": m.team_id, "role": m.role}))
+
+
 def register_all(app: Flask) -> None:
-    for command in (users, first_start_hint, projects, environments, keys):
+    for command in (users, first_start_hint, projects, environments, keys, sso_group):
         app.cli.add_command(command)
     register_hosts(app)
     register_teams(app)
@@ -286,9 +326,9 @@ def register_hosts(app: Flask) -> None:
 
 
 def _operator(team_id: int):
-    """Whoever runs the CLI acts with a full key's rights on the team they name."""
+    """Whoever runs the CLI acts as an owner of the team they name."""
     from .services.access import Principal
-    return Principal(team_ids=frozenset({team_id}))
+    return Principal.operator({team_id})
 
 
 def _name(name: str) -> str:

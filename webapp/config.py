@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     SMTP_PORT: int = _n(25, 1, 65535, "mail relay port")
     SMTP_USER: str = Field("", description="mail relay login")
     SMTP_PASSWORD: str = Field("", description="mail relay password")
+
+    # -- sign-in and the audit log
+    AUDIT_RETENTION_DAYS: int = _n(365, 1, 36500, "audit rows older than this are removed")
+    PASSWORD_LOGIN: bool = Field(True, description="`false` turns the email and password form off (SSO only)")
+    INVITATION_DAYS: int = _n(7, 1, 90, "an invitation link is valid this long, once")
+    OIDC_ISSUER: str = Field("", description="an OpenID Connect provider's issuer URL: turns single sign-on on")
+    OIDC_CLIENT_ID: str = Field("", description="this installation's client id at the provider")
+    OIDC_CLIENT_SECRET: str = Field("", description="its client secret")
+    OIDC_ALLOWED_DOMAINS: str = Field("", description="comma-separated email domains that may sign in (empty: any)")
+    OIDC_GROUPS_CLAIM: str = Field("groups", description="the claim listing a user's groups (flask sso map)")
+    OIDC_PROVIDER_NAME: str = Field("SSO", description='the "Sign in with ..." button\'s name')
     SMTP_FROM: str = Field("workflows@localhost", description="sender of notification mail")
     SMTP_STARTTLS: bool = Field(False, description="STARTTLS to the relay")
     NOTIFY_ALLOW_HTTP_LOCALHOST: Optional[bool] = Field(None, description="http:// to localhost (not in production)")
@@ -154,6 +165,11 @@ class Settings(BaseSettings):
             raise ValueError(f"HOST_FENCE_SEC ({self.HOST_FENCE_SEC:g}) must be clearly shorter than HOST_LOST_SEC "
                              f"({lost}): at most {lost * 0.75:g}, so that a host stops its containers before it "
                              f"is called lost")
+        if not self.PASSWORD_LOGIN and not (self.OIDC_ISSUER and self.OIDC_CLIENT_ID):
+            raise ValueError("PASSWORD_LOGIN=false needs single sign-on (OIDC_ISSUER and OIDC_CLIENT_ID): "
+                             "with neither, nobody could sign in")
+        if self.OIDC_ISSUER and not self.OIDC_ISSUER.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise ValueError("OIDC_ISSUER must be an https:// URL (plain http only on this machine)")
         return self
 
 
@@ -249,7 +265,8 @@ AS_IS = ("WORKER_SLOTS", "NOTIFY_SLOTS", "WORKER_HOST", "HOST_LOST_SEC", "HOST_F
          "IMAGE_KEEP_DAYS", "RUNS_EGRESS_ALLOW", "RUNS_EGRESS_RULES", "SMTP_HOST", "SMTP_PORT", "SMTP_USER",
          "SMTP_PASSWORD", "SMTP_FROM", "SMTP_STARTTLS", "NOTIFY_ALLOW_HTTP_LOCALHOST", "NOTIFY_ALLOW_PRIVATE",
          "NOTIFY_MAX_ATTEMPTS", "NOTIFY_DEADLINE_SEC", "CHANNEL_DISABLE_AFTER", "METRICS_TOKEN",
-         "METRICS_MAX_WORKFLOW_SERIES")
+         "METRICS_MAX_WORKFLOW_SERIES", "AUDIT_RETENTION_DAYS", "PASSWORD_LOGIN", "INVITATION_DAYS", "OIDC_ISSUER",
+         "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_GROUPS_CLAIM", "OIDC_PROVIDER_NAME")
 
 
 def from_env() -> dict:
@@ -268,6 +285,7 @@ def from_env() -> dict:
         "DOCKER_HOST": s.DOCKER_HOST,
         "REGISTRY_ALLOWED_HOSTS": _hosts(s.REGISTRY_ALLOWED_HOSTS),
         "NOTIFY_ALLOWED_HOSTS": _hosts(s.NOTIFY_ALLOWED_HOSTS, strip_dot=True),
+        "OIDC_ALLOWED_DOMAINS": _hosts(s.OIDC_ALLOWED_DOMAINS),
         "LOG_TAIL_BYTES": MIB,  # what a capped log keeps of its end
         "MAX_CONTENT_LENGTH": MIB,  # a request body
         "WTF_CSRF_TIME_LIMIT": None,

@@ -10,6 +10,7 @@ from . import heartbeats
 from .services import hosts
 from .connections import NO_ENGINE, get_docker, get_redis
 from .extensions import db
+from .gate import OPEN, needs
 
 bp = Blueprint("health", __name__)
 
@@ -65,6 +66,7 @@ def _heartbeat(role: str) -> dict:
 
 
 @bp.get("/healthz")
+@needs(OPEN)
 def healthz():
     parts = {"database": _check(_database), "redis": _check(_redis), "docker": _check(_docker),
              "scheduler": _heartbeat("scheduler"), "worker": _heartbeat("worker")}

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from .connections import get_redis
 from .extensions import db
+from .gate import OPEN, needs
 from .keys import METRICS
 from .metrics import COUNTERS, HISTOGRAMS, KNOWN_VALUES
 from .models import Notification, NotificationChannel, NotificationDelivery, Run, RunCount, Team, Workflow
@@ -187,6 +188,7 @@ bp = Blueprint("metrics", __name__)
 
 
 @bp.get("/metrics")
+@needs(OPEN)  # its own bearer token (METRICS_TOKEN)
 def metrics():
     token = current_app.config["METRICS_TOKEN"]
     if token:

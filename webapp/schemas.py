@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, V
 
 from . import cron
 from .imageref import DOMAIN, image_problem
-from .vocabulary import ChainOn, ChannelKind, EventKind, words
+from .vocabulary import ChainOn, ChannelKind, EventKind, Role, words
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_ARGS, MAX_ARG_LEN, MAX_ENV_VALUE = 64, 1024, 4096
@@ -245,12 +245,21 @@ class WorkflowUpdate(_WorkflowFields):
                                                "retryPolicy", "pauseNote", "catchUpWindowSec"})
 
 
+class RoleChange(_Strict):
+    role: Literal[words(Role)]
+
+
+class InvitationCreate(_Strict):
+    email: Annotated[str, Field(min_length=3, max_length=254)]
+    role: Literal[words(Role)] = "member"
+
+
 class TriggerBody(_Strict):
     env: Env = Field(default_factory=dict)
     _v_env = field_validator("env")(_check_env)
 
 
-def _utc(value) -> datetime:
+def utc_time(value) -> datetime:
     """An ISO 8601 time as naive UTC (the database's times); one without an offset is UTC."""
     if not isinstance(value, str):
         raise ValueError("must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z")
@@ -276,7 +285,7 @@ class BackfillCreate(_Strict):
     maxConcurrent: Annotated[int, Field(ge=1, le=MAX_BACKFILL_CONCURRENT)] = Field(
         1, description="at most this many of its runs queued or running at once")
 
-    _v_times = field_validator("start", "end")(lambda v: _utc(v).isoformat())
+    _v_times = field_validator("start", "end")(lambda v: utc_time(v).isoformat())
 
     def range(self) -> tuple[datetime, datetime]:
         return datetime.fromisoformat(self.start), datetime.fromisoformat(self.end)

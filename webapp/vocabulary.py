@@ -59,6 +59,18 @@ class EventKind(StrEnum):
 
 
 EVENTS = tuple(EventKind)
+
+
+class Role(StrEnum):
+    """A member's (or an API key's) role in a team; each may do all that the roles before it may
+    (services/roles.py has the table of who may do what)."""
+    VIEWER = "viewer"
+    MEMBER = "member"
+    ADMIN = "admin"
+    OWNER = "owner"
+
+
+ROLES = tuple(Role)  # lowest first
 DEFAULT_EVENTS = (EventKind.FAILED,)
 
 

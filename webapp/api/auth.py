@@ -5,6 +5,7 @@ from flask import current_app, g, request
 from flask_login import current_user
 from flask_wtf.csrf import ValidationError, validate_csrf
 
+from ..gate import key_principal, session_principal
 from ..services import keys
 from ..services.access import Principal
 from .errors import ApiError
@@ -23,11 +24,10 @@ def principal_from_request() -> Principal:
             raise ApiError(401, "unknown or revoked API key", "invalid_api_key")
         if keys.expired(key):
             raise ApiError(401, "key expired", "key_expired")
-        return Principal(team_ids=frozenset({key.team_id}), scope=key.scope, mode=key.mode, key_id=key.id)
+        return key_principal(key)
     if current_user.is_authenticated:
         _check_csrf()
-        return Principal(team_ids=frozenset(current_user.team_ids), user_id=current_user.id,
-                         session_version=current_user.session_version)
+        return session_principal()
     raise ApiError(401, "authentication required: a Bearer API key or a session", "unauthorized")
 
 

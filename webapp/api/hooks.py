@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, request
 
+from ..gate import OPEN, needs, source
 from ..models.base import isoformat
 from ..schemas import WebhookCreate, parse
 from ..services import hooks, idempotency
@@ -24,6 +25,7 @@ def _shape(hook, **shown) -> Webhook:
 
 
 @bp.post("/workflows/<int:team_id>/workflows/<workflow_id>/webhook")
+@needs("webhook.create")
 def make_webhook(team_id: int, workflow_id: str):
     body = parse(WebhookCreate, json_body(optional=True))
     hook, token, secret = hooks.make_hook(g.principal, team_id, workflow_id, body.signed)
@@ -31,21 +33,24 @@ def make_webhook(team_id: int, workflow_id: str):
 
 
 @bp.get("/workflows/<int:team_id>/workflows/<workflow_id>/webhook")
+@needs("team.read")
 def get_webhook(team_id: int, workflow_id: str):
     return answer(_shape(hooks.get_hook(g.principal, team_id, workflow_id)))
 
 
 @bp.delete("/workflows/<int:team_id>/workflows/<workflow_id>/webhook")
+@needs("webhook.revoke")
 def revoke_webhook(team_id: int, workflow_id: str):
     hooks.revoke_hook(g.principal, team_id, workflow_id)
     return "", 204
 
 
 @inbound.post("/<token>")
+@needs(OPEN)
 def fire(token: str):
     if (request.content_length or 0) > hooks.MAX_PAYLOAD:
         raise TooLarge(f"the body is over {hooks.MAX_PAYLOAD // 1024} KiB")
     body = request.stream.read(hooks.MAX_PAYLOAD + 1)
     key = idempotency.valid_key(request.headers.get(idempotency.HEADER))
-    fired = run_service.fire_webhook(token, body, request.headers, key)
+    fired = run_service.fire_webhook(token, body, request.headers, key, source())
     return fired_answer(fired, Fired(runId=fired.run.public_id, url=run_url(fired.run)))

@@ -17,6 +17,7 @@ from simple_websocket import ConnectionClosed
 from ..connections import get_redis
 from ..extensions import db, sock
 from .. import keys
+from ..gate import needs
 from ..runoutput import read
 from ..runoutput.stream import cursor_after, decode
 from ..models import Run
@@ -161,6 +162,7 @@ def _send(ws, payload: dict) -> None:
 
 
 @sock.route("/workflows/<int:team_id>/workflows/runs/<run_id>/logs/stream", bp=api_bp)
+@needs("team.read")
 def live_log_stream(ws, team_id: int, run_id: str):
     run_pk, public_id = g.live_run.id, g.live_run.public_id
     principal, socket_id = g.principal, g.live_socket

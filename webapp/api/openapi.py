@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, render_template_string, url_for
 
-from ..schemas import (BackfillCreate, ChannelCreate, EnvGroupChange, EnvGroupCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, TriggerBody,
+from ..gate import OPEN, needs
+from ..schemas import (BackfillCreate, ChannelCreate, EnvGroupChange, EnvGroupCreate, EnvironmentCreate,
+                       InvitationCreate, ProjectCreate, RegistryCredentialCreate, RoleChange, TriggerBody,
                        WebhookCreate, WorkflowCreate, WorkflowUpdate)
 from .blueprint import bp
-from .shapes import (Backfill, BackfillList, Channel, EnvGroup, EnvGroupList, ChannelList, Delivery, DeliveryList, Environment, EnvironmentList, Error, ErrorBody,
+from .shapes import (AuditEntry, AuditList, Invitation, InvitationList, Member, MemberList, Backfill, BackfillList, Channel, EnvGroup, EnvGroupList, ChannelList, Delivery, DeliveryList, Environment, EnvironmentList, Error, ErrorBody,
                      Fired, LogLine, Logs, Project, ProjectList, Queued, RegistryCredential, RegistryCredentialList,
                      Run, RunList, Webhook, Workflow, WorkflowList)
 
@@ -15,7 +17,8 @@ MODELS = [Workflow, Run, WorkflowList, RunList, LogLine, Logs, RegistryCredentia
           Channel, ChannelList, Delivery, DeliveryList, Queued, Environment, EnvironmentList, Project,
           ProjectList, ErrorBody, Error, WorkflowCreate, WorkflowUpdate, TriggerBody, RegistryCredentialCreate,
           ChannelCreate, ProjectCreate, EnvironmentCreate, Webhook, Fired, WebhookCreate, Backfill, BackfillList,
-          BackfillCreate, EnvGroup, EnvGroupList, EnvGroupCreate, EnvGroupChange]
+          BackfillCreate, EnvGroup, EnvGroupList, EnvGroupCreate, EnvGroupChange, Member, MemberList, RoleChange,
+          Invitation, InvitationList, InvitationCreate, AuditEntry, AuditList]
 
 TEAM = {"name": "teamId", "in": "path", "required": True, "schema": {"type": "integer"}}
 PROJECT = {"name": "projectId", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -25,6 +28,13 @@ GROUP = {"name": "name", "in": "path", "required": True, "schema": {"type": "str
 RUN = {"name": "runId", "in": "path", "required": True, "schema": {"type": "string"}}
 CRED = {"name": "credentialId", "in": "path", "required": True, "schema": {"type": "integer"}}
 CHANNEL = {"name": "channelId", "in": "path", "required": True, "schema": {"type": "integer"}}
+USER = {"name": "userId", "in": "path", "required": True, "schema": {"type": "integer"}}
+INVITATION = {"name": "invitationId", "in": "path", "required": True, "schema": {"type": "integer"}}
+AUDIT_FILTERS = [{"name": n, "in": "query", "schema": {"type": "string"}, "description": d} for n, d in (
+    ("actor", "exactly as the rows say it: an email, \"operator (CLI)\", \"API key ci (hs_live_ab…)\""),
+    ("action", "e.g. workflow.update, run.cancel, key.create, member.role_change, login.failed"),
+    ("target", "a workflow's or run's id, a key's prefix, a member's email"),
+    ("since", "ISO 8601, inclusive"), ("until", "ISO 8601, exclusive"))]
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
                "description": "the same key within 24 h answers the first request's run (with the header "
                               "Idempotent-Replayed: true), never a second run; sent with another request: 422",
@@ -40,7 +50,8 @@ def _json(name: str) -> dict:
 
 
 def _errors(*codes: int) -> dict:
-    text = {400: "invalid request", 401: "missing or bad credentials", 403: "not allowed for this key",
+    text = {400: "invalid request", 401: "missing or bad credentials",
+            403: "not allowed for this key or member's role (services/roles.py)",
             404: "not found (or another team's)", 409: "conflict with the run's status",
             410: "revoked", 413: "body over 1 MiB (a webhook's: 64 KiB)", 415: "body is not JSON",
             422: "Idempotency-Key already used for another request", 429: "rate limited"}
@@ -208,6 +219,47 @@ def _team_paths() -> dict:
     }
 
 
+def _access_paths() -> dict:
+    """Members, invitations and the audit log."""
+    read = READ
+    page = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+            {"name": "cursor", "in": "query", "schema": {"type": "string"}}]
+    return {
+        "/api/teams/{teamId}/members": {
+            "get": _op("The team's members and their roles", [TEAM], ("200", "MemberList"), read),
+        },
+        "/api/teams/{teamId}/members/{userId}": {
+            "patch": _op("Change a member's role (owners; the last owner keeps theirs); their keys above the new "
+                         "role are lowered to it", [TEAM, USER], ("200", "Member"), WRITE + (409,), "RoleChange"),
+            "delete": _op("Remove a member (owners; not the last owner); their keys are revoked", [TEAM, USER],
+                          ("204", None), read + (409,)),
+        },
+        "/api/teams/{teamId}/leave": {
+            "post": _op("Leave the team (a member's session; not the last owner)", [TEAM], ("204", None),
+                        (400,) + read + (409,)),
+        },
+        "/api/teams/{teamId}/invitations": {
+            "get": _op("Pending invitations", [TEAM], ("200", "InvitationList"), read),
+            "post": _op("Invite an email address with a role (owners): the link is mailed, valid 7 days, once",
+                        [TEAM], ("201", "Invitation"), WRITE + (409,), "InvitationCreate"),
+        },
+        "/api/teams/{teamId}/invitations/{invitationId}": {
+            "delete": _op("Revoke a pending invitation", [TEAM, INVITATION], ("204", None), read),
+        },
+        "/api/teams/{teamId}/audit": {
+            "get": _op("The audit log, newest first (admins and owners)", [TEAM] + AUDIT_FILTERS + page,
+                       ("200", "AuditList"), (400,) + read),
+        },
+        "/api/teams/{teamId}/audit/export": {
+            "get": {"summary": "The audit log as JSON lines (application/x-ndjson), newest first, one AuditEntry "
+                               "per line", "parameters": [TEAM] + AUDIT_FILTERS,
+                    "responses": {"200": {"description": "JSON lines",
+                                          "content": {"application/x-ndjson": {"schema": _ref("AuditEntry")}}},
+                                  **_errors(400, *read)}},
+        },
+    }
+
+
 def document() -> dict:
     return {
         "openapi": "3.1.0",
@@ -217,7 +269,7 @@ def document() -> dict:
                                 "the lines after seq N."},
         "servers": [{"url": current_app.config["BASE_URL"]}],
         "security": [{"bearer": []}, {"session": []}],
-        "paths": {**_workflow_paths(), **_backfill_paths(), **_team_paths()},
+        "paths": {**_workflow_paths(), **_backfill_paths(), **_team_paths(), **_access_paths()},
         "components": {
             "schemas": _components(),
             "securitySchemes": {
@@ -229,6 +281,7 @@ def document() -> dict:
 
 
 @bp.get("/openapi.json")
+@needs(OPEN)
 def openapi_json():
     return jsonify(document())
 
@@ -241,6 +294,7 @@ PAGE = """<!doctype html>
 
 
 @bp.get("/docs")
+@needs(OPEN)
 def openapi_page():
     return render_template_string(
         PAGE, css=url_for("static", filename="vendor/swagger-ui-5.35.0.css"),

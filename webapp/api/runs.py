@@ -6,6 +6,7 @@ from flask import Response, g, jsonify, request, stream_with_context
 from ..runoutput import read
 from ..services import idempotency
 from ..services import runs as service
+from ..gate import masked, needs
 from ..services.errors import Invalid
 from .blueprint import bp
 from .serialize import answer, fired_answer, line_json, run_shape
@@ -13,19 +14,22 @@ from .shapes import RunList
 
 
 @bp.get("/workflows/<int:team_id>/workflows/<workflow_id>/runs")
+@needs("team.read")
 def list_runs(team_id: int, workflow_id: str):
     limit = _int_arg("limit", 20, 1, service.MAX_PAGE)
     runs, cursor = service.list_runs(g.principal, team_id, workflow_id, limit, request.args.get("cursor") or None)
-    masked = g.principal.scope == "read"
-    return answer(RunList(runs=[run_shape(r, masked) for r in runs], nextCursor=cursor))
+    hide = masked(team_id)
+    return answer(RunList(runs=[run_shape(r, hide) for r in runs], nextCursor=cursor))
 
 
 @bp.get("/workflows/<int:team_id>/workflows/runs/<run_id>")
+@needs("team.read")
 def get_run(team_id: int, run_id: str):
-    return answer(run_shape(service.get_run(g.principal, team_id, run_id), g.principal.scope == "read"))
+    return answer(run_shape(service.get_run(g.principal, team_id, run_id), masked(team_id)))
 
 
 @bp.get("/workflows/<int:team_id>/workflows/runs/<run_id>/logs")
+@needs("team.read")
 def get_logs(team_id: int, run_id: str):
     """A page of lines (`afterSeq`, `limit` up to LOG_PAGE_MAX); `?format=text` streams them all
     from the database in chunks, so that no log, however long, is held in memory at once."""
@@ -57,12 +61,14 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 
 
 @bp.post("/workflows/<int:team_id>/workflows/runs/<run_id>/cancel")
+@needs("run.cancel")
 def cancel_run(team_id: int, run_id: str):
     run = service.get_run(g.principal, team_id, run_id)
     return answer(run_shape(service.cancel_run(g.principal, run)), 202)
 
 
 @bp.post("/workflows/<int:team_id>/workflows/runs/<run_id>/retry")
+@needs("run.retry")
 def retry_run(team_id: int, run_id: str):
     key = idempotency.valid_key(request.headers.get(idempotency.HEADER))
     return fired_answer(service.retry_run(g.principal, team_id, run_id, key))

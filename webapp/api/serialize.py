@@ -107,6 +107,24 @@ def credential_shape(cred) -> shapes.RegistryCredential:
                                      username=cred.username, createdAt=isoformat(cred.created_at))
 
 
+def member_shape(m) -> shapes.Member:
+    return shapes.Member(userId=m.user_id, email=m.user.email, role=m.role, joinedAt=isoformat(m.created_at))
+
+
+def invitation_shape(inv, link: str | None = None, mail_error: str | None = None) -> shapes.Invitation:
+    shape = shapes.Invitation(id=inv.id, email=inv.email, role=inv.role, invitedBy=inv.created_by,
+                              createdAt=isoformat(inv.created_at), expiresAt=isoformat(inv.expires_at))
+    if link is not None:
+        shape.link, shape.mailError = link, mail_error
+    return shape
+
+
+def audit_shape(e) -> shapes.AuditEntry:
+    return shapes.AuditEntry(id=e.id, at=isoformat(e.at), actor=e.actor, actorUserId=e.actor_user_id,
+                             actorKeyId=e.actor_key_id, ip=e.ip, userAgent=e.user_agent, action=e.action,
+                             targetType=e.target_type, target=e.target, diff=e.diff)
+
+
 def answer(shape: shapes.Shape, status: int = 200):
     """A route's answer: `shape` as JSON with `status`."""
     return jsonify(shape.out()), status

@@ -8,7 +8,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..schemas import Edge, RetryPolicy
-from ..vocabulary import ChannelKind, EventKind, RunStatus, Trigger, words
+from ..vocabulary import ChannelKind, EventKind, Role, RunStatus, Trigger, words
 
 
 class Shape(BaseModel):
@@ -281,6 +281,55 @@ class Delivery(Shape):
 
 class DeliveryList(Shape):
     deliveries: list[Delivery]
+
+
+RoleName = Literal[words(Role)]
+
+
+class Member(Shape):
+    userId: int
+    email: str
+    role: RoleName
+    joinedAt: str
+
+
+class MemberList(Shape):
+    members: list[Member]
+
+
+class Invitation(Shape):
+    id: int
+    email: str
+    role: RoleName
+    invitedBy: str
+    createdAt: str
+    expiresAt: str
+    link: Optional[str] = Field(None, description="in the create answer only: the link mailed to the address")
+    mailError: Optional[str] = Field(None, description="in the create answer only: why the mail was not sent "
+                                                       "(null: sent)")
+
+
+class InvitationList(Shape):
+    invitations: list[Invitation]
+
+
+class AuditEntry(Shape):
+    id: int
+    at: str
+    actor: str
+    actorUserId: Optional[int]
+    actorKeyId: Optional[int]
+    ip: Optional[str]
+    userAgent: Optional[str]
+    action: str
+    targetType: str
+    target: str
+    diff: Optional[dict] = Field(description="{field: [before, after]}; env entries by key only, never a value")
+
+
+class AuditList(Shape):
+    entries: list[AuditEntry]
+    nextCursor: Optional[str]
 
 
 class Queued(Shape):

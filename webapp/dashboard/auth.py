@@ -3,16 +3,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db, limiter, login_manager
+from ..gate import OPEN, needs, source
 from ..models import User
+from ..services import signin
 from .blueprint import bp
-
-# Checked when the email is unknown, so that a sign-in takes the same time either way.
-_NO_USER_HASH = generate_password_hash("no user has this password")
 
 
 @login_manager.user_loader
@@ -50,15 +48,14 @@ def _login_account() -> str:
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(LOGIN_LIMIT, methods=["POST"])  # per address
 @limiter.limit(LOGIN_LIMIT, methods=["POST"], key_func=_login_account)  # per account
+@needs(OPEN)
 def login():
     error = None
-    if request.method == "POST":
-        email = request.form.get("email", "").strip().lower()
-        password = request.form.get("password", "")
-        user = None if "\x00" in email else db.session.query(User).filter_by(email=email).first()
-        if user is None:
-            check_password_hash(_NO_USER_HASH, password)  # the same work as a real check
-        elif user.check_password(password):
+    if request.method == "POST" and not current_app.config["PASSWORD_LOGIN"]:
+        error = "Sign-in with a password is turned off here: use single sign-on."
+    elif request.method == "POST":
+        user = signin.with_password(request.form.get("email", ""), request.form.get("password", ""), source())
+        if user is not None:
             login_user(user, remember=request.form.get("remember") == "on")
             return redirect(safe_next(request.args.get("next")) or url_for("dashboard.index"))
         error = "Wrong email or password."
@@ -67,10 +64,10 @@ def login():
 
 @bp.post("/logout")
 @login_required
+@needs(OPEN)
 def logout():
     """Ends every session of the user (all browsers, remember cookies and live-log sockets)."""
-    current_user.session_version = (current_user.session_version or 1) + 1
-    db.session.commit()
+    signin.sign_out(current_user, source())
     logout_user()
     flash("Signed out.")
     return redirect(url_for("dashboard.login"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import flash, redirect, request, url_for
 from flask_login import login_required
 
+from ..gate import needs
 from ..schemas import BackfillCreate, SchemaError, parse
 from ..services import backfills as service
 from ..services.errors import ServiceError
@@ -19,6 +20,7 @@ def _moment(value: str) -> str:
 
 @bp.post("/teams/<int:team_id>/workflows/<workflow_id>/backfill")
 @login_required
+@needs("backfill.create")
 def create_backfill(team_id: int, workflow_id: str):
     form = {"from": _moment(request.form.get("from", "")), "to": _moment(request.form.get("to", "")),
             "maxConcurrent": request.form.get("maxConcurrent", "1").strip() or "1"}
@@ -35,6 +37,7 @@ def create_backfill(team_id: int, workflow_id: str):
 
 @bp.post("/teams/<int:team_id>/backfills/<backfill_id>/cancel")
 @login_required
+@needs("backfill.cancel")
 def cancel_backfill(team_id: int, backfill_id: str):
     bf = service.get_backfill(principal(), team_id, backfill_id)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
+from ..gate import needs
 from ..schemas import EnvGroupChange, EnvGroupCreate, SchemaError, parse
 from ..services import envgroups as service
 from ..services.errors import ServiceError
@@ -32,6 +33,7 @@ def _errors(e: Exception) -> dict:
 
 @bp.route("/teams/<int:team_id>/env-groups", methods=["GET", "POST"])
 @login_required
+@needs("team.read", post="envgroup.create")
 def env_groups(team_id: int):
     team = team_page(team_id)
     errors, values = {}, {}
@@ -51,6 +53,7 @@ def env_groups(team_id: int):
 
 @bp.route("/teams/<int:team_id>/env-groups/<name>", methods=["GET", "POST"])
 @login_required
+@needs("team.read", post="envgroup.update")
 def env_group(team_id: int, name: str):
     team = team_page(team_id)
     group = service.get_group(principal(), team_id, name)
@@ -71,6 +74,7 @@ def env_group(team_id: int, name: str):
 
 @bp.post("/teams/<int:team_id>/env-groups/<name>/delete")
 @login_required
+@needs("envgroup.delete")
 def delete_env_group(team_id: int, name: str):
     try:
         service.delete_group(principal(), team_id, name)

@@ -18,9 +18,10 @@ from ..services import backfills, chains, envgroups
 from ..services import channels as channel_service
 from ..services import health as health_service
 from ..services import hooks, hosts
-from ..services import retrying
+from ..services import retrying, roles
 from ..services import runs as run_service
 from ..services import workflows as wf_service
+from ..gate import OPEN, current_principal, may, needs, the_run
 from ..services.access import Principal
 from ..services.budget import RateLimited
 from ..services.masking import masked_env
@@ -34,7 +35,10 @@ NO_JS_LINES = 1000
 
 
 def principal() -> Principal:
-    return Principal(team_ids=frozenset(current_user.team_ids), user_id=current_user.id)
+    return current_principal()
+
+
+bp.app_template_global("may")(may)
 
 
 def htmx() -> bool:
@@ -101,6 +105,7 @@ def load_project(team_id: int, project_id: int) -> Project:
 
 @bp.get("/")
 @login_required
+@needs(OPEN)
 def index():
     team_ids = sorted(current_user.team_ids)
     project = (db.session.query(Project).filter(Project.team_id.in_(team_ids)).order_by(Project.id).first()
@@ -112,6 +117,7 @@ def index():
 
 @bp.get("/teams/<int:team_id>/projects/<int:project_id>/workflows")
 @login_required
+@needs("team.read")
 def workflows(team_id: int, project_id: int):
     project = load_project(team_id, project_id)
     page = max(1, request.args.get("page", 1, type=int))
@@ -132,6 +138,7 @@ def workflows(team_id: int, project_id: int):
 
 @bp.get("/teams/<int:team_id>/projects/<int:project_id>/runs")
 @login_required
+@needs("team.read")
 def runs_tab(team_id: int, project_id: int):
     """Every run of the project, newest first, filtered by status, workflow, trigger and time range
     (kept in the URL); running and queued rows update themselves."""
@@ -150,13 +157,15 @@ def runs_tab(team_id: int, project_id: int):
 
 @bp.get("/runs/<run_id>/row")
 @login_required
+@needs("team.read")
 def run_row(run_id: str):
     """One row of the Runs tab (htmx polls it while the run is queued or running)."""
-    return render_template("dashboard/_partials/run_row.html", r=run_service.find_run(principal(), run_id))
+    return render_template("dashboard/_partials/run_row.html", r=the_run(run_id))
 
 
 @bp.get("/teams/<int:team_id>/projects/<int:project_id>/health")
 @login_required
+@needs("team.read")
 def health(team_id: int, project_id: int):
     """Per workflow: success rate and durations over 24 h and 7 days, last success, schedule lag."""
     project = load_project(team_id, project_id)
@@ -172,6 +181,7 @@ def _ids_by_name(team_id: int, project_id: int) -> dict[str, str]:
 
 @bp.route("/teams/<int:team_id>/projects/<int:project_id>/workflows/new", methods=["GET", "POST"])
 @login_required
+@needs("workflow.create")
 def new_workflow(team_id: int, project_id: int):
     project = load_project(team_id, project_id)
     values, errors = workflow_form(None), {}
@@ -194,6 +204,7 @@ def new_workflow(team_id: int, project_id: int):
 
 @bp.route("/teams/<int:team_id>/workflows/<workflow_id>/edit", methods=["GET", "POST"])
 @login_required
+@needs("workflow.update")
 def edit_workflow(team_id: int, workflow_id: str):
     wf = wf_service.get_workflow(principal(), team_id, workflow_id)
     g.project = wf.project
@@ -216,6 +227,7 @@ def edit_workflow(team_id: int, workflow_id: str):
 
 @bp.post("/teams/<int:team_id>/workflows/<workflow_id>/delete")
 @login_required
+@needs("workflow.delete")
 def delete_workflow(team_id: int, workflow_id: str):
     wf = wf_service.get_workflow(principal(), team_id, workflow_id)
     project_id = wf.project_id
@@ -226,6 +238,7 @@ def delete_workflow(team_id: int, workflow_id: str):
 
 @bp.post("/teams/<int:team_id>/workflows/<workflow_id>/pause")
 @login_required
+@needs("workflow.update")
 def pause_workflow(team_id: int, workflow_id: str):
     """Pause with a note (and, if asked, manual runs refused too), or resume (catching up if asked)."""
     if request.form.get("paused") == "false":
@@ -243,6 +256,7 @@ def pause_workflow(team_id: int, workflow_id: str):
 
 @bp.get("/schedule-preview")
 @login_required
+@needs(OPEN)
 def schedule_preview():
     """The next five fire times of a schedule being typed (an htmx partial)."""
     expr = request.args.get("schedule", "").strip()
@@ -258,6 +272,7 @@ def schedule_preview():
 
 @bp.post("/teams/<int:team_id>/workflows/<workflow_id>/run")
 @login_required
+@needs("run.trigger")
 def run_now(team_id: int, workflow_id: str):
     try:
         run = run_service.trigger_workflow(principal(), team_id, workflow_id, {}).run
@@ -274,6 +289,7 @@ def run_now(team_id: int, workflow_id: str):
 
 @bp.get("/teams/<int:team_id>/workflows/<workflow_id>")
 @login_required
+@needs("team.read")
 def workflow_page(team_id: int, workflow_id: str, **shown):
     """`shown`: a webhook's token URL and secret, the once they are shown (make_webhook); a backfill
     form's errors and values (dashboard/backfills.py)."""
@@ -292,6 +308,7 @@ def workflow_page(team_id: int, workflow_id: str, **shown):
 
 @bp.post("/teams/<int:team_id>/workflows/<workflow_id>/webhook")
 @login_required
+@needs("webhook.create")
 def make_webhook(team_id: int, workflow_id: str):
     """Make or rotate the workflow's webhook; its URL (and secret) shown on this answer only."""
     _, token, secret = hooks.make_hook(principal(), team_id, workflow_id, request.form.get("signed") == "on")
@@ -300,6 +317,7 @@ def make_webhook(team_id: int, workflow_id: str):
 
 @bp.post("/teams/<int:team_id>/workflows/<workflow_id>/webhook/revoke")
 @login_required
+@needs("webhook.revoke")
 def revoke_webhook(team_id: int, workflow_id: str):
     hooks.revoke_hook(principal(), team_id, workflow_id)
     flash("Webhook revoked: its URL answers 410 from now on.")
@@ -308,6 +326,7 @@ def revoke_webhook(team_id: int, workflow_id: str):
 
 @bp.get("/workers")
 @login_required
+@needs("team.read")
 def workers():
     """The worker hosts the viewer's teams may use (hosts of other teams' pools are not shown),
     their pools and slot counts, and only the viewer's own runs among those in flight."""
@@ -317,10 +336,11 @@ def workers():
 
 @bp.post("/workers/<host>/forget")
 @login_required
+@needs("host.forget")
 def forget_host(host: str):
     """A lost host whose runs in flight are all the viewer's teams' may be forgotten from here;
     any other lost host only by an operator (`flask hosts forget`)."""
-    view = next((v for v in hosts.views_for(set(current_user.team_ids)) if v.host == host), None)
+    view = next((v for v in hosts.views_for(roles.teams_where(principal(), "host.forget")) if v.host == host), None)
     if view is None:
         abort(404)
     if not view.forgettable:
@@ -336,8 +356,9 @@ def forget_host(host: str):
 
 @bp.get("/runs/<run_id>")
 @login_required
+@needs("team.read")
 def run_page(run_id: str):
-    run = run_service.find_run(principal(), run_id)
+    run = the_run(run_id)
     g.project = run.workflow.project
     retries = db.session.query(Run).filter_by(retry_of_id=run.id).order_by(Run.id).all()
     triggered = db.session.query(Run).filter_by(triggered_by_id=run.id).order_by(Run.id).all()
@@ -352,8 +373,9 @@ def run_page(run_id: str):
 
 @bp.post("/runs/<run_id>/cancel")
 @login_required
+@needs("run.cancel")
 def cancel_run(run_id: str):
-    run = run_service.find_run(principal(), run_id)
+    run = the_run(run_id)
     try:
         run_service.cancel_run(principal(), run)
     except ServiceError as e:
@@ -363,8 +385,9 @@ def cancel_run(run_id: str):
 
 @bp.post("/runs/<run_id>/retry")
 @login_required
+@needs("run.retry")
 def retry_run(run_id: str):
-    run = run_service.find_run(principal(), run_id)
+    run = the_run(run_id)
     try:
         new = run_service.retry_run(principal(), run.team_id, run_id).run
     except ServiceError as e:
@@ -383,7 +406,8 @@ def _back_to_run(run_id: str):
 
 @bp.get("/runs/<run_id>/log.txt")
 @login_required
+@needs("team.read")
 def download_log(run_id: str):
-    run = run_service.find_run(principal(), run_id)
+    run = the_run(run_id)
     return Response(stream_with_context(read.log_text(run.id)), mimetype="text/plain",
                     headers={"Content-Disposition": f'attachment; filename="{run.public_id}.log"'})

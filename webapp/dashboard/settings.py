@@ -6,15 +6,16 @@ from flask import flash, g, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from ..extensions import db
+from ..gate import needs
 from ..models import Team
 from ..models.base import utcnow
 from ..schemas import ChannelCreate, EnvironmentCreate, ProjectCreate, RegistryCredentialCreate, SchemaError, parse
 from ..services import channels as channel_service
 from ..services import keys as key_service
 from ..services import projects as project_service
-from ..services import quotas
+from ..services import quotas, roles
 from ..services import registry as registry_service
-from ..services.access import require_team, require_write
+from ..services.access import require_team
 from ..services.budget import RateLimited
 from ..services.errors import Invalid, ServiceError
 from ..vocabulary import ChannelKind, EventKind
@@ -25,6 +26,7 @@ from .pages import load_project, principal
 
 @bp.route("/teams/<int:team_id>/projects/<int:project_id>/settings", methods=["GET", "POST"])
 @login_required
+@needs("team.read", post="project.update")
 def project_settings(team_id: int, project_id: int):
     """The project's environments, with a form for another; and a form for a new project."""
     project = load_project(team_id, project_id)
@@ -51,6 +53,7 @@ def project_settings(team_id: int, project_id: int):
 
 @bp.route("/teams/<int:team_id>/projects/<int:project_id>/registry-credentials", methods=["GET", "POST"])
 @login_required
+@needs("team.read", post="registry.create")
 def registry_credentials(team_id: int, project_id: int):
     project = load_project(team_id, project_id)
     errors, values = {}, {}
@@ -74,6 +77,7 @@ def registry_credentials(team_id: int, project_id: int):
 
 @bp.post("/teams/<int:team_id>/projects/<int:project_id>/registry-credentials/<int:cred_id>/delete")
 @login_required
+@needs("registry.delete")
 def delete_registry_credential(team_id: int, project_id: int, cred_id: int):
     registry_service.delete_credential(principal(), team_id, project_id, cred_id)
     flash("Deleted the credential.")
@@ -90,6 +94,7 @@ def team_page(team_id: int) -> Team:
 
 @bp.route("/teams/<int:team_id>/notifications", methods=["GET", "POST"])
 @login_required
+@needs("team.read", post="channel.create")
 def notifications(team_id: int):
     team = team_page(team_id)
     errors, values, secret = {}, {"events": [EventKind.FAILED]}, None
@@ -118,6 +123,7 @@ def notifications(team_id: int):
 
 @bp.post("/teams/<int:team_id>/notifications/<int:channel_id>/test")
 @login_required
+@needs("channel.test")
 def test_channel(team_id: int, channel_id: int):
     try:
         channel_service.send_test(principal(), team_id, channel_id)
@@ -130,6 +136,7 @@ def test_channel(team_id: int, channel_id: int):
 
 @bp.post("/teams/<int:team_id>/notifications/<int:channel_id>/enable")
 @login_required
+@needs("channel.update")
 def enable_channel(team_id: int, channel_id: int):
     channel = channel_service.enable_channel(principal(), team_id, channel_id)
     flash(f"Enabled the channel {channel.name} again.")
@@ -138,6 +145,7 @@ def enable_channel(team_id: int, channel_id: int):
 
 @bp.post("/teams/<int:team_id>/notifications/<int:channel_id>/delete")
 @login_required
+@needs("channel.delete")
 def delete_channel(team_id: int, channel_id: int):
     channel_service.delete_channel(principal(), team_id, channel_id)
     flash("Deleted the channel.")
@@ -146,16 +154,16 @@ def delete_channel(team_id: int, channel_id: int):
 
 @bp.route("/teams/<int:team_id>/api-keys", methods=["GET", "POST"])
 @login_required
+@needs("key.read", post="key.create")
 def api_keys(team_id: int):
     team = team_page(team_id)
     errors, new_key = {}, None
     if request.method == "POST":
-        require_write(principal())
         try:
             days = request.form.get("expiresInDays", "").strip()
             if days and not days.isdigit():
                 raise Invalid("not a number of days", {"expiresInDays": "a whole number of days, 1 to 3650"})
-            _, raw = key_service.create_key(team_id, request.form.get("scope", "full"),
+            _, raw = key_service.create_key(principal(), team_id, request.form.get("role", "admin"),
                                             request.form.get("mode", "live"), request.form.get("name", ""),
                                             int(days) if days else None)
             if reveal.stash("new_key", raw):  # shown by the next GET, once; a reload makes no other
@@ -164,15 +172,17 @@ def api_keys(team_id: int):
         except ServiceError as e:
             errors = e.fields or {"form": e.message}
     new_key = new_key or reveal.take("new_key")
-    keys = key_service.list_keys(team_id)
+    keys = key_service.list_keys(principal(), team_id)
     return render_template("dashboard/api_keys.html", team=team, keys=keys, new_key=new_key, now=utcnow(),
-                           errors=errors), 400 if errors else 200
+                           errors=errors, key_roles=roles.up_to(principal().roles[team_id]),
+                           role_words=roles.WORDS), 400 if errors else 200
 
 
 @bp.post("/teams/<int:team_id>/api-keys/<int:key_id>/revoke")
 @login_required
+@needs("key.revoke")
 def revoke_key(team_id: int, key_id: int):
     team_page(team_id)
-    key = key_service.revoke(team_id, key_id)
+    key = key_service.revoke(principal(), team_id, key_id)
     flash(f"Revoked {key.prefix}…; calls with it now answer 401.")
     return redirect(url_for("dashboard.api_keys", team_id=team_id))

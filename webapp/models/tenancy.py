@@ -28,6 +28,9 @@ class User(UserMixin, db.Model):
     # it, which ends every session and remember cookie of the user, and their live-log sockets.
     session_version = db.Column(db.Integer, nullable=False, default=1, server_default="1")
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    # The single sign-on provider's subject ("<issuer> <sub>") once the user signed in with it; a
+    # user made by SSO has a random password hash nobody knows.
+    sso_subject = db.Column(db.String(400), nullable=True, unique=True)
 
     memberships = db.relationship("Membership", back_populates="user")
 
@@ -52,6 +55,9 @@ class Membership(db.Model):
     team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True)
     role = db.Column(db.String(20), nullable=False, default="owner")
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    # Made by `flask sso map` from the user's groups: its role follows them at each sign-in, and
+    # it goes when no group of theirs maps to the team any more. Others (invitations, the CLI) stay.
+    via_sso = db.Column(db.Boolean, nullable=False, default=False, server_default="0")
 
     user = db.relationship("User", back_populates="memberships")
     team = db.relationship("Team")
@@ -97,10 +103,45 @@ class ApiKey(db.Model):
     # The first characters of the key, shown in lists and used to find the row; never the key.
     prefix = db.Column(db.String(24), nullable=False, index=True)
     key_hash = db.Column(db.String(64), nullable=False, unique=True)
-    scope = db.Column(db.String(10), nullable=False)  # full | read
+    # What the key may do in its team (vocabulary.Role), at most its maker's role; the CLI's
+    # --scope full makes an admin key, --scope read a viewer key.
+    role = db.Column(db.String(10), nullable=False)
+    # The member who made it in the dashboard (null: the operator's CLI); their keys follow them
+    # down when their role is lowered, and are revoked when they leave the team.
+    created_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True)
     mode = db.Column(db.String(10), nullable=False)  # live | test
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     last_used_at = db.Column(db.DateTime, nullable=True)
     revoked_at = db.Column(db.DateTime, nullable=True)
     # After this the key is refused with 401 "key expired" (null: it does not expire).
     expires_at = db.Column(db.DateTime, nullable=True)
+
+
+class Invitation(db.Model):
+    """An owner's invitation of an email address to the team with a role: its link (a token shown
+    once and mailed, stored as a hash) is valid INVITATION_DAYS, once."""
+    __tablename__ = "invitations"
+    id = db.Column(db.Integer, primary_key=True)
+    team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), nullable=False, index=True)
+    email = db.Column(db.String(254), nullable=False)
+    role = db.Column(db.String(10), nullable=False)
+    token_hash = db.Column(db.String(64), nullable=False, unique=True)
+    created_by = db.Column(db.String(200), nullable=False)
+    created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
+    expires_at = db.Column(db.DateTime, nullable=False)
+    accepted_at = db.Column(db.DateTime, nullable=True)
+    accepted_by_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    revoked_at = db.Column(db.DateTime, nullable=True)
+
+    team = db.relationship("Team")
+
+
+class SsoGroupMap(db.Model):
+    """`flask sso map GROUP --team T --role R`: members of the provider's group GROUP are members of
+    team T with role R (the highest, when several of their groups map to one team)."""
+    __tablename__ = "sso_group_maps"
+    id = db.Column(db.Integer, primary_key=True)
+    group = db.Column(db.String(200), nullable=False)
+    team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), nullable=False)
+    role = db.Column(db.String(10), nullable=False)
+    __table_args__ = (db.UniqueConstraint("group", "team_id"),)

@@ -37,18 +37,24 @@ class Email(Transport):
         mail["To"] = ", ".join(self.config["addresses"])
         mail.set_content(render_template("emails/body.txt", m=message))
         mail.add_alternative(render_template("emails/body.html", m=message), subtype="html")
-        try:
-            with smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=15) as smtp:
-                if cfg["SMTP_STARTTLS"]:
-                    smtp.starttls()
-                if cfg["SMTP_USER"]:
-                    smtp.login(cfg["SMTP_USER"], cfg["SMTP_PASSWORD"])
-                smtp.send_message(mail)
-        except smtplib.SMTPRecipientsRefused as e:
-            raise TransportError(f"the SMTP server refused the recipients: {list(e.recipients)}", permanent=True) from None
-        except smtplib.SMTPResponseException as e:
-            raise TransportError(f"the SMTP server answered {e.smtp_code}", permanent=e.smtp_code >= 500,
-                                 status=e.smtp_code) from None
-        except (OSError, smtplib.SMTPException) as e:
-            raise TransportError(f"could not send through the SMTP server: {type(e).__name__}") from None
-        return None
+        send(cfg, mail)
+
+
+def send(cfg, mail: EmailMessage) -> None:
+    """`mail` through the configured SMTP server (its From set here); TransportError if it failed."""
+    if "From" not in mail:
+        mail["From"] = cfg["SMTP_FROM"]
+    try:
+        with smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=15) as smtp:
+            if cfg["SMTP_STARTTLS"]:
+                smtp.starttls()
+            if cfg["SMTP_USER"]:
+                smtp.login(cfg["SMTP_USER"], cfg["SMTP_PASSWORD"])
+            smtp.send_message(mail)
+    except smtplib.SMTPRecipientsRefused as e:
+        raise TransportError(f"the SMTP server refused the recipients: {list(e.recipients)}", permanent=True) from None
+    except smtplib.SMTPResponseException as e:
+        raise TransportError(f"the SMTP server answered {e.smtp_code}", permanent=e.smtp_code >= 500,
+                             status=e.smtp_code) from None
+    except (OSError, smtplib.SMTPException) as e:
+        raise TransportError(f"could not send through the SMTP server: {type(e).__name__}") from None

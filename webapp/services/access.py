@@ -2,23 +2,38 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
 
+from ..vocabulary import Role
 from .errors import Forbidden, NotFound
 
 
 @dataclass(frozen=True)
 class Principal:
-    team_ids: frozenset[int]
-    scope: str = "full"  # full | read
+    """Who acts: a member's session, an API key, or the operator's CLI (neither), with the role
+    they have in each of their teams, and where the request came from (for the audit log)."""
+    roles: Mapping[int, Role] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     mode: str | None = None  # live | test for API keys, None for a member's session
     user_id: int | None = None
     key_id: int | None = None
     session_version: int | None = None  # of a member's session: a logout or a password change ends it
+    ip: str | None = None
+    user_agent: str | None = None
+
+    @property
+    def team_ids(self) -> frozenset[int]:
+        return frozenset(self.roles)
 
     @property
     def label(self) -> str:
         return f"key:{self.key_id}" if self.key_id else f"user:{self.user_id}"
+
+    @classmethod
+    def operator(cls, team_ids) -> "Principal":
+        """The operator at the CLI: an owner of the teams it names."""
+        return cls(roles=MappingProxyType({t: Role.OWNER for t in team_ids}))
 
 
 PUBLIC_ID = re.compile(r"(wf|run|bf)_[a-z0-9]{1,40}")
@@ -33,11 +48,6 @@ def require_public_id(public_id: str) -> None:
 def require_team(principal: Principal, team_id: int) -> None:
     if team_id not in principal.team_ids:
         raise NotFound("not found")
-
-
-def require_write(principal: Principal) -> None:
-    if principal.scope != "full":
-        raise Forbidden("this API key is read-only")
 
 
 def require_not_test_key(principal: Principal, what: str) -> None:

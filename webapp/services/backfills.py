@@ -23,7 +23,8 @@ from ..models.base import new_public_id, utcnow
 from ..schemas import BackfillCreate
 from ..vocabulary import ACTIVE, Trigger
 from . import actors, budget, pausing, quotas
-from .access import Principal, require_public_id, require_team, require_write
+from . import audit, roles
+from .access import Principal, require_public_id, require_team
 from .errors import Conflict, Invalid, NotFound
 from .runs import fire, hand_over_many, handle
 from .transitions import cancel_in_transaction
@@ -37,7 +38,7 @@ TICK = timedelta(microseconds=1)
 
 def create_backfill(principal: Principal, team_id: int, workflow_id: str, body: BackfillCreate) -> Backfill:
     """The backfill of `body`'s range, with its first runs made and handed over."""
-    wf = get_workflow(principal, team_id, workflow_id, write=True)
+    wf = get_workflow(principal, team_id, workflow_id, "backfill.create")
     start, end = body.range()
     instants = _instants_in(wf, start, end)
     pausing.require_triggers(wf)
@@ -49,6 +50,9 @@ def create_backfill(principal: Principal, team_id: int, workflow_id: str, body: 
     db.session.add(bf)
     db.session.flush()
     handles = advance(bf)
+    audit.record(principal, team_id, "backfill.create", "backfill", bf.public_id,
+                 {"workflow": wf.public_id, "from": start.isoformat(), "to": end.isoformat(), "instants": len(instants),
+                  "maxConcurrent": body.maxConcurrent})
     db.session.commit()
     hand_over_many(handles)
     return bf
@@ -180,7 +184,7 @@ def list_backfills(principal: Principal, team_id: int, workflow_id: str) -> list
 
 def cancel_backfill(principal: Principal, bf: Backfill) -> Backfill:
     """No more of its instants fire, and its runs queued or running are cancelled."""
-    require_write(principal)
+    roles.require(principal, bf.team_id, "backfill.cancel")
     table = Backfill.__table__
     done = db.session.execute(update(table).where(table.c.id == bf.id, table.c.cancelled_at.is_(None))
                               .values(cancelled_at=utcnow(), next_at=None)).rowcount
@@ -190,6 +194,7 @@ def cancel_backfill(principal: Principal, bf: Backfill) -> Backfill:
     active = db.session.scalars(select(Run).where(Run.backfill_id == bf.id, Run.status.in_(ACTIVE))).all()
     by = actors.who(principal)
     signals = [cancel_in_transaction(run, CANCELLED, by) for run in active]
+    audit.record(principal, bf.team_id, "backfill.cancel", "backfill", bf.public_id, {"runsCancelled": len(active)})
     db.session.commit()
     for signal in signals:
         signal()

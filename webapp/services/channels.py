@@ -10,7 +10,8 @@ from ..models.clock import db_now
 from ..notify import TRANSPORTS
 from ..vocabulary import CHANNEL_KINDS, DEFAULT_EVENTS, EVENTS
 from . import budget, dispatch
-from .access import Principal, require_not_test_key, require_team, require_write
+from . import audit, roles
+from .access import Principal, require_not_test_key, require_team
 from .errors import Forbidden, Invalid, NotFound
 from .workflows import live_production_workflows
 
@@ -38,12 +39,14 @@ def validate(kind: str, name: str, target: str, events: list[str]) -> tuple[dict
 
 def create_channel(principal: Principal, team_id: int, kind: str, name: str, target: str,
                    events: list[str] | None = None) -> NotificationChannel:
-    require_team(principal, team_id)
-    require_write(principal)
+    roles.require(principal, team_id, "channel.create")
     require_not_test_key(principal, "notification channels")
     config, events = validate(kind, name, target, events or list(DEFAULT_EVENTS))
     channel = NotificationChannel(team_id=team_id, kind=kind, name=name.strip(), config=config, events=events)
     db.session.add(channel)
+    db.session.flush()
+    audit.record(principal, team_id, "channel.create", "channel", f"{channel.id} {channel.name}",
+                 {"kind": [None, kind], "events": [None, events]})
     db.session.commit()
     return channel
 
@@ -63,9 +66,10 @@ def get_channel(principal: Principal, team_id: int, channel_id: int) -> Notifica
 
 def delete_channel(principal: Principal, team_id: int, channel_id: int) -> None:
     channel = get_channel(principal, team_id, channel_id)
-    require_write(principal)
+    roles.require(principal, team_id, "channel.delete")
     if principal.mode == "test" and _team_has_production_workflows(team_id):
         raise Forbidden("hs_test_ keys may not remove a channel that Production workflows alert through")
+    audit.record(principal, team_id, "channel.delete", "channel", f"{channel.id} {channel.name}")
     db.session.delete(channel)
     db.session.commit()
 
@@ -87,7 +91,7 @@ def deliveries_for_run(run) -> list[tuple[Event, NotificationChannel, Notificati
 
 def send_test(principal: Principal, team_id: int, channel_id: int) -> None:
     channel = get_channel(principal, team_id, channel_id)
-    require_write(principal)
+    roles.require(principal, team_id, "channel.test")
     budget.spend_test_message(team_id)
     notification = Notification(team_id=team_id, channel_id=channel.id, event_id=None)
     db.session.add(notification)
@@ -125,7 +129,10 @@ def record_outcome(channel_id: int, error: str | None, *, permanent: bool) -> bo
 def enable_channel(principal: Principal, team_id: int, channel_id: int) -> NotificationChannel:
     """A disabled channel back in service, its run of failures forgotten (its last error kept)."""
     channel = get_channel(principal, team_id, channel_id)
-    require_write(principal)
+    roles.require(principal, team_id, "channel.update")
+    if channel.disabled_at is not None:
+        audit.record(principal, team_id, "channel.update", "channel", f"{channel.id} {channel.name}",
+                     {"enabled": [False, True]})
     channel.disabled_at, channel.failures_in_a_row = None, 0
     db.session.commit()
     return channel

@@ -16,7 +16,8 @@ from ..models import EnvGroup, EnvGroupVersion, Run, Workflow
 from ..models.base import utcnow
 from ..schemas import POOL_NAME, EnvGroupChange, EnvGroupCreate, stored
 from . import actors
-from .access import Principal, require_not_test_key, require_team, require_write
+from . import audit, roles
+from .access import Principal, require_not_test_key, require_team
 from .errors import Conflict, Invalid, NotFound
 
 MAX_GROUPS_PER_TEAM = 50
@@ -43,14 +44,13 @@ def version_of(group: EnvGroup, version: int | None = None) -> EnvGroupVersion:
     return db.session.get(EnvGroupVersion, (group.id, version or group.version))
 
 
-def _writer(principal: Principal) -> None:
-    require_write(principal)
+def _writer(principal: Principal, team_id: int, action: str) -> None:
+    roles.require(principal, team_id, action)
     require_not_test_key(principal, "env groups")
 
 
 def create_group(principal: Principal, team_id: int, body: EnvGroupCreate) -> EnvGroup:
-    require_team(principal, team_id)
-    _writer(principal)
+    _writer(principal, team_id, "envgroup.create")
     live = db.session.query(EnvGroup).filter_by(team_id=team_id, deleted_at=None).count()
     if live >= MAX_GROUPS_PER_TEAM:
         raise Conflict(f"the team has {live} env groups, the most it may have")
@@ -62,8 +62,11 @@ def create_group(principal: Principal, team_id: int, body: EnvGroupCreate) -> En
     except IntegrityError:
         db.session.rollback()
         raise Invalid("the name is taken", {"name": f"the team has an env group named {body.name}"}) from None
-    db.session.add(EnvGroupVersion(group_id=group.id, version=1, entries=stored(body.entries), created_at=now,
+    entries = stored(body.entries)
+    db.session.add(EnvGroupVersion(group_id=group.id, version=1, entries=entries, created_at=now,
                                    created_by=actors.who(principal)))
+    audit.record(principal, team_id, "envgroup.create", "env_group", group.name,
+                 {"version": [None, 1], "entries": audit.env_changes({}, entries)})
     db.session.commit()
     return group
 
@@ -72,12 +75,13 @@ def change_group(principal: Principal, team_id: int, name: str, body: EnvGroupCh
     """Set entries and remove keys: a new version. The group's row is written first, so two
     changes at once make two versions, one after the other."""
     group = get_group(principal, team_id, name)
-    _writer(principal)
+    _writer(principal, team_id, "envgroup.update")
     table = EnvGroup.__table__
     db.session.execute(update(table).where(table.c.id == group.id).values(version=table.c.version + 1,
                                                                           updated_at=utcnow()))
     db.session.refresh(group)
-    current = dict(version_of(group, group.version - 1).entries)
+    previous = version_of(group, group.version - 1).entries
+    current = dict(previous)
     missing = [key for key in body.remove if key not in current]
     if missing:
         db.session.rollback()
@@ -91,6 +95,8 @@ def change_group(principal: Principal, team_id: int, name: str, body: EnvGroupCh
         raise Invalid("the group would be too large", {"entries": problem})
     db.session.add(EnvGroupVersion(group_id=group.id, version=group.version, entries=current,
                                    created_at=group.updated_at, created_by=actors.who(principal)))
+    audit.record(principal, team_id, "envgroup.update", "env_group", group.name,
+                 {"version": [group.version - 1, group.version], "entries": audit.env_changes(previous, current)})
     db.session.commit()
     return group
 
@@ -114,13 +120,14 @@ def users_of(team_id: int) -> defaultdict[int, list[Workflow]]:
 def delete_group(principal: Principal, team_id: int, name: str) -> None:
     """Refused while a workflow lists it. Its versions stay: runs that used them are retried with them."""
     group = get_group(principal, team_id, name)
-    _writer(principal)
+    _writer(principal, team_id, "envgroup.delete")
     using = users(group)
     if using:
         names = ", ".join(wf.name for wf in using[:10]) + (" and more" if len(using) > 10 else "")
         raise Conflict(f"the env group {name} is used by {len(using)} workflow{'s' if len(using) != 1 else ''}: "
                        f"{names}; remove it from them first")
     group.deleted_at = utcnow()
+    audit.record(principal, team_id, "envgroup.delete", "env_group", group.name, {"version": [group.version, None]})
     db.session.commit()
 
 

@@ -18,6 +18,7 @@ from flask import current_app
 from ..extensions import db
 from ..models import Workflow, WorkflowHook
 from ..models.base import utcnow
+from . import audit
 from .access import Principal
 from .errors import BadSignature, Gone, NotFound, TooLarge
 from .workflows import get_workflow
@@ -39,13 +40,15 @@ def _hash(token: str) -> str:
 def make_hook(principal: Principal, team_id: int, public_id: str, signed: bool) -> tuple[WorkflowHook, str, str | None]:
     """Make the workflow's hook, or rotate it (a new token, and a new secret if signed); returns
     (the hook, its token, its secret or None), the token and secret shown this once."""
-    wf = get_workflow(principal, team_id, public_id, write=True)
+    wf = get_workflow(principal, team_id, public_id, "webhook.create")
     token = "wh_" + secrets.token_urlsafe(32)
     secret = ("whsec_" + secrets.token_urlsafe(32)) if signed else None
     hook = db.session.query(WorkflowHook).filter_by(workflow_id=wf.id).first() or WorkflowHook(workflow_id=wf.id)
     hook.token_hash, hook.token_prefix, hook.secret = _hash(token), token[:10], secret
     hook.created_at, hook.revoked_at = utcnow(), None
     db.session.add(hook)
+    audit.record(principal, team_id, "webhook.create", "workflow", wf.public_id,
+                 {"token": hook.token_prefix + "…", "signed": signed})
     db.session.commit()
     return hook, token, secret
 
@@ -64,10 +67,11 @@ def hook_for(wf: Workflow) -> WorkflowHook | None:
 
 
 def revoke_hook(principal: Principal, team_id: int, public_id: str) -> None:
-    get_workflow(principal, team_id, public_id, write=True)
+    get_workflow(principal, team_id, public_id, "webhook.revoke")
     hook = get_hook(principal, team_id, public_id)
     if hook.revoked_at is None:
         hook.revoked_at = utcnow()
+        audit.record(principal, team_id, "webhook.revoke", "workflow", public_id, {"token": hook.token_prefix + "…"})
         db.session.commit()
 
 

@@ -9,22 +9,31 @@ from ..crypto import hash_api_key, same_hash
 from ..extensions import db
 from ..models import ApiKey, Team
 from ..models.base import utcnow
-from .errors import Invalid, NotFound
+from ..vocabulary import ROLES, Role
+from . import audit, roles
+from .access import Principal
+from .errors import Forbidden, Invalid, NotFound
 
 PREFIX_LEN = 16
 KEY_CHARS = re.compile(r"[A-Za-z0-9_-]+")  # "hs_live_" + 8 random characters
 
 
 MAX_DAYS = 3650
+SCOPES = {"full": Role.ADMIN, "read": Role.VIEWER}  # the contract's key scopes, as roles
 
 
-def create_key(team_id: int, scope: str = "full", mode: str = "live", name: str = "",
+def create_key(principal: Principal, team_id: int, role: str = Role.ADMIN, mode: str = "live", name: str = "",
                expires_in_days: int | None = None) -> tuple[ApiKey, str]:
-    """A new key, and the key itself (shown once); it expires after `expires_in_days` if given."""
+    """A new key, and the key itself (shown once); it expires after `expires_in_days` if given.
+    Its role is at most its maker's."""
+    roles.require(principal, team_id, "key.create")
     if expires_in_days is not None and not 1 <= expires_in_days <= MAX_DAYS:
         raise Invalid("a key expires after 1 to 3650 days", {"expiresInDays": f"1 to {MAX_DAYS} days"})
-    if scope not in ("full", "read"):
-        raise Invalid("scope is full or read", {"scope": "full or read"})
+    if role not in ROLES:
+        raise Invalid("role is viewer, member, admin or owner", {"role": "viewer, member, admin or owner"})
+    if not roles.at_least(principal.roles[team_id], Role(role)):
+        raise Forbidden(f"a key's role is at most its maker's: you are {principal.roles[team_id]}",
+                        {"role": f"at most {principal.roles[team_id]}"})
     if mode not in ("live", "test"):
         raise Invalid("mode is live or test", {"mode": "live or test"})
     if db.session.get(Team, team_id) is None:
@@ -32,9 +41,12 @@ def create_key(team_id: int, scope: str = "full", mode: str = "live", name: str 
     raw = f"hs_{mode}_{secrets.token_urlsafe(32)}"  # 43 url-safe characters, 256 bits
     now = utcnow()
     key = ApiKey(team_id=team_id, name=name[:100], prefix=raw[:PREFIX_LEN], key_hash=hash_api_key(raw),
-                 scope=scope, mode=mode, created_at=now,
+                 role=role, mode=mode, created_at=now, created_by_id=principal.user_id,
                  expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None)
     db.session.add(key)
+    audit.record(principal, team_id, "key.create", "api_key", key.prefix + "…",
+                 {"name": [None, key.name], "role": [None, role], "mode": [None, mode],
+                  **({"expiresAt": [None, key.expires_at.isoformat()]} if key.expires_at else {})})
     db.session.commit()
     return key, raw
 
@@ -61,15 +73,18 @@ def authenticate(raw: str) -> ApiKey | None:
     return match
 
 
-def list_keys(team_id: int) -> list[ApiKey]:
+def list_keys(principal: Principal, team_id: int) -> list[ApiKey]:
+    roles.require(principal, team_id, "key.read")
     return db.session.query(ApiKey).filter_by(team_id=team_id).order_by(ApiKey.id.desc()).all()
 
 
-def revoke(team_id: int, key_id: int) -> ApiKey:
+def revoke(principal: Principal, team_id: int, key_id: int) -> ApiKey:
+    roles.require(principal, team_id, "key.revoke")
     key = db.session.get(ApiKey, key_id)
     if key is None or key.team_id != team_id:
         raise NotFound("no such key")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        audit.record(principal, team_id, "key.revoke", "api_key", key.prefix + "…", {"name": [key.name, None]})
         db.session.commit()
     return key

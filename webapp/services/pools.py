@@ -8,6 +8,8 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import PoolGrant, Team
 from ..keys import DEFAULT_POOL
+from . import audit
+from .access import Principal
 from .errors import Invalid
 
 
@@ -31,6 +33,7 @@ def usable(team_ids: set[int]) -> set[str]:
 def allow(pool: str, team: Team) -> None:
     if db.session.get(PoolGrant, (pool, team.id)) is None:
         db.session.add(PoolGrant(pool=pool, team_id=team.id))
+        audit.record(Principal.operator({team.id}), team.id, "pool.allow", "pool", pool)
     db.session.commit()
 
 
@@ -39,6 +42,7 @@ def deny(pool: str, team: Team) -> None:
     grant = db.session.get(PoolGrant, (pool, team.id))
     if grant is not None:
         db.session.delete(grant)
+        audit.record(Principal.operator({team.id}), team.id, "pool.deny", "pool", pool)
     db.session.commit()
 
 

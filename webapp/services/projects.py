@@ -5,7 +5,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Environment, Project, Team
-from .access import Principal, require_team, require_write
+from . import audit, roles
+from .access import Principal, require_team
 from .errors import Conflict
 from .teams import create_project as new_project
 from .workflows import get_project
@@ -17,10 +18,10 @@ def list_projects(principal: Principal, team_id: int) -> list[Project]:
 
 
 def create_project(principal: Principal, team_id: int, name: str) -> Project:
-    require_team(principal, team_id)
-    require_write(principal)
+    roles.require(principal, team_id, "project.create")
     name = name.strip()
     project = new_project(db.session.get(Team, team_id), name)
+    audit.record(principal, team_id, "project.create", "project", name)
     _commit_unique(f"the team already has a project named {name!r}")
     return project
 
@@ -31,10 +32,11 @@ def list_environments(principal: Principal, team_id: int, project_id: int) -> li
 
 def create_environment(principal: Principal, team_id: int, project_id: int, name: str) -> Environment:
     project = get_project(principal, team_id, project_id)
-    require_write(principal)
+    roles.require(principal, team_id, "environment.create")
     name = name.strip()
     environment = Environment(project=project, name=name)
     db.session.add(environment)
+    audit.record(principal, team_id, "environment.create", "environment", f"{project.name}/{name}")
     _commit_unique(f"the project already has an environment named {name!r}")
     return environment
 

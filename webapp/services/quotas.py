@@ -13,6 +13,8 @@ from .. import cron
 from ..extensions import db
 from ..models import Run, Team, Workflow
 from ..vocabulary import RunStatus
+from . import audit
+from .access import Principal
 from .errors import Invalid, ServiceError
 
 
@@ -61,6 +63,8 @@ def set_limits(team: Team, values: dict[str, int | None]) -> dict[str, int]:
     if bad:
         raise Invalid("limits are whole numbers, 0 or more", bad)
     overrides = dict(team.limits or {})
+    audit.record(Principal.operator({team.id}), team.id, "team.limits", "team", team.name,
+                 {name: [overrides.get(name), value] for name, value in values.items()})
     for name, value in values.items():
         if value is None:
             overrides.pop(name, None)

@@ -1,8 +1,6 @@
 """Runs: fire, trigger, retry, cancel, list and read, with the contract's rules."""
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +17,8 @@ from ..models.base import new_public_id, utcnow
 from ..models.clock import db_now
 from ..vocabulary import STATUSES, TRIGGERS, RunStatus, Trigger
 from . import actors, budget, dispatch, envgroups, hooks, idempotency, pausing, quotas
-from .access import Principal, require_environment_access, require_public_id, require_team, require_write
+from . import audit, paging, roles
+from .access import Principal, require_environment_access, require_public_id, require_team
 from .errors import Conflict, Invalid, NotFound
 from .transitions import cancel_in_transaction
 from .workflows import get_project, get_workflow, visible
@@ -84,14 +83,24 @@ def trigger_workflow(principal: Principal, team_id: int, public_id: str, env: di
                      key: str | None = None) -> Fired:
     """A manual fire, from the API or the dashboard: spends the team's trigger budget once the
     call is known to be allowed (refusals and replays cost nothing)."""
-    wf = get_workflow(principal, team_id, public_id, write=True)
+    wf = get_workflow(principal, team_id, public_id, "run.trigger")
     merged = {**(wf.env or {}), **env}
 
     def allowed() -> None:
         pausing.require_triggers(wf)
         quotas.check_run_env(team_id, merged)
     return _fire_once(team_id, key, idempotency.fingerprint("trigger", wf.public_id, env), allowed,
-                      lambda: fire(wf, Trigger.MANUAL, merged, by=actors.who(principal)))
+                      lambda: _audited(principal, "run.trigger",
+                                       fire(wf, Trigger.MANUAL, merged, by=actors.who(principal)),
+                                       {"env": audit.env_changes({}, env)} if env else None))
+
+
+def _audited(principal: Principal | None, action: str, run: Run, diff: dict | None = None, **how) -> Run:
+    """The run a manual act made, with its audit row (the same transaction)."""
+    db.session.flush()
+    audit.record(principal, run.team_id, action, "run", run.public_id,
+                 {"workflow": run.workflow.public_id, **(diff or {})}, **how)
+    return run
 
 
 def _fire_once(team_id: int, key: str | None, request_hash: str, allowed, make) -> Fired:
@@ -142,7 +151,7 @@ def find_run(principal: Principal, public_id: str, team_id: int | None = None) -
 def retry_run(principal: Principal, team_id: int, public_id: str, key: str | None = None) -> Fired:
     """A manual re-fire of a terminal run with the same env: a fresh attempt chain."""
     run = get_run(principal, team_id, public_id)
-    require_write(principal)
+    roles.require(principal, team_id, "run.retry")
 
     def allowed() -> None:
         if not run.terminal:
@@ -151,23 +160,28 @@ def retry_run(principal: Principal, team_id: int, public_id: str, key: str | Non
             raise Conflict("the workflow was deleted")
         pausing.require_triggers(run.workflow)
     return _fire_once(team_id, key, idempotency.fingerprint("retry", run.public_id), allowed,
-                      lambda: fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run, payload=run.payload,
-                                   by=actors.who(principal)))
+                      lambda: _audited(principal, "run.retry",
+                                       fire(run.workflow, Trigger.RETRY, dict(run.env), retry_of=run,
+                                            payload=run.payload, by=actors.who(principal)),
+                                       {"retryOf": run.public_id}))
 
 
-def fire_webhook(token: str, body: bytes, headers, key: str | None = None) -> Fired:
+def fire_webhook(token: str, body: bytes, headers, key: str | None = None, source: dict | None = None) -> Fired:
     """A POST to a workflow's hook (services.hooks): its body becomes the run's payload."""
     hook, wf = hooks.hook_of(token)
     hooks.check_body(hook, body, headers)  # before any answer, a replayed one too
     request_hash = idempotency.fingerprint("webhook", wf.public_id, {"sha256": hashlib.sha256(body).hexdigest()})
     return _fire_once(wf.team_id, key, request_hash, lambda: pausing.require_triggers(wf),
-                      lambda: fire(wf, Trigger.WEBHOOK, dict(wf.env or {}), payload=hooks.encode(body),
-                                   by=f"webhook {hook.token_prefix}…"))
+                      lambda: _audited(None, "run.trigger",
+                                       fire(wf, Trigger.WEBHOOK, dict(wf.env or {}), payload=hooks.encode(body),
+                                            by=f"webhook {hook.token_prefix}…"),
+                                       actor=f"webhook {hook.token_prefix}…", source=source))
 
 
 def cancel_run(principal: Principal, run: Run) -> Run:
     """A run the caller has loaded (get_run, find_run): each face loads it once."""
-    require_write(principal)
+    roles.require(principal, run.team_id, "run.cancel")
+    audit.record(principal, run.team_id, "run.cancel", "run", run.public_id, {"status": [run.status, "cancelled"]})
     return request_cancel(run, by=actors.who(principal))
 
 
@@ -183,20 +197,6 @@ def request_cancel(run: Run, reason: str | None = None, by: str | None = None) -
     return run
 
 
-def _decode_cursor(cursor: str) -> int:
-    try:
-        value = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        value = 0
-    if not 0 < value <= 2**63 - 1:
-        raise Invalid("cursor is not valid", {"cursor": "not a cursor this API gave out"})
-    return value
-
-
-def _encode_cursor(run_id: int) -> str:
-    return base64.urlsafe_b64encode(str(run_id).encode()).decode().rstrip("=")
-
-
 def list_runs(principal: Principal, team_id: int, public_id: str, limit: int = 20,
               cursor: str | None = None) -> tuple[list[Run], str | None]:
     """Newest first. The cursor is the last id seen, so runs that arrive later never shift a page."""
@@ -210,11 +210,11 @@ def _newest_first(query, limit: int, cursor: str | None) -> tuple[list[Run], str
     """A page of `query`'s runs, newest first, and the cursor of the next page (the last id seen,
     so runs that arrive meanwhile never shift a page), or None on the last."""
     if cursor:
-        query = query.filter(Run.id < _decode_cursor(cursor))
+        query = query.filter(Run.id < paging.decode(cursor))
     runs = query.order_by(Run.id.desc()).limit(limit + 1).all()
     more = len(runs) > limit
     runs = runs[:limit]
-    return runs, (_encode_cursor(runs[-1].id) if more else None)
+    return runs, (paging.encode(runs[-1].id) if more else None)
 
 
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": None}

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from ..extensions import db
 from ..models import Environment, Membership, Project, Team, User
+from . import audit
+from .access import Principal
 from .errors import Invalid, NotFound
 
 WEAK_PASSWORD_LENGTH = 12  # below this the CLI warns (the operator who runs it decides)
@@ -37,6 +39,8 @@ def create_user(email: str, password: str, team_name: str) -> tuple[User, Team, 
     user.set_password(password)
     db.session.add(user)
     db.session.add(Membership(user=user, team=team, role="owner"))
+    db.session.flush()
+    audit.record(Principal.operator({team.id}), team.id, "member.add", "member", email, {"role": [None, "owner"]})
     db.session.commit()
     return user, team, project
 

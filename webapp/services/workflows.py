@@ -11,8 +11,8 @@ from ..extensions import db
 from ..models import Environment, Project, Run, Workflow
 from ..models.base import new_public_id, utcnow
 from ..schemas import WorkflowCreate, WorkflowUpdate
-from . import chains, envgroups, pausing, pools, quotas, retrying
-from .access import Principal, require_environment_access, require_public_id, require_team, require_write
+from . import audit, chains, envgroups, pausing, pools, quotas, retrying, roles
+from .access import Principal, require_environment_access, require_public_id, require_team
 from .errors import Invalid, NotFound
 from .registry_hosts import registry_problem
 from .transitions import cancel_prepared
@@ -33,6 +33,12 @@ def _value(body, api_name: str):
     """A body field as its column keeps it."""
     value = getattr(body, api_name)
     return retrying.stored(value) if api_name == "retryPolicy" else value
+
+
+def _snapshot(wf: Workflow) -> dict:
+    """The workflow's settings by API name, for the audit log's diff."""
+    values = {api_name: getattr(wf, attr) for api_name, attr in FIELDS.items()}
+    return {**values, "paused": wf.paused_at is not None, "envGroups": envgroups.names_of(wf.env_group_ids)}
 
 
 def check_limits(body) -> None:
@@ -126,14 +132,15 @@ def count_workflows(principal: Principal, team_id: int, project_id: int, *, sear
     return _project_workflows(principal, team_id, project_id, search, show).with_entities(Workflow.id).count()
 
 
-def get_workflow(principal: Principal, team_id: int, public_id: str, *, write: bool = False) -> Workflow:
+def get_workflow(principal: Principal, team_id: int, public_id: str, action: str | None = None) -> Workflow:
+    """The team's live workflow; with `action`, only for a principal whose role allows it."""
     require_team(principal, team_id)
     require_public_id(public_id)
     wf = db.session.query(Workflow).filter_by(public_id=public_id).first()
     if wf is None or wf.team_id != team_id or wf.deleted_at is not None:
         raise NotFound("no such workflow")
-    if write:
-        require_write(principal)
+    if action is not None:
+        roles.require(principal, team_id, action)
     require_environment_access(principal, wf.environment.is_production)
     return wf
 
@@ -146,7 +153,7 @@ def compute_next_run_at(wf: Workflow, after: datetime | None = None) -> datetime
 
 def create_workflow(principal: Principal, team_id: int, project_id: int, body: WorkflowCreate) -> Workflow:
     project = get_project(principal, team_id, project_id)
-    require_write(principal)
+    roles.require(principal, team_id, "workflow.create")
     if body.projectId != project.id:
         raise Invalid("projectId must equal the project in the path",
                       {"projectId": "must equal the project in the path"})
@@ -173,14 +180,17 @@ def create_workflow(principal: Principal, team_id: int, project_id: int, body: W
     chains.set_edges(wf, body.after)
     pausing.apply(principal, wf, body, body.model_fields_set, now)  # a new workflow has no runs to cancel
     wf.next_run_at = compute_next_run_at(wf, now)
+    audit.record(principal, team_id, "workflow.create", "workflow", wf.public_id,
+                 audit.changes({}, {k: v for k, v in _snapshot(wf).items() if v not in (None, False, [])}))
     db.session.commit()
     return wf
 
 
 def update_workflow(principal: Principal, team_id: int, public_id: str, body: WorkflowUpdate) -> Workflow:
-    wf = get_workflow(principal, team_id, public_id, write=True)
+    wf = get_workflow(principal, team_id, public_id, "workflow.update")
     check_limits(body)
     given = body.model_fields_set
+    snapshot = _snapshot(wf)
     quotas.check_workflow(team_id, creating=False, env=body.env if "env" in given else None,
                           schedule=(body.schedule if "schedule" in given else wf.schedule)
                           if given & {"schedule", "timezone"} else None,
@@ -202,6 +212,8 @@ def update_workflow(principal: Principal, team_id: int, public_id: str, body: Wo
     change = pausing.apply(principal, wf, body, given, wf.updated_at)
     if given & {"schedule", "timezone"} or change.reschedule_after:
         _reschedule(wf, change.reschedule_after or wf.updated_at)
+    audit.record(principal, team_id, "workflow.update", "workflow", wf.public_id,
+                 audit.changes(snapshot, _snapshot(wf)))
     db.session.commit()
     for signal in change.signals:
         signal()
@@ -226,11 +238,12 @@ def delete_workflow(principal: Principal, team_id: int, public_id: str) -> None:
     """In-flight runs continue; no new fires from now on (next_run_at cleared in the same commit).
     A scheduled fire made ahead of an instant still to come (SCHEDULE_LEAD_SEC) is a fire of the
     future, not a run in flight: it is cancelled in the same commit, and no container starts."""
-    wf = get_workflow(principal, team_id, public_id, write=True)
+    wf = get_workflow(principal, team_id, public_id, "workflow.delete")
     now = utcnow()
     wf.deleted_at = now
     wf.next_run_at = None
     signals = cancel_prepared(wf.id, now, PREPARED_GONE)
+    audit.record(principal, team_id, "workflow.delete", "workflow", wf.public_id, {"name": [wf.name, None]})
     db.session.commit()
     for signal in signals:
         signal()
