@@ -5,6 +5,7 @@ sessions of each role."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -206,3 +207,24 @@ def test_pages_offer_only_the_buttons_the_role_allows(app, client, alice, crew):
     assert "Run now" in seen[Role.ADMIN] and ">Edit<" in seen[Role.ADMIN] and ">Delete<" in seen[Role.ADMIN]
     nav = pages[Role.MEMBER][0].get(f"/teams/{alice.team_id}/projects/{alice.project_id}/workflows").get_data(as_text=True)
     assert "New workflow" not in nav and ">API keys<" not in nav and ">Audit<" not in nav and ">Members<" in nav
+
+
+def test_keys_are_made_listed_and_revoked_over_the_api_up_to_the_makers_role(client, alice, crew):
+    url = f"/api/teams/{alice.team_id}/api-keys"
+    admin = {"Authorization": f"Bearer {crew[Role.ADMIN]}"}
+    assert client.get(url, headers={"Authorization": f"Bearer {crew[Role.MEMBER]}"}).status_code == 403
+    r = client.post(url, json={"name": "deploys", "role": "owner"}, headers=admin)
+    assert r.status_code == 403 and r.get_json()["error"]["fields"] == {"role": "at most admin"}
+    r = client.post(url, json={"name": "deploys", "expiresAt": "2020-01-01T00:00:00Z"}, headers=admin)
+    assert r.status_code == 400 and "expiresAt" in r.get_json()["error"]["fields"]
+    year = (datetime.now(timezone.utc) + timedelta(days=365)).replace(microsecond=0)
+    r = client.post(url, json={"name": "deploys", "role": "member", "expiresAt": year.isoformat()}, headers=admin)
+    assert r.status_code == 201, r.get_json()
+    made = r.get_json()
+    assert made["key"].startswith("hs_live_") and made["role"] == "member" and made["expiresAt"].startswith(year.strftime("%Y-%m-%dT%H:%M"))
+    listed = client.get(url, headers=admin).get_json()["apiKeys"]
+    assert made["key"] not in str(listed) and any(k["prefix"] == made["prefix"] for k in listed)
+    mine = {"Authorization": f"Bearer {made['key']}"}
+    assert client.get(f"/api/teams/{alice.team_id}/projects", headers=mine).status_code == 200
+    assert client.delete(f"{url}/{made['id']}", headers=admin).status_code == 204
+    assert client.get(f"/api/teams/{alice.team_id}/projects", headers=mine).status_code == 401

@@ -254,6 +254,14 @@ class InvitationCreate(_Strict):
     role: Literal[words(Role)] = "member"
 
 
+class ApiKeyCreate(_Strict):
+    name: Annotated[str, Field(max_length=100)] = ""
+    role: Literal[words(Role)] = "member"
+    mode: Literal["live", "test"] = "live"
+    expiresAt: Optional[str] = Field(None, description="ISO 8601; after it calls answer 401 key_expired (null: never)")
+    _v_expires = field_validator("expiresAt")(lambda v: None if v is None else utc_time(v).isoformat())
+
+
 class TriggerBody(_Strict):
     env: Env = Field(default_factory=dict)
     _v_env = field_validator("env")(_check_env)

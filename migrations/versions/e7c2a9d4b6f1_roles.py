@@ -73,7 +73,7 @@ def upgrade():
         sa.Column('role', sa.String(length=10), nullable=False),
         sa.ForeignKeyConstraint(['team_id'], ['teams.id'], name=op.f('fk_sso_group_maps_team_id_teams'), ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_sso_group_maps')),
-        sa.UniqueConstraint('group', 'team_id', name=op.f('uq_sso_group_maps_group')),
+        sa.UniqueConstraint('group', 'team_id', name=op.f('uq_sso_group_maps_group_team_id')),
     )
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('sso_subject', sa.String(length=400), nullable=True))

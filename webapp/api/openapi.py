@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import current_app, jsonify, render_template_string, url_for
 
 from ..gate import OPEN, needs
-from ..schemas import (BackfillCreate, ChannelCreate, EnvGroupChange, EnvGroupCreate, EnvironmentCreate,
+from ..schemas import (ApiKeyCreate, BackfillCreate, ChannelCreate, EnvGroupChange, EnvGroupCreate, EnvironmentCreate,
                        InvitationCreate, ProjectCreate, RegistryCredentialCreate, RoleChange, TriggerBody,
                        WebhookCreate, WorkflowCreate, WorkflowUpdate)
 from .blueprint import bp
-from .shapes import (AuditEntry, AuditList, Invitation, InvitationList, Member, MemberList, Backfill, BackfillList, Channel, EnvGroup, EnvGroupList, ChannelList, Delivery, DeliveryList, Environment, EnvironmentList, Error, ErrorBody,
+from .shapes import (ApiKey, ApiKeyList, AuditEntry, AuditList, Invitation, InvitationList, Member, MemberList, Backfill, BackfillList, Channel, EnvGroup, EnvGroupList, ChannelList, Delivery, DeliveryList, Environment, EnvironmentList, Error, ErrorBody,
                      Fired, LogLine, Logs, Project, ProjectList, Queued, RegistryCredential, RegistryCredentialList,
                      Run, RunList, Webhook, Workflow, WorkflowList)
 
@@ -18,7 +18,7 @@ MODELS = [Workflow, Run, WorkflowList, RunList, LogLine, Logs, RegistryCredentia
           ProjectList, ErrorBody, Error, WorkflowCreate, WorkflowUpdate, TriggerBody, RegistryCredentialCreate,
           ChannelCreate, ProjectCreate, EnvironmentCreate, Webhook, Fired, WebhookCreate, Backfill, BackfillList,
           BackfillCreate, EnvGroup, EnvGroupList, EnvGroupCreate, EnvGroupChange, Member, MemberList, RoleChange,
-          Invitation, InvitationList, InvitationCreate, AuditEntry, AuditList]
+          Invitation, InvitationList, InvitationCreate, AuditEntry, AuditList, ApiKey, ApiKeyList, ApiKeyCreate]
 
 TEAM = {"name": "teamId", "in": "path", "required": True, "schema": {"type": "integer"}}
 PROJECT = {"name": "projectId", "in": "path", "required": True, "schema": {"type": "integer"}}
@@ -29,6 +29,7 @@ RUN = {"name": "runId", "in": "path", "required": True, "schema": {"type": "stri
 CRED = {"name": "credentialId", "in": "path", "required": True, "schema": {"type": "integer"}}
 CHANNEL = {"name": "channelId", "in": "path", "required": True, "schema": {"type": "integer"}}
 USER = {"name": "userId", "in": "path", "required": True, "schema": {"type": "integer"}}
+KEY = {"name": "keyId", "in": "path", "required": True, "schema": {"type": "integer"}}
 INVITATION = {"name": "invitationId", "in": "path", "required": True, "schema": {"type": "integer"}}
 AUDIT_FILTERS = [{"name": n, "in": "query", "schema": {"type": "string"}, "description": d} for n, d in (
     ("actor", "exactly as the rows say it: an email, \"operator (CLI)\", \"API key ci (hs_live_ab…)\""),
@@ -245,6 +246,16 @@ def _access_paths() -> dict:
         },
         "/api/teams/{teamId}/invitations/{invitationId}": {
             "delete": _op("Revoke a pending invitation", [TEAM, INVITATION], ("204", None), read),
+        },
+        "/api/teams/{teamId}/api-keys": {
+            "get": _op("The team's API keys (prefixes, never the keys; admins and owners)", [TEAM],
+                       ("200", "ApiKeyList"), read),
+            "post": _op("Make an API key with a role at most yours; the key is in this answer only", [TEAM],
+                        ("201", "ApiKey"), WRITE, "ApiKeyCreate"),
+        },
+        "/api/teams/{teamId}/api-keys/{keyId}": {
+            "delete": _op("Revoke an API key: calls with it answer 401, its live streams close", [TEAM, KEY],
+                          ("204", None), read),
         },
         "/api/teams/{teamId}/audit": {
             "get": _op("The audit log, newest first (admins and owners)", [TEAM] + AUDIT_FILTERS + page,

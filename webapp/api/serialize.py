@@ -119,6 +119,15 @@ def invitation_shape(inv, link: str | None = None, mail_error: str | None = None
     return shape
 
 
+def key_shape(k, raw: str | None = None) -> shapes.ApiKey:
+    shape = shapes.ApiKey(id=k.id, name=k.name, prefix=k.prefix, role=k.role, mode=k.mode,
+                          createdAt=isoformat(k.created_at), lastUsedAt=isoformat(k.last_used_at),
+                          expiresAt=isoformat(k.expires_at), revokedAt=isoformat(k.revoked_at))
+    if raw is not None:
+        shape.key = raw
+    return shape
+
+
 def audit_shape(e) -> shapes.AuditEntry:
     return shapes.AuditEntry(id=e.id, at=isoformat(e.at), actor=e.actor, actorUserId=e.actor_user_id,
                              actorKeyId=e.actor_key_id, ip=e.ip, userAgent=e.user_agent, action=e.action,

@@ -313,6 +313,23 @@ class InvitationList(Shape):
     invitations: list[Invitation]
 
 
+class ApiKey(Shape):
+    id: int
+    name: str
+    prefix: str = Field(description="the key's first characters; the key itself only in the create answer")
+    role: RoleName
+    mode: Literal["live", "test"]
+    createdAt: str
+    lastUsedAt: Optional[str]
+    expiresAt: Optional[str]
+    revokedAt: Optional[str]
+    key: Optional[str] = Field(None, description="in the create answer only: the key, shown this once")
+
+
+class ApiKeyList(Shape):
+    apiKeys: list[ApiKey]
+
+
 class AuditEntry(Shape):
     id: int
     at: str

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..crypto import hash_api_key, same_hash
 from ..extensions import db
@@ -23,12 +23,15 @@ SCOPES = {"full": Role.ADMIN, "read": Role.VIEWER}  # the contract's key scopes,
 
 
 def create_key(principal: Principal, team_id: int, role: str = Role.ADMIN, mode: str = "live", name: str = "",
-               expires_in_days: int | None = None) -> tuple[ApiKey, str]:
-    """A new key, and the key itself (shown once); it expires after `expires_in_days` if given.
-    Its role is at most its maker's."""
+               expires_in_days: int | None = None, expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+    """A new key, and the key itself (shown once); it expires after `expires_in_days`, or at
+    `expires_at`, if given. Its role is at most its maker's."""
     roles.require(principal, team_id, "key.create")
     if expires_in_days is not None and not 1 <= expires_in_days <= MAX_DAYS:
         raise Invalid("a key expires after 1 to 3650 days", {"expiresInDays": f"1 to {MAX_DAYS} days"})
+    now = utcnow()
+    if expires_at is not None and not now < expires_at <= now + timedelta(days=MAX_DAYS):
+        raise Invalid("a key expires in the future, within 3650 days", {"expiresAt": "in the future, within 3650 days"})
     if role not in ROLES:
         raise Invalid("role is viewer, member, admin or owner", {"role": "viewer, member, admin or owner"})
     if not roles.at_least(principal.roles[team_id], Role(role)):
@@ -39,10 +42,9 @@ def create_key(principal: Principal, team_id: int, role: str = Role.ADMIN, mode:
     if db.session.get(Team, team_id) is None:
         raise NotFound(f"no team {team_id}")
     raw = f"hs_{mode}_{secrets.token_urlsafe(32)}"  # 43 url-safe characters, 256 bits
-    now = utcnow()
     key = ApiKey(team_id=team_id, name=name[:100], prefix=raw[:PREFIX_LEN], key_hash=hash_api_key(raw),
                  role=role, mode=mode, created_at=now, created_by_id=principal.user_id,
-                 expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None)
+                 expires_at=now + timedelta(days=expires_in_days) if expires_in_days else expires_at)
     db.session.add(key)
     audit.record(principal, team_id, "key.create", "api_key", key.prefix + "…",
                  {"name": [None, key.name], "role": [None, role], "mode": [None, mode],
