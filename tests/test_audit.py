@@ -78,6 +78,10 @@ def test_sign_ins_cancels_keys_webhooks_and_the_cli_each_leave_a_row(app, client
     keys = _rows(app, action="key.create")[-2:]  # the fixture's own three keys first
     assert [(k.actor, k.diff["role"][1]) for k in keys] == [("operator (CLI)", "viewer"), (alice.email, "member")]
     assert all(k.target.endswith("…") and len(k.target) == 17 for k in keys)
+    cli = app.test_cli_runner().invoke(args=["users", "set-password", alice.email, "--password", "a-new-long-one"])
+    assert cli.exit_code == 0
+    [(actor, target)] = [(r.actor, r.target) for r in _rows(app, action="user.password")]
+    assert (actor, target) == ("operator (CLI)", alice.email) and "a-new-long-one" not in _dump(app)
 
 
 def test_admins_read_the_log_filtered_paged_and_exported_and_no_one_else(app, client, alice, charlie):

@@ -228,3 +228,22 @@ def test_keys_are_made_listed_and_revoked_over_the_api_up_to_the_makers_role(cli
     assert client.get(f"/api/teams/{alice.team_id}/projects", headers=mine).status_code == 200
     assert client.delete(f"{url}/{made['id']}", headers=admin).status_code == 204
     assert client.get(f"/api/teams/{alice.team_id}/projects", headers=mine).status_code == 401
+
+
+def test_an_owner_changes_roles_and_removes_members_from_the_members_page(app, alice, crew):
+    _, pages = _clients(app, alice, crew)
+    owner, admin = pages[Role.OWNER][0], pages[Role.ADMIN][0]
+    with app.app_context():
+        ids = dict(db.session.query(User.email, User.id))
+    page = f"/teams/{alice.team_id}/members"
+    assert "Send the invitation" not in admin.get(page).get_data(as_text=True)
+    assert admin.post(f"{page}/{ids['viewer@example.test']}/role", data={"role": "admin"}).status_code == 403
+    r = owner.post(f"{page}/{ids['viewer@example.test']}/role", data={"role": "member"}, follow_redirects=True)
+    assert "viewer@example.test is member now" in r.get_data(as_text=True)
+    r = owner.post(f"{page}/{alice.user_id}/role", data={"role": "viewer"}, follow_redirects=True)
+    assert "last owner" in r.get_data(as_text=True)
+    r = owner.post(f"{page}/{ids['admin@example.test']}/remove", follow_redirects=True)
+    assert "Removed the member" in r.get_data(as_text=True)
+    listed = owner.get(page).get_data(as_text=True)
+    assert 'data-email="admin@example.test"' not in listed and 'data-email="viewer@example.test"' in listed
+    assert admin.get(page).status_code == 404  # no longer in the team

@@ -53,5 +53,7 @@ def set_password(email: str, password: str) -> User:
     if not password or len(password) > 1024:
         raise Invalid("a password is 1 to 1024 characters", {"password": "1 to 1024 characters"})
     user.set_password(password)
+    for member in user.memberships:
+        audit.record(Principal.operator({member.team_id}), member.team_id, "user.password", "user", user.email)
     db.session.commit()
     return user
