@@ -95,6 +95,39 @@ def test_a_due_instant_fires_once_and_the_next_is_computed_from_it(app, client, 
     assert nxt == at("2026-01-01T00:10:00")
 
 
+def test_a_workflow_row_held_by_another_transaction_delays_no_other_workflow(app, client, alice):
+    """A worker cut off mid-transaction holds its workflow's row until the server drops it: the
+    scheduler passes that one workflow over meanwhile and fires the others on time."""
+    import threading
+
+    from sqlalchemy import text
+
+    from webapp.extensions import db
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("row locks are PostgreSQL's: SQLite has one writer at a time, and no lock to skip")
+    held_wf, free_wf = (create_wf(client, alice, name=n, schedule="*/5 * * * *") for n in ("held", "free"))
+    for wf in (held_wf, free_wf):
+        _set_next(app, wf["id"], at("2026-01-01T00:05:00"))
+    fired: list[int] = []
+    with app.app_context():
+        holder = db.engine.connect()
+        held = holder.begin()
+        holder.execute(text("SELECT id FROM workflows WHERE public_id = :p FOR UPDATE"), {"p": held_wf["id"]})
+        tick = threading.Thread(target=lambda: fired.append(_fire(app, at("2026-01-01T00:05:00.2"))))
+        tick.start()
+        tick.join(10)
+        try:
+            assert fired == [1], "the tick waited for the held row"
+            assert _runs(app, free_wf["id"])[0] == [("schedule", at("2026-01-01T00:05:00"))]
+            assert _runs(app, held_wf["id"])[0] == []
+        finally:
+            held.rollback()
+            holder.close()
+    assert _fire(app, at("2026-01-01T00:05:00.4")) == 1  # the next tick, the row free again
+    assert _runs(app, held_wf["id"])[0] == [("schedule", at("2026-01-01T00:05:00"))]
+
+
 def test_a_late_scheduler_fires_only_the_latest_missed_instant(app, client, alice):
     wf = create_wf(client, alice, schedule="* * * * *", timeoutSec=600)
     _set_next(app, wf["id"], at("2026-01-01T00:01:00"))
