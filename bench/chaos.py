@@ -738,19 +738,20 @@ class Chaos:
               f"api_refused={self.refused} violations={violations}")
 
     def _missed_while_none_could_fire(self, wf, instant: datetime, events: list) -> str | None:
-        """Why `instant` could not fire: PostgreSQL was stopped (or within 5 s of its start), or no
-        scheduler was up (each killed within a second after the instant, before its claim could
-        commit, or not yet beating again); None if one could, or if the workflow's next claim did
-        not tell it with a workflow.missed event soon after."""
+        """Why `instant` could not fire: PostgreSQL was stopped within a second after the instant
+        (before a claim, a tick every 0.2 s, could commit) until 5 s after its start, or no
+        scheduler was up (each killed within a second after the instant, or not yet beating
+        again); None if one could, or if the workflow's next claim did not tell it with a
+        workflow.missed event soon after."""
         told = any(e.kind == "workflow.missed" and e.run_id is None and e.workflow_id == wf.id
                    and timedelta(0) <= e.created_at - instant <= timedelta(seconds=30) for e in events)
         if not told:
             return None
         away = [(at, what) for at, what in self.timeline if what.startswith("restart_postgres")]
-        windows = [(away[k][0], away[k + 1][0] + timedelta(seconds=5)) for k in range(0, len(away) - 1, 2)]
+        slack, never = timedelta(seconds=1), datetime.max
+        windows = [(away[k][0] - slack, away[k + 1][0] + timedelta(seconds=5)) for k in range(0, len(away) - 1, 2)]
         if any(start <= instant <= end for start, end in windows):
             return "database"
-        slack, never = timedelta(seconds=1), datetime.max
         if all(any(killed - slack <= instant <= (up or never) for killed, up in self.scheduler_down[name])
                for name in ("scheduler-a", "scheduler-b")):
             return "no_scheduler"
