@@ -242,7 +242,9 @@ def test_a_second_submit_of_a_run_finds_its_container_instead_of_making_another(
     from jobs.executor import DockerExecutor
     run = SimpleNamespace(public_id=f"run_submit{uuid.uuid4().hex[:10]}", image=TEST_IMAGE, command=["true"],
                           env={}, env_groups=None, payload=None, memory_mb=None, cpus=None, network="none",
-                          worker_host="host-a",
+                          # a host of its own: a worker of another test fencing "host-a" on this engine
+                          # would remove the created container under this test's feet
+                          worker_host=f"host-submit-{uuid.uuid4().hex[:8]}",
                           workflow=SimpleNamespace(on_host_lost="retry", read_only_rootfs=False))
     with app.app_context():
         executor = DockerExecutor(docker_api)
