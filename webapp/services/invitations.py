@@ -45,8 +45,7 @@ def invite(principal: Principal, team_id: int, email: str, role: str) -> tuple[I
     """The invitation, its token (shown this once) and why the mail was not sent (None: sent)."""
     roles.require(principal, team_id, "member.invite")
     email = _address(email or "")
-    if role not in tuple(Role):
-        raise Invalid("role is viewer, member, admin or owner", {"role": "viewer, member, admin or owner"})
+    role = roles.parse(role)
     user = db.session.query(User).filter_by(email=email).first()
     if user is not None and team_id in user.team_ids:
         raise Conflict(f"{email} is a member of this team already", {"email": "a member already"})

@@ -9,7 +9,7 @@ from ..crypto import hash_api_key, same_hash
 from ..extensions import db
 from ..models import ApiKey, Team
 from ..models.base import utcnow
-from ..vocabulary import ROLES, Role
+from ..vocabulary import Role
 from . import audit, roles
 from .access import Principal
 from .errors import Forbidden, Invalid, NotFound
@@ -32,8 +32,7 @@ def create_key(principal: Principal, team_id: int, role: str = Role.ADMIN, mode:
     now = utcnow()
     if expires_at is not None and not now < expires_at <= now + timedelta(days=MAX_DAYS):
         raise Invalid("a key expires in the future, within 3650 days", {"expiresAt": "in the future, within 3650 days"})
-    if role not in ROLES:
-        raise Invalid("role is viewer, member, admin or owner", {"role": "viewer, member, admin or owner"})
+    role = roles.parse(role)
     if not roles.at_least(principal.roles[team_id], Role(role)):
         raise Forbidden(f"a key's role is at most its maker's: you are {principal.roles[team_id]}",
                         {"role": f"at most {principal.roles[team_id]}"})

@@ -9,10 +9,10 @@ from sqlalchemy import update
 from ..extensions import db
 from ..models import ApiKey, Membership, User
 from ..models.base import utcnow
-from ..vocabulary import ROLES, Role
+from ..vocabulary import Role
 from . import audit, roles
 from .access import Principal
-from .errors import Conflict, Invalid, NotFound
+from .errors import Conflict, NotFound
 
 
 def list_members(principal: Principal, team_id: int) -> list[Membership]:
@@ -34,15 +34,9 @@ def _owners_left(team_id: int, without: int) -> int:
             .count())
 
 
-def _check_role(role: str) -> Role:
-    if role not in ROLES:
-        raise Invalid("role is viewer, member, admin or owner", {"role": "viewer, member, admin or owner"})
-    return Role(role)
-
-
 def change_role(principal: Principal, team_id: int, user_id: int, role: str) -> Membership:
     roles.require(principal, team_id, "member.role_change")
-    new = _check_role(role)
+    new = roles.parse(role)
     member = db.session.query(Membership).filter_by(team_id=team_id, user_id=user_id).with_for_update().first()
     if member is None:
         raise NotFound("no such member")

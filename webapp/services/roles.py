@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..vocabulary import ROLES, Role
 from .access import Principal, require_team
-from .errors import Forbidden
+from .errors import Forbidden, Invalid
 
 RULES: dict[str, Role] = {
     "team.read": Role.VIEWER,
@@ -60,6 +60,13 @@ WORDS = {
 def up_to(role: Role | str) -> tuple[Role, ...]:
     """The roles `role` may give (to a key, or in an invitation): its own and those below."""
     return ROLES[:RANK[Role(role)] + 1]
+
+
+def parse(role: str) -> Role:
+    """A role named in a request, a form or the CLI; Invalid naming the field otherwise."""
+    if role not in ROLES:
+        raise Invalid("role is viewer, member, admin or owner", {"role": "viewer, member, admin or owner"})
+    return Role(role)
 
 
 def at_least(role: Role | str | None, least: Role) -> bool:

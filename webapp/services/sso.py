@@ -20,7 +20,7 @@ from werkzeug.security import generate_password_hash
 
 from ..extensions import db
 from ..models import Membership, SsoGroupMap, Team, User
-from ..vocabulary import ROLES, Role
+from ..vocabulary import Role
 from . import audit, roles, signin
 from .access import Principal
 from .errors import Forbidden, Invalid, NotFound
@@ -123,8 +123,7 @@ def set_map(group: str, team_id: int, role: str) -> SsoGroupMap:
     group = group.strip()
     if not group or len(group) > 200:
         raise Invalid("a group is 1 to 200 characters", {"group": "1 to 200 characters"})
-    if role not in ROLES:
-        raise Invalid("role is viewer, member, admin or owner", {"role": "viewer, member, admin or owner"})
+    role = roles.parse(role)
     if db.session.get(Team, team_id) is None:
         raise NotFound(f"no team {team_id}")
     m = db.session.query(SsoGroupMap).filter_by(group=group, team_id=team_id).first() or \
