@@ -26,8 +26,8 @@ def stream_seqs(app, run_id) -> list[int]:
 
 
 def test_a_viewer_joining_after_the_stream_was_trimmed_misses_nothing(app, client, alice, procs, ws_server):
-    # A short live stream and a database that lags 4 s behind: the hole is certain.
-    procs.worker(1, env={"LIVE_STREAM_MAXLEN": "5", "LOG_BATCH_SECONDS": "4"})
+    # A short live stream and a database that stores nothing before the exit: the hole is certain.
+    procs.worker(1, env={"LIVE_STREAM_MAXLEN": "5", "LOG_BATCH_SECONDS": "30"})
     procs.scheduler()
     script = "i=0; while [ $i -lt 400 ]; do echo l-$i; i=$((i+1)); usleep 1000; done; sleep 2; echo done"
     run = fire(client, alice, command=["sh", "-c", script], timeoutSec=60)

@@ -74,9 +74,12 @@ class AuditFilter:
 
     @classmethod
     def from_args(cls, args) -> "AuditFilter":
-        return cls(actor=(args.get("actor") or "").strip()[:200], action=(args.get("action") or "").strip()[:40],
-                   target=(args.get("target") or "").strip()[:200], since=_time(args, "since"),
-                   until=_time(args, "until"))
+        words = {name: (args.get(name) or "").strip()[:size] for name, size in (("actor", 200), ("action", 40),
+                                                                               ("target", 200))}
+        bad = {name: "must not hold a NUL character" for name, word in words.items() if "\x00" in word}
+        if bad:
+            raise Invalid("the filters are not valid", bad)
+        return cls(**words, since=_time(args, "since"), until=_time(args, "until"))
 
 
 def _time(args, name: str) -> datetime | None:
