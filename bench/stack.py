@@ -20,6 +20,20 @@ sys.path.insert(0, str(ROOT))
 from webapp.config import local_redis_password, local_redis_url  # noqa: E402
 
 
+def psql(sql: str, database: str = "postgres") -> str:
+    """`sql` run by PostgreSQL's superuser (this machine's cluster), its rows as text."""
+    return subprocess.run(["su", "postgres", "-c", f"psql -qAt -d {database} -c \"{sql}\""], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def fresh_database(name: str) -> str:
+    """An empty PostgreSQL database `name` owned by the product's role, with pg_stat_statements; its URL."""
+    for sql in (f"drop database if exists {name}", f"create database {name} owner workflows"):
+        psql(sql)
+    psql("create extension if not exists pg_stat_statements", name)
+    return f"postgresql://workflows:workflows@127.0.0.1:5432/{name}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -27,11 +41,12 @@ def free_port() -> int:
 
 
 class Stack:
-    def __init__(self, slots: int = 4, redis_db: int = 11, extra_env: dict | None = None):
+    def __init__(self, slots: int = 4, redis_db: int = 11, extra_env: dict | None = None,
+                 database_url: str | None = None):
         self.tmp = tempfile.mkdtemp(prefix="bench-")
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, PORT=str(self.port), DATABASE_URL=f"sqlite:///{self.tmp}/db.sqlite",
+        self.env = dict(os.environ, PORT=str(self.port), DATABASE_URL=database_url or f"sqlite:///{self.tmp}/db.sqlite",
                         REDIS_URL=local_redis_url(redis_db), BASE_URL=self.base,
                         SECRET_KEY="bench-secret-0123456789abcdef", WORKER_SLOTS=str(slots),
                         LOG_LEVEL="WARNING", **(extra_env or {}))

@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timedelta
 
 import redis
+from flask import current_app
 from sqlalchemy import select
 
 from webapp import keys
@@ -19,46 +20,56 @@ from webapp.services.dispatch import CANCEL_PLAIN
 log = logging.getLogger(__name__)
 
 POLL_SEC = 0.1
-CANCEL_DB_EVERY_SEC = 0.5  # a cancel reaches a running worker within this even without Redis
+CANCEL_DB_FAST_SEC = 0.5  # the database's reads while Redis cannot be asked, or lost its data
 
 
 class CancelWatch:
-    """Whether a run was cancelled, and why. Redis is the fast path (checked every poll); the
-    database, the record, is read at least every half second, so a cancel survives a Redis flush
-    or restart."""
+    """Whether a run was cancelled, and why. Redis is the fast path, asked every poll in one round
+    trip with the run's lease: a lease gone from Redis means Redis lost its data (flushed, or
+    restarted without it), and with it perhaps the cancel's signal. The database, the record, is
+    read every CANCEL_DB_FAST_SEC while Redis cannot be asked or its data is gone, and otherwise
+    only every CANCEL_DB_POLL_SEC, so that a run that writes nothing costs the database almost
+    nothing; the scheduler's sweep also signals again, in Redis, every cancel recorded for a
+    running run (`resignal_cancels`), which covers a signal lost between the row's write and
+    Redis."""
 
     def __init__(self, run: Run, store: redis.Redis):
         self.run_pk, self.public_id, self.store = run.id, run.public_id, store
         self.seen = run.cancel_requested_at is not None
         self.reason = run.cancel_reason
-        self.next_db_check = time.monotonic() + CANCEL_DB_EVERY_SEC  # the row was just read
+        self.slow_sec = slow_sec = current_app.config["CANCEL_DB_POLL_SEC"]
+        self.next_db_check = time.monotonic() + slow_sec  # the row was just read
         self.redis_warned = self.db_warned = False
 
     def requested(self) -> bool:
         if self.seen:
             return True
-        if self._in_redis():
+        answered = self._in_redis()
+        if self.seen:
             return True
         now = time.monotonic()
         if now >= self.next_db_check:
-            self.next_db_check = now + CANCEL_DB_EVERY_SEC
+            self.next_db_check = now + (self.slow_sec if answered else CANCEL_DB_FAST_SEC)
             self._in_database()
+        elif not answered:
+            self.next_db_check = min(self.next_db_check, now + CANCEL_DB_FAST_SEC)
         return self.seen
 
     def _in_redis(self) -> bool:
+        """Reads the signal; False when Redis could not be asked or has lost the run's lease."""
         try:
-            value = self.store.get(keys.run_cancel(self.public_id))
+            value, leased = (self.store.pipeline(transaction=False).get(keys.run_cancel(self.public_id))
+                             .exists(keys.run_lease(self.public_id)).execute())
         except redis.RedisError as e:
             if not self.redis_warned:
                 self.redis_warned = True
                 log.warning("cancel check of %s through Redis failed (%s); using the database", self.public_id, e)
             return False
         self.redis_warned = False
-        if value is None:
-            return False
-        self.seen = True
-        self.reason = None if value.decode() == CANCEL_PLAIN else value.decode()
-        return True
+        if value is not None:
+            self.seen = True
+            self.reason = None if value.decode() == CANCEL_PLAIN else value.decode()
+        return bool(leased)
 
     def _in_database(self) -> None:
         try:

@@ -19,7 +19,7 @@ from webapp.extensions import db
 from webapp.models import Notification, NotificationDelivery, Run
 from webapp.models.clock import db_now, seconds_between
 from webapp.process_log import WarnOnce
-from webapp.services import audit, backfills, dispatch, hosts, idempotency, lifecycle, silence
+from webapp.services import audit, backfills, dispatch, hosts, idempotency, lifecycle, retention, silence
 from webapp.services.runs import hand_over_many
 from webapp.vocabulary import RunStatus
 
@@ -35,9 +35,11 @@ HOST_LOST = "worker host lost"
 def sweep() -> dict:
     """Each step on its own: Redis being away must not stop the steps that do not need it."""
     steps = {"handed": hand_over_due, "stale": fail_stale_queued, "recovered": recover_lost,
-             "requeued": requeue_lost_queue_entries, "notifications": hand_over_due_notifications,
+             "requeued": requeue_lost_queue_entries, "cancels_signalled": signal_cancels_again,
+             "notifications": hand_over_due_notifications,
              "silent": silence.check_silent, "idempotency_keys": idempotency.prune_expired,
-             "backfilled": backfills.advance_all, "audit_pruned": audit.prune}
+             "backfilled": backfills.advance_all, "audit_pruned": audit.prune,
+             "pruned": retention.prune}
     counts: dict = {}
     for name, step in steps.items():
         try:
@@ -55,6 +57,18 @@ _warnings = WarnOnce(log)  # one line when a service goes away, not a trace ever
 
 
 SWEEP_BATCH = 500  # rows a step takes per pass (every one of them is acted on: no filtering after)
+
+
+def signal_cancels_again() -> int:
+    """The cancels recorded for running runs, signalled again in Redis: a signal lost there (Redis
+    flushed or restarted, or the canceller gone between the row's write and the signal) reaches
+    the run's worker within a sweep, without each run reading the database often."""
+    rows = db.session.execute(select(Run.public_id, Run.cancel_reason)
+                              .where(Run.status == RunStatus.RUNNING, Run.cancel_requested_at.is_not(None))
+                              .limit(SWEEP_BATCH)).all()
+    db.session.commit()
+    dispatch.signal_cancels_again([tuple(row) for row in rows])
+    return len(rows)
 
 
 def hand_over_due() -> int:

@@ -121,6 +121,12 @@ postgres() {
   pg_lsclusters -h | grep -q "^$ver main" || quiet pg_createcluster "$ver" main
   pg_lsclusters -h | grep -q "^$ver main .* online" || quiet pg_ctlcluster "$ver" main start
   wait_for 30 su postgres -c "psql -qAtc 'select 1'" || die "PostgreSQL did not start"
+  # pg_stat_statements (in Debian's postgresql package) counts the statements the benchmarks report
+  if ! su postgres -c "psql -qAtc 'show shared_preload_libraries'" | grep -q pg_stat_statements; then
+    quiet su postgres -c "psql -qc \"alter system set shared_preload_libraries = 'pg_stat_statements'\""
+    quiet pg_ctlcluster "$ver" main restart
+    wait_for 30 su postgres -c "psql -qAtc 'select 1'" || die "PostgreSQL did not start"
+  fi
   su postgres -c "psql -qAtc \"select 1 from pg_roles where rolname='workflows'\"" | grep -q 1 ||
     quiet su postgres -c "psql -qc \"create role workflows login createdb password 'workflows'\""
 }

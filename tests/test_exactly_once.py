@@ -153,6 +153,28 @@ def test_a_cancel_lost_by_redis_still_stops_the_run_within_a_second(app, client,
     assert time.monotonic() - asked < 2.5  # noticed within a second, plus the container's exit
 
 
+def test_a_cancel_whose_signal_never_reached_redis_is_signalled_again_by_the_sweep(app, client, alice, procs):
+    """The canceller died between the row's write and the signal: Redis keeps the lease, so the
+    worker reads the database only every CANCEL_DB_POLL_SEC (30 s); the sweep signals it again."""
+    from sqlalchemy import update
+
+    from webapp.extensions import db
+    from webapp.models import Run
+    from webapp.models.base import utcnow
+    procs.worker(1)
+    procs.scheduler()
+    run = fire(client, alice, command=["sh", "-c", "trap 'exit 143' TERM; echo up; sleep 60 & wait"], timeoutSec=120)
+    wait_for(lambda: lines(client, alice, run["id"]), 30)
+    with app.app_context():
+        db.session.execute(update(Run).where(Run.public_id == run["id"])
+                           .values(cancel_requested_at=utcnow(), cancel_reason="asked by the test"))
+        db.session.commit()
+    asked = time.monotonic()
+    done = wait_status(client, alice, run["id"], timeout=20)
+    assert done["status"] == "cancelled" and done["error"] == "asked by the test"
+    assert time.monotonic() - asked < 5  # a sweep (2 s), the worker's next poll, the container's exit
+
+
 def test_a_resumed_run_that_was_cancelled_meanwhile_ends_cancelled(app, client, alice, procs):
     from webapp.connections import get_redis
     worker = procs.worker(1, env=FAST)

@@ -63,7 +63,8 @@ def test_a_run_is_taken_over_only_by_a_worker_on_its_own_host(client, alice, pro
 
 def test_a_host_lost_for_host_lost_sec_fails_its_runs_and_removes_their_containers_when_back(
         client, alice, procs, docker_api):
-    lost = {"HOST_LOST_SEC": "8"}  # the host fences at 4 s, with a 2 s grace
+    # the host fences at 6 s, with a 2 s grace: 6 s before it is lost, however loaded the machine
+    lost = {"HOST_LOST_SEC": "12"}
     procs.scheduler(env={**FAST, **lost})
     worker = procs.worker(1, env={**HOST_A, **lost})
     run = fire(client, alice, command=["sh", "-c", "echo up; sleep 120"], timeoutSec=300, maxRetries=1)
@@ -87,7 +88,9 @@ def test_a_host_stopped_cleanly_and_back_within_host_lost_sec_reattaches_its_run
         app, client, alice, procs, docker_api, monkeypatch):
     procs.scheduler(env={**FAST, "HOST_LOST_SEC": "60"})
     worker = procs.worker(1, env=HOST_A)
-    run = fire(client, alice, command=["sh", "-c", COUNT_TO_12], timeoutSec=120)
+    # 12 s: past the pool's 5 s stop grace after the first stored lines (a slot still supervising
+    # its run in that grace may otherwise see it end)
+    run = fire(client, alice, command=["sh", "-c", COUNT_TO_12.replace("sleep 0.5", "sleep 1")], timeoutSec=120)
     wait_for(lambda: len(lines(client, alice, run["id"])) >= 2, 30)
     procs.kill(worker, signal.SIGTERM)  # a clean stop leaves the container running
     assert [c["State"] for c in containers(docker_api, run["id"])] == ["running"]

@@ -106,3 +106,50 @@ def test_lines_stored_before_blocks_survive_the_migration_both_ways(tmp_path, mo
         run = db.session.query(Run).filter_by(public_id=run_id).one()
         assert [(l.seq, l.stream, l.text) for l in log_lines(run)] == [(i, s, t) for i, (s, t) in enumerate(stored)]
         db.session.remove()
+
+
+def test_a_block_is_compressed_when_zstd_saves_and_kept_as_text_when_it_does_not(monkeypatch):
+    import base64
+    import os
+    from datetime import datetime, timedelta
+
+    from webapp.runoutput import codec
+    from webapp.runoutput.store import Block
+    at = datetime(2026, 12, 7, 8, 0, 0)
+    ordinary = "\n".join(f"2026-12-07T08:00:{i % 60:02d}Z INFO GET /api/items/{i} 200 in {i % 97} ms" for i in range(500))
+    row = Block(0, 499, "stdout", at, [ordinary], len(ordinary), [(500, at)]).row(1)
+    assert row["text"] is None and len(row["packed"]) < 0.2 * len(ordinary)
+    assert codec.decode(row["text"], row["packed"]) == (ordinary, None)
+    noise = base64.b85encode(os.urandom(30000)).decode()  # random text: zstd saves about a fifth
+    assert Block(0, 0, "stdout", at, [noise], len(noise), [(1, at)]).row(1)["text"] is None
+    monkeypatch.setattr(codec, "PACK_SAVES", 0.5)  # a saving below the bar: kept as it is
+    row = Block(0, 0, "stdout", at, [noise], len(noise), [(1, at)]).row(1)
+    assert row["text"] == noise and row["packed"] is None
+    short = Block(0, 0, "stderr", at, ["oops"], 4, [(1, at)]).row(1)
+    assert short["text"] == "oops" and short["packed"] is None
+    # lines of several reads in one block keep each its instant, to the microsecond
+    later = at + timedelta(seconds=1, microseconds=7)
+    row = Block(0, 2, "stdout", at, ["a\nb", "c"], 5, [(2, at), (1, later)]).row(1)
+    text, offsets = codec.decode(row["text"], row["packed"])
+    assert text == "a\nb\nc" and codec.instants(at, offsets, 3) == [at, at, later]
+
+
+def test_a_slow_writers_lines_of_one_flush_share_a_row_and_keep_their_instants(app, client, alice, procs):
+    from datetime import datetime
+
+    from sqlalchemy import func
+
+    from webapp.extensions import db
+    from webapp.models import Run, RunLogBlock
+    procs.worker(1, env={"LOG_BATCH_SECONDS": "30"})  # one flush: at the exit
+    procs.scheduler()
+    _, run = launch(client, alice, command=["sh", "-c", "for i in 1 2 3 4 5; do echo line-$i; usleep 200000; done"])
+    assert wait_status(client, alice, run["id"], timeout=60)["status"] == "succeeded"
+    lines = logs(client, alice, run["id"])["lines"]
+    assert [l["text"] for l in lines] == [f"line-{i}" for i in range(1, 6)]
+    instants = [datetime.fromisoformat(l["ts"].replace("Z", "+00:00")) for l in lines]
+    assert all((b - a).total_seconds() >= 0.1 for a, b in zip(instants, instants[1:])), instants
+    with app.app_context():
+        pk = db.session.query(Run.id).filter_by(public_id=run["id"]).scalar()
+        rows = db.session.query(func.count(RunLogBlock.id)).filter_by(run_id=pk, stream="stdout").scalar()
+        assert rows == 1

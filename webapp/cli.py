@@ -162,7 +162,8 @@ def register_teams(app: Flask) -> None:
                   help="override a limit for this team (repeatable); NAME=default goes back to the default")
     def limits(team: str, values: tuple[str, ...]):
         """Show (and with --set, change) the quotas of TEAM (its id or name), as JSON: workflows,
-        minScheduleIntervalSec, queuedRuns, envBytes (README, "Quotas")."""
+        minScheduleIntervalSec, queuedRuns, envBytes, outputBytesPerDay, runRetentionDays,
+        logRetentionDays (README, "Quotas")."""
         from .services import quotas
         found = _team(team)
         changes = {}

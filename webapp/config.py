@@ -58,6 +58,8 @@ class Settings(BaseSettings):
                                             description="a host that could not beat this long stops its containers")
     STORAGE_OUTAGE_SEC: int = _n(120, 1, 86400, "how long a run goes on while its writes fail")
     RUN_LEASE_TTL_SEC: int = _n(15, 2, 600, "a dead worker's run is noticed after about this long")
+    CANCEL_DB_POLL_SEC: float = _n(30.0, 0.5, 3600.0, "how often a running run reads its cancel from the "
+                                   "database while Redis answers")
     QUEUE_WAIT_FLOOR_SEC: int = _n(300, 0, 86400, "least wait before 'no worker picked up the run'")
     SCHEDULE_LEAD_SEC: float = _n(2.0, 0.0, 30.0, "scheduled runs are handed over this early")
 
@@ -71,7 +73,7 @@ class Settings(BaseSettings):
     TRIGGER_RATE_LIMIT: str = Field("30 per minute", description="manual fires per team")
     LOG_CAP_BYTES: int = _n(10 * MIB, 2 * MIB, None, "stored output per run")
     LOG_CAP_LINES: int = _n(200_000, 1000, None, "stored lines per run")
-    LOG_BATCH_SECONDS: float = _n(0.25, 0.01, 60.0, "how often a run's output is written")
+    LOG_BATCH_SECONDS: float = _n(1.0, 0.01, 60.0, "how often a run's output is written")
     LIVE_STREAM_MAXLEN: int = _n(2000, 1, 1_000_000, "entries kept in a run's live stream")
     WS_MAX_PER_TEAM: int = _n(16, 1, 100000, "open live-log sockets per team")
     WS_MAX_PER_PRINCIPAL: int = _n(8, 1, 100000, "open live-log sockets per key or session")
@@ -101,6 +103,10 @@ class Settings(BaseSettings):
 
     # -- sign-in and the audit log
     AUDIT_RETENTION_DAYS: int = _n(365, 1, 36500, "audit rows older than this are removed")
+    RUN_RETENTION_DAYS: int = _n(0, 0, 36500, "finished runs older than this are removed (0: kept for ever; "
+                                 "per team: runRetentionDays)")
+    LOG_RETENTION_DAYS: int = _n(0, 0, 36500, "stored output of runs finished longer ago is removed (0: kept "
+                                 "for ever; per team: logRetentionDays)")
     PASSWORD_LOGIN: bool = Field(True, description="`false` turns the email and password form off (SSO only)")
     INVITATION_DAYS: int = _n(7, 1, 90, "an invitation link is valid this long, once")
     OIDC_ISSUER: str = Field("", description="an OpenID Connect provider's issuer URL: turns single sign-on on")
@@ -257,15 +263,17 @@ def _hosts(raw: str, strip_dot: bool = False) -> frozenset:
 
 # Settings read as they are into the Flask config (the rest are renamed, derived or process-only).
 AS_IS = ("WORKER_SLOTS", "NOTIFY_SLOTS", "WORKER_HOST", "HOST_LOST_SEC", "HOST_FENCE_SEC", "STORAGE_OUTAGE_SEC",
-         "RUN_LEASE_TTL_SEC", "QUEUE_WAIT_FLOOR_SEC", "SCHEDULE_LEAD_SEC", "TEAM_MAX_RUNNING", "TEAM_MAX_WORKFLOWS",
-         "MIN_SCHEDULE_INTERVAL_SEC", "TEAM_MAX_QUEUED", "WORKFLOW_MAX_ENV_BYTES", "TEAM_MAX_OUTPUT_BYTES_PER_DAY",
+         "RUN_LEASE_TTL_SEC", "CANCEL_DB_POLL_SEC", "QUEUE_WAIT_FLOOR_SEC", "SCHEDULE_LEAD_SEC", "TEAM_MAX_RUNNING",
+         "TEAM_MAX_WORKFLOWS", "MIN_SCHEDULE_INTERVAL_SEC", "TEAM_MAX_QUEUED", "WORKFLOW_MAX_ENV_BYTES",
+         "TEAM_MAX_OUTPUT_BYTES_PER_DAY",
          "TRIGGER_RATE_LIMIT", "LOG_CAP_BYTES", "LOG_CAP_LINES", "LOG_BATCH_SECONDS", "LIVE_STREAM_MAXLEN",
          "WS_MAX_PER_TEAM", "WS_MAX_PER_PRINCIPAL", "WS_MAX_PER_PROCESS", "TRUSTED_PROXIES", "CONTAINER_PIDS_LIMIT",
          "RUNS_TMPFS_MB", "DEFAULT_MEMORY_MB", "DEFAULT_CPUS", "MAX_MEMORY_MB", "MAX_CPUS", "CONTAINER_LOG_MAX_MB",
          "IMAGE_KEEP_DAYS", "RUNS_EGRESS_ALLOW", "RUNS_EGRESS_RULES", "SMTP_HOST", "SMTP_PORT", "SMTP_USER",
          "SMTP_PASSWORD", "SMTP_FROM", "SMTP_STARTTLS", "NOTIFY_ALLOW_HTTP_LOCALHOST", "NOTIFY_ALLOW_PRIVATE",
          "NOTIFY_MAX_ATTEMPTS", "NOTIFY_DEADLINE_SEC", "CHANNEL_DISABLE_AFTER", "METRICS_TOKEN",
-         "METRICS_MAX_WORKFLOW_SERIES", "AUDIT_RETENTION_DAYS", "PASSWORD_LOGIN", "INVITATION_DAYS", "OIDC_ISSUER",
+         "METRICS_MAX_WORKFLOW_SERIES", "AUDIT_RETENTION_DAYS", "RUN_RETENTION_DAYS",
+         "LOG_RETENTION_DAYS", "PASSWORD_LOGIN", "INVITATION_DAYS", "OIDC_ISSUER",
          "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET", "OIDC_GROUPS_CLAIM", "OIDC_PROVIDER_NAME")
 
 

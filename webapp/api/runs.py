@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Response, g, jsonify, request, stream_with_context
 
+from ..models.base import isoformat
 from ..runoutput import read
 from ..services import idempotency
 from ..services import runs as service
@@ -44,7 +45,7 @@ def get_logs(team_id: int, run_id: str):
     lines = lines[:limit]
     return jsonify({"runId": run.public_id, "lines": [line_json(line) for line in lines],
                     "truncated": run.log_dropped_bytes > 0, "droppedBytes": run.log_dropped_bytes,
-                    "nextAfterSeq": lines[-1].seq if more else None})
+                    "nextAfterSeq": lines[-1].seq if more else None, "prunedAt": isoformat(run.log_pruned_at)})
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:

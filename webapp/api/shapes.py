@@ -208,6 +208,7 @@ class Logs(Shape):
     truncated: bool
     droppedBytes: int
     nextAfterSeq: Optional[int]  # the afterSeq of the next page; null on the last
+    prunedAt: Optional[str]  # when the output was removed, past the team's logRetentionDays; else null
 
 
 class RegistryCredential(Shape):

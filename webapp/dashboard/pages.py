@@ -18,7 +18,7 @@ from ..services import backfills, chains, envgroups
 from ..services import channels as channel_service
 from ..services import health as health_service
 from ..services import hooks, hosts
-from ..services import retrying, roles
+from ..services import retention, retrying, roles
 from ..services import runs as run_service
 from ..services import workflows as wf_service
 from ..gate import OPEN, current_principal, may, needs, the_run
@@ -152,7 +152,8 @@ def runs_tab(team_id: int, project_id: int):
     runs, cursor = run_service.project_runs(principal(), team_id, project_id, filters, TAB_PAGE // 2,
                                             request.args.get("cursor") or None)
     return render_template("dashboard/runs.html", project=project, runs=runs, cursor=cursor, choices=choices,
-                           filters=filters, errors={}, ranges=run_service.RANGES)
+                           filters=filters, errors={}, ranges=run_service.RANGES,
+                           pruned_before=retention.pruned_before(team_id))
 
 
 @bp.get("/runs/<run_id>/row")
@@ -299,6 +300,7 @@ def workflow_page(team_id: int, workflow_id: str, **shown):
     recent = run_service.recent_runs(wf.id, 30)
     listed = backfills.list_backfills(principal(), team_id, workflow_id)
     return render_template("dashboard/workflow.html", wf=wf, runs=runs, cursor=cursor, recent=recent,
+                           pruned_before=retention.pruned_before(team_id),
                            backfills=listed, backfill_progress=backfills.progress_of(listed),
                            backfill_state=backfills.state, env_groups=envgroups.names_of(wf.env_group_ids),
                            describe=cron.describe, env=masked_env(wf.env), live_pools=hosts.live_pools(),

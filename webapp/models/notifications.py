@@ -12,7 +12,8 @@ class Event(db.Model):
     id = db.Column(db.Integer, primary_key=True)
     team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), nullable=False, index=True)
     kind = db.Column(db.String(40), nullable=False)
-    workflow_id = db.Column(db.Integer, db.ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False)
+    workflow_id = db.Column(db.Integer, db.ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False,
+                            index=True)  # a workflow's delete cascades here
     # null for an event about a workflow rather than a run (workflow.silent, a missed fire)
     run_id = db.Column(db.Integer, db.ForeignKey("runs.id", ondelete="CASCADE"), nullable=True)
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
@@ -54,7 +55,8 @@ class Notification(db.Model):
     team_id = db.Column(db.Integer, db.ForeignKey("teams.id", ondelete="CASCADE"), nullable=False)
     channel_id = db.Column(db.Integer, db.ForeignKey("notification_channels.id", ondelete="CASCADE"),
                            nullable=False)
-    event_id = db.Column(db.Integer, db.ForeignKey("events.id", ondelete="CASCADE"), nullable=True)  # null: a test
+    event_id = db.Column(db.Integer, db.ForeignKey("events.id", ondelete="CASCADE"), nullable=True,
+                         index=True)  # null: a test; indexed for the cascade of a removed run
     state = db.Column(db.String(10), nullable=False, default="pending")  # pending | sending | sent | failed
     attempts = db.Column(db.Integer, nullable=False, default=0)
     next_attempt_at = db.Column(db.DateTime, nullable=False, default=utcnow)
@@ -75,10 +77,12 @@ class NotificationDelivery(db.Model):
 
     __tablename__ = "notification_deliveries"
     id = db.Column(db.Integer, primary_key=True)
-    notification_id = db.Column(db.Integer, db.ForeignKey("notifications.id", ondelete="CASCADE"), nullable=True)
+    notification_id = db.Column(db.Integer, db.ForeignKey("notifications.id", ondelete="CASCADE"), nullable=True,
+                                index=True)  # the sweep's stuck deliveries; a notification's delete
     channel_id = db.Column(db.Integer, db.ForeignKey("notification_channels.id", ondelete="CASCADE"),
                            nullable=False, index=True)
-    event_id = db.Column(db.Integer, db.ForeignKey("events.id", ondelete="CASCADE"), nullable=True)  # null: a test
+    event_id = db.Column(db.Integer, db.ForeignKey("events.id", ondelete="CASCADE"), nullable=True,
+                         index=True)  # null: a test; indexed for the cascade of a removed run
     attempt = db.Column(db.Integer, nullable=False, default=1)
     status = db.Column(db.String(10), nullable=False, default="pending")  # pending | sent | failed
     response_code = db.Column(db.Integer, nullable=True)

@@ -15,6 +15,8 @@ class Team(db.Model):
     created_at = db.Column(db.DateTime, nullable=False, default=utcnow)
     # An operator's overrides of the quota defaults, by limit name (services/quotas.py); null: none.
     limits = db.Column(JSON, nullable=True)
+    # Runs that finished before this were removed, past the team's runRetentionDays (null: none)
+    runs_pruned_before = db.Column(db.DateTime, nullable=True)
 
     projects = db.relationship("Project", back_populates="team", order_by="Project.id")
 

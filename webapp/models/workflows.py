@@ -166,6 +166,8 @@ class Run(db.Model):
     log_next_seq = db.Column(db.Integer, nullable=False, default=0, server_default="0")
     # Where the "bytes dropped" notice goes once the head is full (kept across a re-attach).
     log_notice_seq = db.Column(db.Integer, nullable=True)
+    # When its stored output was removed, past the team's logRetentionDays (services/retention.py)
+    log_pruned_at = db.Column(db.DateTime, nullable=True)
 
     workflow = db.relationship("Workflow")
     retry_of = db.relationship("Run", remote_side=[id], foreign_keys=[retry_of_id])
@@ -176,11 +178,16 @@ class Run(db.Model):
         db.UniqueConstraint("workflow_id", "scheduled_for", name="uq_runs_workflow_scheduled_for"),
         db.UniqueConstraint("workflow_id", "triggered_by_id", name="uq_runs_workflow_triggered_by"),
         db.Index("ix_runs_triggered_by", "triggered_by_id"),  # a run page's "triggered" list
+        db.Index("ix_runs_retry_of", "retry_of_id"),  # a run page's retry; a run's delete checks it
         db.Index("ix_runs_backfill_status", "backfill_id", "status"),  # a backfill's progress
         db.Index("ix_runs_status_due", "status", "due_at"),
         db.Index("ix_runs_team_status", "team_id", "status"),  # a team's queue, counted for its quota
         # the health view reads the last week's finished runs of each workflow
         db.Index("ix_runs_workflow_finished", "workflow_id", "finished_at"),
+        # retention (services/retention.py): a team's oldest finished runs, and those with output
+        db.Index("ix_runs_team_finished", "team_id", "finished_at"),
+        db.Index("ix_runs_team_finished_output_kept", "team_id", "finished_at",
+                 postgresql_where=db.text("log_pruned_at IS NULL"), sqlite_where=db.text("log_pruned_at IS NULL")),
     )
 
     @property
@@ -208,9 +215,10 @@ class RunCount(db.Model):
 
 
 class RunLogBlock(db.Model):
-    """Consecutive lines of a run's output from one stream and one read of it (one timestamp),
-    joined by newlines: seqs `first_seq`..`last_seq`, one per line. A flood is stored as a few
-    thousand rows of up to 64 KiB instead of a row per line; a slow writer's line is a block alone."""
+    """Consecutive lines of a run's output from one stream, joined by newlines: seqs
+    `first_seq`..`last_seq`, one per line. A flood is stored as a few thousand rows of up to 64 KiB
+    instead of a row per line, and a slow writer's lines of one flush as one row; each line keeps
+    the instant it was read, and zstd compresses what it can (runoutput/codec.py)."""
 
     __tablename__ = "run_log_blocks"
     id = db.Column(db.BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True)
@@ -218,8 +226,9 @@ class RunLogBlock(db.Model):
     first_seq = db.Column(db.Integer, nullable=False)
     last_seq = db.Column(db.Integer, nullable=False)
     stream = db.Column(db.String(6), nullable=False)  # stdout | stderr | system
-    text = db.Column(db.Text, nullable=False)
-    ts = db.Column(db.DateTime, nullable=False)
+    text = db.Column(db.Text, nullable=True)  # the lines, or null when `packed` holds them (runoutput/codec.py)
+    packed = db.Column(db.LargeBinary, nullable=True)
+    ts = db.Column(db.DateTime, nullable=False)  # when its first line was read
     # Blocks never overlap, so ordering by last_seq is ordering by seq, and "the blocks holding a
     # seq after N" is a range scan of this index.
     __table_args__ = (db.UniqueConstraint("run_id", "last_seq", name="uq_run_log_blocks_run_last_seq"),)

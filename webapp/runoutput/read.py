@@ -13,6 +13,7 @@ from ..extensions import db
 from ..models import Run, RunLogBlock
 from ..models.base import utcnow
 from ..vocabulary import TERMINAL
+from . import codec
 
 LOG_PAGE_MAX = 10000  # lines per page of the logs API
 BLOCK_PAGE = 64  # blocks per query of everything that reads logs: at most 4 MiB of text
@@ -28,8 +29,8 @@ class LogLine(NamedTuple):
 
 def _block_query(run_pk: int):
     table = RunLogBlock.__table__
-    return select(table.c.first_seq, table.c.last_seq, table.c.stream, table.c.text, table.c.ts).where(
-        table.c.run_id == run_pk)
+    return select(table.c.first_seq, table.c.last_seq, table.c.stream, table.c.text, table.c.packed,
+                  table.c.ts).where(table.c.run_id == run_pk)
 
 
 def _blocks(run_pk: int, after_seq: int, before_seq: int | None, *, release: bool):
@@ -51,8 +52,11 @@ def _blocks(run_pk: int, after_seq: int, before_seq: int | None, *, release: boo
 
 
 def _lines(block, after_seq: int = -1, before_seq: int | None = None) -> list[LogLine]:
-    first, stream, ts = block.first_seq, block.stream, block.ts
-    lines = [LogLine(first + i, stream, text, ts) for i, text in enumerate(block.text.split("\n"))]
+    first, stream = block.first_seq, block.stream
+    text, offsets = codec.decode(block.text, block.packed)
+    texts = text.split("\n")
+    lines = [LogLine(first + i, stream, line, ts)
+             for i, (line, ts) in enumerate(zip(texts, codec.instants(block.ts, offsets, len(texts))))]
     if first <= after_seq or (before_seq is not None and block.last_seq >= before_seq):
         lines = [line for line in lines if line.seq > after_seq and (before_seq is None or line.seq < before_seq)]
     return lines
@@ -80,7 +84,7 @@ def log_text(run_pk: int, after_seq: int = -1):
     """The log as text, streamed a block at a time (a block's text is its lines already joined)."""
     for block in _blocks(run_pk, after_seq, None, release=True):
         if block.first_seq > after_seq:
-            yield block.text + "\n"
+            yield codec.decode(block.text, block.packed)[0] + "\n"
         else:
             yield "".join(line.text + "\n" for line in _lines(block, after_seq))
 

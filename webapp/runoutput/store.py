@@ -1,7 +1,8 @@
 """Where a run's output goes: split into lines, published live at once, stored in blocks, capped.
 
-Lines are numbered (`seq`) one by one but stored and published as blocks: the lines of one read of
-one stream joined by newlines, merged up to BLOCK_CHARS. A chunk of a flood whose lines all fit the
+Lines are numbered (`seq`) one by one but stored and published as blocks: consecutive lines of one
+stream joined by newlines, merged up to BLOCK_CHARS, each line's read instant kept (codec.py, which
+also compresses a block that zstd makes smaller). A chunk of a flood whose lines all fit the
 head is taken whole (one decode, one block) instead of line by line.
 
 Past the cap the sink keeps the head (cap minus the tail size) and a rolling last 1 MiB, and at
@@ -18,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import redis
@@ -29,17 +30,20 @@ from ..extensions import db
 from ..models import Run, RunLogBlock
 from ..models.base import isoformat, utcnow
 from ..vocabulary import RunStatus
+from . import codec
 from .stream import LeaseLost, publish_lines
 
 log = logging.getLogger(__name__)
 
 BLOCKS = RunLogBlock.__table__
+MICROSECOND = timedelta(microseconds=1)
 RUNS = Run.__table__
 MAX_LINE = 64 * 1024  # a longer line without a newline is stored in pieces of this size
 BLOCK_CHARS = 64 * 1024  # lines are merged into a stored block up to this size
 LIVE_TEXT_MAX = 16 * 1024  # bounds Redis memory in a flood; the stored line is whole
 BATCH_BYTES = 1024 * 1024  # a flush is due when this much waits (or LOG_BATCH_SECONDS passed)
 BATCH_PIECES = 1000
+ROWS_PER_INSERT = 1000  # blocks per INSERT statement: 6,000 parameters, under every database's bound
 # Past either bound the reader waits for a flush: the container's writes block, memory stays flat.
 MAX_PENDING_BYTES = 8 * 1024 * 1024
 MAX_PENDING_PIECES = 20000
@@ -346,7 +350,7 @@ class LogSink:
 
     def _pend(self, first: int, last: int, stream: str, ts: datetime, text: str) -> None:
         """Lines first..last for the next flush: merged into the block before when they continue it
-        (same stream and read, the next seq, room left), else a block of their own."""
+        (same stream, the next seq, room left), else a block of their own."""
         self.pending_bytes += len(text) + 1
         self.pending_pieces += 1
         _merge(self.pending, first, last, stream, ts, text)
@@ -479,8 +483,8 @@ class LogSink:
                 db.session.rollback()
                 self.fence.lost.set()
                 raise LeaseLost(self.public_id)
-            if rows:
-                db.session.execute(BLOCKS.insert(), rows)  # Core executemany: far faster than the ORM path
+            for at in range(0, len(rows), ROWS_PER_INSERT):  # one statement, not one per block
+                db.session.execute(BLOCKS.insert().values(rows[at:at + ROWS_PER_INSERT]))
             db.session.commit()
         except LeaseLost:
             raise
@@ -493,28 +497,34 @@ class LogSink:
 
 @dataclass
 class Block:
-    """Lines first_seq..last_seq of one stream and one read, to be stored as one row."""
+    """Lines first_seq..last_seq of one stream, to be stored as one row (runoutput/codec.py)."""
     first_seq: int
     last_seq: int
     stream: str
-    ts: datetime
-    texts: list[str]
+    ts: datetime  # when its first line was read
+    texts: list[str]  # pieces of one or more lines each
     chars: int  # the texts' length, joined by newlines
+    reads: list[tuple[int, datetime]] = field(default_factory=list)  # (lines, read at) of each piece
 
     def row(self, run_id: int) -> dict:
+        text = self.texts[0] if len(self.texts) == 1 else "\n".join(self.texts)
+        offsets = None
+        if any(at != self.ts for _, at in self.reads):
+            offsets = [int((at - self.ts) / MICROSECOND) for lines, at in self.reads for _ in range(lines)]
+        text, packed = codec.encode(text, offsets)
         return {"run_id": run_id, "first_seq": self.first_seq, "last_seq": self.last_seq, "stream": self.stream,
-                "ts": self.ts, "text": self.texts[0] if len(self.texts) == 1 else "\n".join(self.texts)}
+                "ts": self.ts, "text": text, "packed": packed}
 
 
 def _merge(blocks: list[Block], first: int, last: int, stream: str, ts: datetime, text: str) -> None:
-    """Append lines first..last to `blocks`: onto the last block when they continue it (same
-    stream, same read time, the next seq) and it has room, else as a block of their own."""
+    """Append lines first..last, read at `ts`, to `blocks`: onto the last block when they continue
+    it (same stream, the next seq) and it has room, else as a block of their own."""
     if blocks:
         block = blocks[-1]
-        if (block.last_seq + 1 == first and block.stream == stream and block.ts == ts
-                and block.chars + len(text) + 1 <= BLOCK_CHARS):
+        if block.last_seq + 1 == first and block.stream == stream and block.chars + len(text) + 1 <= BLOCK_CHARS:
             block.last_seq = last
             block.texts.append(text)
             block.chars += len(text) + 1
+            block.reads.append((last - first + 1, ts))
             return
-    blocks.append(Block(first, last, stream, ts, [text], len(text)))
+    blocks.append(Block(first, last, stream, ts, [text], len(text), [(last - first + 1, ts)]))

@@ -22,6 +22,7 @@ NOTIFY_JOB_TIMEOUT_SEC = 120
 # for ever. A run still queued by then is handed over again by the sweep (jobs/sweeper.py).
 JOB_TTL_SEC = 2 * 86400
 CANCEL_PLAIN = "1"  # the cancel signal's value when the cancel has no reason to record
+CANCEL_SIGNAL_TTL_SEC = 7 * 86400
 
 
 def queue(name: str = RUNS_QUEUE, connection=None) -> Queue:
@@ -98,6 +99,17 @@ def hand_over_notifications(notification_ids: list[int], *, first_attempt: bool 
 
 
 def signal_cancel(public_id: str, reason: str | None) -> None:
-    """The fast path of a cancel already written to the database: the worker polls Redis often
-    and the database at least every half second."""
-    get_redis().set(keys.run_cancel(public_id), reason or CANCEL_PLAIN, ex=7 * 86400)
+    """The fast path of a cancel already written to the database: the worker asks Redis every
+    0.1 s, and the database only seldom (jobs/deadlines.py)."""
+    get_redis().set(keys.run_cancel(public_id), reason or CANCEL_PLAIN, ex=CANCEL_SIGNAL_TTL_SEC)
+
+
+def signal_cancels_again(cancels: list[tuple[str, str | None]]) -> None:
+    """The signals of cancels already recorded, (public id, reason) each, in one round trip; a
+    signal still in Redis is left as it is."""
+    if not cancels:
+        return
+    pipe = get_redis().pipeline(transaction=False)
+    for public_id, reason in cancels:
+        pipe.set(keys.run_cancel(public_id), reason or CANCEL_PLAIN, ex=CANCEL_SIGNAL_TTL_SEC, nx=True)
+    pipe.execute()

@@ -32,6 +32,8 @@ LIMITS = (
     Limit("envBytes", "WORKFLOW_MAX_ENV_BYTES", "bytes of env (names and values) of one workflow or one run"),
     Limit("outputBytesPerDay", "TEAM_MAX_OUTPUT_BYTES_PER_DAY",
           "bytes of run output stored per day (UTC); past it output is counted, not kept, and runs go on"),
+    Limit("runRetentionDays", "RUN_RETENTION_DAYS", "days a finished run is kept, with its output (0: for ever)"),
+    Limit("logRetentionDays", "LOG_RETENTION_DAYS", "days a finished run's output is kept (0: for ever)"),
 )
 BY_NAME = {limit.name: limit for limit in LIMITS}
 
@@ -47,6 +49,11 @@ class QuotaExceeded(ServiceError):
 def limits_for(team_id: int) -> dict[str, int]:
     """The team's limits: its overrides over the installation's defaults."""
     return _with_defaults(db.session.scalar(select(Team.limits).where(Team.id == team_id)))
+
+
+def limits_for_teams(rows) -> dict[int, dict[str, int]]:
+    """The limits of each (team id, its overrides) of `rows`."""
+    return {team_id: _with_defaults(overrides) for team_id, overrides in rows}
 
 
 def _with_defaults(overrides: dict | None) -> dict[str, int]:
