@@ -75,7 +75,8 @@ def test_get_run_and_logs(client, alice):
     run = post_trigger(client, alice, wf["id"]).get_json()
     assert client.get(f"{base(alice)}/runs/{run['id']}", headers=alice.h()).get_json()["id"] == run["id"]
     logs = client.get(f"{base(alice)}/runs/{run['id']}/logs", headers=alice.h()).get_json()
-    assert logs == {"runId": run["id"], "lines": [], "truncated": False, "droppedBytes": 0, "nextAfterSeq": None}
+    assert logs == {"runId": run["id"], "lines": [], "truncated": False, "droppedBytes": 0, "nextAfterSeq": None,
+                    "prunedAt": None}
     text = client.get(f"{base(alice)}/runs/{run['id']}/logs?format=text", headers=alice.h())
     assert text.status_code == 200 and text.mimetype == "text/plain"
     assert client.get(f"{base(alice)}/runs/run_nope", headers=alice.h()).status_code == 404
