@@ -30,7 +30,7 @@ class CancelWatch:
     read every CANCEL_DB_FAST_SEC while Redis cannot be asked or its data is gone, and otherwise
     only every CANCEL_DB_POLL_SEC, so that a run that writes nothing costs the database almost
     nothing; the scheduler's sweep also signals again, in Redis, every cancel recorded for a
-    running run (`resignal_cancels`), which covers a signal lost between the row's write and
+    running run (jobs/sweeper.py `signal_cancels_again`), which covers a signal lost between the row's write and
     Redis."""
 
     def __init__(self, run: Run, store: redis.Redis):

@@ -20,10 +20,11 @@ PACK_SAVES = 0.9
 _local = threading.local()  # zstandard's (de)compressor objects are one per thread
 
 
-def _compressor() -> zstandard.ZstdCompressor:
-    if not hasattr(_local, "c"):
-        _local.c, _local.d = zstandard.ZstdCompressor(level=LEVEL), zstandard.ZstdDecompressor()
-    return _local.c
+def _codecs() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    """This thread's compressor and decompressor, made once."""
+    if not hasattr(_local, "pair"):
+        _local.pair = zstandard.ZstdCompressor(level=LEVEL), zstandard.ZstdDecompressor()
+    return _local.pair
 
 
 def encode(text: str, offsets: list[int] | None) -> tuple[str | None, bytes | None]:
@@ -32,7 +33,7 @@ def encode(text: str, offsets: list[int] | None) -> tuple[str | None, bytes | No
     if offsets is None and len(text) < PACK_FROM:
         return text, None
     payload = json.dumps([offsets, text], ensure_ascii=False, separators=(",", ":")).encode()
-    packed = _compressor().compress(payload)
+    packed = _codecs()[0].compress(payload)
     if offsets is None and len(packed) > PACK_SAVES * len(text.encode()):
         return text, None
     return None, packed
@@ -42,8 +43,7 @@ def decode(text: str | None, packed: bytes | None) -> tuple[str, list[int] | Non
     """A row's (text, offsets)."""
     if packed is None:
         return text, None
-    _compressor()
-    offsets, text = json.loads(_local.d.decompress(packed))
+    offsets, text = json.loads(_codecs()[1].decompress(packed))
     return text, offsets
 
 

@@ -64,7 +64,7 @@ def _prune_output(team_id: int, days: int) -> int:
         db.session.execute(update(Run).where(Run.id.in_(ids)).values(log_pruned_at=utcnow()))
         db.session.commit()
         done += len(ids)
-    db.session.commit()
+    db.session.commit()  # the read that found nothing more
     return done
 
 
@@ -87,7 +87,7 @@ def _prune_runs(team_id: int, days: int) -> int:
                            .values(runs_pruned_before=max(row.finished_at for row in rows)))
         db.session.commit()
         done += len(ids)
-    db.session.commit()
+    db.session.commit()  # the read that found nothing more
     return done
 
 
