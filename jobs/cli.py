@@ -112,7 +112,7 @@ def egress_rules():
 @click.option("--stay", is_flag=True, help="keep guarding when nothing is left (a service of its own)")
 def host_guard(host: str | None, stay: bool):
     """Fence HOST's run containers when its heartbeat stops (jobs/fence.py). The host keeper
-    starts one in a session of its own, which outlives the worker and leaves when nothing is
+    forks one into a session of its own, which outlives the worker and leaves when nothing is
     left; under systemd, whose stop ends every process of a unit, run it as a unit of its own
     with --stay (docs/deploy.md). HOST: this engine's host name, as `flask worker` finds it."""
     from . import fence, hosts

@@ -14,9 +14,10 @@ The notes reach the run's log through whoever can write to the database next: a 
 completes the run says it in its log and error; the keeper appends it to a run that was finished
 meanwhile (failed "worker host lost" by the sweeper).
 
-The guard is a process of its own (`flask host-guard`), started by the host keeper in a session of
-its own: it outlives a worker stopped cleanly, killed with its whole process group, or crashed,
-and one runs per host on a machine (a lock file). It needs neither the database nor Redis, only
+The guard is a process of its own, forked by the host keeper into a session of its own (or `flask
+host-guard --stay`, a service of its own): it outlives a worker stopped cleanly, killed with its
+whole process group, or crashed, and one runs per host on a machine (a lock file; its pid in
+`guard.pid` beside it). It needs neither the database nor Redis, only
 that file and the engine. What no guard covers: a machine that froze whole, or lost every process
 of ours (the guard too), while its engine keeps containers running (README, "Durability")."""
 from __future__ import annotations
@@ -26,8 +27,7 @@ import functools
 import logging
 import os
 import re
-import subprocess
-import sys
+import signal
 import threading
 import time
 from pathlib import Path
@@ -46,6 +46,7 @@ CHECK_EVERY_SEC = 0.5
 STOP_GRACE_SEC = 10  # a cancel's grace; a fence's is shorter when HOST_LOST_SEC leaves less room
 LIVE_STATES = ("created", "running", "paused", "restarting")
 ENGINE_AWAY_LEAVE_SEC = 60
+GUARD_NAME = "wf-host-guard"  # a forked guard's process name
 
 
 def fence_sec() -> float:
@@ -142,33 +143,77 @@ def _write(path: Path, text: str) -> None:
 # -- the guard -----------------------------------------------------------------------------------
 def ensure_guard(host: str) -> None:
     """Start this host's guard unless one runs (its lock is held). Called by the host keeper at
-    start and every few seconds, so that a guard that died is replaced while a worker lives."""
-    lock = host_dir(host) / "guard.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # a guard holds it
-        fcntl.flock(f, fcntl.LOCK_UN)
-    subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "host-guard", host], cwd=ROOT,
-                     stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    start and every few seconds, so that a guard that died is replaced while a worker lives.
+
+    The guard is forked from the keeper (no second interpreter to load the app: it guards from the
+    first millisecond), twice, so that it belongs to neither the keeper nor its session and no one
+    has to reap it. The lock is taken here, before the fork, and the guard inherits it: two calls
+    at once (the keeper's beat and its reaper) never start two guards."""
+    lock = _lock(host)
+    if lock is None:
+        return  # a guard holds it
+    child = os.fork()
+    if child:
+        lock.close()  # the guard's copy keeps the lock (flock belongs to the open file)
+        os.waitpid(child, 0)
+        return
+    code = 1
+    try:
+        os.setsid()  # out of the worker's process group: a kill of the worker's group spares it
+        if os.fork() == 0:
+            _name_process(GUARD_NAME)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the keeper's handler is not the guard's
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for `make run` is not for it
+            guard(host, lock=lock)
+        code = 0
+    except BaseException:
+        log.exception("host guard of %s failed", host)
+    finally:
+        os._exit(code)  # never back into the keeper's code, nor its atexit handlers
 
 
-def guard(host: str, stay: bool = False) -> None:
-    """The loop of `flask host-guard HOST`: fence this host's run containers whenever its heartbeat
-    is HOST_FENCE_SEC old; leave once nothing of the host is live on the engine and no worker of it
-    beats (the next worker starts a new guard), unless told to `stay`. One per host on a machine.
-    An engine that does not answer for ENGINE_AWAY_LEAVE_SEC while no worker beats is left too:
-    its containers went with it unless it runs with live-restore, where `--stay` is the answer."""
-    lock_path = host_dir(host) / "guard.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = open(lock_path, "a")
+def _name_process(name: str) -> None:
+    """The name `ps -o comm`, `top` and /proc/PID/comm show (the command line stays the worker's)."""
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except OSError:  # not Linux/glibc: it keeps the worker's name
+        pass
+
+
+def _lock(host: str):
+    """This host's guard lock, held (the open file), or None when a guard holds it."""
+    path = host_dir(host) / "guard.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path, "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        lock.close()
+        return None
+    return lock
+
+
+def guard(host: str, stay: bool = False, lock=None) -> None:
+    """The guard (forked by the keeper, or `flask host-guard HOST` as a service of its own): fence
+    this host's run containers whenever its heartbeat is HOST_FENCE_SEC old; leave once nothing of the host is live on the engine and no worker of it
+    beats (the next worker starts a new guard), unless told to `stay`. One per host on a machine
+    (`lock`, when the caller holds it already). Its pid is in the host's folder (`guard.pid`).
+    An engine that does not answer for ENGINE_AWAY_LEAVE_SEC while no worker beats is left too:
+    its containers went with it unless it runs with live-restore, where `--stay` is the answer."""
+    lock = lock or _lock(host)
+    if lock is None:
         return
+    pid_file = host_dir(host) / "guard.pid"
+    _write(pid_file, f"{os.getpid()}\n")
     log.info("host guard of %s started (fences at %g s without a heartbeat)", host, fence_sec())
+    try:
+        _watch(host, stay)
+    finally:
+        pid_file.unlink(missing_ok=True)  # the lock is still held: no later guard wrote it
+
+
+def _watch(host: str, stay: bool) -> None:
     away_since = None
     while True:
         age = beat_age(host)

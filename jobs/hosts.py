@@ -148,7 +148,8 @@ class Heart:
         self._tell_notes()
 
     def reap(self) -> None:
-        fence.ensure_guard(self.host)
+        if self.guarded:  # not before the first beat: a guard that finds none leaves at once
+            fence.ensure_guard(self.host)
         reap()
         if time.monotonic() >= self.next_prune:
             self.next_prune = time.monotonic() + images.IMAGE_PRUNE_EVERY_SEC

@@ -385,13 +385,13 @@ def _stop_host_guards() -> None:
     """The host guards this test's workers started: they outlive their workers by design, and a
     guard left by one test keeps its host (one guard per host) with that test's HOST_LOST_SEC, so
     it would fence the next test's runs on its own schedule. Only this test worker's (its
-    database), not another xdist worker's."""
+    database), not another xdist worker's. A guard writes its pid beside its lock (jobs/fence.py)."""
     mine = f"DATABASE_URL={_db}".encode()
-    found = subprocess.run(["pgrep", "-f", "host-guard"], capture_output=True, text=True).stdout.split()
-    for pid in found:
+    for pid_file in (ROOT / "var" / "hosts").glob("*/guard.pid"):
         try:
+            pid = int(pid_file.read_text())
             if mine in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
         except (OSError, ValueError):
             pass
 

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import ROOT, TEST_IMAGE, TEST_PASS, free_port, wait_for
 
+from jobs.fence import GUARD_NAME
 from webapp.config import local_redis_password, local_redis_url
 
 REDIS_DB = 9
@@ -39,6 +40,13 @@ def processes() -> dict[int, tuple[int, str]]:
             continue
         out[int(entry.name)] = (int(fields[1]), cmd)
     return out
+
+
+def _name(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
 
 
 def marked(mark: str) -> list[int]:
@@ -87,10 +95,11 @@ class MakeRun:
                               check=True, capture_output=True, text=True).stdout
 
     def role(self, word: str) -> list[tuple[int, int]]:
-        """(pid, parent pid) of this run's processes whose command is `flask ... <word>`."""
+        """(pid, parent pid) of this run's processes whose command is `flask ... <word>` (but the
+        host guard: a fork of the worker's keeper, named apart)."""
         mine = set(marked(self.mark))
         return [(pid, ppid) for pid, (ppid, cmd) in processes().items()
-                if pid in mine and cmd.endswith(f"wsgi {word}")]
+                if pid in mine and cmd.endswith(f"wsgi {word}") and _name(pid) != GUARD_NAME]
 
 
 class HealthPolls:

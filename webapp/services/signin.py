@@ -2,14 +2,20 @@
 address's failed attempt has a row of no team, which the operator's export reads)."""
 from __future__ import annotations
 
+import functools
+
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import User
 from . import audit
 
-# Checked when the email is unknown, so that a sign-in takes the same time either way.
-_NO_USER_HASH = generate_password_hash("no user has this password")
+
+@functools.cache
+def _no_user_hash() -> str:
+    """Checked when the email is unknown, so that a sign-in takes the same time either way. Made at
+    the first such sign-in, not at import: every worker and CLI process imports this module."""
+    return generate_password_hash("no user has this password")
 
 
 def record(user: User | None, email: str, action: str, source: dict, diff: dict | None = None) -> None:
@@ -24,7 +30,7 @@ def with_password(email: str, password: str, source: dict) -> User | None:
     email = email.strip().lower()
     user = None if "\x00" in email else db.session.query(User).filter_by(email=email).first()
     if user is None:
-        check_password_hash(_NO_USER_HASH, password)  # the same work as a real check
+        check_password_hash(_no_user_hash(), password)  # the same work as a real check
         ok = False
     else:
         ok = user.check_password(password)
