@@ -39,7 +39,7 @@ def sweep() -> dict:
              "notifications": hand_over_due_notifications,
              "silent": silence.check_silent, "idempotency_keys": idempotency.prune_expired,
              "backfilled": backfills.advance_all, "audit_pruned": audit.prune,
-             "pruned": retention.prune}
+             "pruned": retention.prune, "hosts_pruned": hosts.prune}
     counts: dict = {}
     for name, step in steps.items():
         try:

@@ -7,7 +7,7 @@ import pytest
 
 from datetime import timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from conftest import create_wf, grant_pool
 
@@ -112,3 +112,59 @@ def test_a_running_run_that_never_recorded_its_host_is_not_handed_to_any_host(ap
         recover_lost()
         run = db.session.get(Run, run_id)
         assert (run.status, run.error) == ("failed", HOST_LOST)
+
+
+def test_hosts_gone_for_a_week_lose_their_heartbeat_rows_and_their_queues(app, client, alice):
+    """A sweep step, not a worker's registration, forgets processes unseen for FORGET_AFTER_SEC;
+    a host-bound queue goes once its host has no row left and no running run, and not before."""
+    from jobs.sweeper import sweep
+    from webapp.extensions import db
+    from webapp.models import Run, WorkerProcess
+    from webapp.models.clock import db_now
+    from webapp.services import dispatch, hosts
+    [busy] = _queue(app, _wf(app, client, alice), 1, timedelta(0))
+    with app.app_context():
+        db.session.execute(update(Run).where(Run.id == busy).values(status="running", worker_host="busy"))
+        week = db_now(-hosts.FORGET_AFTER_SEC - 60)
+        db.session.add_all([WorkerProcess(name=f"m:{i}", host=host, slots=1, started_at=seen, last_seen_at=seen)
+                            for i, (host, seen) in enumerate([("gone", week), ("gone", week), ("here", db_now()),
+                                                             ("half", week), ("half", db_now())])])
+        db.session.commit()
+        for host in ("gone", "here", "half", "unknown", "busy"):
+            dispatch.enqueue_resume(f"run_{host}", 60, host)
+        assert dispatch.host_queue_hosts() == {"gone", "here", "half", "unknown", "busy"}
+        assert sweep()["hosts_pruned"] == 3
+        assert sorted(db.session.scalars(select(WorkerProcess.host))) == ["half", "here"]
+        assert dispatch.host_queue_hosts() == {"here", "half", "busy"}  # "busy" still has a run on it
+        assert dispatch.queue("host:here").count == 1
+
+
+def test_the_workers_page_asks_the_database_as_often_for_forty_hosts_as_for_two(app, client, alice):
+    """Each host has a running run of the viewer's: the page's queries do not grow with the hosts."""
+    from sqlalchemy import event
+    from webapp.extensions import db
+    from webapp.models import Run
+    from webapp.services import hosts
+    workflow = _wf(app, client, alice)
+    client.post("/login", data={"email": alice.email, "password": alice.password})
+
+    def statements_for(count: int) -> int:
+        runs = _queue(app, workflow, count, timedelta(0))
+        with app.app_context():
+            for i, run in enumerate(runs):
+                hosts.register(f"box-{count}-{i}:1", f"box-{count}-{i}", ["default"], 1, "26.1")
+                db.session.execute(update(Run).where(Run.id == run).values(status="running",
+                                                                          worker_host=f"box-{count}-{i}"))
+            db.session.commit()
+            engine = db.engine
+        seen = []
+        listen = lambda *args: seen.append(args[2])  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listen)
+        try:
+            page = client.get("/workers").get_data(as_text=True)
+        finally:
+            event.remove(engine, "before_cursor_execute", listen)
+        assert page.count(f"box-{count}-") >= count
+        return len(seen)
+
+    assert statements_for(2) == statements_for(40)

@@ -113,3 +113,16 @@ def signal_cancels_again(cancels: list[tuple[str, str | None]]) -> None:
     for public_id, reason in cancels:
         pipe.set(keys.run_cancel(public_id), reason or CANCEL_PLAIN, ex=CANCEL_SIGNAL_TTL_SEC, nx=True)
     pipe.execute()
+
+
+def host_queue_hosts() -> set[str]:
+    """The hosts that have a queue of host-bound work in Redis (RQ lists every queue it made)."""
+    prefix = Queue.redis_queue_namespace_prefix + host_queue("")
+    return {key.decode()[len(prefix):] for key in get_redis().smembers(Queue.redis_queues_keys)
+            if key.decode().startswith(prefix)}
+
+
+def drop_host_queues(hosts: set[str]) -> None:
+    """Delete the host-bound queues (and their jobs) of hosts that are gone for good."""
+    for host in hosts:
+        queue(host_queue(host)).delete(delete_jobs=True)

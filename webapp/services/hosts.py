@@ -11,6 +11,7 @@ from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..models import Run, WorkerProcess
@@ -18,7 +19,7 @@ from ..models.base import utcnow
 from ..models.clock import db_now
 from ..vocabulary import RunStatus
 from .errors import Conflict, NotFound
-from . import pools
+from . import dispatch, pools
 
 BEAT_EVERY_SEC = 1.0
 ALIVE_SEC = 5.0  # a host that beat within this is there: its host-bound work is handed to it
@@ -34,7 +35,6 @@ def register(name: str, host: str, pools: list[str], slots: int, engine_version:
     db.session.add(WorkerProcess(name=name, host=host, pools=",".join(pools), slots=slots,
                                  engine_version=engine_version, started_at=db_now(), last_seen_at=db_now(),
                                  egress_problem=egress_problem))
-    db.session.execute(delete(WorkerProcess).where(WorkerProcess.last_seen_at < db_now(-FORGET_AFTER_SEC)))
     db.session.commit()
 
 
@@ -161,7 +161,7 @@ class HostView:
 
 def host_views(team_ids: set[int]) -> list[HostView]:
     """Every host seen within FORGET_AFTER_SEC, alive first; its live processes (or its last one);
-    `own_runs` only of `team_ids`."""
+    `own_runs` only of `team_ids`. Five queries whatever the number of hosts."""
     rows = db.session.execute(select(WorkerProcess, _live()).order_by(WorkerProcess.host, WorkerProcess.name)).all()
     busy = dict(db.session.execute(select(Run.worker_host, func.count()).where(Run.status == RunStatus.RUNNING)
                                    .group_by(Run.worker_host)).all())
@@ -169,6 +169,7 @@ def host_views(team_ids: set[int]) -> list[HostView]:
     for process, live in rows:
         by_host.setdefault(process.host, []).append((process, bool(live)))
     states = host_states(set(by_host))
+    own_runs, own_running = _own_running_runs(team_ids)
     views = []
     for host, procs in by_host.items():
         live = [p for p, is_live in procs if is_live]
@@ -180,13 +181,28 @@ def host_views(team_ids: set[int]) -> list[HostView]:
             engine_version=newest.engine_version, last_seen_at=newest.last_seen_at,
             processes=live or [newest], clock_offset_ms=newest.clock_offset_ms,
             egress_problem=next((p.egress_problem for p in live or [newest] if p.egress_problem), None),
-            own_runs=db.session.scalars(select(Run).where(Run.status == RunStatus.RUNNING, Run.worker_host == host,
-                                                          Run.team_id.in_(team_ids or {-1}))
-                                        .order_by(Run.started_at).limit(50)).all(),
-            own_running=db.session.scalar(select(func.count()).select_from(Run).where(
-                Run.status == RunStatus.RUNNING, Run.worker_host == host, Run.team_id.in_(team_ids or {-1})))))
+            own_runs=own_runs.get(host, []), own_running=own_running.get(host, 0)))
     order = {ALIVE: 0, AWAY: 1, LOST: 2}
     return sorted(views, key=lambda v: (order[v.state], v.host))
+
+
+OWN_RUNS_SHOWN = 50  # per host
+
+
+def _own_running_runs(team_ids: set[int]) -> tuple[dict[str, list[Run]], dict[str, int]]:
+    """The running runs of `team_ids`, by host: the first OWN_RUNS_SHOWN of each (with their
+    workflow) and how many there are. Two queries for every host at once; how many runs a team
+    has running is bounded by its quota."""
+    mine = (Run.status == RunStatus.RUNNING) & Run.team_id.in_(team_ids or {-1}) & Run.worker_host.is_not(None)
+    counts = dict(db.session.execute(select(Run.worker_host, func.count()).where(mine)
+                                     .group_by(Run.worker_host)).all())
+    shown: dict[str, list[Run]] = {}
+    for run in db.session.scalars(select(Run).where(mine).options(selectinload(Run.workflow))
+                                  .order_by(Run.started_at)):
+        listed = shown.setdefault(run.worker_host, [])
+        if len(listed) < OWN_RUNS_SHOWN:
+            listed.append(run)
+    return shown, counts
 
 
 def live_egress_problems() -> list:
@@ -202,6 +218,23 @@ def views_for(team_ids: set[int]) -> list[HostView]:
     granted), and any running one of their runs. Other teams' set-aside hosts are not shown."""
     usable = pools.usable(team_ids)
     return [v for v in host_views(team_ids) if usable & set(v.pools) or v.own_running]
+
+
+def prune() -> int:
+    """A sweep step: the heartbeat rows of worker processes not seen for FORGET_AFTER_SEC (a host's
+    rows otherwise went only when a worker of the same name registered again), then the Redis
+    queues of hosts that have no row left and no running run; the count of rows removed."""
+    removed = db.session.execute(delete(WorkerProcess).where(
+        WorkerProcess.last_seen_at < db_now(-FORGET_AFTER_SEC))).rowcount
+    db.session.commit()
+    queued = dispatch.host_queue_hosts()
+    if queued:
+        known = set(db.session.scalars(select(WorkerProcess.host).where(WorkerProcess.host.in_(queued)))) | set(
+            db.session.scalars(select(Run.worker_host).where(Run.status == RunStatus.RUNNING,
+                                                              Run.worker_host.in_(queued))))
+        db.session.rollback()
+        dispatch.drop_host_queues(queued - known)
+    return removed
 
 
 FORGOTTEN = "worker host lost (forgotten by an operator)"
