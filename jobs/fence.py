@@ -161,6 +161,7 @@ def ensure_guard(host: str) -> None:
     try:
         os.setsid()  # out of the worker's process group: a kill of the worker's group spares it
         if os.fork() == 0:
+            _drop_inherited_sockets()
             _name_process(GUARD_NAME)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the keeper's handler is not the guard's
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for `make run` is not for it
@@ -170,6 +171,21 @@ def ensure_guard(host: str) -> None:
         log.exception("host guard of %s failed", host)
     finally:
         os._exit(code)  # never back into the keeper's code, nor its atexit handlers
+
+
+def _drop_inherited_sockets() -> None:
+    """The keeper's connections (database, Redis, engine) came with the fork: point each of those
+    descriptors at /dev/null, so that a connection ends when the keeper does, never held open by the
+    guard (a killed keeper's transaction would keep its locks while the guard lives). The numbers
+    stay taken, so nothing the guard opens later gets one of them."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:") and int(name) != null:
+                os.dup2(null, int(name))
+        except OSError:
+            pass
+    os.close(null)
 
 
 def _name_process(name: str) -> None:
