@@ -25,3 +25,10 @@ def login(page, server, member) -> None:
     page.get_by_label("Password").fill(member.password)
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_title(re.compile("Workflows — "))
+    wait_for_scripts(page)
+
+
+def wait_for_scripts(page) -> None:
+    """Until the page's scripts ran (htmx took over its forms and buttons): a click before that, on
+    a slow machine, is the browser's own form post and leaves the page."""
+    page.wait_for_function("() => document.readyState === 'complete' && window.htmx !== undefined")

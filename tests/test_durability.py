@@ -172,7 +172,7 @@ def test_a_reattach_after_the_engine_rotated_the_log_loses_nothing_silently(clie
     worker = procs.worker(1, env=env)
     procs.scheduler(env=FAST)
     run = fire(client, alice, command=["sh", "-c", ROTATES], timeoutSec=300)
-    wait_for(lambda: "stored" in [l["text"] for l in all_logs(client, alice, run["id"])["lines"][-3:]], 60)
+    wait_for(lambda: "stored" in [l["text"] for l in all_logs(client, alice, run["id"])["lines"][-3:]], 60, every=1.0)
     engine_now = lambda: parse_time(docker_api.info()["SystemTime"])  # noqa: E731
     read_by = engine_now()  # "stored" is stored: it was read before this
     procs.kill(worker)  # nobody reads from here on
@@ -186,7 +186,9 @@ def test_a_reattach_after_the_engine_rotated_the_log_loses_nothing_silently(clie
     retained = docker_api.logs(container["Id"], stdout=True, stderr=False).split(b"\n")
     assert retained[0] != b"first" and len(retained) < 40000  # the engine did drop the head
     procs.worker(1, env=env)
-    wait_for(lambda: "after-the-rotation" in [l["text"] for l in all_logs(client, alice, run["id"])["lines"][-3:]], 60)
+    # every poll reads some 60,000 lines through the API: once a second, not ten times
+    wait_for(lambda: "after-the-rotation" in [l["text"] for l in all_logs(client, alice, run["id"])["lines"][-3:]],
+             120, every=1.0)
     touch("/tmp/end")
     assert wait_status(client, alice, run["id"], timeout=60)["status"] == "succeeded"
     logged = all_logs(client, alice, run["id"])["lines"]

@@ -42,18 +42,21 @@ def test_a_run_records_its_host_and_is_reattached_there_by_a_scheduler_without_a
 
 
 def test_a_run_is_taken_over_only_by_a_worker_on_its_own_host(client, alice, procs, docker_api):
-    procs.scheduler(env=FAST)
-    worker_a = procs.worker(1, env=HOST_A)
+    # host-a is away from its kill until its next worker is up: on a loaded machine that took
+    # longer than the default HOST_FENCE_SEC (30 s), and its guard rightly stopped the container
+    patient = {"HOST_LOST_SEC": "600"}
+    procs.scheduler(env={**FAST, **patient})
+    worker_a = procs.worker(1, env={**HOST_A, **patient})
     # it runs until told to end (a file the test makes), however slowly this machine goes
     run = fire(client, alice, command=["sh", "-c", "echo up; until [ -e /tmp/go ]; do sleep 0.2; done; echo down"],
                timeoutSec=120)
     wait_for(lambda: lines(client, alice, run["id"]), 30)
     procs.kill(worker_a)
-    procs.worker(1, env=HOST_B)  # alive, but another engine as far as the run knows
+    procs.worker(1, env={**HOST_B, **patient})  # alive, but another engine as far as the run knows
     time.sleep(6)  # the lease lapses (1.5 s) and the sweep runs several times meanwhile
     assert get(client, alice, run["id"])["status"] == "running"
     assert [c["State"] for c in containers(docker_api, run["id"])] == ["running"]  # untouched by host-b
-    procs.worker(1, env=HOST_A)
+    procs.worker(1, env={**HOST_A, **patient})
     [container] = containers(docker_api, run["id"])
     docker_api.exec_start(docker_api.exec_create(container["Id"], ["touch", "/tmp/go"]))
     done = wait_status(client, alice, run["id"], timeout=60)
