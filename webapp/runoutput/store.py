@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import redis
-from sqlalchemy import update
+from sqlalchemy import cast, column, exists, func, select, update
+from sqlalchemy import values as sa_values
 
 from .. import faults, keys
 from ..extensions import db
@@ -476,16 +477,15 @@ class LogSink:
         try:
             if rows:
                 faults.raise_here("sink-flush")
-            owned = db.session.execute(update(RUNS).where(RUNS.c.id == self.run_id, RUNS.c.status == RunStatus.RUNNING,
-                                                          RUNS.c.owner_token == self.fence.token)
-                                       .values(**values)).rowcount
+            fenced = update(RUNS).where(RUNS.c.id == self.run_id, RUNS.c.status == RunStatus.RUNNING,
+                                        RUNS.c.owner_token == self.fence.token).values(**values)
+            if db.engine.dialect.name == "postgresql" and len(rows) <= ROWS_PER_INSERT:
+                owned = _store_in_one_statement(fenced, rows)
+            else:
+                owned = _store_in_one_transaction(fenced, rows)
             if not owned:
-                db.session.rollback()
                 self.fence.lost.set()
                 raise LeaseLost(self.public_id)
-            for at in range(0, len(rows), ROWS_PER_INSERT):  # one statement, not one per block
-                db.session.execute(BLOCKS.insert().values(rows[at:at + ROWS_PER_INSERT]))
-            db.session.commit()
         except LeaseLost:
             raise
         except Exception as e:
@@ -493,6 +493,34 @@ class LogSink:
             if self.outage_since is None:
                 log.exception("could not store the output of %s", self.public_id)
             raise StorageAway(f"{type(e).__name__}: {e}") from e
+
+
+def _store_in_one_transaction(fenced, rows: list[dict]) -> bool:
+    """The run's row (only while the run is ours: False if not) and the blocks, in one transaction."""
+    if not db.session.execute(fenced).rowcount:
+        db.session.rollback()
+        return False
+    for at in range(0, len(rows), ROWS_PER_INSERT):  # one statement, not one per block
+        db.session.execute(BLOCKS.insert().values(rows[at:at + ROWS_PER_INSERT]))
+    db.session.commit()
+    return True
+
+
+def _store_in_one_statement(fenced, rows: list[dict]) -> bool:
+    """PostgreSQL: the same as one statement, outside a transaction (no BEGIN, no COMMIT): the
+    update in a WITH, the insert in another that takes the blocks only if the update found the run
+    ours. A running run that prints costs one statement a flush (docs/benchmarks.md, "Database
+    load")."""
+    owned = fenced.returning(RUNS.c.id).cte("owned")
+    statement = select(func.count()).select_from(owned)
+    if rows:
+        names = list(rows[0])
+        given = sa_values(*[column(n, BLOCKS.c[n].type) for n in names], name="given").data(
+            [tuple(row[n] for n in names) for row in rows])
+        taken = select(*[cast(given.c[n], BLOCKS.c[n].type) for n in names]).where(exists(select(owned.c.id)))
+        statement = statement.add_cte(BLOCKS.insert().from_select(names, taken).cte("stored"))
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return bool(conn.execute(statement).scalar())
 
 
 @dataclass
