@@ -266,3 +266,39 @@ def test_members_of_two_teams(app, client, alice, charlie):
     client.post("/login", data={"email": alice.email, "password": alice.password})
     assert client.get(f"{base(charlie)}/{wf['id']}").status_code == 200
     make_member(app, "erin@example.test", "team-e")
+
+
+def test_a_stream_whose_run_is_deleted_meanwhile_closes_instead_of_failing(app, client, alice, ws_server):
+    """No worker: the run stays queued and its viewer waits; once the row is gone (as a prune or an
+    operator's DELETE would take it) the socket closes normally, and nothing is logged as a 500."""
+    import logging
+
+    from simple_websocket import Client, ConnectionClosed
+    from sqlalchemy import delete
+
+    from conftest import wait_for
+    from live_client import stream_url
+    from webapp.extensions import db
+    from webapp.models import Run
+    wf = create_wf(client, alice)
+    run = post_trigger(client, alice, wf["id"]).get_json()
+    ws = Client.connect(stream_url(ws_server, alice, run["id"]), headers=alice.h())
+    errors = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = errors.append
+    logging.getLogger("webapp").addHandler(handler)
+    try:
+        with app.app_context():
+            db.session.execute(delete(Run).where(Run.public_id == run["id"]))
+            db.session.commit()
+
+        def closed():
+            try:
+                ws.receive(timeout=0.2)
+                return False
+            except ConnectionClosed:
+                return True
+        wait_for(closed, 10)
+        assert ws.close_reason == 1000 and errors == []
+    finally:
+        logging.getLogger("webapp").removeHandler(handler)

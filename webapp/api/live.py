@@ -200,9 +200,16 @@ class Watch:
 CATCH_UP_WAIT_SEC = 30
 
 
+class RunGone(Exception):
+    """The run was deleted (its workflow with it) while a viewer watched it."""
+
+
 def _status(run_pk: int) -> str:
     db.session.expire_all()
-    status = db.session.get(Run, run_pk).status
+    run = db.session.get(Run, run_pk)
+    if run is None:
+        raise RunGone(run_pk)
+    status = run.status
     db.session.commit()
     return status
 
@@ -285,5 +292,7 @@ def stream_logs(ws, run_pk: int, public_id: str, watch: Watch, after: int = -1) 
                     last = item["seq"]
     except ConnectionClosed:
         return
+    except RunGone:
+        ws.close(reason=1000, message="the run was deleted")
     finally:
         db.session.remove()
