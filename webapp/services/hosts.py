@@ -220,10 +220,18 @@ def views_for(team_ids: set[int]) -> list[HostView]:
     return [v for v in host_views(team_ids) if usable & set(v.pools) or v.own_running]
 
 
+PRUNE_EVERY_SEC = 60.0  # per process: what it removes is a week old, no need to look every sweep
+_next_prune = [0.0]
+
+
 def prune() -> int:
-    """A sweep step: the heartbeat rows of worker processes not seen for FORGET_AFTER_SEC (a host's
-    rows otherwise went only when a worker of the same name registered again), then the Redis
-    queues of hosts that have no row left and no running run; the count of rows removed."""
+    """A sweep step, at most once a PRUNE_EVERY_SEC: the heartbeat rows of worker processes not
+    seen for FORGET_AFTER_SEC (a host's rows otherwise went only when a worker of the same name
+    registered again), then the Redis queues of hosts that have no row left and no running run;
+    the count of rows removed."""
+    if time.monotonic() < _next_prune[0]:
+        return 0
+    _next_prune[0] = time.monotonic() + PRUNE_EVERY_SEC
     removed = db.session.execute(delete(WorkerProcess).where(
         WorkerProcess.last_seen_at < db_now(-FORGET_AFTER_SEC))).rowcount
     db.session.commit()
