@@ -93,7 +93,7 @@ def claim(public_id: str, token: str) -> Run | None:
         db.session.commit()
         return None
     if db.engine.dialect.name == "postgresql":  # claims of one team, one at a time: the count holds
-        db.session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
+        db.session.execute(claims_in_turn(team_id))
     running = (select(func.count()).select_from(Run)
                .where(Run.team_id == team_id, Run.status == RunStatus.RUNNING).scalar_subquery())
     claimed = db.session.scalars(
@@ -106,6 +106,14 @@ def claim(public_id: str, token: str) -> Run | None:
                            .values(enqueued_at=None))
     db.session.commit()
     return claimed
+
+
+def claims_in_turn(team_id: int):
+    """The lock that makes one team's claims take turns: its `teams` row, FOR NO KEY UPDATE. Not
+    FOR UPDATE, which also conflicts with the FOR KEY SHARE lock every insert naming the team takes
+    (a run, an event): a worker cut off in the middle of a claim would then hold every fire and run
+    end of the team until the server dropped its session (about 10 s of missed instants)."""
+    return select(Team.id).where(Team.id == team_id).with_for_update(key_share=True)
 
 
 def owned_write(lease: Lease, write):

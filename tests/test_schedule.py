@@ -128,6 +128,37 @@ def test_a_workflow_row_held_by_another_transaction_delays_no_other_workflow(app
     assert _runs(app, held_wf["id"])[0] == [("schedule", at("2026-01-01T00:05:00"))]
 
 
+def test_a_claim_cut_off_midway_delays_no_fire_of_its_team(app, client, alice):
+    """A worker cut off in the middle of a claim holds its team's claim lock until the server drops
+    its session: the team's fires (a run row naming the team) go on meanwhile."""
+    import threading
+
+    from jobs.lease import claims_in_turn
+    from webapp.extensions import db
+    from webapp.models import Workflow
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("row locks are PostgreSQL's: SQLite has one writer at a time")
+    wf = create_wf(client, alice, name="fires", schedule="*/5 * * * *")
+    _set_next(app, wf["id"], at("2026-01-01T00:05:00"))
+    fired: list[int] = []
+    with app.app_context():
+        team_id = db.session.query(Workflow.team_id).filter_by(public_id=wf["id"]).scalar()
+        db.session.remove()
+        holder = db.engine.connect()
+        held = holder.begin()
+        holder.execute(claims_in_turn(team_id))
+        tick = threading.Thread(target=lambda: fired.append(_fire(app, at("2026-01-01T00:05:00.2"))))
+        tick.start()
+        tick.join(10)
+        on_time = list(fired)
+        held.rollback()
+        holder.close()
+        tick.join(10)
+    assert on_time == [1], "the fire waited for the team's claim"
+    assert _runs(app, wf["id"])[0] == [("schedule", at("2026-01-01T00:05:00"))]
+
+
 def test_a_late_scheduler_fires_only_the_latest_missed_instant(app, client, alice):
     wf = create_wf(client, alice, schedule="* * * * *", timeoutSec=600)
     _set_next(app, wf["id"], at("2026-01-01T00:01:00"))
