@@ -65,6 +65,8 @@ MISSED_COUNT_CAP = 1000
 def _instants(wf: Workflow, now: datetime) -> tuple[datetime | None, datetime | None, int]:
     """(the instant to fire or None, the next instant to store, how many instants are skipped)."""
     instant = wf.next_run_at
+    if not wf.schedule or instant is None:  # unscheduled since the tick read it: nothing to claim
+        return None, None, 0
     try:
         latest = max(cron.latest_at_or_before(wf.schedule, wf.timezone, now) or instant, instant)
         if wf.catch_up_window_sec is not None and latest > instant:

@@ -474,3 +474,18 @@ def test_a_forbid_instant_that_has_its_run_already_is_passed_over(app, client, a
     assert _fire(app, at("2026-01-01T00:05:00.200000")) == 0
     assert _runs(app, wf["id"]) == ([("schedule", instant)], at("2026-01-01T00:06:00"))
     assert (_collisions(app), _events(app, "workflow.missed")) == (1, 0)
+
+
+def test_a_workflow_unscheduled_during_a_tick_is_passed_over_quietly(app, client, alice, caplog):
+    """A `forbid` workflow is fired after the batch's commit, from its row read again: a PATCH of
+    its schedule to null in between leaves nothing to fire and nothing to log as an error."""
+    from jobs import schedule
+    from webapp.extensions import db
+    from webapp.models import Workflow
+    wf = create_wf(client, alice, name="gone", schedule="*/5 * * * *")
+    with app.app_context():
+        row = db.session.query(Workflow).filter_by(public_id=wf["id"]).one()
+        row.schedule, row.next_run_at = None, None  # as the PATCH left it
+        assert schedule._instants(row, at("2026-01-01T00:05:00")) == (None, None, 0)
+        db.session.rollback()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
