@@ -73,19 +73,11 @@ def seed(app) -> dict:
         return {"team": team.id, "project": project.id, "wf": wf.public_id, "run": run.public_id, "key": key}
 
 
-def main() -> None:
-    from webapp import create_app
-    app = create_app({"WTF_CSRF_ENABLED": False})
-    t = time.monotonic()
-    ids = seed(app)
-    print(f"seeded {WORKFLOWS} workflows and {WORKFLOWS * RUNS_PER_WORKFLOW} runs in {time.monotonic() - t:.0f} s")
-    from webapp.heap import settle_heap
-    settle_heap()  # as the web process does once gunicorn has loaded the app (gunicorn.conf.py)
-    client = app.test_client()
-    client.post("/login", data={"email": "pages@example.test", "password": "pages-password"})
+def page_list(ids: dict) -> list[tuple[str, str, dict]]:
+    """(name, path, headers) of every page measured, for the seeded ids."""
     tid, pid, wf, run = ids["team"], ids["project"], ids["wf"], ids["run"]
     api = {"Authorization": f"Bearer {ids['key']}"}
-    pages = [
+    return [
         ("Workflows tab", f"/teams/{tid}/projects/{pid}/workflows", {}),
         ("workflow page", f"/teams/{tid}/workflows/{wf}", {}),
         ("run page", f"/runs/{run}", {}),
@@ -108,21 +100,48 @@ def main() -> None:
         ("API: list runs", f"/api/workflows/{tid}/workflows/{wf}/runs?limit=100", api),
         ("API: run logs", f"/api/workflows/{tid}/workflows/runs/{run}/logs", api),
     ]
+
+
+def measure(client, path: str, headers: dict, repeat: int = REPEAT) -> list[float]:
+    """Milliseconds of the first request of `path` and of `repeat` more, each body read whole."""
+    times = []
+    for _ in range(repeat + 1):
+        t = time.perf_counter()
+        r = client.get(path, headers=headers)
+        r.get_data()  # a streamed body (log.txt) is read whole, as a browser would
+        times.append((time.perf_counter() - t) * 1000)
+        r.close()
+        assert r.status_code == 200, (path, r.status_code)
+    return times
+
+
+def figures(times: list[float]) -> tuple[float, float, float, float]:
+    """(first, median, p95, max) of measure()'s list: the first apart, the rest together."""
+    first, warm = times[0], sorted(times[1:])
+    return first, statistics.median(warm), warm[max(0, round(len(warm) * 0.95) - 1)], max(warm)
+
+
+def signed_in_client(app, email: str, password: str):
+    """A test client with a session, once the heap is settled as the web process settles it."""
+    from webapp.heap import settle_heap
+    settle_heap()  # as the web process does once gunicorn has loaded the app (gunicorn.conf.py)
+    client = app.test_client()
+    client.post("/login", data={"email": email, "password": password})
+    return client
+
+
+def main() -> None:
+    from webapp import create_app
+    app = create_app({"WTF_CSRF_ENABLED": False})
+    t = time.monotonic()
+    ids = seed(app)
+    print(f"seeded {WORKFLOWS} workflows and {WORKFLOWS * RUNS_PER_WORKFLOW} runs in {time.monotonic() - t:.0f} s")
+    client = signed_in_client(app, "pages@example.test", "pages-password")
     print(f"{'page':28} {'first':>8} {'median':>8} {'p95':>8} {'max':>8}  "
           f"(ms; first = cold templates, then {REPEAT} requests)")
-    for name, path, headers in pages:
-        times = []
-        for _ in range(REPEAT + 1):
-            t = time.perf_counter()
-            r = client.get(path, headers=headers)
-            r.get_data()  # a streamed body (log.txt) is read whole, as a browser would
-            times.append((time.perf_counter() - t) * 1000)
-            r.close()
-            assert r.status_code == 200, (path, r.status_code)
-        first, warm = times[0], sorted(times[1:])
-        p95 = warm[max(0, round(len(warm) * 0.95) - 1)]
-        print(f"{name:28} {first:8.1f} {statistics.median(warm):8.1f} {p95:8.1f} {max(warm):8.1f}")
-
+    for name, path, headers in page_list(ids):
+        first, median, p95, most = figures(measure(client, path, headers))
+        print(f"{name:28} {first:8.1f} {median:8.1f} {p95:8.1f} {most:8.1f}")
 
 if __name__ == "__main__":
     main()
