@@ -195,10 +195,16 @@ def explain_slowest(engine, statements: list, requests: int, out) -> str:
         with raw.cursor() as cursor:
             cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
             plan = [row[0] for row in cursor.fetchall()]
-    out.write(f"-- {ms:.1f} ms\n{statement}\n{parameters}\n" + "\n".join(plan) + "\n\n")
+    out.write(f"-- {ms:.1f} ms\n{_shorter(statement)}\n{_shorter(repr(parameters))}\n"
+              + "\n".join(_shorter(line) for line in plan) + "\n\n")
     scans = sorted({line.split(" on ")[1].split()[0] for line in plan if "Seq Scan on" in line})
     return (f"{ms:6.1f} ms, {len(statements) / requests:.0f} statements a request"
             + (f", seq scan of {', '.join(scans)}" if scans else ""))
+
+
+def _shorter(text: str, most: int = 600) -> str:
+    """A long IN (...) list cut short for the reader."""
+    return text if len(text) <= most else f"{text[:most]}… ({len(text):,} characters)"
 
 
 def main() -> None:
