@@ -7,7 +7,8 @@ runs over the last 30 days (about 1 a 2.6 s: 1,000,000 by default, the last week
 4 % of them failed and 1 % timed out (each failure with its workflow.failed event), each run with
 LINES_PER_RUN lines of stored output in one zstd block as the worker stores them (20,000,000
 lines by default), and one run of BIG_RUN_LINES lines, a block of 100 lines each, for the log
-pages. The database `workflows_history` is made anew each time (or kept with --keep, to measure
+pages. A second, quiet team has 10 workflows and 1,000 runs over the same 30 days, their ids among
+the busy team's: its pages must not pay for the other team's history. The database `workflows_history` is made anew each time (or kept with --keep, to measure
 again without seeding).
 Usage: .venv/bin/python bench/history.py [--runs N] [--keep]   (needs root: it makes the database)
 """
@@ -29,7 +30,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from pages import figures, measure, page_list, signed_in_client  # noqa: E402
 
 WORKFLOWS, LINES_PER_RUN, BIG_RUN_LINES, BATCH = 1000, 20, 100_000, 100_000
-EMAIL, PASSWORD = "history@example.test", "history-password"
+QUIET_WORKFLOWS, QUIET_RUNS = 10, 1000  # a second team's, among the big one's runs
+EMAIL, QUIET_EMAIL, PASSWORD = "history@example.test", "quiet@example.test", "history-password"
 GOALS_MS = {"health view": 300, "API: run logs": 50, "API: log page, middle of a big run": 50,
             "API: logs of an ordinary run": 50, "run page": 50}
 EXPLAINED = ROOT / "var" / "history-explain.txt"
@@ -41,37 +43,55 @@ def make_database() -> None:
         subprocess.run(["su", "postgres", "-c", f"psql -qc '{sql}'"], check=True, capture_output=True)
 
 
+class Tenant:
+    """A team seeded with `workflows` workflows and `runs` runs over the last 30 days."""
+
+    def __init__(self, email: str, password: str, name: str, workflows: int, runs: int):
+        from sqlalchemy import func
+
+        from webapp.extensions import db
+        from webapp.models import Workflow
+        from webapp.services.teams import create_user
+        self.email, self.password, self.workflows, self.runs, self.salt = email, password, workflows, runs, name
+        _, self.team, self.project = create_user(email, password, name)
+        _seed_workflows(self.team, self.project, workflows)
+        self.first_wf = db.session.scalar(db.select(func.min(Workflow.id)).where(Workflow.team_id == self.team.id))
+
+
 def seed(app, runs: int) -> dict:
+    """The big team's RUNS runs in batches, each batch after a tenth of the quiet team's: its runs'
+    ids lie among the big team's as a team that runs little among busy ones."""
     from flask_migrate import upgrade
-    from sqlalchemy import func, text
+    from sqlalchemy import text
 
     from webapp.extensions import db
-    from webapp.models import Run, Workflow
+    from webapp.models import Run
     from webapp.runoutput import codec
-    from webapp.services.teams import create_user
     with app.app_context():
         upgrade()
-        user, team, project = create_user(EMAIL, PASSWORD, "history")
-        _seed_workflows(team, project)
-        first_wf = db.session.scalar(db.select(func.min(Workflow.id)))
+        busy = Tenant(EMAIL, PASSWORD, "history", WORKFLOWS, runs)
+        quiet = Tenant(QUIET_EMAIL, PASSWORD, "quiet", QUIET_WORKFLOWS, QUIET_RUNS)
         env = Run.__table__.c.env.type.process_bind_param({"A": "1"}, db.engine.dialect)
         lines = "\n".join(f"2026-12-01T00:00:{i:02d}Z INFO step {i} of {LINES_PER_RUN}: done in {i * 7} ms"
                           for i in range(LINES_PER_RUN))
         packed = codec.encode(lines, None)[1]
         now = datetime.utcnow().replace(microsecond=0)
-        for start in range(1, runs + 1, BATCH):
+        batches = -(-runs // BATCH)
+        for k in range(batches):
             t = time.monotonic()
-            _seed_runs(start, min(runs, start + BATCH - 1), runs, team.id, first_wf, env, packed, now)
+            for tenant in (quiet, busy):
+                first, last = k * tenant.runs // batches + 1, (k + 1) * tenant.runs // batches
+                _seed_runs(tenant, first, last, env, packed, now)
             db.session.commit()
-            print(f"  runs {start:,}-{min(runs, start + BATCH - 1):,} in {time.monotonic() - t:.1f} s", flush=True)
+            print(f"  batch {k + 1} of {batches} in {time.monotonic() - t:.1f} s", flush=True)
         db.session.execute(text("INSERT INTO run_counts (workflow_id, status, \"trigger\", n) SELECT workflow_id, "
                                 "status, \"trigger\", count(*) FROM runs GROUP BY workflow_id, status, \"trigger\""))
-        big = _seed_big_run(team.id, first_wf + WORKFLOWS - 1, env, now)
+        big = _seed_big_run(busy.team.id, busy.first_wf + WORKFLOWS - 1, env, now)
         db.session.commit()
-        return _ids(app, team, project, big)
+        return {"busy": _ids(busy, big), "quiet": _ids(quiet, None)}
 
 
-def _seed_workflows(team, project) -> None:
+def _seed_workflows(team, project, count: int) -> None:
     from webapp.extensions import db
     from webapp.models import Workflow
     from webapp.models.base import new_public_id
@@ -82,32 +102,31 @@ def _seed_workflows(team, project) -> None:
              command=["sh", "-c", "echo hi"], env={"A": "1"}, schedule=("*/5 * * * *", "0 3 * * *", None)[i % 3],
              timezone="UTC", concurrency_policy="allow", timeout_sec=600, max_retries=1, retry_backoff_sec=5,
              next_run_at=now + timedelta(days=365), created_at=now - timedelta(days=31), updated_at=now)
-        for i in range(WORKFLOWS)])
+        for i in range(count)])
 
 
-def _seed_runs(first: int, last: int, runs: int, team_id: int, first_wf: int, env: bytes, packed: bytes,
-               now: datetime) -> None:
-    """Runs `first`..`last` of `runs` (the last one now, one every 30 days / runs before it), their
-    output blocks and their failures' events, each a statement over generate_series."""
+def _seed_runs(tenant: Tenant, first: int, last: int, env: bytes, packed: bytes, now: datetime) -> None:
+    """The tenant's runs `first`..`last` (the last one now, one every 30 days / its runs before
+    it), their output blocks and their failures' events, each a statement over generate_series."""
     from sqlalchemy import text
 
     from webapp.extensions import db
-    step_ms = 30 * 86_400_000 / runs
     db.session.execute(text("""
         INSERT INTO runs (public_id, team_id, workflow_id, "trigger", attempt, status, exit_code, error, image,
                           timeout_sec, scheduled_for, queued_at, due_at, enqueued_at, started_at, finished_at,
                           duration_ms, stdout_bytes, stderr_bytes, log_bytes, log_dropped_bytes, log_next_seq,
                           network, env, worker_host, worker_pool)
-        SELECT 'run_' || substr(md5(g::text), 1, 20), :team, :wf + g % :wfs, 'schedule', 1,
+        SELECT 'run_' || substr(md5(:salt || g::text), 1, 20), :team, :wf + g % :wfs, 'schedule', 1,
                CASE WHEN g % 25 = 0 THEN 'failed' WHEN g % 100 = 1 THEN 'timed_out' ELSE 'succeeded' END,
                CASE WHEN g % 25 = 0 THEN 3 WHEN g % 100 = 1 THEN NULL ELSE 0 END,
                CASE WHEN g % 25 = 0 THEN 'exited with code 3' END,
                'workflows.local/busybox:1', 600, t, t, t, t, t + interval '0.3 s', t + interval '2.3 s', 2000,
                1300, 0, 1300, 0, :lines, 'bridge', :env, 'host-' || (g % 7), 'default'
-        FROM (SELECT g, CAST(:now AS timestamp) - (CAST(:runs AS integer) - g) * CAST(:step AS float8) * interval '1 millisecond' AS t
+        FROM (SELECT g, CAST(:now AS timestamp) - (CAST(:runs AS integer) - g) * CAST(:step AS float8)
+                        * interval '1 millisecond' AS t
               FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) g) s"""),
-        dict(team=team_id, wf=first_wf, wfs=WORKFLOWS, lines=LINES_PER_RUN, env=env, now=now, runs=runs,
-             step=step_ms, first=first, last=last))
+        dict(salt=tenant.salt, team=tenant.team.id, wf=tenant.first_wf, wfs=tenant.workflows, lines=LINES_PER_RUN,
+             env=env, now=now, runs=tenant.runs, step=30 * 86_400_000 / tenant.runs, first=first, last=last))
     db.session.execute(text("""
         INSERT INTO run_log_blocks (run_id, first_seq, last_seq, stream, text, packed, ts)
         SELECT id, 0, :last_seq, 'stdout', NULL, :packed, started_at FROM runs
@@ -143,19 +162,19 @@ def _seed_big_run(team_id: int, wf_id: int, env: bytes, now: datetime) -> int:
     return run_id
 
 
-def _ids(app, team, project, big_run_id: int) -> dict:
+def _ids(tenant: Tenant, big_run_id: int | None) -> dict:
     """The ids bench/pages.py's page list needs (an ordinary run of the newest workflow), and the big run."""
     from webapp.extensions import db
     from webapp.models import Run, Workflow
     from webapp.services.access import Principal
     from webapp.services.keys import create_key
+    team = tenant.team
     wf = db.session.query(Workflow).filter_by(team_id=team.id).order_by(Workflow.id.desc()).first()
     run = (db.session.query(Run).filter(Run.workflow_id == wf.id, Run.trigger == "schedule")
            .order_by(Run.id.desc()).first())
-    big = db.session.get(Run, big_run_id)
     key = create_key(Principal.operator({team.id}), team.id, "admin", "live")[1]
-    return {"team": team.id, "project": project.id, "wf": wf.public_id, "run": run.public_id, "key": key,
-            "big": big.public_id}
+    return {"team": team.id, "project": tenant.project.id, "wf": wf.public_id, "run": run.public_id, "key": key,
+            "email": tenant.email, "big": db.session.get(Run, big_run_id).public_id if big_run_id else None}
 
 
 def big_run_pages(ids: dict) -> list[tuple[str, str, dict]]:
@@ -207,6 +226,23 @@ def _shorter(text: str, most: int = 600) -> str:
     return text if len(text) <= most else f"{text[:most]}… ({len(text):,} characters)"
 
 
+QUIET_PAGES = ("Workflows tab", "Runs tab", "Runs tab, failed, 7 days", "Runs tab, one workflow", "health view",
+               "API: list workflows", "API: list runs", "run page")
+
+
+def report(client, engine, statements: Statements, pages: list, out, team: str) -> None:
+    """Each page's figures and its slowest statement, a line each."""
+    for name, path, headers in pages:
+        measure(client, path, headers, repeat=0)  # templates compiled, statements cached
+        statements.seen.clear()
+        times = measure(client, path, headers)
+        first, median, p95, most = figures(times)
+        summary = explain_slowest(engine, statements.seen, len(times), out) if statements.seen else "no statement"
+        goal = GOALS_MS.get(name, 100 if not name.startswith("raw") else None)
+        mark = "" if goal is None else ("ok" if p95 <= goal else "OVER")
+        print(f"{team:6} {name:36} {first:7.1f} {median:7.1f} {p95:7.1f} {most:7.1f} {mark:>5}  {summary}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1_000_000)
@@ -220,28 +256,22 @@ def main() -> None:
         t = time.monotonic()
         ids = seed(app, args.runs)
         subprocess.run(["su", "postgres", "-c", f"psql -d {DATABASE} -qc 'VACUUM ANALYZE'"], check=True)
-        print(f"seeded {WORKFLOWS:,} workflows, {args.runs + 1:,} runs, "
-              f"{args.runs * LINES_PER_RUN + BIG_RUN_LINES:,} lines in {time.monotonic() - t:.0f} s")
+        print(f"seeded {WORKFLOWS + QUIET_WORKFLOWS:,} workflows, {args.runs + QUIET_RUNS + 1:,} runs, "
+              f"{(args.runs + QUIET_RUNS) * LINES_PER_RUN + BIG_RUN_LINES:,} lines in {time.monotonic() - t:.0f} s")
         IDS.write_text(json.dumps(ids))
     else:
         ids = json.loads(IDS.read_text())
-    client = signed_in_client(app, EMAIL, PASSWORD)
     with app.app_context():
         engine = db.engine
     statements = Statements(engine)
-    print(f"{'page':36} {'first':>7} {'median':>7} {'p95':>7} {'max':>7} {'goal':>5}  slowest statement (EXPLAIN in "
-          f"{EXPLAINED.relative_to(ROOT)})")
+    print(f"{'team':6} {'page':36} {'first':>7} {'median':>7} {'p95':>7} {'max':>7} {'goal':>5}  slowest statement "
+          f"(EXPLAIN in {EXPLAINED.relative_to(ROOT)})")
     with EXPLAINED.open("w") as out:
-        for name, path, headers in page_list(ids) + big_run_pages(ids):
-            measure(client, path, headers, repeat=0)  # templates compiled, statements cached
-            statements.seen.clear()
-            times = measure(client, path, headers)
-            first, median, p95, most = figures(times)
-            summary = explain_slowest(engine, statements.seen, len(times), out) if statements.seen else "no statement"
-            goal = GOALS_MS.get(name, 100 if not name.startswith("raw") else None)
-            mark = "" if goal is None else ("ok" if p95 <= goal else "OVER")
-            print(f"{name:36} {first:7.1f} {median:7.1f} {p95:7.1f} {most:7.1f} {mark:>5}  {summary}", flush=True)
-
+        busy, quiet = ids["busy"], ids["quiet"]
+        report(signed_in_client(app, busy["email"], PASSWORD), engine, statements,
+               page_list(busy) + big_run_pages(busy), out, "busy")
+        report(signed_in_client(app, quiet["email"], PASSWORD), engine, statements,
+               [p for p in page_list(quiet) if p[0] in QUIET_PAGES], out, "quiet")
 
 if __name__ == "__main__":
     main()
