@@ -175,6 +175,7 @@ class Run(db.Model):
     backfill = db.relationship("Backfill")
     __table_args__ = (
         db.Index("ix_runs_workflow_newest", "workflow_id", "id"),  # scanned backwards: newest first
+        db.Index("ix_runs_team_newest", "team_id", "id"),  # the Runs tab: a team's own runs, newest first
         db.UniqueConstraint("workflow_id", "scheduled_for", name="uq_runs_workflow_scheduled_for"),
         db.UniqueConstraint("workflow_id", "triggered_by_id", name="uq_runs_workflow_triggered_by"),
         db.Index("ix_runs_triggered_by", "triggered_by_id"),  # a run page's "triggered" list

@@ -254,8 +254,10 @@ def project_runs(principal: Principal, team_id: int, project_id: int, filters: R
                  cursor: str | None = None) -> tuple[list[Run], str | None]:
     """The runs of every workflow of a project, newest first, filtered, a page at a time."""
     project = get_project(principal, team_id, project_id)
+    # Run.team_id: the team's own runs are walked (ix_runs_team_newest), never other teams' newer ones
     query = (db.session.query(Run).join(Workflow, Workflow.id == Run.workflow_id)
-             .options(contains_eager(Run.workflow)).filter(Workflow.project_id == project.id))
+             .options(contains_eager(Run.workflow))
+             .filter(Run.team_id == project.team_id, Workflow.project_id == project.id))
     query = visible(query, principal, project)
     if filters.status == "queued":  # as shown: claimed runs whose container has not started are queued
         query = query.filter((Run.status == RunStatus.QUEUED) | ((Run.status == RunStatus.RUNNING) & Run.started_at.is_(None)))
