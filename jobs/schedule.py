@@ -17,7 +17,7 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import DateTime, Integer, column, update, values
 from sqlalchemy.exc import IntegrityError
 
 from webapp import faults, metrics
@@ -148,6 +148,20 @@ def _claim(wf: Workflow, following: datetime | None) -> bool:
         .values(next_run_at=following)).rowcount)
 
 
+def _claim_many(claims: list[tuple[Workflow, datetime | None]]) -> set[int]:
+    """_claim of many workflows, the ids won. On PostgreSQL one statement for the batch (an UPDATE
+    from a VALUES list, each row its own compare-and-set): a round trip per workflow was a third
+    of a thousand fires' time."""
+    if db.engine.dialect.name != "postgresql" or len(claims) < 2:
+        return {wf.id for wf, following in claims if _claim(wf, following)}
+    table = Workflow.__table__
+    rows = (values(column("id", Integer), column("expected", DateTime), column("following", DateTime), name="claims")
+            .data([(wf.id, wf.next_run_at, following) for wf, following in claims]))
+    return set(db.session.scalars(
+        update(table).where(table.c.id == rows.c.id, table.c.next_run_at == rows.c.expected)
+        .values(next_run_at=rows.c.following).returning(table.c.id)))
+
+
 def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
     """Fire `allow` workflows in one transaction; returns the hand-over handles of the new runs.
     An instant still ahead of `now` is fired with `due_at` = the instant: prepared, started on time.
@@ -156,9 +170,10 @@ def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
     plans = [(wf, *_instants(wf, _fire_at(wf, now))) for wf in workflows]
     runs, notes = [], []
     room = quotas.queue_room({wf.team_id for wf in workflows})
+    won = _claim_many([(wf, following) for wf, _, following, _ in plans])
     with db.session.no_autoflush:
         for wf, instant, following, missed in plans:
-            if not _claim(wf, following):
+            if wf.id not in won:
                 continue
             _missed(wf, missed, notes)
             if instant is not None and not _queue_full(wf, room, notes):

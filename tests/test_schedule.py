@@ -489,3 +489,24 @@ def test_a_workflow_unscheduled_during_a_tick_is_passed_over_quietly(app, client
         assert schedule._instants(row, at("2026-01-01T00:05:00")) == (None, None, 0)
         db.session.rollback()
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_batch_claim_wins_only_the_instants_no_one_else_advanced(app, client, alice):
+    """The batch's compare-and-set is per workflow: a workflow another scheduler advanced since
+    the batch read it is not won (nor fired), the others are."""
+    from jobs import schedule
+    from webapp.extensions import db
+    from webapp.models import Workflow
+    ids = [create_wf(client, alice, name=f"b{i}", schedule="*/5 * * * *")["id"] for i in range(3)]
+    for wf_id in ids:
+        _set_next(app, wf_id, at("2026-01-01T00:05:00"))
+    with app.app_context():
+        rows = [db.session.query(Workflow).filter_by(public_id=i).one() for i in ids]
+        other = db.engine.connect()  # another scheduler, in a transaction of its own
+        other.execute(Workflow.__table__.update().where(Workflow.__table__.c.id == rows[1].id)
+                      .values(next_run_at=at("2026-01-01T00:10:00")))
+        other.commit()
+        other.close()
+        won = schedule._claim_many([(wf, at("2026-01-01T00:10:00")) for wf in rows])
+        db.session.commit()
+        assert won == {rows[0].id, rows[2].id}

@@ -82,6 +82,7 @@ def _is_second_occurrence(moment: datetime, zone: ZoneInfo) -> bool:
     return moment.astimezone(timezone.utc) == second.astimezone(timezone.utc)
 
 
+@lru_cache(maxsize=8192)  # pure: a tick asks the same (schedule, zone, instant) for many workflows
 def next_instant(expr: str, tz: str, after: datetime) -> datetime:
     return next_instants(expr, tz, after, 1)[0]
 
@@ -103,6 +104,7 @@ def describe(expr: str | None) -> str:
 __all__ = ["validate", "validate_timezone", "next_instants", "next_instant", "describe", "timedelta"]
 
 
+@lru_cache(maxsize=8192)  # pure, as next_instant
 def latest_at_or_before(expr: str, tz: str, when: datetime) -> datetime | None:
     """The last fire instant at or before `when` (naive UTC), within the last 400 days."""
     parts = _fields(expr)
