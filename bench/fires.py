@@ -15,31 +15,11 @@ import sys
 import time
 from datetime import datetime, timedelta
 
-from schedule import app_for, cpu_seconds
-from stack import IMAGE, ROOT, Stack, fresh_database, psql
+from schedule import bulk_workflows, cpu_seconds
+from stack import ROOT, Stack, fresh_database, psql
 
 DATABASE = "wf_bench_fires"
 POOL = "nowhere"
-
-
-def bulk_workflows(stack: Stack, count: int) -> None:
-    """`count` workflows `* * * * *` in POOL, due at the next minute."""
-    app = app_for(stack)
-    with app.app_context():
-        from webapp.extensions import db
-        from webapp.models import Project, Workflow
-        from webapp.models.base import new_public_id, utcnow
-        project = db.session.get(Project, stack.project)
-        now = utcnow()
-        first = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
-        db.session.execute(Workflow.__table__.insert(), [
-            dict(public_id=new_public_id("wf_"), team_id=stack.team, project_id=project.id,
-                 environment_id=project.production.id, name=f"fire-{i}", image=IMAGE, command=["true"], env={},
-                 schedule="* * * * *", timezone="UTC", concurrency_policy="allow", timeout_sec=600, max_retries=0,
-                 retry_backoff_sec=5, network="none", worker_pool=POOL, next_run_at=first, created_at=now,
-                 updated_at=now)
-            for i in range(count)])
-        db.session.commit()
 
 
 def main() -> None:
@@ -49,12 +29,11 @@ def main() -> None:
     stack = Stack(slots=1, redis_db=9, database_url=url, extra_env={"TEAM_MAX_QUEUED": "1000000"})
     stack.start(processes=())
     try:
-        bulk_workflows(stack, count)
+        first = (datetime.utcnow() + timedelta(minutes=1)).replace(second=0, microsecond=0)
+        bulk_workflows(stack, count, "* * * * *", first, network="none", worker_pool=POOL)
         proc = subprocess.Popen([".venv/bin/flask", "--app", "wsgi", "scheduler"], cwd=ROOT, env=stack.env,
                                 start_new_session=True)
         stack.procs.append(proc)
-        start = datetime.utcnow()
-        first = (start + timedelta(minutes=1)).replace(second=0, microsecond=0)
         end = first + timedelta(minutes=minutes)
         time.sleep(max(0.0, (first - datetime.utcnow()).total_seconds() - 5))
         cpu_before, wall_before = cpu_seconds(proc.pid), time.monotonic()

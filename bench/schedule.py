@@ -33,7 +33,8 @@ def app_for(stack: Stack):
     return create_app()
 
 
-def bulk_workflows(stack: Stack, count: int, schedule: str, next_run_at: datetime) -> None:
+def bulk_workflows(stack: Stack, count: int, schedule: str, next_run_at: datetime, **over) -> None:
+    """`count` `allow` workflows on `schedule`, due at `next_run_at`; `over` sets other columns."""
     app = app_for(stack)
     with app.app_context():
         from webapp.extensions import db
@@ -44,7 +45,8 @@ def bulk_workflows(stack: Stack, count: int, schedule: str, next_run_at: datetim
         rows = [dict(public_id=new_public_id("wf_"), team_id=stack.team, project_id=project.id,
                      environment_id=project.production.id, name=f"bulk-{i}", image=IMAGE, command=["true"],
                      env={}, schedule=schedule, timezone="UTC", concurrency_policy="allow", timeout_sec=600,
-                     max_retries=0, retry_backoff_sec=5, next_run_at=next_run_at, created_at=now, updated_at=now)
+                     max_retries=0, retry_backoff_sec=5, next_run_at=next_run_at, created_at=now, updated_at=now,
+                     **over)
                 for i in range(count)]
         db.session.execute(Workflow.__table__.insert(), rows)
         db.session.commit()
