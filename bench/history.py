@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "workflows_history"
 os.environ["DATABASE_URL"] = f"postgresql://workflows:workflows@127.0.0.1:5432/{DATABASE}"
 sys.path.insert(0, str(ROOT / "bench"))
-from pages import figures, measure, page_list, signed_in_client  # noqa: E402
+from pages import figures, insert_workflows, measure, page_list, signed_in_client  # noqa: E402
 
 WORKFLOWS, LINES_PER_RUN, BIG_RUN_LINES, BATCH = 1000, 20, 100_000, 100_000
 QUIET_WORKFLOWS, QUIET_RUNS = 10, 1000  # a second team's, among the big one's runs
@@ -54,7 +54,9 @@ class Tenant:
         from webapp.services.teams import create_user
         self.email, self.password, self.workflows, self.runs, self.salt = email, password, workflows, runs, name
         _, self.team, self.project = create_user(email, password, name)
-        _seed_workflows(self.team, self.project, workflows)
+        now = datetime.utcnow()
+        insert_workflows(self.team, self.project, workflows, next_run_at=now + timedelta(days=365),
+                         created_at=now - timedelta(days=31))
         self.first_wf = db.session.scalar(db.select(func.min(Workflow.id)).where(Workflow.team_id == self.team.id))
 
 
@@ -89,20 +91,6 @@ def seed(app, runs: int) -> dict:
         big = _seed_big_run(busy.team.id, busy.first_wf + WORKFLOWS - 1, env, now)
         db.session.commit()
         return {"busy": _ids(busy, big), "quiet": _ids(quiet, None)}
-
-
-def _seed_workflows(team, project, count: int) -> None:
-    from webapp.extensions import db
-    from webapp.models import Workflow
-    from webapp.models.base import new_public_id
-    now = datetime.utcnow()
-    db.session.execute(Workflow.__table__.insert(), [
-        dict(public_id=new_public_id("wf_"), team_id=team.id, project_id=project.id,
-             environment_id=project.production.id, name=f"job-{i:04d}", image="workflows.local/busybox:1",
-             command=["sh", "-c", "echo hi"], env={"A": "1"}, schedule=("*/5 * * * *", "0 3 * * *", None)[i % 3],
-             timezone="UTC", concurrency_policy="allow", timeout_sec=600, max_retries=1, retry_backoff_sec=5,
-             next_run_at=now + timedelta(days=365), created_at=now - timedelta(days=31), updated_at=now)
-        for i in range(count)])
 
 
 def _seed_runs(tenant: Tenant, first: int, last: int, env: bytes, packed: bytes, now: datetime) -> None:

@@ -22,6 +22,23 @@ os.environ.setdefault("REDIS_URL", local_redis_url(5))
 WORKFLOWS, RUNS_PER_WORKFLOW, REPEAT = 1000, 100, 15
 
 
+def insert_workflows(team, project, count: int, **over) -> None:
+    """`count` workflows job-0000… of `project` in one insert, a third each on `*/5 * * * *`, on
+    `0 3 * * *` and on no schedule; `over` sets other columns."""
+    from webapp.extensions import db
+    from webapp.models import Workflow
+    from webapp.models.base import new_public_id
+    now = datetime.utcnow()
+    db.session.execute(Workflow.__table__.insert(), [
+        dict(dict(public_id=new_public_id("wf_"), team_id=team.id, project_id=project.id,
+                  environment_id=project.production.id, name=f"job-{i:04d}", image="workflows.local/busybox:1",
+                  command=["sh", "-c", "echo hi"], env={"A": "1"},
+                  schedule=("*/5 * * * *", "0 3 * * *", None)[i % 3], timezone="UTC", concurrency_policy="allow",
+                  timeout_sec=600, max_retries=1, retry_backoff_sec=5, next_run_at=now + timedelta(minutes=5),
+                  created_at=now, updated_at=now), **over)
+        for i in range(count)])
+
+
 def seed(app) -> dict:
     from flask_migrate import upgrade
     from sqlalchemy import text
@@ -35,15 +52,8 @@ def seed(app) -> dict:
     with app.app_context():
         upgrade()
         user, team, project = create_user("pages@example.test", "pages-password", "pages")
-        env_id = project.production.id
         now = datetime.utcnow()
-        wf_rows = [dict(public_id=new_public_id("wf_"), team_id=team.id, project_id=project.id, environment_id=env_id,
-                        name=f"job-{i:04d}", image="workflows.local/busybox:1", command=["sh", "-c", "echo hi"],
-                        env={"A": "1", "API_TOKEN": "x"}, schedule=random.choice(["*/5 * * * *", "0 3 * * *", None]),
-                        timezone="UTC", concurrency_policy="allow", timeout_sec=600, max_retries=1, retry_backoff_sec=5,
-                        next_run_at=now + timedelta(minutes=5), created_at=now, updated_at=now)
-                   for i in range(WORKFLOWS)]
-        db.session.execute(Workflow.__table__.insert(), wf_rows)
+        insert_workflows(team, project, WORKFLOWS, env={"A": "1", "API_TOKEN": "x"})
         ids = [w for (w,) in db.session.query(Workflow.id).order_by(Workflow.id)]
         batch = []
         for n in range(WORKFLOWS * RUNS_PER_WORKFLOW):
