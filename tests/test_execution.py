@@ -236,10 +236,15 @@ def test_the_exit_event_carries_the_code_and_a_closed_watch_says_it_is_broken(do
             docker_api.remove_container(c, force=True)
 
 
-def test_a_second_submit_of_a_run_finds_its_container_instead_of_making_another(app, docker_api):
+def test_a_second_submit_of_a_run_finds_its_container_instead_of_making_another(app, docker_api, monkeypatch):
     from types import SimpleNamespace
 
+    from jobs import engine
     from jobs.executor import DockerExecutor
+    # an installation of its own: this run has no row, so a reaper of another test's worker on this
+    # database would remove its container as unknown under this test's feet
+    instance = f"submit-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(engine, "instance_id", lambda: instance)
     run = SimpleNamespace(public_id=f"run_submit{uuid.uuid4().hex[:10]}", image=TEST_IMAGE, command=["true"],
                           env={}, env_groups=None, payload=None, memory_mb=None, cpus=None, network="none",
                           # a host of its own: a worker of another test fencing "host-a" on this engine
