@@ -17,7 +17,7 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import DateTime, Integer, column, update, values
+from sqlalchemy import DateTime, Integer, column, select, update, values
 from sqlalchemy.exc import IntegrityError
 
 from webapp import faults, metrics
@@ -50,11 +50,8 @@ def fire_due(now: datetime | None = None) -> int:
     plain = [wf for wf in due if wf.concurrency_policy == "allow"]
     others = [wf for wf in due if wf.concurrency_policy != "allow" and wf.next_run_at <= now]
     handles = _fire_batch(plain, now)
-    for wf in others:
-        run = _fire_one(wf, now)
-        if run is not None:
-            handles.append(run)
-    handles = [h for h in handles if h is not None]
+    if others:
+        handles += _fire_each(others, now)
     hand_over_many(handles)
     return len(handles)
 
@@ -165,8 +162,8 @@ def _claim_many(claims: list[tuple[Workflow, datetime | None]]) -> set[int]:
 def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
     """Fire `allow` workflows in one transaction; returns the hand-over handles of the new runs.
     An instant still ahead of `now` is fired with `due_at` = the instant: prepared, started on time.
-    If one instant has its run already (the unique key), the batch is redone one workflow at a
-    time, where such an instant is passed over alone (see _fire_one)."""
+    If one instant has its run already (the unique key), the batch is redone with a savepoint per
+    workflow, where such an instant is passed over alone (see _fire_each)."""
     plans = [(wf, *_instants(wf, _fire_at(wf, now))) for wf in workflows]
     runs, notes = [], []
     room = quotas.queue_room({wf.team_id for wf in workflows})
@@ -188,12 +185,10 @@ def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
     except IntegrityError:
         db.session.rollback()
         ahead = now + timedelta(seconds=current_app.config["SCHEDULE_LEAD_SEC"])
-        handles = []
         for wf in workflows:
             db.session.refresh(wf)
-            if wf.next_run_at is not None and wf.next_run_at <= ahead and wf.deleted_at is None:
-                handles.append(_fire_one(wf, now))
-        return handles
+        return _fire_each([wf for wf in workflows if wf.next_run_at is not None and wf.next_run_at <= ahead
+                           and wf.deleted_at is None], now)
 
 
 def _fire_at(wf: Workflow, now: datetime) -> datetime:
@@ -202,48 +197,83 @@ def _fire_at(wf: Workflow, now: datetime) -> datetime:
     return max(now, wf.next_run_at) if wf.concurrency_policy == "allow" else now
 
 
-def _fire_one(wf: Workflow, now: datetime) -> tuple | None:
-    """Fire one workflow with its concurrency policy; the hand-over handle of a queued run.
-    The claim of the instant, the cancels of `replace` and the new run are one transaction: a
-    scheduler that dies anywhere in between leaves the instant unclaimed for the next one. An
-    instant that has its run already (a fire made another way) is passed over: the claim is kept
-    and the rest is undone in its savepoint, so the workflow moves on to its next instant instead
-    of trying the same one on every tick."""
-    instant, following, missed = _instants(wf, _fire_at(wf, now))
-    if not _claim(wf, following):  # another scheduler advanced it
-        db.session.rollback()
-        return None
-    notes: list = []
-    _missed(wf, missed, notes)
-    run, signals = None, []
-    if instant is not None and not _queue_full(wf, quotas.queue_room({wf.team_id}), notes):
-        try:
-            with db.session.begin_nested():
-                run, signals = _fire_with_policy(wf, instant, now)
-                db.session.flush()
-        except IntegrityError:
-            log.warning("workflow %s: the instant %s has its run already; moving on", wf.public_id, instant)
-            metrics.count("fire_collisions")
-            run, signals = None, []
-    queued = handle(run) if run is not None and run.status == RunStatus.QUEUED else None
-    if run is not None and run.status == RunStatus.CANCELLED:  # skipped by forbid
-        count_terminal(wf.id, RunStatus.CANCELLED, Trigger.SCHEDULE)
-        notes.append(("forbid", 1, emit(wf.team_id, wf.id, run.id, EventKind.MISSED)))
+def _fire_each(workflows: list[Workflow], now: datetime) -> list[tuple]:
+    """Fire workflows with their concurrency policy (`forbid`, `replace`, or an `allow` batch that
+    met a run made another way), in one transaction, each in a savepoint; the hand-over handles of
+    the queued runs. The claims of the instants, the cancels of `replace` and the new runs are
+    one transaction: a scheduler that dies anywhere in between leaves every instant unclaimed for
+    the next one, and an instant's fires are all made by one commit, not one commit each (a
+    scheduler killed part-way through twenty commits left the rest a tick late). An instant that
+    has its run already is passed over alone: its claim is kept and the rest of it is undone in its
+    savepoint, so the workflow moves on to its next instant instead of trying the same one on
+    every tick."""
+    plans = [(wf, *_instants(wf, _fire_at(wf, now))) for wf in _still_free(workflows)]
+    won = _claim_many([(wf, following) for wf, _, following, _ in plans])
+    plans = [plan for plan in plans if plan[0].id in won]
+    room = quotas.queue_room({wf.team_id for wf, *_ in plans}) if plans else {}
+    active = _active_runs([wf.id for wf, instant, *_ in plans
+                           if instant is not None and wf.concurrency_policy != "allow"])
+    runs, notes, signals = [], [], []
+    for wf, instant, following, missed in plans:
+        _missed(wf, missed, notes)
+        if instant is None or _queue_full(wf, room, notes):
+            continue
+        run, sent = _fire_claimed(wf, instant, now, active.get(wf.id, []), notes)
+        if run is not None and run.status == RunStatus.QUEUED:
+            runs.append(run)
+        elif run is not None:  # skipped by forbid: it takes no room in the queue
+            room[wf.team_id] += 1
+        signals += sent
     if signals:
         faults.stop_here("replace-claimed")
+    handles = [handle(run) for run in runs]
     db.session.commit()
     _after_commit(notes)
     for signal in signals:
         signal()
-    return queued
+    return handles
 
 
-def _fire_with_policy(wf: Workflow, instant: datetime, now: datetime) -> tuple[Run, list]:
-    """The new run (in the session, not committed) and the cancel signals to send after commit."""
-    active = []
-    if wf.concurrency_policy != "allow":
-        active = (db.session.query(Run)
-                  .filter(Run.workflow_id == wf.id, Run.status.in_(ACTIVE)).all())
+def _still_free(workflows: list[Workflow]) -> list[Workflow]:
+    """Those of `workflows` whose rows this transaction now holds, skipping those another holds (as
+    fire_due's read does): the batch before has committed and let go of them."""
+    if not workflows or db.engine.dialect.name != "postgresql":
+        return workflows
+    held = set(db.session.scalars(select(Workflow.id).where(Workflow.id.in_([wf.id for wf in workflows]))
+                                  .with_for_update(skip_locked=True)))
+    return [wf for wf in workflows if wf.id in held]
+
+
+def _active_runs(workflow_ids: list[int]) -> dict[int, list[Run]]:
+    """The runs in flight of these workflows, by workflow: one query for the tick."""
+    active: dict[int, list[Run]] = {}
+    if workflow_ids:
+        for run in db.session.query(Run).filter(Run.workflow_id.in_(workflow_ids), Run.status.in_(ACTIVE)):
+            active.setdefault(run.workflow_id, []).append(run)
+    return active
+
+
+def _fire_claimed(wf: Workflow, instant: datetime, now: datetime, active: list[Run],
+                  notes: list) -> tuple[Run | None, list]:
+    """The claimed instant's run under the workflow's policy, in a savepoint (None if the instant
+    has its run already), and the cancel signals to send after the commit."""
+    try:
+        with db.session.begin_nested():
+            run, signals = _fire_with_policy(wf, instant, now, active)
+            db.session.flush()
+    except IntegrityError:
+        log.warning("workflow %s: the instant %s has its run already; moving on", wf.public_id, instant)
+        metrics.count("fire_collisions")
+        return None, []
+    if run.status == RunStatus.CANCELLED:  # skipped by forbid
+        count_terminal(wf.id, RunStatus.CANCELLED, Trigger.SCHEDULE)
+        notes.append(("forbid", 1, emit(wf.team_id, wf.id, run.id, EventKind.MISSED)))
+    return run, signals
+
+
+def _fire_with_policy(wf: Workflow, instant: datetime, now: datetime, active: list[Run]) -> tuple[Run, list]:
+    """The new run (in the session, not committed) and the cancel signals to send after commit;
+    `active` is what the workflow has in flight (for `allow`, whatever it is, nothing matters)."""
     if active and wf.concurrency_policy == "forbid":
         run = fire(wf, Trigger.SCHEDULE, dict(wf.env or {}), scheduled_for=instant)
         run.status = "cancelled"

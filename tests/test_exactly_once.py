@@ -214,6 +214,34 @@ def test_a_scheduler_killed_inside_a_replace_fire_loses_nothing(app, client, ali
     assert "concurrencyPolicy replace" in replaced["error"]
 
 
+def test_a_scheduler_killed_inside_a_tick_fires_none_of_its_policied_workflows_by_halves(app, client, alice, procs):
+    """A tick's forbid and replace fires are one transaction: killed before its commit, the
+    scheduler leaves every one of them to the next, none done and none lost."""
+    from webapp.extensions import db
+    from webapp.models import Workflow
+    forbid = create_wf(client, alice, schedule="0 0 1 1 *", concurrencyPolicy="forbid", timeoutSec=3600)
+    replace = create_wf(client, alice, schedule="0 0 1 1 *", concurrencyPolicy="replace", timeoutSec=3600)
+    for wf in (forbid, replace):
+        trigger(client, alice, wf["id"])  # no worker: it stays queued, in progress
+    instant = datetime.utcnow().replace(microsecond=0) - timedelta(seconds=1)
+    with app.app_context():  # the forbid workflow's instant first: it is fired first
+        for wf, at in ((forbid, instant - timedelta(seconds=1)), (replace, instant)):
+            db.session.query(Workflow).filter_by(public_id=wf["id"]).update({"next_run_at": at})
+        db.session.commit()
+    doomed = procs.scheduler(env={"WORKFLOWS_FAULTS": "replace-claimed"}, wait=False)
+    fault_reached(app, "replace-claimed")
+    procs.kill(doomed)
+    for wf in (forbid, replace):  # the forbid skip, made before the replace fire, is not kept alone
+        assert [(r["trigger"], r["status"]) for r in runs_of(client, alice, wf["id"])] == [("manual", "queued")]
+    procs.scheduler()
+    wait_for(lambda: all(len(runs_of(client, alice, wf["id"])) == 2 for wf in (forbid, replace)), 20)
+    skipped, kept = runs_of(client, alice, forbid["id"])
+    assert (skipped["trigger"], skipped["status"], kept["status"]) == ("schedule", "cancelled", "queued")
+    assert "concurrencyPolicy forbid" in skipped["error"]
+    fired, replaced = runs_of(client, alice, replace["id"])
+    assert (fired["trigger"], replaced["status"]) == ("schedule", "cancelled")
+
+
 def test_a_worker_killed_after_a_terminal_status_loses_neither_retry_nor_alert(app, client, alice, procs,
                                                                               docker_api):
     from receivers import Receiver
