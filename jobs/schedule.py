@@ -41,12 +41,15 @@ def fire_due(now: datetime | None = None) -> int:
     A workflow whose row another transaction holds is passed over this tick (PostgreSQL's SKIP
     LOCKED), not waited for: a worker cut off in the middle of a run's end holds its workflow's row
     until the server drops its session (about 10 s), and the batch would wait for it with every
-    other workflow's instant. On SQLite there is one writer at a time and no row lock to skip."""
+    other workflow's instant. The lock is FOR NO KEY UPDATE: the foreign-key checks of rows that
+    name the workflow (a run made, an event) take a key-share lock, which it does not wait for,
+    nor pass over. On SQLite there is one writer at a time and no row lock to skip."""
     now = now or utcnow()
     ahead = now + timedelta(seconds=current_app.config["SCHEDULE_LEAD_SEC"])
     due = (db.session.query(Workflow)
            .filter(Workflow.next_run_at <= ahead, Workflow.deleted_at.is_(None), Workflow.schedule.is_not(None))
-           .order_by(Workflow.next_run_at).limit(BATCH).with_for_update(skip_locked=True, of=Workflow).all())
+           .order_by(Workflow.next_run_at).limit(BATCH)
+           .with_for_update(skip_locked=True, key_share=True, of=Workflow).all())
     plain = [wf for wf in due if wf.concurrency_policy == "allow"]
     others = [wf for wf in due if wf.concurrency_policy != "allow" and wf.next_run_at <= now]
     handles = _fire_batch(plain, now)
@@ -240,7 +243,7 @@ def _still_free(workflows: list[Workflow]) -> list[Workflow]:
     if not workflows or db.engine.dialect.name != "postgresql":
         return workflows
     held = set(db.session.scalars(select(Workflow.id).where(Workflow.id.in_([wf.id for wf in workflows]))
-                                  .with_for_update(skip_locked=True)))
+                                  .with_for_update(skip_locked=True, key_share=True)))
     return [wf for wf in workflows if wf.id in held]
 
 

@@ -159,6 +159,34 @@ def test_a_claim_cut_off_midway_delays_no_fire_of_its_team(app, client, alice):
     assert _runs(app, wf["id"])[0] == [("schedule", at("2026-01-01T00:05:00"))]
 
 
+def test_a_transaction_that_names_a_workflow_does_not_make_its_fire_late(app, client, alice):
+    """A run end, a run or an event being written names the workflow in a foreign key (a key-share
+    lock on its row) until its commit: the scheduler's lock on the row does not conflict with it,
+    so the workflow is not passed over for the tick."""
+    from sqlalchemy import insert
+
+    from webapp.extensions import db
+    from webapp.models import Event, Workflow
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("row locks are PostgreSQL's: SQLite has one writer at a time")
+    wf = create_wf(client, alice, name="named", schedule="*/5 * * * *")
+    _set_next(app, wf["id"], at("2026-01-01T00:05:00"))
+    with app.app_context():
+        row = db.session.query(Workflow.id, Workflow.team_id).filter_by(public_id=wf["id"]).one()
+        db.session.remove()
+        holder = db.engine.connect()
+        held = holder.begin()
+        holder.execute(insert(Event.__table__).values(team_id=row.team_id, workflow_id=row.id, kind="workflow.silent",
+                                                      created_at=at("2026-01-01T00:04:59")))
+        try:
+            assert _fire(app, at("2026-01-01T00:05:00.2")) == 1, "the workflow was passed over"
+        finally:
+            held.rollback()
+            holder.close()
+    assert _runs(app, wf["id"])[0] == [("schedule", at("2026-01-01T00:05:00"))]
+
+
 def test_a_late_scheduler_fires_only_the_latest_missed_instant(app, client, alice):
     wf = create_wf(client, alice, schedule="* * * * *", timeoutSec=600)
     _set_next(app, wf["id"], at("2026-01-01T00:01:00"))

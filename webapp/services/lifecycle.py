@@ -74,51 +74,63 @@ def complete(run: Run, status: str, *, exit_code: int | None = None, error: str 
 
 
 def _after_terminal(run: Run) -> Callable[[], None]:
-    """Add the retry or the event, the chain runs the end fires and its backfill's next instants
-    to the transaction; returns the hand-over to make after it."""
+    """Add the retry or the event, the chain runs the end fires, its backfill's next instants and
+    the workflow's own state to the transaction; returns the hand-over to make after it. The
+    workflow's row is written last: from that write to the commit no scheduler can take the row
+    (it passes over a held one), so the hold is kept to the last few statements."""
     retried, hand_over = _retry_or_event(run)
     chained = chains.fire_downstream(run, chains.reached(run, retried), fire)
     db.session.flush()
     handles = [handle(r) for r in chained]
     backfilled = backfills.advance_after(run)
+    marked = _mark_workflow(run, retried)
 
     def all_of_them() -> None:
         hand_over()
+        marked()
         hand_over_many(handles)
         backfilled()
     return all_of_them
 
 
 def _retry_or_event(run: Run) -> tuple[bool, Callable[[], None]]:
-    """(whether a retry follows, the hand-over of the retry or of the event's notifications)."""
+    """(whether a retry follows, the hand-over of the retry or of the failure's notifications)."""
     wf = run.workflow
-    if run.status in RETRIED:
-        why_not = retrying.refusal(wf, run)
-        if why_not is None:
-            delay = retrying.delay_sec(wf, run.attempt)
-            retry = fire(wf, Trigger.RETRY, dict(run.env), attempt=run.attempt + 1, retry_of=run, payload=run.payload,
-                         backfill_id=run.backfill_id, due_at=run.finished_at + timedelta(seconds=delay))  # from the end
-            db.session.flush()
-            run.retry_decision = retrying.retried(wf, retry, delay)
-            if retry.due_at > utcnow():
-                return True, lambda: None  # the sweep hands it over when its backoff is over
-            h = handle(retry)
-            return True, lambda: hand_over_many([h])
+    if run.status not in RETRIED:
+        return False, lambda: None
+    why_not = retrying.refusal(wf, run)
+    if why_not is not None:
         run.retry_decision = f"not retried: {why_not}"
-        db.session.execute(update(Workflow).where(Workflow.id == wf.id).values(alert_state="failing"))
         return False, _emit(run, EventKind.FAILED)
-    if run.status == RunStatus.SUCCEEDED:
-        db.session.execute(update(Workflow).where(Workflow.id == wf.id, (Workflow.last_success_at.is_(None)) |
+    delay = retrying.delay_sec(wf, run.attempt)
+    retry = fire(wf, Trigger.RETRY, dict(run.env), attempt=run.attempt + 1, retry_of=run, payload=run.payload,
+                 backfill_id=run.backfill_id, due_at=run.finished_at + timedelta(seconds=delay))  # from the end
+    db.session.flush()
+    run.retry_decision = retrying.retried(wf, retry, delay)
+    if retry.due_at > utcnow():
+        return True, lambda: None  # the sweep hands it over when its backoff is over
+    h = handle(retry)
+    return True, lambda: hand_over_many([h])
+
+
+def _mark_workflow(run: Run, retried: bool) -> Callable[[], None]:
+    """The workflow's alert state after the end: failing after a final failure; after a success its
+    last success, and, failing or silent before, heard from again (one workflow.recovered says
+    so). Returns the hand-over of the recovered event's notifications."""
+    if run.status in RETRIED and not retried:
+        db.session.execute(update(Workflow).where(Workflow.id == run.workflow_id).values(alert_state="failing"))
+    elif run.status == RunStatus.SUCCEEDED:
+        db.session.execute(update(Workflow).where(Workflow.id == run.workflow_id,
+                                                  Workflow.last_success_at.is_(None) |
                                                   (Workflow.last_success_at < run.finished_at))
                            .values(last_success_at=run.finished_at))
-        # Failing or silent, the workflow is heard from again: one workflow.recovered says so.
         recovered = db.session.execute(
-            update(Workflow).where(Workflow.id == wf.id,
+            update(Workflow).where(Workflow.id == run.workflow_id,
                                    (Workflow.alert_state == "failing") | Workflow.silent_at.is_not(None))
             .values(alert_state="ok", silent_at=None)).rowcount
         if recovered:
-            return False, _emit(run, EventKind.RECOVERED)
-    return False, lambda: None
+            return _emit(run, EventKind.RECOVERED)
+    return lambda: None
 
 
 def _emit(run: Run, kind: str) -> Callable[[], None]:
