@@ -34,7 +34,8 @@ SWEEP_EVERY_SEC = 2.0
 @click.option("--pool", "pools", multiple=True, default=["default"], show_default=True,
               help="a worker pool whose runs this worker takes (repeatable)")
 def worker(slots: int | None, pools: tuple[str, ...]):
-    """Run WORKER_SLOTS run slots plus NOTIFY_SLOTS notification slots; restart any that dies."""
+    """Run WORKER_SLOTS run slots (RUNS_PER_PROCESS to a process) plus NOTIFY_SLOTS notification
+    slots; restart any process that dies."""
     from webapp.connections import NO_ENGINE
     from webapp.heartbeats import process_name
     from webapp.schemas import valid_pool
@@ -59,8 +60,9 @@ def worker(slots: int | None, pools: tuple[str, ...]):
                                egress_problem)
     log.info("worker host %s (engine %s), pools %s", host, version or "not answering", ", ".join(pools))
     run_queues = [host_queue(host)] + [pool_queue(p) for p in pools]
-    Supervisor(app_, [run_queues] * slots + [[NOTIFY_QUEUE]] * current_app.config["NOTIFY_SLOTS"],
-               keeper=keeper).run()
+    per_process = current_app.config["RUNS_PER_PROCESS"]
+    groups = [(run_queues, n) for n in [per_process] * (slots // per_process) + [slots % per_process] if n]
+    Supervisor(app_, groups + [([NOTIFY_QUEUE], 1)] * current_app.config["NOTIFY_SLOTS"], keeper=keeper).run()
 
 
 @click.command("scheduler")
@@ -154,18 +156,19 @@ def _die_with_parent() -> None:
 
 
 class Supervisor:
-    """Keeps one forked child per slot alive; stops them all on SIGTERM or SIGINT.
+    """Keeps one forked child per slot process alive; stops them all on SIGTERM or SIGINT.
 
     Hand-written rather than RQ's WorkerPool: slots listen to different queues (runs, notify),
     a stop must not wait out long runs (their containers are re-attached later), and each slot
-    dies with the supervisor. Slots are forked once the app is loaded, so one (re)starts in
-    milliseconds instead of importing everything again."""
+    process dies with the supervisor. They are forked once the app is loaded, so one (re)starts in
+    milliseconds instead of importing everything again. A slot process holds one slot or several
+    (RUNS_PER_PROCESS), each a thread running one run at a time."""
 
-    def __init__(self, app: Flask, slot_queues: list[list[str]], keeper=None):
+    def __init__(self, app: Flask, slot_queues: list[tuple[list[str], int]], keeper=None):
         self.app = app
-        self.slot_queues = slot_queues
+        self.slot_queues = slot_queues  # per slot process: its queues and how many slots (threads)
         self.keeper = keeper  # a child of its own besides the slots (the host keeper), kept alive too
-        self.children: dict[int, int] = {}  # slot index -> pid
+        self.children: dict[int, int] = {}  # slot process index -> pid
         self.stopping = False
 
     def _spawn(self, index: int) -> None:
@@ -183,7 +186,7 @@ class Supervisor:
             if index == len(self.slot_queues):
                 self.keeper()
             else:
-                run_slot(self.app, self.slot_queues[index])
+                run_slot(self.app, *self.slot_queues[index])
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1
@@ -211,7 +214,8 @@ class Supervisor:
         for i in range(len(self.slot_queues) + (self.keeper is not None)):
             self._spawn(i)
         from webapp.heartbeats import beat
-        log.info("worker started with %d slots", len(self.slot_queues))
+        log.info("worker started with %d slots in %d processes", sum(n for _, n in self.slot_queues),
+                 len(self.slot_queues))
         last_beat = 0.0
         while not self.stopping:
             for i, pid in list(self.children.items()):
@@ -244,23 +248,50 @@ class Supervisor:
             self._exited(pid)
 
 
-def run_slot(app: Flask, queues: list[str]) -> None:
-    """One RQ worker slot: runs jobs of `queues` one at a time, in this process (no fork per job)."""
+def run_slot(app: Flask, queues: list[str], slots: int = 1) -> None:
+    """A slot process: `slots` RQ worker slots taking jobs of `queues`, each one at a time, in this
+    process (no fork per job). One slot works in the main thread; several work in threads of their
+    own, and a slot whose thread ends ends the process (the supervisor starts it again; the other
+    slots' runs are re-attached as after any death)."""
+    from webapp.extensions import db
+    with app.app_context():
+        db.engine.dispose(close=False)  # a forked child must not share the parent's connections
+    if slots == 1:
+        _work(app, queues, threaded=False)
+        return
+    threads = [threading.Thread(target=_work, args=(app, queues, True), daemon=True, name=f"slot-{i}")
+               for i in range(slots)]
+    for thread in threads:
+        thread.start()
+    while all(thread.is_alive() for thread in threads):
+        time.sleep(0.5)
+    log.error("a worker slot's thread ended; restarting its process")
+    sys.exit(1)
+
+
+def _work(app: Flask, queues: list[str], threaded: bool) -> None:
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
+    from rq.timeouts import TimerDeathPenalty
 
     from webapp.connections import get_redis
-    from webapp.extensions import db
     from webapp.services.dispatch import queue
 
     from .tasks import TaskJob
+
+    class ThreadSlot(SimpleWorker):
+        """A slot in a thread: signals are the main thread's, and a job's timeout is a timer."""
+        death_penalty_class = TimerDeathPenalty
+
+        def _install_signal_handlers(self) -> None:
+            pass
+
     with app.app_context():
-        db.engine.dispose(close=False)  # a forked child must not share the parent's connections
         # RQ raises the socket timeout of the client it is given to cover its blocking pop: give
         # it a client of its own, so the short timeout of the lease's client stays short.
         redis = get_redis(blocking=True)
-        worker = SimpleWorker([queue(q, redis) for q in queues], connection=redis, serializer=JSONSerializer,
-                              job_class=TaskJob)
+        worker = (ThreadSlot if threaded else SimpleWorker)(
+            [queue(q, redis) for q in queues], connection=redis, serializer=JSONSerializer, job_class=TaskJob)
         worker.work(logging_level="WARNING", with_scheduler=False)
 
 

@@ -32,6 +32,28 @@ def test_a_killed_worker_is_reattached_to_its_running_container(client, alice, p
     assert lines(client, alice, run["id"]) == EXPECTED  # every line, exactly once, in order
 
 
+def test_runs_sharing_a_slot_process_are_all_reattached_when_it_is_killed(app, client, alice, procs):
+    """RUNS_PER_PROCESS: three slots in one process run three runs at once; a kill -9 of that
+    process alone takes the three, and each is re-attached and completed once, every line kept."""
+    import os
+    import signal
+
+    from webapp.extensions import db
+    from webapp.models import Run
+    procs.worker(3, env=dict(FAST, RUNS_PER_PROCESS="3"))
+    procs.scheduler(env=FAST)
+    runs = [fire(client, alice, command=["sh", "-c", COUNT_TO_12], timeoutSec=120) for _ in range(3)]
+    wait_for(lambda: all(len(lines(client, alice, run["id"])) >= 2 for run in runs), 30)
+    with app.app_context():
+        names = set(db.session.scalars(db.select(Run.worker_name).where(Run.public_id.in_([r["id"] for r in runs]))))
+    assert len(names) == 1, names  # one process, three runs at once
+    os.kill(int(names.pop().rsplit(":", 1)[1]), signal.SIGKILL)
+    for run in runs:
+        done = wait_status(client, alice, run["id"], timeout=60)
+        assert (done["status"], done["exitCode"]) == ("failed", 4)
+        assert lines(client, alice, run["id"]) == EXPECTED  # every line, exactly once, in order
+
+
 def test_a_run_whose_container_exited_meanwhile_is_completed_from_its_exit_code(client, alice, procs):
     worker = procs.worker(1, env=FAST)
     scheduler = procs.scheduler(env=FAST)

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     WORKFLOWS_FAULTS: str = Field("", description="fault-injection points, for the durability tests only")
 
     # -- workers and the fleet
-    WORKER_SLOTS: int = _n(4, 1, 256, "concurrent runs per worker host")
+    WORKER_SLOTS: int = _n(4, 1, 2000, "concurrent runs per worker host")
+    RUNS_PER_PROCESS: int = _n(1, 1, 500, "worker slots per slot process (several: a thread each)")
     NOTIFY_SLOTS: int = _n(2, 0, 64, "notification slots per worker host")
     WORKER_HOST: Optional[str] = Field(None, description="this worker's engine host name (default: from the engine)")
     HOST_LOST_SEC: int = _n(60, 4, 86400, "a host without a heartbeat this long is lost")
@@ -262,7 +263,7 @@ def _hosts(raw: str, strip_dot: bool = False) -> frozenset:
 
 
 # Settings read as they are into the Flask config (the rest are renamed, derived or process-only).
-AS_IS = ("WORKER_SLOTS", "NOTIFY_SLOTS", "WORKER_HOST", "HOST_LOST_SEC", "HOST_FENCE_SEC", "STORAGE_OUTAGE_SEC",
+AS_IS = ("WORKER_SLOTS", "RUNS_PER_PROCESS", "NOTIFY_SLOTS", "WORKER_HOST", "HOST_LOST_SEC", "HOST_FENCE_SEC", "STORAGE_OUTAGE_SEC",
          "RUN_LEASE_TTL_SEC", "CANCEL_DB_POLL_SEC", "QUEUE_WAIT_FLOOR_SEC", "SCHEDULE_LEAD_SEC", "TEAM_MAX_RUNNING",
          "TEAM_MAX_WORKFLOWS", "MIN_SCHEDULE_INTERVAL_SEC", "TEAM_MAX_QUEUED", "WORKFLOW_MAX_ENV_BYTES",
          "TEAM_MAX_OUTPUT_BYTES_PER_DAY",
