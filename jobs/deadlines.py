@@ -3,7 +3,10 @@ and the clock (the run's instant, its timeout)."""
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
+import weakref
 from datetime import datetime, timedelta
 
 import redis
@@ -20,7 +23,59 @@ from webapp.services.dispatch import CANCEL_PLAIN
 log = logging.getLogger(__name__)
 
 POLL_SEC = 0.1
+# How often a run's supervisor wakes while its container runs (the exit itself wakes it at once).
+# A cancel is seen within BOARD_EVERY_SEC + TICK_SEC of its signal.
+TICK_SEC = 0.5
+BOARD_EVERY_SEC = 0.4
 CANCEL_DB_FAST_SEC = 0.5  # the database's reads while Redis cannot be asked, or lost its data
+
+
+class CancelBoard:
+    """The cancel signals and leases of every run this process supervises, read from Redis for
+    them all in one round trip (two MGETs) every BOARD_EVERY_SEC on a thread of its own: a process
+    of many runs (RUNS_PER_PROCESS) asks Redis a few times a second, not ten times a run. A run
+    not read yet, or a board whose last read failed or is stale, is asked alone, as before."""
+
+    def __init__(self, store: redis.Redis):
+        self.store = store
+        self.watching: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self.read: dict[str, tuple[bytes | None, bool]] = {}
+        self.read_at = 0.0
+        threading.Thread(target=self._poll, daemon=True, name="cancel-board").start()
+
+    def answer(self, public_id: str) -> tuple[bytes | None, bool] | None:
+        """(the cancel signal, whether the lease is there) as last read, or None when not known."""
+        if time.monotonic() - self.read_at > 3 * BOARD_EVERY_SEC:
+            return None
+        return self.read.get(public_id)
+
+    def _poll(self) -> None:
+        while True:
+            time.sleep(BOARD_EVERY_SEC)
+            ids = list(self.watching.keys())
+            if not ids:
+                self.read, self.read_at = {}, time.monotonic()
+                continue
+            try:
+                signals, leases = (self.store.pipeline(transaction=False).mget([keys.run_cancel(i) for i in ids])
+                                   .mget([keys.run_lease(i) for i in ids]).execute())
+            except redis.RedisError:
+                continue  # stale: each run asks alone until a read succeeds again
+            self.read = {i: (signal, lease is not None) for i, signal, lease in zip(ids, signals, leases)}
+            self.read_at = time.monotonic()
+
+
+_boards: dict[tuple[int, int], CancelBoard] = {}
+_boards_lock = threading.Lock()
+
+
+def board(store: redis.Redis) -> CancelBoard:
+    """This process's board for `store` (made on first use; a forked child makes its own)."""
+    key = (id(store), os.getpid())
+    with _boards_lock:
+        if key not in _boards:
+            _boards[key] = CancelBoard(store)
+        return _boards[key]
 
 
 class CancelWatch:
@@ -40,6 +95,8 @@ class CancelWatch:
         self.slow_sec = slow_sec = current_app.config["CANCEL_DB_POLL_SEC"]
         self.next_db_check = time.monotonic() + slow_sec  # the row was just read
         self.redis_warned = self.db_warned = False
+        self.board = board(store)
+        self.board.watching[self.public_id] = self
 
     def requested(self) -> bool:
         if self.seen:
@@ -56,10 +113,12 @@ class CancelWatch:
         return self.seen
 
     def _in_redis(self) -> bool:
-        """Reads the signal; False when Redis could not be asked or has lost the run's lease."""
+        """Reads the signal (from the board when it has read it); False when Redis could not be
+        asked or has lost the run's lease."""
         try:
-            value, leased = (self.store.pipeline(transaction=False).get(keys.run_cancel(self.public_id))
-                             .exists(keys.run_lease(self.public_id)).execute())
+            value, leased = self.board.answer(self.public_id) or (
+                self.store.pipeline(transaction=False).get(keys.run_cancel(self.public_id))
+                .exists(keys.run_lease(self.public_id)).execute())
         except redis.RedisError as e:
             if not self.redis_warned:
                 self.redis_warned = True

@@ -212,7 +212,7 @@ class Execution:
         while True:
             if self.lease.lost.is_set():
                 raise LeaseLost(self.run.public_id)
-            code = self._exit_within(deadlines.POLL_SEC, watch)
+            code = self._exit_within(deadlines.TICK_SEC if self.sink.idle() else deadlines.POLL_SEC, watch)
             if code is not None:
                 break
             if self.sink.due():

@@ -8,6 +8,8 @@ import redis
 from flask import current_app
 
 _clients: dict = {}
+MAX_REDIS_CONNECTIONS = 10_000
+DOCKER_POOL_SIZE = 128
 
 
 def _cached(kind: str, key: str, make):
@@ -28,10 +30,12 @@ def get_redis(url: str | None = None, *, blocking: bool = False) -> redis.Redis:
     gives a separate client for blocking reads (XREAD BLOCK, RQ's BLPOP) with a long one."""
     url = url or current_app.config["REDIS_URL"]
     timeout = 60.0 if blocking else socket_timeout()
+    # redis-py's pool stops at 100 connections; a slot process of many slots holds one blocking
+    # read per slot, and its runs' threads call at once: the server's own limit is the bound.
     return _cached("redis-blocking" if blocking else "redis", url,
                    lambda: redis.Redis.from_url(url, socket_timeout=timeout,
                                                 socket_connect_timeout=min(timeout, 5.0),
-                                                health_check_interval=30))
+                                                health_check_interval=30, max_connections=MAX_REDIS_CONNECTIONS))
 
 
 NO_ENGINE = "none"  # DOCKER_HOST of a web or scheduler host that has no engine
@@ -44,6 +48,7 @@ def get_docker(base_url: str | None = None, timeout: int = 60) -> docker.DockerC
     def make():
         # from_env reads DOCKER_TLS_VERIFY and DOCKER_CERT_PATH too: a remote engine over TLS
         environment = dict(os.environ, DOCKER_HOST=base_url) if base_url else None
-        return docker.from_env(timeout=timeout, environment=environment)
+        # docker-py keeps 10 connections a pool; a slot process of many runs calls from a thread each
+        return docker.from_env(timeout=timeout, environment=environment, max_pool_size=DOCKER_POOL_SIZE)
 
     return _cached("docker", key, make)

@@ -372,6 +372,10 @@ class LogSink:
         except Exception:
             log.exception("could not publish live lines of %s", self.public_id)
 
+    def idle(self) -> bool:
+        """Nothing read that is still to be stored."""
+        return not self.pending and not self.dirty
+
     def due(self) -> bool:
         """Lines to store, or (past the cap, where lines go to the in-memory tail) new bytes read:
         the stored read offsets must follow, or a re-attached reader would read them again. While
