@@ -38,8 +38,9 @@ the schedules are removed, everything settles, and the audit checks:
     as it counts.
 
 It exits non-zero on any violation and prints its counts as its last line.
-Usage: .venv/bin/python bench/chaos.py [--minutes N] [--seed S] [--faults a,b]   (needs root: it restarts
-redis-server, PostgreSQL and dockerd, so run it alone, not beside the test suite)
+Usage: .venv/bin/python bench/chaos.py [--minutes N] [--seed S] [--faults a,b] [--runs-per-process K]
+(needs root: it restarts redis-server, PostgreSQL and dockerd, so run it alone, not beside the test
+suite)
 """
 from __future__ import annotations
 
@@ -185,12 +186,13 @@ def overlapping(parents: dict[str, str | None], engines: list[EngineEvents]) -> 
 
 
 class Chaos:
-    def __init__(self, minutes: float, seed: int, kinds: tuple[str, ...] = KINDS):
+    def __init__(self, minutes: float, seed: int, kinds: tuple[str, ...] = KINDS, runs_per_process: int = 1):
         self.minutes, self.kinds = minutes, kinds
         self.timeline: list[tuple[datetime, str]] = []
         self.rng = random.Random(seed)
         self.stack = Stack(slots=4, redis_db=12, extra_env={
-            "TRIGGER_RATE_LIMIT": "100000 per minute", "RUN_LEASE_TTL_SEC": "6", "HOST_LOST_SEC": str(HOST_LOST_SEC)})
+            "TRIGGER_RATE_LIMIT": "100000 per minute", "RUN_LEASE_TTL_SEC": "6", "HOST_LOST_SEC": str(HOST_LOST_SEC),
+            "RUNS_PER_PROCESS": str(runs_per_process)})
         self.stack.env["DATABASE_URL"] = f"postgresql://workflows:workflows@127.0.0.1:5432/{DATABASE}"
         self.engine_b = SecondEngine("wf-engine-b-chaos")
         self.partition = Partition(self.engine_b.name, 3)
@@ -833,12 +835,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--faults", default=",".join(KINDS),
                         help=f"which faults, comma-separated, of {','.join(KINDS)} (all by default)")
+    parser.add_argument("--runs-per-process", type=int, default=1,
+                        help="the workers' RUNS_PER_PROCESS: a slot kill then takes that many runs at once")
     args = parser.parse_args()
     kinds = tuple(args.faults.split(","))
     if set(kinds) - set(KINDS):
         parser.error(f"--faults: unknown {sorted(set(kinds) - set(KINDS))}")
-    print(f"chaos soak: {args.minutes:g} minutes, seed {args.seed}, faults {','.join(kinds)}", flush=True)
-    chaos = Chaos(args.minutes, args.seed, kinds)
+    print(f"chaos soak: {args.minutes:g} minutes, seed {args.seed}, faults {','.join(kinds)}, "
+          f"RUNS_PER_PROCESS {args.runs_per_process}", flush=True)
+    chaos = Chaos(args.minutes, args.seed, kinds, args.runs_per_process)
     try:
         violations = chaos.run()
     finally:
