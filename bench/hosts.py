@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from stack import ROOT, Stack, fresh_database, psql
+from stack import ROOT, Stack, cpu_seconds, fresh_database, psql
 
 DATABASE = "wf_bench_hosts"
 SAMPLES = 20
@@ -55,11 +55,6 @@ def timings(app, client) -> None:
         values.sort()
         print(f"    {name}: median {statistics.median(values):.1f} ms, p95 {values[int(len(values) * 0.95) - 1]:.1f} ms, "
               f"max {values[-1]:.1f} ms")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def phase(name: str, stack: Stack, scheduler: subprocess.Popen, app, client, minutes: float) -> None:

@@ -15,7 +15,7 @@ import os
 import subprocess
 import time
 
-from stack import Stack, fresh_database
+from stack import Stack, cpu_seconds, fresh_database
 
 LONG = ["sh", "-c", "while true; do echo still here; sleep 60; done"]
 
@@ -41,17 +41,6 @@ def pss_mib(pids: list[int]) -> float:
         except OSError:
             pass
     return total / 1024
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except OSError:
-            pass
-    return total
 
 
 def started(run: dict) -> bool:
@@ -84,11 +73,11 @@ def main() -> None:
         runs = start_runs(stack, args.runs)
         print(f"  {len(runs)} runs running after {time.monotonic() - began:.0f} s")
         pids = tree([p.pid for p in stack.procs])
-        cpu, at = {pid: cpu_seconds([pid]) for pid in pids}, time.monotonic()
+        cpu, at = {pid: cpu_seconds(pid) for pid in pids}, time.monotonic()
         time.sleep(args.idle)
         pids = tree([p.pid for p in stack.procs])
         elapsed = time.monotonic() - at
-        shares = {pid: 100 * (cpu_seconds([pid]) - cpu.get(pid, 0.0)) / elapsed for pid in pids}
+        shares = {pid: 100 * (cpu_seconds(pid) - cpu.get(pid, 0.0)) / elapsed for pid in pids}
         share = sum(shares.values())
         print(f"  the product's {len(pids)} processes: PSS {pss_mib(pids):.0f} MiB, "
               f"{share:.1f} % of one core over {args.idle:.0f} s idle")
