@@ -1,6 +1,10 @@
 """gunicorn settings of the `web` process, from the same settings as the rest (webapp/config.py)."""
-import os
-import sys
+from gevent import monkey
+
+monkey.patch_all()  # before anything imports ssl or socket (the worker class below patches too late)
+
+import os  # noqa: E402
+import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from webapp.config import ConfigError, settings  # noqa: E402
@@ -11,10 +15,12 @@ try:
 except ConfigError as e:
     raise SystemExit(str(e)) from None
 bind = f"{chosen.HOST}:{chosen.PORT}"
-# gthread: each open live-log websocket holds a thread, so threads bound the live viewers.
-worker_class = "gthread"
+# gevent: a request or an open live-log websocket is a greenlet, not a thread, so one process
+# holds a thousand viewers (each waiting on Redis) and still answers API calls; psycopg 3 and
+# redis-py wait cooperatively once gevent has patched the socket module.
+worker_class = "gevent"
 workers = chosen.WEB_WORKERS
-threads = chosen.WEB_THREADS
+worker_connections = chosen.WEB_CONNECTIONS
 graceful_timeout = 5
 accesslog = "-"
 
@@ -22,5 +28,7 @@ logconfig_dict = gunicorn_logconfig() or {}
 
 
 def post_worker_init(worker):
+    from webapp.admission import admitted
     from webapp.heap import settle_heap
     settle_heap()
+    worker.wsgi = admitted(worker.wsgi)  # requests past the database pool's size wait their turn

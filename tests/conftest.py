@@ -239,7 +239,7 @@ def server():
 @contextmanager
 def gunicorn(**env: str):
     """The production web server (gunicorn.conf.py, separate worker processes) on a free port,
-    with `env` (WEB_WORKERS, WEB_THREADS ...); yields (its process, its base URL) once /healthz
+    with `env` (WEB_WORKERS, WEB_CONNECTIONS ...); yields (its process, its base URL) once /healthz
     answers."""
     import requests
     port = free_port()

@@ -15,7 +15,7 @@ PACKAGES = ("webapp", "jobs")
 LAYERS = {
     "webapp.config": 0, "webapp.extensions": 0, "webapp.models": 0, "webapp.crypto": 0,
     "webapp.faults": 0, "webapp.connections": 0, "webapp.process_log": 0, "webapp.schemas": 0,
-    "webapp.cron": 0, "webapp.addresses": 0, "webapp.heap": 0, "webapp.vocabulary": 0, "webapp.keys": 0,
+    "webapp.cron": 0, "webapp.addresses": 0, "webapp.heap": 0, "webapp.admission": 0, "webapp.vocabulary": 0, "webapp.keys": 0,
     "webapp.imageref": 0, "webapp.backoff": 0,
     "webapp.runoutput": 1, "webapp.notify": 1, "webapp.metrics": 1, "webapp.heartbeats": 1,
     "webapp.services": 2,

@@ -42,7 +42,7 @@ def test_a_bad_value_stops_with_the_variable_named(monkeypatch, name, value, say
 
 def test_defaults_that_follow_from_other_settings(monkeypatch):
     monkeypatch.setenv("HOST_LOST_SEC", "30")
-    monkeypatch.setenv("WEB_THREADS", "9")
+    monkeypatch.setenv("WEB_CONNECTIONS", "9")
     monkeypatch.setenv("LOG_LEVEL", "debug")
     monkeypatch.setenv("WORKFLOWS_ENV", "production")
     monkeypatch.setenv("NOTIFY_ALLOW_PRIVATE", "")  # empty is unset

@@ -84,7 +84,7 @@ def test_a_retry_with_a_key_is_made_once_and_a_key_expires_after_a_day(app, clie
 
 def test_racing_requests_with_one_key_on_two_web_processes_make_one_run(client, alice):
     wf = create_wf(client, alice)
-    settings = {"WEB_WORKERS": "1", "WEB_THREADS": "8", "TRIGGER_RATE_LIMIT": "1000 per minute"}
+    settings = {"WEB_WORKERS": "1", "WEB_CONNECTIONS": "8", "TRIGGER_RATE_LIMIT": "1000 per minute"}
     with gunicorn(**settings) as (_, one), gunicorn(**settings) as (_, two):
         for attempt in range(3):  # three keys, each sent 16 times at once, half to each process
             key = f"race-{attempt}"

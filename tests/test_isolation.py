@@ -345,7 +345,7 @@ def test_while_a_team_holds_its_most_streams_another_teams_api_calls_answer(app,
     wf = create_wf(client, alice)
     run_id = client.post(f"{base(alice)}/{wf['id']}/trigger", headers=alice.h()).get_json()["id"]  # stays queued
     streams = []
-    with gunicorn(WEB_WORKERS="1", WEB_THREADS="8") as (_, base_url):
+    with gunicorn(WEB_WORKERS="1", WEB_CONNECTIONS="8") as (_, base_url):
         url = f"{base_url.replace('http://', 'ws://')}/api/workflows/{alice.team_id}/workflows/runs/{run_id}/logs/stream"
         refused = 0
         for _ in range(8):  # every thread of the process, if it let them
@@ -354,7 +354,7 @@ def test_while_a_team_holds_its_most_streams_another_teams_api_calls_answer(app,
             except HandshakeRefused as e:
                 refused += 1
                 assert "503" in str(e)
-        assert len(streams) == 4 and refused == 4  # half of WEB_THREADS
+        assert len(streams) == 4 and refused == 4  # half of WEB_CONNECTIONS
         started = time.monotonic()
         r = requests.get(f"{base_url}/api/projects/{charlie.team_id}/{charlie.project_id}/workflows",
                          headers=charlie.h(), timeout=10)

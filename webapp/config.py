@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     HOST: str = Field("127.0.0.1", description="where the web process listens")
     PORT: int = _n(5000, 1, 65535, "the web process's port")
     WEB_WORKERS: int = _n(2, 1, 1000, "gunicorn processes")
-    WEB_THREADS: int = _n(32, 1, 10000, "gunicorn threads per process")
+    WEB_CONNECTIONS: int = _n(1000, 1, 100000, "connections a web process serves at once (gevent)")
     DOCKER_HOST: Optional[str] = Field(None, description="the engine the workers use (default: the local socket)")
     DOCKER_TLS_VERIFY: Optional[str] = Field(None, description="read by docker-py; a tcp:// engine needs it")
     DOCKER_CERT_PATH: Optional[str] = Field(None, description="read by docker-py: the client certificates")
@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     WS_MAX_PER_PRINCIPAL: int = _n(8, 1, 100000, "open live-log sockets per key or session")
     WS_MAX_PER_PROCESS: Optional[int] = Field(None, ge=1, le=100000,
                                               description="open live-log sockets per web process (default: half "
-                                                          "of WEB_THREADS)")
+                                                          "of WEB_CONNECTIONS)")
     TRUSTED_PROXIES: int = _n(0, 0, 10, "reverse proxies whose X-Forwarded-* headers are believed")
 
     # -- run containers
@@ -163,7 +163,7 @@ class Settings(BaseSettings):
         if self.NOTIFY_ALLOW_PRIVATE is None:
             self.NOTIFY_ALLOW_PRIVATE = not production
         if self.WS_MAX_PER_PROCESS is None:
-            self.WS_MAX_PER_PROCESS = max(1, self.WEB_THREADS // 2)
+            self.WS_MAX_PER_PROCESS = max(1, self.WEB_CONNECTIONS // 2)
         lost = self.HOST_LOST_SEC
         if self.HOST_FENCE_SEC is None:
             self.HOST_FENCE_SEC = lost / 2
