@@ -340,7 +340,7 @@ def test_reading_a_million_line_log_keeps_the_web_process_flat(app, client, alic
         if db.engine.dialect.name == "postgresql":  # what autovacuum does after a bulk load
             db.session.execute(text("ANALYZE run_log_blocks"))
             db.session.commit()
-    with gunicorn(WEB_WORKERS="1", WEB_THREADS="4") as (web, base_url):
+    with gunicorn(WEB_WORKERS="1", WEB_CONNECTIONS="4") as (web, base_url):
         url = f"{base_url}/api/workflows/{alice.team_id}/workflows/runs/{run_id}/logs"
         head = {"Authorization": f"Bearer {alice.full}"}
         wait_for(lambda: _get(url + "?limit=1", head) == 200, 60)
@@ -405,6 +405,32 @@ def test_the_17th_socket_of_a_team_is_refused(app, client, alice, ws_server):
         for ws in open_:
             ws.close()
     wait_for(lambda: _opens(ws_server, alice, run_id, keys[2]), 10)  # closed ones free their places
+
+
+def test_open_streams_cost_the_database_a_few_statements_a_second_however_many_they_are(app, client, alice,
+                                                                                         ws_server):
+    """Between frames, a stream needs its run's status and its credentials: the process reads them
+    for all its streams at once, so eight idle streams cost what one does."""
+    from sqlalchemy import event
+    from webapp.extensions import db
+    wf = create_wf(client, alice)
+    run_id = post_trigger(client, alice, wf["id"]).get_json()["id"]  # no worker: stays queued
+    streams = [Client.connect(stream_url(ws_server, alice, run_id), headers=alice.h()) for _ in range(8)]
+    statements = []
+    with app.app_context():
+        engine = db.engine
+    count = lambda *args: statements.append(time.monotonic())  # noqa: E731
+    try:
+        time.sleep(1.5)  # past the streams' first reads
+        event.listen(engine, "before_cursor_execute", count)
+        time.sleep(4)
+        event.remove(engine, "before_cursor_execute", count)
+        # one run, one key: 2 a second, 4 or 5 polls in the window (a stream each: 8 x 1.5 a second)
+        assert 2 <= len(statements) <= 5 * 3, len(statements)
+        assert all(ws.connected for ws in streams)
+    finally:
+        for ws in streams:
+            ws.close()
 
 
 def _opens(ws_server, m, run_id, key) -> bool:

@@ -19,13 +19,14 @@ from ..extensions import db, sock
 from .. import keys
 from ..gate import needs
 from ..runoutput import read
-from ..runoutput.stream import cursor_after, decode
+from ..runoutput.stream import cursor_after
+from ..runoutput.tails import tails
 from ..models import Run
 from ..models.base import isoformat, utcnow
 from ..vocabulary import TERMINAL
 from ..services import runs as run_service
 from ..services.errors import Invalid
-from ..services.keys import expired as key_expired
+from . import live_board
 from .blueprint import bp as api_bp
 from .errors import ApiError
 from .serialize import line_json
@@ -52,7 +53,7 @@ def authorize_stream():
     args = request.view_args or {}
     g.live_after = _after_seq()
     g.live_run = run_service.get_run(g.principal, args["team_id"], args["run_id"])
-    _take_thread()
+    _take_room()
     g.live_socket = _open_socket(g.principal, args["team_id"])
 
 
@@ -66,36 +67,35 @@ def _after_seq() -> int:
     return int(raw)
 
 
-# Each open stream holds a web thread: this process keeps at most WS_MAX_PER_PROCESS of its
-# threads for streams (half of WEB_THREADS by default), so API calls and pages always find one.
-_threads_lock = threading.Lock()
-_threads_streaming = 0
+# Each open stream holds one of the web process's connections: it keeps at most WS_MAX_PER_PROCESS
+# of them for streams (half of WEB_CONNECTIONS by default), so API calls and pages always find one.
+_streams_lock = threading.Lock()
+_streams_open = 0
 
 
-def _take_thread() -> None:
-    global _threads_streaming
+def _take_room() -> None:
+    global _streams_open
     cap = current_app.config["WS_MAX_PER_PROCESS"]
-    with _threads_lock:
-        if _threads_streaming >= cap:
-            raise ApiError(503, f"this web process serves {cap} live-log streams, the most it keeps threads "
+    with _streams_lock:
+        if _streams_open >= cap:
+            raise ApiError(503, f"this web process serves {cap} live-log streams, the most it keeps room "
                                 "for (WS_MAX_PER_PROCESS); try again shortly", "unavailable")
-        _threads_streaming += 1
-    g.live_thread = True
+        _streams_open += 1
+    g.live_room = True
 
 
 def release_stream(exc=None) -> None:
-    """teardown_request: the stream's thread is free again (or the stream never opened)."""
-    global _threads_streaming
-    if g.pop("live_thread", False):
-        with _threads_lock:
-            _threads_streaming -= 1
+    """teardown_request: the stream's room is free again (or the stream never opened)."""
+    global _streams_open
+    if g.pop("live_room", False):
+        with _streams_lock:
+            _streams_open -= 1
 
 
 # Open sockets are counted per team and per key or member in Redis sorted sets (member: socket id,
 # score: when it lapses unless renewed), so a web process that dies frees its count soon.
 SOCKET_TTL_SEC = 60
 RENEW_EVERY_SEC = 20
-RECHECK_CREDENTIALS_SEC = 2.0
 _OPEN_SOCKET = """
 local now = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
@@ -144,19 +144,6 @@ def _close_socket(principal, team_id: int, socket_id: str) -> None:
         pass
 
 
-def _credentials_valid(principal) -> bool:
-    """A revoked key or an ended session (logout, password change) ends its open streams."""
-    from ..models import ApiKey, User
-    if principal.key_id is not None:
-        key = db.session.get(ApiKey, principal.key_id)
-        valid = key is not None and key.revoked_at is None and not key_expired(key)
-    else:
-        user = db.session.get(User, principal.user_id)
-        valid = user is not None and user.session_version == principal.session_version
-    db.session.commit()
-    return valid
-
-
 def _send(ws, payload: dict) -> None:
     ws.send(json.dumps(payload))
 
@@ -166,28 +153,43 @@ def _send(ws, payload: dict) -> None:
 def live_log_stream(ws, team_id: int, run_id: str):
     run_pk, public_id = g.live_run.id, g.live_run.public_id
     principal, socket_id = g.principal, g.live_socket
-    watch = Watch(principal, team_id, socket_id)
+    watch = Watch(principal, team_id, socket_id, run_pk)
     try:
         stream_logs(ws, run_pk, public_id, watch, g.live_after)
     finally:
+        watch.leave()
         _close_socket(principal, team_id, socket_id)
         if not watch.valid:
             ws.close(reason=1008, message="the credentials of this stream were revoked")
 
 
 class Watch:
-    """Between frames: renew the socket's count, and stop when its credentials are gone."""
+    """Between frames: renew the socket's count; the run's status and whether the credentials
+    still hold (a revoked key or an ended session ends its streams) come from the process's board."""
 
-    def __init__(self, principal, team_id: int, socket_id: str):
-        self.principal, self.team_id, self.socket_id = principal, team_id, socket_id
-        self.valid = True
-        self.renewed = self.checked = time.monotonic()
+    def __init__(self, principal, team_id: int, socket_id: str, run_pk: int):
+        self.principal, self.team_id, self.socket_id, self.run_pk = principal, team_id, socket_id, run_pk
+        self.board = live_board.board(current_app._get_current_object())
+        self.valid, self.joined = True, False
+        self.renewed = time.monotonic()
+
+    def join(self, status: str) -> None:
+        self.board.join(self.run_pk, status, self.principal)
+        self.joined = True
+
+    def leave(self) -> None:
+        if self.joined:
+            self.board.leave(self.run_pk, self.principal)
+
+    def status(self) -> str:
+        status = self.board.status(self.run_pk)
+        if status is live_board.GONE:
+            raise RunGone(self.run_pk)
+        return status
 
     def ok(self) -> bool:
+        self.valid = self.board.valid(self.principal)
         now = time.monotonic()
-        if now - self.checked >= RECHECK_CREDENTIALS_SEC:
-            self.checked = now
-            self.valid = _credentials_valid(self.principal)
         if now - self.renewed >= RENEW_EVERY_SEC:
             self.renewed = now
             try:
@@ -267,19 +269,20 @@ def stream_logs(ws, run_pk: int, public_id: str, watch: Watch, after: int = -1) 
         if status in TERMINAL:
             _end(ws, status)
             return
+        watch.join(status)
         cursor = cursor_after(public_id, last, redis)
-        while ws.connected and watch.ok():  # a client that left frees its thread at once
-            reply = redis.xread({key: cursor}, count=500, block=IDLE_CHECK_MS)
-            if not reply:
-                status = _status(run_pk)
+        shared = tails(redis)
+        while ws.connected and watch.ok():  # a client that left frees its room at once
+            entries = shared.read(key, cursor, IDLE_CHECK_MS)
+            if not entries:
+                status = watch.status()
                 if status in TERMINAL:
                     _send_stored(ws, run_pk, last)
                     _end(ws, status)
                     return
                 continue
-            for entry_id, fields in reply[0][1]:
-                cursor = entry_id
-                for item in decode(fields):
+            for cursor, items in entries:
+                for item, frame in items:
                     if "event" in item:
                         _send_stored(ws, run_pk, last)
                         _end(ws, item["status"] or _status(run_pk))
@@ -288,7 +291,7 @@ def stream_logs(ws, run_pk: int, public_id: str, watch: Watch, after: int = -1) 
                         continue
                     if item["seq"] > last + 1:
                         _fill_hole(ws, run_pk, last, item["seq"])
-                    _send(ws, item)
+                    ws.send(frame)
                     last = item["seq"]
     except ConnectionClosed:
         return
