@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from sqlalchemy import select, update
 
+from ..admission import give_way
 from ..extensions import db
 from ..models import Run, RunLogBlock
 from ..models.base import utcnow
@@ -48,6 +49,7 @@ def _blocks(run_pk: int, after_seq: int, before_seq: int | None, *, release: boo
         yield from rows
         if len(rows) < BLOCK_PAGE:
             return
+        give_way()
         after_seq = rows[-1].last_seq
 
 

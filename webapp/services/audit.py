@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import delete, select
 
+from ..admission import give_way
 from ..extensions import db
 from ..models import AuditEntry
 from ..models.base import utcnow
@@ -137,6 +138,7 @@ def export(principal: Principal, team_id: int, f: AuditFilter):
             if len(batch) < PAGE_MAX:
                 return
             before = batch[-1].id
+            give_way()
     return rows()
 
 
