@@ -69,13 +69,9 @@ class Stack:
         subprocess.run(["redis-cli", "-n", self.env["REDIS_URL"].rsplit("/", 1)[1], "flushdb"],
                        check=True, capture_output=True, env=dict(os.environ, REDISCLI_AUTH=local_redis_password()))
         self.flask("db", "upgrade")
-        info = json.loads(self.flask("users", "create", "bench@example.test", "--password", "bench-password",
-                                     "--team", "bench").strip().splitlines()[-1])
-        self.team, self.project = info["teamId"], info["projectId"]
-        self.key = self.flask("keys", "create", "--team", str(self.team), "--scope", "full").strip().splitlines()[-1]
+        self.team, self.project, self.key = self.add_team("bench")
         commands = {
-            "web": [".venv/bin/gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-                    "--threads", "16", "wsgi:app"],
+            "web": [".venv/bin/gunicorn", "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}", "wsgi:app"],
             "worker": [".venv/bin/flask", "--app", "wsgi", "worker"],
             "scheduler": [".venv/bin/flask", "--app", "wsgi", "scheduler"],
         }
@@ -92,6 +88,13 @@ class Stack:
                 time.sleep(0.1)
         time.sleep(1.5)
         return self
+
+    def add_team(self, name: str) -> tuple[int, int, str]:
+        """A team `name` with a member and a full-scope API key: (team id, project id, key)."""
+        info = json.loads(self.flask("users", "create", f"{name}@example.test", "--password", "bench-password",
+                                     "--team", name).strip().splitlines()[-1])
+        key = self.flask("keys", "create", "--team", str(info["teamId"]), "--scope", "full").strip().splitlines()[-1]
+        return info["teamId"], info["projectId"], key
 
     def worker(self, slots: int, host: str | None = None) -> subprocess.Popen:
         """One more `flask worker` of `slots` slots (as the host `host`), once its slots wait for runs."""

@@ -1,7 +1,7 @@
 """The web under load (issue 29, goal 8): the API's list and run routes hit by 50 concurrent
 keep-alive clients, measured from outside with ApacheBench (`ab -k -c 50`), on PostgreSQL.
 
-The stack is `make run`'s web process (gunicorn, WEB_WORKERS x WEB_THREADS) with one team of 20
+The stack is `make run`'s web process (gunicorn's gevent workers, WEB_WORKERS of them) with one team of 20
 workflows and 200 finished runs; each route is read N times by 50 clients, and ab's own figures
 (requests/s, p50, p99, failures, non-2xx) are printed. Goal: >= 1,000 requests/s, p99 <= 100 ms.
 Usage: .venv/bin/python bench/web.py [--requests N] [--workers W]
@@ -32,7 +32,9 @@ def ab(url: str, key: str, requests: int, clients: int = 50) -> dict:
         return float(found.group(1)) if found else 0.0
     return {"rps": number(r"^Requests per second:\s+([\d.]+)"), "p50": number(r"^\s+50%\s+(\d+)"),
             "p99": number(r"^\s+99%\s+(\d+)"), "failed": number(r"^Failed requests:\s+(\d+)"),
-            "non2xx": number(r"^Non-2xx responses:\s+(\d+)")}
+            "non2xx": number(r"^Non-2xx responses:\s+(\d+)"),
+            "why": " ".join(re.findall(r"\((Connect: \d+, Receive: \d+, Length: \d+, Exceptions: \d+)\)", out)),
+            "seconds": number(r"^Time taken for tests:\s+([\d.]+)")}
 
 
 def seed(stack: Stack) -> dict:
@@ -53,7 +55,7 @@ def main() -> None:
     env = {"WEB_WORKERS": str(args.workers), "TRIGGER_RATE_LIMIT": "1000 per minute"}
     with Stack(slots=4, database_url=url, extra_env=env) as stack:
         ids = dict(seed(stack), team=stack.team, project=stack.project)
-        print(f"web: {args.workers} gunicorn processes x 16 threads (bench/stack.py); ab -k -c 50 -n {args.requests}")
+        print(f"web: {args.workers} gunicorn processes (gevent); ab -k -c 50 -n {args.requests}")
         for name, path in ROUTES.items():
             ab(stack.base + path.format(**ids), stack.key, 500)  # warm: connections, caches
             time.sleep(1)
