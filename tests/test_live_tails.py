@@ -1,5 +1,6 @@
-"""The viewers of one run's live stream in one process share one reader of it (runoutput/tails.py),
-against the real Redis; a viewer behind what that reader holds reads the stream itself."""
+"""What the live streams of one process share: one reader of each run's stream (runoutput/tails.py,
+against the real Redis; a viewer behind what that reader holds reads the stream itself), and the
+board of their credentials (api/live_board.py)."""
 from __future__ import annotations
 
 import json
@@ -58,3 +59,18 @@ def test_six_viewers_of_a_stream_cost_one_reader_and_a_late_one_reads_for_itself
     _view(shared, key, "0-0", 21, late)  # the tail holds the last 5 entries: the rest from Redis
     assert late == list(range(21))
     redis.delete(key)
+
+
+def test_a_new_session_s_stream_is_valid_beside_an_old_session_s_until_the_board_polls(app):
+    """A member changes their password (a new session, version 2) and opens a stream while a stream
+    of the old session is still open: the new one holds, the old one ends."""
+    from webapp.api.live_board import Board
+    from webapp.services.access import Principal
+    board = Board(app)
+    board.thread = "not started"  # this test reads the board's bookkeeping only; no poll runs
+    old, new = Principal(user_id=7, session_version=1), Principal(user_id=7, session_version=2)
+    board.join(1, "running", old)
+    board.join(1, "running", new)
+    assert board.valid(new) and not board.valid(old)
+    board.join(2, "running", old)  # a late join of the old session does not bring it back
+    assert board.valid(new) and not board.valid(old)

@@ -38,12 +38,14 @@ class Board:
         with self.lock:
             self.runs[run_pk] += 1
             self.statuses.setdefault(run_pk, status)
-            if principal.key_id is not None:
+            if principal.key_id is not None:  # it has just authenticated: valid now
                 self.keys[principal.key_id] += 1
-                self.key_valid.setdefault(principal.key_id, True)
-            else:
+                self.key_valid[principal.key_id] = True
+            else:  # a session's version only grows: a newer session than the board knows is current
                 self.users[principal.user_id] += 1
-                self.user_versions.setdefault(principal.user_id, principal.session_version)
+                known = self.user_versions.get(principal.user_id)
+                if known is None or (principal.session_version or 0) > known:
+                    self.user_versions[principal.user_id] = principal.session_version
             if self.thread is None:
                 self.thread = threading.Thread(target=self._loop, name="live-board", daemon=True)
                 self.thread.start()
