@@ -18,7 +18,7 @@ from collections import deque
 
 from .stream import decode
 
-KEEP = 2000  # entries a tail holds (the stream itself keeps LIVE_STREAM_MAXLEN)
+KEEP = 64  # entries a tail holds: its viewers take them as they come; one that lags reads Redis
 COUNT = 500  # entries a read returns at most
 IDLE_SEC = 5.0
 
