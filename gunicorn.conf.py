@@ -21,6 +21,10 @@ bind = f"{chosen.HOST}:{chosen.PORT}"
 worker_class = "gevent"
 workers = chosen.WEB_WORKERS
 worker_connections = chosen.WEB_CONNECTIONS
+# gevent times the read of a keep-alive connection's next request from when its greenlet starts
+# waiting: a process busy for 2 s (gunicorn's default) closed connections whose request had
+# already arrived, and the client lost it. An idle connection costs a greenlet, not a thread.
+keepalive = 15
 graceful_timeout = 5
 accesslog = "-"
 
