@@ -48,6 +48,8 @@ def test_metrics_report_runs_durations_and_state_from_the_database_and_redis(cli
     for wf in (ok, bad):
         r = client.post(f"/api/workflows/{alice.team_id}/workflows/{wf['id']}/trigger", headers=alice.h(), json={})
         assert wait_status(client, alice, r.get_json()["id"])["status"] in ("succeeded", "failed")
+    # a run's duration is counted just after its terminal status is committed: wait for both
+    wait_for(lambda: value(scrape(client), "workflows_run_duration_seconds_count") == 2, 10)
     samples = scrape(client)
     assert METRIC_NAMES <= samples["families"], METRIC_NAMES - samples["families"]
     names = {n for n in samples} | {n.rsplit("_", 1)[0] for n in samples if n.endswith(("_bucket", "_sum", "_count"))}
