@@ -2,22 +2,29 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import docker
 import redis
 from flask import current_app
 
 _clients: dict = {}
+_clients_lock = threading.Lock()
 MAX_REDIS_CONNECTIONS = 10_000
 DOCKER_POOL_SIZE = 128
 
 
-def _cached(kind: str, key: str, make):
+def per_process(kind: str, key: str, make):
+    """The one `kind` object for `key` in this process, made by `make()` on first use; a forked
+    child makes its own."""
     slot = (kind, key, os.getpid())
-    client = _clients.get(slot)
-    if client is None:
-        client = _clients[slot] = make()
-    return client
+    found = _clients.get(slot)
+    if found is None:
+        with _clients_lock:
+            found = _clients.get(slot)
+            if found is None:
+                found = _clients[slot] = make()
+    return found
 
 
 def socket_timeout() -> float:
@@ -32,7 +39,7 @@ def get_redis(url: str | None = None, *, blocking: bool = False) -> redis.Redis:
     timeout = 60.0 if blocking else socket_timeout()
     # redis-py's pool stops at 100 connections; a slot process of many slots holds one blocking
     # read per slot, and its runs' threads call at once: the server's own limit is the bound.
-    return _cached("redis-blocking" if blocking else "redis", url,
+    return per_process("redis-blocking" if blocking else "redis", url,
                    lambda: redis.Redis.from_url(url, socket_timeout=timeout,
                                                 socket_connect_timeout=min(timeout, 5.0),
                                                 health_check_interval=30, max_connections=MAX_REDIS_CONNECTIONS))
@@ -51,4 +58,4 @@ def get_docker(base_url: str | None = None, timeout: int = 60) -> docker.DockerC
         # docker-py keeps 10 connections a pool; a slot process of many runs calls from a thread each
         return docker.from_env(timeout=timeout, environment=environment, max_pool_size=DOCKER_POOL_SIZE)
 
-    return _cached("docker", key, make)
+    return per_process("docker", key, make)

@@ -5,13 +5,13 @@ otherwise ask the database 1,500 times a second while their runs print nothing).
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
 
 from sqlalchemy import select
 
+from ..connections import per_process
 from ..extensions import db
 from ..models import ApiKey, Run, User
 from ..services.keys import expired as key_expired
@@ -109,14 +109,6 @@ def _drop(counter: Counter, item, known: dict) -> None:
         known.pop(item, None)
 
 
-_boards: dict[int, Board] = {}
-_boards_lock = threading.Lock()
-
-
 def board(app) -> Board:
-    """This process's board (one per process: a forked web worker makes its own)."""
-    with _boards_lock:
-        found = _boards.get(os.getpid())
-        if found is None or found.app is not app:
-            found = _boards[os.getpid()] = Board(app)
-        return found
+    """This process's board for `app` (a forked web worker makes its own)."""
+    return per_process("live-board", str(id(app)), lambda: Board(app))  # the board keeps `app` alive

@@ -11,11 +11,11 @@ before, until it has caught up. A tail that no viewer asked for IDLE_SEC stops.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections import deque
 
+from ..connections import per_process
 from .stream import decode
 
 KEEP = 64  # entries a tail holds: its viewers take them as they come; one that lags reads Redis
@@ -43,7 +43,7 @@ class Tail:
         self.entries: deque = deque()  # (id pair, id, items)
         self.changed = threading.Condition(tails.lock)
         self.asked = time.monotonic()
-        self.failed = False
+        self.ended = False
 
     def run(self, redis) -> None:
         while True:
@@ -71,7 +71,7 @@ class Tail:
 
     def _end(self) -> None:
         """Under the lock."""
-        self.failed = True
+        self.ended = True
         if self.tails.tails.get(self.key) is self:
             del self.tails.tails[self.key]
         self.changed.notify_all()
@@ -98,7 +98,7 @@ class Tails:
         at, deadline = entry_id(cursor), time.monotonic() + block_ms / 1000
         with self.lock:
             tail = self._tail(key, cursor)
-            while not tail.failed and at >= tail.base:
+            while not tail.ended and at >= tail.base:
                 found = tail.after(at)
                 left = deadline - time.monotonic()
                 if found or left <= 0:
@@ -118,15 +118,7 @@ class Tails:
         return tail
 
 
-_tails: dict[int, Tails] = {}
-_tails_lock = threading.Lock()
-
-
 def tails(redis) -> Tails:
-    """This process's tails (a forked web worker makes its own), reading with `redis`, a client
-    for blocking reads."""
-    with _tails_lock:
-        found = _tails.get(os.getpid())
-        if found is None or found.redis is not redis:
-            found = _tails[os.getpid()] = Tails(redis)
-        return found
+    """This process's tails reading with `redis`, a client for blocking reads (a forked web worker
+    makes its own)."""
+    return per_process("live-tails", str(id(redis)), lambda: Tails(redis))  # they keep `redis` alive
