@@ -12,35 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import time
 
-from stack import Stack, cpu_seconds, fresh_database
+from stack import Stack, cpu_seconds, fresh_database, pss_mib, tree
 
 LONG = ["sh", "-c", "while true; do echo still here; sleep 60; done"]
-
-
-def tree(pids: list[int]) -> list[int]:
-    """`pids` and all their descendants."""
-    found, todo = [], list(pids)
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                                text=True).stdout.split()]
-    return found
-
-
-def pss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in open(f"/proc/{pid}/smaps_rollup"):
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
 
 
 def started(run: dict) -> bool:

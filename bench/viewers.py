@@ -18,8 +18,7 @@ import subprocess
 import sys
 import time
 
-from perhost import pss_mib, tree
-from stack import ROOT, Stack, cpu_seconds, fresh_database
+from stack import ROOT, Stack, cpu_seconds, fresh_database, pss_mib, tree
 from web import ab
 
 TICK = ["sh", "-c", "while true; do read up idle < /proc/uptime; echo \"$up\"; sleep 1; done"]
