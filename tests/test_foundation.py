@@ -128,8 +128,8 @@ def test_sqlite_runs_in_wal_mode(app):
 
 def test_healthz_reports_each_part(client, worker):
     r = client.get("/healthz")
-    assert r.status_code == 200
     body = r.get_json()
+    assert r.status_code == 200, body
     assert body["database"]["ok"] and body["redis"]["ok"] and body["docker"]["ok"]
     assert body["scheduler"]["ok"] and body["worker"]["ok"]
     assert 0 <= body["scheduler"]["lastBeatAgeSec"] <= 3

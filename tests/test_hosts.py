@@ -9,6 +9,7 @@ import pytest
 import os
 import signal
 import subprocess
+import threading
 import time
 
 from conftest import ROOT, create_wf, grant_pool, wait_for, wait_status
@@ -84,6 +85,29 @@ def test_a_host_lost_for_host_lost_sec_fails_its_runs_and_removes_their_containe
     after = get(client, alice, run["id"])
     assert (after["status"], after["error"], after["finishedAt"]) == ("failed", "worker host lost", done["finishedAt"])
     assert time.monotonic() - finished < 30
+
+
+def test_a_process_forked_while_another_thread_makes_a_client_can_make_its_own(app):
+    """The keeper forks the host guard while its threads run: a client being made at that instant
+    must not leave the guard's first get_docker waiting forever on a lock no thread of it holds."""
+    from webapp import connections
+    making, release = threading.Event(), threading.Event()
+
+    def slow():
+        making.set()
+        release.wait(10)
+        return object()
+    maker = threading.Thread(target=connections.per_process, args=("test", "slow", slow))
+    maker.start()
+    making.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: its own client, at once, or killed by the alarm
+        signal.alarm(5)
+        os._exit(0 if connections.per_process("test", "child", object) is not None else 1)
+    release.set()
+    maker.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 @pytest.mark.serial  # a clean stop recorded within the pool's grace is the promise: measured without other load

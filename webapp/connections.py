@@ -10,6 +10,16 @@ from flask import current_app
 
 _clients: dict = {}
 _clients_lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    """A fork copies the lock as it was: held, if another thread was making a client at that instant,
+    and then held forever in the child (the keeper forks the host guard while its threads run)."""
+    global _clients_lock
+    _clients_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 MAX_REDIS_CONNECTIONS = 10_000
 DOCKER_POOL_SIZE = 128
 
