@@ -48,6 +48,21 @@
       el.dataset.localized = "1";
     });
   }
+  // A poll's swap (the run page's summary, a run row, every 2 s) waits while a press is under way
+  // on what it would replace: a click pressed on the old button and released on the new one is no
+  // click at all, so a Cancel pressed at that instant was lost. The next poll swaps instead.
+  let pressed = null;
+  function press(event) { pressed = event.target; }
+  function release() { setTimeout(function () { pressed = null; }, 0); }  // after the click it makes
+  document.addEventListener("pointerdown", press, true);
+  document.addEventListener("keydown", press, true);
+  ["pointerup", "pointercancel", "keyup"].forEach(function (name) { document.addEventListener(name, release, true); });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const target = event.detail.target;
+    const verb = event.detail.requestConfig && event.detail.requestConfig.verb;
+    if (pressed && verb === "get" && target && target.contains(pressed)) event.detail.shouldSwap = false;
+  });
+
   document.addEventListener("DOMContentLoaded", function () { localize(document); });
   document.addEventListener("htmx:load", function (event) { localize(event.target); });
 })();

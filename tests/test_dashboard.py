@@ -94,6 +94,22 @@ def test_cancel_a_running_run(page, server, alice):
     expect(page.get_by_role("button", name="Retry")).to_be_visible()
 
 
+def test_a_cancel_pressed_while_the_page_refreshes_its_summary_still_cancels(page, server, alice):
+    """The run page polls its summary every 2 s and swaps it whole: a press that a swap split (down
+    on the old button, up on the new one) made no click, and the run went on."""
+    login(page, server, alice)
+    create_through_form(page, server, alice, "held", "sh\n-c\ntrap 'exit 143' TERM; echo sleeping; sleep 60 & wait")
+    page.get_by_role("button", name="Run now").click()
+    expect(page.locator("#log")).to_contain_text("sleeping", timeout=20000)
+    page.get_by_role("button", name="Cancel").hover()
+    page.mouse.down()
+    # held until the next poll of the summary has answered and would have been swapped in
+    page.evaluate("() => new Promise(done => document.addEventListener('htmx:beforeSwap', "
+                  "() => setTimeout(done, 200), {once: true}))")
+    page.mouse.up()
+    expect(page.locator("#status")).to_have_text("cancelled", timeout=20000)
+
+
 def test_retry_a_failed_run(page, server, alice):
     login(page, server, alice)
     create_through_form(page, server, alice, "failing", "sh\n-c\necho broken; exit 3")
