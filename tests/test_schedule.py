@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from conftest import all_logs, create_wf, wait_for, wait_status
+from runs_api import base
 
 from webapp import cron
 
@@ -93,6 +94,33 @@ def test_a_due_instant_fires_once_and_the_next_is_computed_from_it(app, client, 
     runs, nxt = _runs(app, wf["id"])
     assert runs == [("schedule", at("2026-01-01T00:05:00"))]
     assert nxt == at("2026-01-01T00:10:00")
+
+
+def test_a_batch_of_fires_copies_each_workflow_as_a_fire_of_one_would(app, client, alice):
+    """Fires of workflows without env groups are made set-wise on PostgreSQL (one INSERT … SELECT,
+    the env copied still encrypted), the others one by one: both read back as the workflow was."""
+    assert client.post(f"/api/teams/{alice.team_id}/env-groups", headers=alice.h(), json={
+        "name": "shared", "entries": [{"key": "G", "value": "g", "secret": True}]}).status_code == 201
+    plain = create_wf(client, alice, schedule="*/5 * * * *", env={"SECRET": "s-1", "B": "two"}, memoryMb=64,
+                      cpus=0.5, network="none", timeoutSec=77, command=["sh", "-c", "echo $SECRET"])
+    grouped = create_wf(client, alice, schedule="*/5 * * * *", env={"C": "three"}, envGroups=["shared"])
+    for wf in (plain, grouped):
+        _set_next(app, wf["id"], at("2026-01-01T00:05:00"))
+    assert _fire(app, at("2026-01-01T00:04:59")) == 2
+    from webapp.extensions import db
+    from webapp.models import Run
+    for wf in (plain, grouped):
+        [run] = client.get(f"{base(alice)}/{wf['id']}/runs", headers=alice.h()).get_json()["runs"]
+        run = client.get(f"{base(alice)}/runs/{run['id']}", headers=alice.h()).get_json()
+        assert {f: run[f] for f in ("image", "command", "env", "workerPool")} == \
+            {f: wf[f] for f in ("image", "command", "env", "workerPool")}
+        assert (run["trigger"], run["status"], run["attempt"], run["scheduledFor"], run["notBefore"]) == \
+            ("schedule", "queued", 1, "2026-01-01T00:05:00.000Z", "2026-01-01T00:05:00.000Z")
+        with app.app_context():
+            row = db.session.query(Run).filter_by(public_id=run["id"]).one()
+            assert (row.timeout_sec, row.memory_mb, row.cpus, row.network, row.enqueued_at is not None) == \
+                (wf["timeoutSec"], wf["memoryMb"], wf["cpus"], wf["network"], True)
+    assert [g["name"] for g in run["envGroups"]] == ["shared"]
 
 
 def test_a_workflow_row_held_by_another_transaction_delays_no_other_workflow(app, client, alice):

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import func, update
+from sqlalchemy import ARRAY, DateTime, Integer, String, bindparam, column, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager
 
@@ -25,6 +25,10 @@ from .workflows import get_project, get_workflow, visible
 
 MAX_PAGE = 100
 
+# what a run copies of its workflow when fired: a later edit of the workflow never reaches it
+FROM_WORKFLOW = ("image", "command", "timeout_sec", "memory_mb", "cpus", "network", "worker_pool")
+
+
 def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: Run | None = None,
          scheduled_for: datetime | None = None, due_at: datetime | None = None,
          triggered_by: Run | None = None, payload: str | None = None, backfill_id: int | None = None,
@@ -36,13 +40,47 @@ def fire(wf: Workflow, trigger: str, env: dict, *, attempt: int = 1, retry_of: R
     run = Run(public_id=new_public_id("run_"), env_groups=groups, fired_by=by, team_id=wf.team_id, workflow_id=wf.id,
               trigger=trigger, attempt=attempt, retry_of_id=retry_of.id if retry_of else None,
               triggered_by_id=triggered_by.id if triggered_by else None, payload=payload, backfill_id=backfill_id,
-              status=RunStatus.QUEUED, env=env, image=wf.image, command=wf.command,
-              timeout_sec=wf.timeout_sec, memory_mb=wf.memory_mb, cpus=wf.cpus, network=wf.network,
-              worker_pool=wf.worker_pool,
+              status=RunStatus.QUEUED, env=env, **{name: getattr(wf, name) for name in FROM_WORKFLOW},
               scheduled_for=scheduled_for, queued_at=now, due_at=due_at or now)
     run.workflow = wf
     db.session.add(run)
     return run
+
+
+def fire_scheduled(fires: list[tuple[Workflow, datetime, datetime]]) -> list[tuple[int, str, int, str]]:
+    """The run rows of claimed scheduled fires, (workflow, instant, due at) each, in the caller's
+    transaction; their hand-over handles. On PostgreSQL the fires of workflows without env groups
+    are one INSERT … SELECT from the workflows' rows (the env copied as stored, still encrypted),
+    the values of each fire passed as four arrays: ORM objects and a statement of thirty
+    parameters a row were most of ten thousand fires' time. The others go through fire()."""
+    setwise = db.engine.dialect.name == "postgresql"
+    many = [f for f in fires if setwise and not f[0].env_group_ids]
+    one_by_one = [fire(wf, Trigger.SCHEDULE, dict(wf.env or {}), scheduled_for=instant, due_at=due)
+                  for wf, instant, due in fires if not (setwise and not wf.env_group_ids)]
+    db.session.flush()
+    return [handle(run) for run in one_by_one] + (_insert_scheduled(many) if many else [])
+
+
+def _insert_scheduled(fires: list[tuple[Workflow, datetime, datetime]]) -> list[tuple[int, str, int, str]]:
+    runs, workflows = Run.__table__, Workflow.__table__
+    public_ids = [new_public_id("run_") for _ in fires]
+    given = func.unnest(
+        bindparam("workflow_ids", [wf.id for wf, _, _ in fires], type_=ARRAY(Integer)),
+        bindparam("public_ids", public_ids, type_=ARRAY(String)),
+        bindparam("instants", [instant for _, instant, _ in fires], type_=ARRAY(DateTime)),
+        bindparam("due", [due for _, _, due in fires], type_=ARRAY(DateTime)),
+    ).table_valued(column("workflow_id", Integer), column("public_id", String), column("scheduled_for", DateTime),
+                   column("due_at", DateTime)).render_derived(name="fires")
+    source = (select(given.c.public_id, workflows.c.team_id, workflows.c.id, literal(str(Trigger.SCHEDULE)),
+                     literal(str(RunStatus.QUEUED)), workflows.c.env, *(workflows.c[name] for name in FROM_WORKFLOW),
+                     given.c.scheduled_for, db_now(), given.c.due_at)
+              .join_from(given, workflows, workflows.c.id == given.c.workflow_id))
+    names = ["public_id", "team_id", "workflow_id", "trigger", "status", "env", *FROM_WORKFLOW, "scheduled_for",
+             "queued_at", "due_at"]
+    made = db.session.execute(insert(runs).from_select(names, source)
+                              .returning(runs.c.id, runs.c.public_id, runs.c.timeout_sec, runs.c.worker_pool)).all()
+    order = {public_id: i for i, public_id in enumerate(public_ids)}
+    return sorted((tuple(row) for row in made), key=lambda made_run: order[made_run[1]])
 
 
 def hand_over(run: Run) -> None:
