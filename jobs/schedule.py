@@ -6,7 +6,8 @@ A scheduler that was down fires at most the latest missed instant, and only if i
 than the workflow's timeout; a workflow with a `catchUpWindowSec` fires every missed instant
 younger than the window instead, oldest first, one a tick.
 
-`allow` workflows (the default) are fired up to SCHEDULE_LEAD_SEC ahead of their instant: the run
+`allow` workflows (the default) are fired up to SCHEDULE_LEAD_SEC ahead of their instant (further,
+up to SCHEDULE_LEAD_MAX_SEC, when so many are due that making them takes longer: Lead): the run
 is made and handed over with `due_at` = the instant, and the worker prepares the container and
 starts it on time (jobs/runner.py). `forbid` and `replace` decide on what is in flight, so they
 are fired at their instant, as the rule says.
@@ -14,6 +15,7 @@ are fired at their instant, as the rule says.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -45,18 +47,59 @@ def fire_due(now: datetime | None = None) -> int:
     name the workflow (a run made, an event) take a key-share lock, which it does not wait for,
     nor pass over. On SQLite there is one writer at a time and no row lock to skip."""
     now = now or utcnow()
-    ahead = now + timedelta(seconds=current_app.config["SCHEDULE_LEAD_SEC"])
+    began = time.monotonic()
+    ahead = now + timedelta(seconds=lead.seconds(now))
     due = (db.session.query(Workflow)
            .filter(Workflow.next_run_at <= ahead, Workflow.deleted_at.is_(None), Workflow.schedule.is_not(None))
            .order_by(Workflow.next_run_at).limit(BATCH)
            .with_for_update(skip_locked=True, key_share=True, of=Workflow).all())
     plain = [wf for wf in due if wf.concurrency_policy == "allow"]
     others = [wf for wf in due if wf.concurrency_policy != "allow" and wf.next_run_at <= now]
-    handles = _fire_batch(plain, now)
+    handles = _fire_batch(plain, now, ahead)
     if others:
         handles += _fire_each(others, now)
     hand_over_many(handles)
+    lead.paced(len(plain), time.monotonic() - began)
     return len(handles)
+
+
+class Lead:
+    """How far ahead of their instants `allow` fires are made: SCHEDULE_LEAD_SEC, plus the time
+    this scheduler needs to make every `allow` fire due within SCHEDULE_LEAD_MAX_SEC at the pace it
+    measured (with a quarter more), at most SCHEDULE_LEAD_MAX_SEC. Ten thousand workflows sharing
+    one instant take about 4 s to make and hand over (0.4 ms each, most of it the RQ job): from
+    2 s ahead the last were 2.4 s late; so the lead grows with what is due, and a few hundred fires
+    barely move it. The due fires are counted at most once a second (one index range)."""
+    COUNT_EVERY_SEC = 1.0
+    MARGIN = 1.25
+    COUNT_CAP = 200_000
+
+    def __init__(self):
+        self.pace = 0.001  # seconds a fire, until measured: slower than any measured so far
+        self.extra = 0.0
+        self.counted_at = float("-inf")
+
+    def seconds(self, now: datetime) -> float:
+        base, most = current_app.config["SCHEDULE_LEAD_SEC"], current_app.config["SCHEDULE_LEAD_MAX_SEC"]
+        if most <= base:
+            return base
+        if time.monotonic() - self.counted_at >= self.COUNT_EVERY_SEC:
+            horizon = now + timedelta(seconds=most)
+            due = (select(Workflow.id)
+                   .where(Workflow.next_run_at <= horizon, Workflow.deleted_at.is_(None),
+                          Workflow.schedule.is_not(None), Workflow.concurrency_policy == "allow")
+                   .limit(self.COUNT_CAP).subquery())
+            self.extra = db.session.scalar(select(func.count()).select_from(due)) * self.pace * self.MARGIN
+            self.counted_at = time.monotonic()
+        return min(most, base + self.extra)
+
+    def paced(self, fires: int, seconds: float) -> None:
+        """A batch of `fires` took `seconds`, hand-over included: the pace, smoothed."""
+        if fires >= 100:
+            self.pace = 0.7 * self.pace + 0.3 * seconds / fires
+
+
+lead = Lead()  # the scheduler process's
 
 
 MISSED_COUNT_CAP = 1000
@@ -166,7 +209,7 @@ def _claim_many(claims: list[tuple[Workflow, datetime | None]]) -> set[int]:
         .values(next_run_at=rows.c.following).returning(table.c.id)))
 
 
-def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
+def _fire_batch(workflows: list[Workflow], now: datetime, ahead: datetime) -> list[tuple]:
     """Fire `allow` workflows in one transaction; returns the hand-over handles of the new runs.
     An instant still ahead of `now` is fired with `due_at` = the instant: prepared, started on time.
     If one instant has its run already (the unique key), the batch is redone with a savepoint per
@@ -189,7 +232,6 @@ def _fire_batch(workflows: list[Workflow], now: datetime) -> list[tuple]:
         return handles
     except IntegrityError:
         db.session.rollback()
-        ahead = now + timedelta(seconds=current_app.config["SCHEDULE_LEAD_SEC"])
         for wf in workflows:
             db.session.refresh(wf)
         return _fire_each([wf for wf in workflows if wf.next_run_at is not None and wf.next_run_at <= ahead

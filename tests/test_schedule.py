@@ -123,6 +123,40 @@ def test_a_batch_of_fires_copies_each_workflow_as_a_fire_of_one_would(app, clien
     assert [g["name"] for g in run["envGroups"]] == ["shared"]
 
 
+def test_fires_are_made_further_ahead_when_many_share_an_instant(app, alice, monkeypatch):
+    """The lead grows with what is due: 300 fires of one instant at a (forced) pace of 10 ms each
+    need about 4 s to make, so they are made 5 s ahead, where 2 s is the lead of a few; capped by
+    SCHEDULE_LEAD_MAX_SEC (set to SCHEDULE_LEAD_SEC, the lead is fixed)."""
+    from jobs import schedule
+    from webapp.extensions import db
+    from webapp.models import Run, Workflow
+    from webapp.models.base import new_public_id
+    instant = at("2026-01-01T00:05:00")
+    with app.app_context():
+        db.session.execute(Workflow.__table__.insert(), [dict(
+            public_id=new_public_id("wf_"), team_id=alice.team_id, project_id=alice.project_id,
+            environment_id=alice.environment_id, name=f"many-{i}", image="busybox", command=["true"], env={},
+            schedule="*/5 * * * *", timezone="UTC", concurrency_policy="allow", timeout_sec=60, max_retries=0,
+            retry_backoff_sec=5, next_run_at=instant, created_at=instant, updated_at=instant) for i in range(300)])
+        db.session.commit()
+    monkeypatch.setattr(schedule, "lead", schedule.Lead())
+    monkeypatch.setattr(schedule.lead, "pace", 0.010)
+    monkeypatch.setitem(app.config, "SCHEDULE_LEAD_MAX_SEC", 2.0)
+    assert _fire(app, instant - timedelta(seconds=5)) == 0  # a fixed lead of 2 s: not yet
+    monkeypatch.setitem(app.config, "SCHEDULE_LEAD_MAX_SEC", 20.0)
+    monkeypatch.setattr(schedule.lead, "counted_at", float("-inf"))
+    with app.app_context():
+        assert 5.5 < schedule.lead.seconds(instant - timedelta(seconds=5)) < 6.0  # 2 + 300 × 10 ms × 1.25
+    assert _fire(app, instant - timedelta(seconds=5)) == 300
+    with app.app_context():
+        assert {due for due, in db.session.query(Run.due_at)} == {instant}  # made ahead, due at the instant
+    monkeypatch.setitem(app.config, "SCHEDULE_LEAD_MAX_SEC", 4.0)
+    monkeypatch.setattr(schedule.lead, "counted_at", float("-inf"))
+    monkeypatch.setattr(schedule.lead, "pace", 0.010)
+    with app.app_context():  # the next instant, 00:10, is as crowded: at most SCHEDULE_LEAD_MAX_SEC
+        assert schedule.lead.seconds(at("2026-01-01T00:09:58")) == 4.0
+
+
 def test_a_workflow_row_held_by_another_transaction_delays_no_other_workflow(app, client, alice):
     """A worker cut off mid-transaction holds its workflow's row until the server drops it: the
     scheduler passes that one workflow over meanwhile and fires the others on time."""

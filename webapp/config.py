@@ -63,6 +63,7 @@ class Settings(BaseSettings):
                                    "database while Redis answers")
     QUEUE_WAIT_FLOOR_SEC: int = _n(300, 0, 86400, "least wait before 'no worker picked up the run'")
     SCHEDULE_LEAD_SEC: float = _n(2.0, 0.0, 30.0, "scheduled runs are handed over this early")
+    SCHEDULE_LEAD_MAX_SEC: float = _n(20.0, 0.0, 120.0, "and up to this early when many are due at once")
 
     # -- quotas and limits
     TEAM_MAX_RUNNING: int = _n(8, 1, 10000, "runs of one team running at once")
@@ -264,7 +265,8 @@ def _hosts(raw: str, strip_dot: bool = False) -> frozenset:
 
 # Settings read as they are into the Flask config (the rest are renamed, derived or process-only).
 AS_IS = ("WORKER_SLOTS", "RUNS_PER_PROCESS", "NOTIFY_SLOTS", "WORKER_HOST", "HOST_LOST_SEC", "HOST_FENCE_SEC", "STORAGE_OUTAGE_SEC",
-         "RUN_LEASE_TTL_SEC", "CANCEL_DB_POLL_SEC", "QUEUE_WAIT_FLOOR_SEC", "SCHEDULE_LEAD_SEC", "TEAM_MAX_RUNNING",
+         "RUN_LEASE_TTL_SEC", "CANCEL_DB_POLL_SEC", "QUEUE_WAIT_FLOOR_SEC", "SCHEDULE_LEAD_SEC", "SCHEDULE_LEAD_MAX_SEC",
+         "TEAM_MAX_RUNNING",
          "TEAM_MAX_WORKFLOWS", "MIN_SCHEDULE_INTERVAL_SEC", "TEAM_MAX_QUEUED", "WORKFLOW_MAX_ENV_BYTES",
          "TEAM_MAX_OUTPUT_BYTES_PER_DAY",
          "TRIGGER_RATE_LIMIT", "LOG_CAP_BYTES", "LOG_CAP_LINES", "LOG_BATCH_SECONDS", "LIVE_STREAM_MAXLEN",
