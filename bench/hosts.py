@@ -14,12 +14,11 @@ reset at the start of each phase):
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-from stack import ROOT, Stack, cpu_seconds, fresh_database, psql
+from stack import ROOT, Stack, cpu_seconds, fresh_database, psql, spread, sweep_passes
 
 DATABASE = "wf_bench_hosts"
 SAMPLES = 20
@@ -38,23 +37,14 @@ def statements(seconds: float) -> None:
 
 
 def timings(app, client) -> None:
-    from jobs.sweeper import sweep
-    from webapp.extensions import db
-    page, sweeps = [], []
+    page = []
     for _ in range(SAMPLES):
         started = time.perf_counter()
         answer = client.get("/workers")
         page.append((time.perf_counter() - started) * 1000)
         assert answer.status_code == 200, answer.status_code
-        with app.app_context():
-            started = time.perf_counter()
-            sweep()
-            sweeps.append((time.perf_counter() - started) * 1000)
-            db.session.remove()
-    for name, values in (("Workers page", page), ("one sweep pass", sweeps)):
-        values.sort()
-        print(f"    {name}: median {statistics.median(values):.1f} ms, p95 {values[int(len(values) * 0.95) - 1]:.1f} ms, "
-              f"max {values[-1]:.1f} ms")
+    spread("Workers page", page)
+    spread("one sweep pass", sweep_passes(app, SAMPLES))
 
 
 def phase(name: str, stack: Stack, scheduler: subprocess.Popen, app, client, minutes: float) -> None:

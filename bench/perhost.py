@@ -14,7 +14,8 @@ import argparse
 import os
 import time
 
-from stack import Stack, cpu_seconds, fresh_database, pss_mib, tree
+from schedule import app_for
+from stack import Stack, cpu_seconds, fresh_database, pss_mib, spread, sweep_passes, tree
 
 LONG = ["sh", "-c", "while true; do echo still here; sleep 60; done"]
 
@@ -67,6 +68,7 @@ def main() -> None:
         while not started(stack.run(run)):
             time.sleep(0.01)
         print(f"  a new manual run: its container started {time.monotonic() - triggered:.2f} s after its trigger")
+        spread(f"with {len(runs)} runs running, one sweep pass", sweep_passes(app_for(stack)))
         for run_id in runs:
             stack.call("POST", f"/api/workflows/{stack.team}/workflows/runs/{run_id}/cancel")
 

@@ -66,6 +66,28 @@ def pss_mib(pids: list[int]) -> float:
     return total / 1024
 
 
+def spread(name: str, values: list[float]) -> None:
+    """Print the median, p95 and max of `values` (milliseconds)."""
+    import statistics
+    values = sorted(values)
+    print(f"    {name}: median {statistics.median(values):.1f} ms, p95 {values[int(len(values) * 0.95) - 1]:.1f} ms, "
+          f"max {values[-1]:.1f} ms")
+
+
+def sweep_passes(app, samples: int = 20) -> list[float]:
+    """Milliseconds of `samples` sweep passes (jobs/sweeper.sweep, as the scheduler runs it), here."""
+    from jobs.sweeper import sweep
+    from webapp.extensions import db
+    took = []
+    for _ in range(samples):
+        with app.app_context():
+            started = time.perf_counter()
+            sweep()
+            took.append((time.perf_counter() - started) * 1000)
+            db.session.remove()
+    return took
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
