@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import ARRAY, DateTime, Integer, bindparam, column, func, select, update
+from sqlalchemy import ARRAY, DateTime, Integer, bindparam, column, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp import faults, metrics
@@ -49,12 +49,15 @@ def fire_due(now: datetime | None = None) -> int:
     now = now or utcnow()
     began = time.monotonic()
     ahead = now + timedelta(seconds=lead.seconds(now))
+    # forbid and replace only at their instant: ahead of it they would take a batch's places
+    on_time = or_(Workflow.concurrency_policy == "allow", Workflow.next_run_at <= now)
     due = (db.session.query(Workflow)
-           .filter(Workflow.next_run_at <= ahead, Workflow.deleted_at.is_(None), Workflow.schedule.is_not(None))
+           .filter(Workflow.next_run_at <= ahead, on_time, Workflow.deleted_at.is_(None),
+                   Workflow.schedule.is_not(None))
            .order_by(Workflow.next_run_at).limit(BATCH)
            .with_for_update(skip_locked=True, key_share=True, of=Workflow).all())
     plain = [wf for wf in due if wf.concurrency_policy == "allow"]
-    others = [wf for wf in due if wf.concurrency_policy != "allow" and wf.next_run_at <= now]
+    others = [wf for wf in due if wf.concurrency_policy != "allow"]
     handles = _fire_batch(plain, now, ahead)
     if others:
         handles += _fire_each(others, now)

@@ -157,6 +157,20 @@ def test_fires_are_made_further_ahead_when_many_share_an_instant(app, alice, mon
         assert schedule.lead.seconds(at("2026-01-01T00:09:58")) == 4.0
 
 
+def test_forbid_instants_still_to_come_take_no_place_in_a_batch(app, client, alice, monkeypatch):
+    """Within the lead, only `allow` fires are made ahead: `forbid` ones due sooner must not fill the
+    batch (here of 2) and hold back the `allow` fire behind them until their instant."""
+    from jobs import schedule
+    monkeypatch.setattr(schedule, "BATCH", 2)
+    for _ in range(2):
+        wf = create_wf(client, alice, schedule="*/5 * * * *", concurrencyPolicy="forbid")
+        _set_next(app, wf["id"], at("2026-01-01T00:05:00.500000"))
+    plain = create_wf(client, alice, schedule="*/5 * * * *")
+    _set_next(app, plain["id"], at("2026-01-01T00:05:01"))
+    assert _fire(app, at("2026-01-01T00:05:00")) == 1
+    assert _runs(app, plain["id"])[0] == [("schedule", at("2026-01-01T00:05:01"))]
+
+
 def test_a_workflow_row_held_by_another_transaction_delays_no_other_workflow(app, client, alice):
     """A worker cut off mid-transaction holds its workflow's row until the server drops it: the
     scheduler passes that one workflow over meanwhile and fires the others on time."""
