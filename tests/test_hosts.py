@@ -100,6 +100,10 @@ def test_a_process_forked_while_another_thread_makes_a_client_can_make_its_own(a
     maker = threading.Thread(target=connections.per_process, args=("test", "slow", slow))
     maker.start()
     making.wait(10)
+    beside = threading.Thread(target=connections.per_process, args=("test", "beside", object))
+    beside.start()
+    beside.join(5)
+    assert not beside.is_alive()  # a slow make holds back only those asking for the same client
     pid = os.fork()
     if pid == 0:  # the child: its own client, at once, or killed by the alarm
         signal.alarm(5)

@@ -9,14 +9,16 @@ import redis
 from flask import current_app
 
 _clients: dict = {}
-_clients_lock = threading.Lock()
+_making: dict = {}  # a lock per client being made: a slow make (docker-py asks the engine its
+_making_lock = threading.Lock()  # version) holds back only those asking for the same client
 
 
 def _new_lock_in_child() -> None:
-    """A fork copies the lock as it was: held, if another thread was making a client at that instant,
-    and then held forever in the child (the keeper forks the host guard while its threads run)."""
-    global _clients_lock
-    _clients_lock = threading.Lock()
+    """A fork copies the lock as it was: held, if another thread was taking it at that instant,
+    and then held forever in the child (the keeper forks the host guard while its threads run).
+    The per-client locks need no reset: a child's clients are its own (the pid is in the key)."""
+    global _making_lock
+    _making_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_new_lock_in_child)
@@ -30,7 +32,9 @@ def per_process(kind: str, key: str, make):
     slot = (kind, key, os.getpid())
     found = _clients.get(slot)
     if found is None:
-        with _clients_lock:
+        with _making_lock:
+            making = _making.setdefault(slot, threading.Lock())
+        with making:
             found = _clients.get(slot)
             if found is None:
                 found = _clients[slot] = make()
