@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,7 +69,6 @@ def pss_mib(pids: list[int]) -> float:
 
 def spread(name: str, values: list[float]) -> None:
     """Print the median, p95 and max of `values` (milliseconds)."""
-    import statistics
     values = sorted(values)
     print(f"    {name}: median {statistics.median(values):.1f} ms, p95 {values[int(len(values) * 0.95) - 1]:.1f} ms, "
           f"max {values[-1]:.1f} ms")

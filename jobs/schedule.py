@@ -19,12 +19,13 @@ import time
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import ARRAY, DateTime, Integer, bindparam, column, func, or_, select, update
+from sqlalchemy import DateTime, Integer, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp import faults, metrics
 from webapp.extensions import db
 from webapp.models import Run, Workflow
+from webapp.models.arrays import unnested
 from webapp.models.base import utcnow
 from webapp import cron
 from webapp.services import quotas
@@ -201,12 +202,9 @@ def _claim_many(claims: list[tuple[Workflow, datetime | None]]) -> set[int]:
     if db.engine.dialect.name != "postgresql" or len(claims) < 2:
         return {wf.id for wf, following in claims if _claim(wf, following)}
     table = Workflow.__table__
-    rows = func.unnest(
-        bindparam("ids", [wf.id for wf, _ in claims], type_=ARRAY(Integer)),
-        bindparam("expected", [wf.next_run_at for wf, _ in claims], type_=ARRAY(DateTime)),
-        bindparam("following", [following for _, following in claims], type_=ARRAY(DateTime)),
-    ).table_valued(column("id", Integer), column("expected", DateTime), column("following", DateTime)
-                   ).render_derived(name="claims")
+    rows = unnested("claims", ("id", Integer, [wf.id for wf, _ in claims]),
+                    ("expected", DateTime, [wf.next_run_at for wf, _ in claims]),
+                    ("following", DateTime, [following for _, following in claims]))
     return set(db.session.scalars(
         update(table).where(table.c.id == rows.c.id, table.c.next_run_at == rows.c.expected)
         .values(next_run_at=rows.c.following).returning(table.c.id)))

@@ -7,12 +7,13 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import ARRAY, DateTime, Integer, String, bindparam, column, func, insert, literal, select, update
+from sqlalchemy import DateTime, Integer, String, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager
 
 from ..extensions import db
 from ..models import Run, Workflow
+from ..models.arrays import unnested
 from ..models.base import new_public_id, utcnow
 from ..models.clock import db_now
 from ..vocabulary import STATUSES, TRIGGERS, RunStatus, Trigger
@@ -54,9 +55,12 @@ def fire_scheduled(fires: list[tuple[Workflow, datetime, datetime]]) -> list[tup
     the values of each fire passed as four arrays: ORM objects and a statement of thirty
     parameters a row were most of ten thousand fires' time. The others go through fire()."""
     setwise = db.engine.dialect.name == "postgresql"
-    many = [f for f in fires if setwise and not f[0].env_group_ids]
-    one_by_one = [fire(wf, Trigger.SCHEDULE, dict(wf.env or {}), scheduled_for=instant, due_at=due)
-                  for wf, instant, due in fires if not (setwise and not wf.env_group_ids)]
+    many, one_by_one = [], []
+    for wf, instant, due in fires:
+        if setwise and not wf.env_group_ids:
+            many.append((wf, instant, due))
+        else:
+            one_by_one.append(fire(wf, Trigger.SCHEDULE, dict(wf.env or {}), scheduled_for=instant, due_at=due))
     db.session.flush()
     return [handle(run) for run in one_by_one] + (_insert_scheduled(many) if many else [])
 
@@ -64,13 +68,10 @@ def fire_scheduled(fires: list[tuple[Workflow, datetime, datetime]]) -> list[tup
 def _insert_scheduled(fires: list[tuple[Workflow, datetime, datetime]]) -> list[tuple[int, str, int, str]]:
     runs, workflows = Run.__table__, Workflow.__table__
     public_ids = [new_public_id("run_") for _ in fires]
-    given = func.unnest(
-        bindparam("workflow_ids", [wf.id for wf, _, _ in fires], type_=ARRAY(Integer)),
-        bindparam("public_ids", public_ids, type_=ARRAY(String)),
-        bindparam("instants", [instant for _, instant, _ in fires], type_=ARRAY(DateTime)),
-        bindparam("due", [due for _, _, due in fires], type_=ARRAY(DateTime)),
-    ).table_valued(column("workflow_id", Integer), column("public_id", String), column("scheduled_for", DateTime),
-                   column("due_at", DateTime)).render_derived(name="fires")
+    given = unnested("fires", ("workflow_id", Integer, [wf.id for wf, _, _ in fires]),
+                     ("public_id", String, public_ids),
+                     ("scheduled_for", DateTime, [instant for _, instant, _ in fires]),
+                     ("due_at", DateTime, [due for _, _, due in fires]))
     source = (select(given.c.public_id, workflows.c.team_id, workflows.c.id, literal(str(Trigger.SCHEDULE)),
                      literal(str(RunStatus.QUEUED)), workflows.c.env, *(workflows.c[name] for name in FROM_WORKFLOW),
                      given.c.scheduled_for, db_now(), given.c.due_at)
