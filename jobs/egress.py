@@ -11,7 +11,6 @@ on the engine host (`flask egress-rules` prints them) and says so with RUNS_EGRE
 """
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import logging
 import subprocess
@@ -19,9 +18,10 @@ from pathlib import Path
 
 from flask import current_app
 
+from .machine import one_at_a_time
+
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
 CHAIN = "WORKFLOWS-EGRESS"
 # Not the internet: this host and its neighbours, private networks, link-local (the cloud metadata
 # service, 169.254.169.254), CGNAT, benchmarking, multicast and reserved ranges.
@@ -84,10 +84,7 @@ def install(bridge: str) -> None:
             return
         raise EgressUnguarded(f"the engine ({current_app.config['DOCKER_HOST']}) is not on this machine: install "
                               "the egress rules on its host (flask egress-rules) and set RUNS_EGRESS_RULES=external")
-    lock_path = ROOT / "var" / "egress.lock"
-    lock_path.parent.mkdir(exist_ok=True)
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the slots of a machine install one at a time
+    with one_at_a_time("egress"):  # the slots of a machine install one at a time
         try:
             _apply(bridge, rules(allowed()))
         except (OSError, subprocess.CalledProcessError) as e:

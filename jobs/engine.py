@@ -23,6 +23,7 @@ from webapp.imageref import familiar, split_tag
 from webapp.services.registry_hosts import registry_problem
 
 from . import egress
+from .machine import one_at_a_time
 
 LABEL_RUN = "workflows.run"
 LABEL_INSTANCE = "workflows.instance"
@@ -215,6 +216,17 @@ def runs_network(api: docker.APIClient) -> str:
     key = (api.base_url, os.getpid())
     if key in _networks:
         return RUNS_NETWORK
+    with one_at_a_time("runs-network"):  # this machine's slots: the second finds the first's network
+        _make_runs_network(api)
+    try:
+        egress.guard(RUNS_BRIDGE)
+    except egress.EgressUnguarded as e:
+        raise RunFailure(f"not started: this worker host cannot keep run containers from private networks ({e})") from None
+    _networks.add(key)
+    return RUNS_NETWORK
+
+
+def _make_runs_network(api: docker.APIClient) -> None:
     try:
         api.inspect_network(RUNS_NETWORK)
     except NotFound:
@@ -224,15 +236,10 @@ def runs_network(api: docker.APIClient) -> str:
                                         "com.docker.network.bridge.name": RUNS_BRIDGE},
                                labels={LABEL_INSTANCE: "shared"})
         except APIError:
-            # Made by another slot meanwhile: Docker 20.10 answers a racing create of the same
-            # name with 409, or with 500 "networks have same bridge name" (seen on a new engine).
+            # Made meanwhile by a worker of another machine sharing the engine: Docker 20.10
+            # answers a racing create of the same name with 409, or with 500 "networks have same
+            # bridge name" (seen on a new engine, between this machine's slots, before the lock).
             api.inspect_network(RUNS_NETWORK)  # NotFound: it was not a race
-    try:
-        egress.guard(RUNS_BRIDGE)
-    except egress.EgressUnguarded as e:
-        raise RunFailure(f"not started: this worker host cannot keep run containers from private networks ({e})") from None
-    _networks.add(key)
-    return RUNS_NETWORK
 
 
 PAYLOAD_DIR = "/run/workflow"  # a webhook run's body is its file `payload`
